@@ -1,0 +1,3 @@
+//! The `labhit` command.
+
+fn main() {}

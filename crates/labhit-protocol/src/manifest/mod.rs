@@ -1,0 +1,403 @@
+//! The extension manifest (`extension.toml`): identity, capabilities, limits and I/O schemas
+//! of one extension, read from TOML.
+//!
+//! Capabilities are denied unless declared: no filesystem, no secrets, no executor, no
+//! network. [`Manifest::from_toml`] parses and validates, answering every problem with a
+//! [`Diagnostic`] that has a line and column.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::diagnostic::{Diagnostic, Position, Rule, Span};
+use crate::pipeline::{ByteSize, DurationSpec, ExtensionIdent};
+use crate::value::{Map, Value};
+
+/// Largest manifest accepted, in bytes.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+
+/// A parsed, validated `extension.toml`.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, BorshSerialize, BorshDeserialize,
+)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "LabHit extension manifest", example = example_manifest())]
+pub struct Manifest {
+    /// Who the extension is and where its component is.
+    pub extension: Identity,
+    /// What the extension may do. Everything not declared is denied.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Limits the host enforces on each execution.
+    #[serde(default)]
+    pub limits: Limits,
+    /// JSON Schema of the stage's `with` object. Absent: any object is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub inputs: Option<Map>,
+    /// JSON Schema of the outputs the extension reports. Absent: outputs are undocumented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub outputs: Option<Map>,
+}
+
+fn example_manifest() -> serde_json::Value {
+    serde_json::json!({
+        "extension": {
+            "category": "util", "name": "checksum", "version": "0.1.0", "contract": "^0.1",
+            "description": "Hash workspace files and write a checksum manifest",
+            "component": "checksum.wasm"
+        },
+        "capabilities": { "filesystem": "read-write", "secrets": [], "executor": false },
+        "limits": { "memory": "64Mi", "timeout": "5m" },
+        "inputs": {
+            "type": "object",
+            "properties": { "patterns": { "type": "array", "items": { "type": "string" } } },
+            "required": ["patterns"],
+            "additionalProperties": false
+        }
+    })
+}
+
+/// The identity of an extension.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, BorshSerialize, BorshDeserialize,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Category, e.g. `source`, `build`, `deploy`: the first half of `use: category/name`.
+    pub category: ExtensionIdent,
+    /// Name within the category: the second half of `use: category/name`.
+    pub name: ExtensionIdent,
+    /// Version of the extension (SemVer).
+    #[serde(with = "semver_serde")]
+    #[schemars(with = "String", regex(pattern = r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"), example = "1.2.0")]
+    #[borsh(serialize_with = "borsh_semver::write_version", deserialize_with = "borsh_semver::read_version")]
+    pub version: semver::Version,
+    /// The versions of the LabHit extension contract (the WIT package) this extension works
+    /// with, as a SemVer requirement, e.g. `^0.1`.
+    #[schemars(with = "String", example = "^0.1")]
+    #[borsh(serialize_with = "borsh_semver::write_req", deserialize_with = "borsh_semver::read_req")]
+    pub contract: semver::VersionReq,
+    /// One line saying what the extension does.
+    #[schemars(length(min = 1, max = 300))]
+    pub description: String,
+    /// Path of the WebAssembly component, relative to the manifest, e.g. `checksum.wasm`.
+    #[schemars(regex(pattern = r"^[^/\\].*\.wasm$"))]
+    pub component: String,
+}
+
+mod semver_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &semver::Version, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<semver::Version, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        semver::Version::parse(&s).map_err(|e| serde::de::Error::custom(format_args!("`{s}` is not a semver version: {e}")))
+    }
+}
+
+/// Borsh encodings of semver types as their canonical strings.
+mod borsh_semver {
+    use borsh::{BorshDeserialize, BorshSerialize};
+    use std::io;
+
+    fn invalid(e: impl std::fmt::Display) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+    }
+
+    pub(super) fn write_version<W: io::Write>(v: &semver::Version, w: &mut W) -> io::Result<()> {
+        v.to_string().serialize(w)
+    }
+    pub(super) fn read_version<R: io::Read>(r: &mut R) -> io::Result<semver::Version> {
+        semver::Version::parse(&String::deserialize_reader(r)?).map_err(invalid)
+    }
+    pub(super) fn write_req<W: io::Write>(v: &semver::VersionReq, w: &mut W) -> io::Result<()> {
+        v.to_string().serialize(w)
+    }
+    pub(super) fn read_req<R: io::Read>(r: &mut R) -> io::Result<semver::VersionReq> {
+        semver::VersionReq::parse(&String::deserialize_reader(r)?).map_err(invalid)
+    }
+}
+
+/// What an extension may do. Each capability is denied unless declared.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    BorshSerialize,
+    BorshDeserialize,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Access to the stage workspace, preopened at `/workspace`.
+    #[serde(default)]
+    pub filesystem: FilesystemAccess,
+    /// Names of the secrets the extension may read; any other name is denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretName>,
+    /// The extension may run `run:` scripts (it is an executor).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub executor: bool,
+    /// Hosts the extension may connect to. Hosts that do not implement networking deny it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network: Vec<String>,
+}
+
+/// Workspace access granted to an extension.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    BorshSerialize,
+    BorshDeserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+#[borsh(use_discriminant = false)]
+pub enum FilesystemAccess {
+    /// No filesystem at all (the default).
+    #[default]
+    None,
+    /// The workspace, read-only.
+    Read,
+    /// The workspace, read and write.
+    ReadWrite,
+}
+
+impl fmt::Display for FilesystemAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FilesystemAccess::None => "none",
+            FilesystemAccess::Read => "read",
+            FilesystemAccess::ReadWrite => "read-write",
+        })
+    }
+}
+
+/// A secret name: `^[A-Z_][A-Z0-9_]{0,127}$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretName(String);
+
+impl SecretName {
+    /// The JSON Schema `pattern` of a secret name.
+    pub const PATTERN: &'static str = "^[A-Z_][A-Z0-9_]{0,127}$";
+
+    /// Validates a secret name.
+    pub fn new(s: impl Into<String>) -> Result<Self, String> {
+        let s = s.into();
+        let ok = s.len() <= 128
+            && s.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(format!("`{s}` is not a valid secret name (expected {})", Self::PATTERN))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SecretName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for SecretName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SecretName::new(<String as Deserialize>::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl BorshSerialize for SecretName {
+    fn serialize<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        BorshSerialize::serialize(&self.0, w)
+    }
+}
+
+impl BorshDeserialize for SecretName {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        SecretName::new(String::deserialize_reader(r)?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl JsonSchema for SecretName {
+    fn schema_name() -> Cow<'static, str> {
+        "SecretName".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": SecretName::PATTERN,
+            "description": "A secret name: upper-case letters, digits and `_`.",
+            "examples": ["DEPLOY_TOKEN"],
+        })
+    }
+}
+
+/// Per-execution limits. Hosts apply their defaults to what is not set.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    BorshSerialize,
+    BorshDeserialize,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most linear memory the component may use; the reference host's default is `256Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Longest one execution may run; the reference host's default is `10m`. A stage's
+    /// `sandbox.timeout` may only shorten it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+}
+
+impl Manifest {
+    /// `category/name`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", self.extension.category, self.extension.name)
+    }
+
+    /// Parses and validates a manifest from TOML bytes.
+    pub fn from_toml_bytes(source: &[u8]) -> Result<Manifest, Vec<Diagnostic>> {
+        if source.len() > MAX_MANIFEST_BYTES {
+            return Err(vec![Diagnostic::error(
+                Rule::InputLimit,
+                Span::file_start(),
+                format!("manifest is {} bytes, more than the limit of {MAX_MANIFEST_BYTES}", source.len()),
+            )]);
+        }
+        let text = std::str::from_utf8(source).map_err(|e| {
+            let at = position_of(source, e.valid_up_to());
+            vec![Diagnostic::error(Rule::Syntax, Span::point(at), "manifest is not valid UTF-8")]
+        })?;
+        Self::from_toml(text)
+    }
+
+    /// Parses and validates a manifest from TOML text.
+    pub fn from_toml(source: &str) -> Result<Manifest, Vec<Diagnostic>> {
+        let manifest: Manifest = toml::from_str(source).map_err(|e| {
+            let span = e.span().map_or_else(Span::file_start, |r| {
+                Span::new(position_of(source.as_bytes(), r.start), position_of(source.as_bytes(), r.end))
+            });
+            let message = e.message().trim_end().to_owned();
+            let rule = if message.starts_with("unknown field") {
+                Rule::UnknownKey
+            } else if message.starts_with("missing field") {
+                Rule::MissingKey
+            } else if message.starts_with("invalid type") {
+                Rule::InvalidType
+            } else if e.span().is_some() && message.contains("duplicate key") {
+                Rule::DuplicateKey
+            } else {
+                Rule::InvalidManifest
+            };
+            vec![Diagnostic::error(rule, span, format!("invalid extension manifest: {message}"))]
+        })?;
+        let problems = manifest.problems();
+        if problems.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(problems
+                .into_iter()
+                .map(|m| Diagnostic::error(Rule::InvalidManifest, Span::file_start(), m))
+                .collect())
+        }
+    }
+
+    /// Checks that go beyond the shape: component path, I/O schemas, network entries.
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let component = &self.extension.component;
+        let path = std::path::Path::new(component);
+        let escapes = path
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if component.is_empty() || escapes || component.contains('\\') {
+            out.push(format!(
+                "`extension.component` is `{component}`; it must be a relative path inside the extension's directory"
+            ));
+        } else if !component.ends_with(".wasm") {
+            out.push(format!("`extension.component` is `{component}`; it must name a `.wasm` file"));
+        }
+        if self.extension.description.trim().is_empty() {
+            out.push("`extension.description` is empty; say in one line what the extension does".into());
+        }
+        for (key, schema) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            if let Some(schema) = schema {
+                if let Some(Value::String(t)) = schema.get("type") {
+                    if key == "inputs" && t != "object" {
+                        out.push(format!("`inputs` must describe an object (`type = \"object\"`), not `{t}`"));
+                    }
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for secret in &self.capabilities.secrets {
+            if !seen.insert(secret) {
+                out.push(format!("secret `{secret}` is declared twice in `capabilities.secrets`"));
+            }
+        }
+        for host in &self.capabilities.network {
+            if host.is_empty() || host.contains(['/', ' ']) {
+                out.push(format!("`capabilities.network` entry `{host}` is not a host name or `host:port`"));
+            }
+        }
+        out
+    }
+
+    /// The input schema as JSON, or `None` when the manifest declares none.
+    pub fn inputs_schema(&self) -> Option<serde_json::Value> {
+        self.inputs.as_ref().map(|m| Value::Object(m.clone()).to_json())
+    }
+}
+
+/// Line and column (1-based) of a byte offset.
+fn position_of(source: &[u8], offset: usize) -> Position {
+    let before = &source[..offset.min(source.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    Position::new(
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(column).unwrap_or(u32::MAX),
+    )
+}
+
+#[cfg(test)]
+mod tests;

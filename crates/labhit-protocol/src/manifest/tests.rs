@@ -1,0 +1,96 @@
+//! Unit tests of manifest parsing.
+
+use super::*;
+
+const GOOD: &str = r#"
+[extension]
+category = "util"
+name = "checksum"
+version = "0.1.0"
+contract = "^0.1"
+description = "Hash workspace files"
+component = "checksum.wasm"
+
+[capabilities]
+filesystem = "read-write"
+secrets = ["SIGNING_KEY"]
+
+[limits]
+memory = "64Mi"
+timeout = "5m"
+
+[inputs]
+type = "object"
+required = ["patterns"]
+[inputs.properties.patterns]
+type = "array"
+items = { type = "string" }
+"#;
+
+#[test]
+fn parses_a_complete_manifest() {
+    let m = Manifest::from_toml(GOOD).unwrap();
+    assert_eq!(m.qualified_name(), "util/checksum");
+    assert_eq!(m.capabilities.filesystem, FilesystemAccess::ReadWrite);
+    assert!(!m.capabilities.executor);
+    assert_eq!(m.limits.memory.map(|b| b.bytes()), Some(64 << 20));
+    let schema = m.inputs_schema().unwrap();
+    assert_eq!(schema["required"][0], "patterns");
+    let bytes = borsh::to_vec(&m).unwrap();
+    assert_eq!(borsh::from_slice::<Manifest>(&bytes).unwrap(), m);
+    let json = serde_json::to_value(&m).unwrap();
+    assert_eq!(serde_json::from_value::<Manifest>(json).unwrap(), m);
+}
+
+#[test]
+fn capabilities_default_to_denied() {
+    let minimal = GOOD.split("[capabilities]").next().unwrap();
+    let m = Manifest::from_toml(minimal).unwrap();
+    assert_eq!(m.capabilities, Capabilities::default());
+    assert_eq!(m.capabilities.filesystem, FilesystemAccess::None);
+}
+
+fn first_error(src: &str) -> Diagnostic {
+    Manifest::from_toml(src).unwrap_err().remove(0)
+}
+
+#[test]
+fn errors_have_locations() {
+    let d = first_error(&GOOD.replace("filesystem", "filesytem"));
+    assert_eq!(d.rule, Rule::UnknownKey);
+    assert_eq!(d.span.start.line, 11);
+    let d = first_error(&GOOD.replace("version = \"0.1.0\"", "version = \"one\""));
+    assert_eq!(d.span.start.line, 5);
+    assert!(d.message.contains("not a semver version"), "{}", d.message);
+    let d = first_error(&GOOD.replace("name = \"checksum\"", "name = \"Check Sum\""));
+    assert_eq!(d.span.start.line, 4);
+    let d = first_error(&GOOD.replace("secrets = [\"SIGNING_KEY\"]", "secrets = [\"lower\"]"));
+    assert_eq!(d.span.start.line, 12);
+    let d = first_error(&format!("{GOOD}\n[extension]\n"));
+    assert_eq!(d.rule, Rule::DuplicateKey);
+    let d = first_error("[extension\n");
+    assert_eq!(d.rule, Rule::InvalidManifest);
+}
+
+#[test]
+fn semantic_problems() {
+    for (from, to) in [
+        ("checksum.wasm", "../escape.wasm"),
+        ("checksum.wasm", "/abs/x.wasm"),
+        ("checksum.wasm", "checksum.txt"),
+        ("Hash workspace files", " "),
+        ("[\"SIGNING_KEY\"]", "[\"A\", \"A\"]"),
+    ] {
+        let errs = Manifest::from_toml(&GOOD.replace(from, to)).unwrap_err();
+        assert_eq!(errs[0].rule, Rule::InvalidManifest, "{to}");
+    }
+}
+
+#[test]
+fn hostile_input() {
+    assert_eq!(Manifest::from_toml_bytes(b"\xff\xfe").unwrap_err()[0].rule, Rule::Syntax);
+    let huge = vec![b'#'; MAX_MANIFEST_BYTES + 1];
+    assert_eq!(Manifest::from_toml_bytes(&huge).unwrap_err()[0].rule, Rule::InputLimit);
+    let deep = format!("a = {}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(Manifest::from_toml(&deep).is_err());
+}

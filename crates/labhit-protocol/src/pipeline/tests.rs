@@ -1,0 +1,82 @@
+//! Unit tests of the pipeline checker; the data-driven corpus lives in `tests/`.
+
+use super::*;
+use crate::diagnostic::{Position, Rule};
+
+fn rules(src: &str) -> Vec<(Rule, u32, u32)> {
+    check(src.as_bytes(), &CheckOptions::default())
+        .diagnostics
+        .iter()
+        .map(|d| (d.rule, d.span.start.line, d.span.start.column))
+        .collect()
+}
+
+const GOOD: &str = r#"engine: "1"
+pipeline:
+  name: demo
+  stages:
+    fetch:
+      use: source/git@^1
+      with: {depth: 1}
+    build:
+      after: fetch
+      run: make
+      sandbox:
+        image: rust:1.95-slim
+        resources: {cpu: 2, memory: 4Gi}
+        timeout: 30m
+    deploy:
+      after: [build]
+      use: deploy/kubernetes
+      gate: {approval: required, policy: production-deploy}
+"#;
+
+#[test]
+fn a_valid_file_builds_the_model() {
+    let file = PipelineFile::from_yaml(GOOD).unwrap();
+    let stages = &file.pipeline.stages;
+    assert_eq!(stages.len(), 3);
+    let build = stages.get("build").unwrap();
+    assert_eq!(build.after.0[0].as_str(), "fetch");
+    let sandbox = build.sandbox.as_ref().unwrap();
+    assert_eq!(sandbox.timeout.unwrap().as_secs(), 1800);
+    assert_eq!(sandbox.resources.as_ref().unwrap().memory.unwrap().bytes(), 4 << 30);
+    assert_eq!(layers(stages).unwrap().len(), 3);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let src = GOOD
+        .replace("after: fetch", "afer: fetch")
+        .replace("engine: \"1\"", "engine: 1")
+        .replace("approval: required, ", "");
+    assert_eq!(
+        rules(&src),
+        vec![(Rule::EngineVersion, 1, 9), (Rule::UnknownKey, 9, 7)]
+    );
+    let d = &check(src.as_bytes(), &CheckOptions::default()).diagnostics;
+    assert_eq!(d[1].help.as_deref(), Some("did you mean `after`?"));
+    assert_eq!(d[0].help.as_deref(), Some("quote it: `engine: \"1\"`"));
+}
+
+#[test]
+fn cycles_are_reported_as_paths() {
+    let src = "engine: \"1\"\npipeline:\n  name: c\n  stages:\n    a: {run: x, after: c}\n    b: {run: x, after: a}\n    c: {run: x, after: b}\n";
+    let checked = check(src.as_bytes(), &CheckOptions::default());
+    assert_eq!(checked.diagnostics.len(), 1);
+    let d = &checked.diagnostics[0];
+    assert_eq!(d.rule, Rule::DependencyCycle);
+    assert!(d.message.ends_with("a -> c -> b -> a"), "{}", d.message);
+    assert_eq!(d.span.start, Position::new(5, 5));
+}
+
+#[test]
+fn long_chains_do_not_overflow() {
+    let mut src = String::from("engine: \"1\"\npipeline:\n  name: chain\n  stages:\n    s0: {run: x}\n");
+    for i in 1..20_000 {
+        src.push_str(&format!("    s{i}: {{run: x, after: s{}}}\n", i - 1));
+    }
+    let checked = check(src.as_bytes(), &CheckOptions::default());
+    assert!(checked.is_ok(), "{:?}", checked.diagnostics.first());
+    assert_eq!(layers(&checked.pipeline.unwrap().pipeline.stages).unwrap().len(), 20_000);
+}

@@ -1,0 +1,52 @@
+//! `cargo xtask`: repository automation that would be awkward as shell scripts.
+//!
+//! * `cargo xtask codegen` regenerates every generated file of the repository;
+//! * `cargo xtask codegen --check` fails with a diff when any of them is stale.
+
+mod codegen;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// LabHit repository automation.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Regenerate JSON Schemas, gRPC stubs, golden vectors and copied WIT.
+    Codegen {
+        /// Do not write anything; fail with a diff if a generated file is stale.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Codegen { check } => {
+            let mode = if check {
+                codegen::Mode::Check
+            } else {
+                codegen::Mode::Write
+            };
+            codegen::run(&project_root(), mode)
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub(crate) fn project_root() -> PathBuf {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    PathBuf::from(dir)
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(dir))
+}
