@@ -1,8 +1,11 @@
 //! `cargo xtask`: repository automation that would be awkward as shell scripts.
 //!
 //! * `cargo xtask codegen` regenerates every generated file of the repository;
-//! * `cargo xtask codegen --check` fails with a diff when any of them is stale.
+//! * `cargo xtask codegen --check` fails with a diff when any of them is stale;
+//! * `cargo xtask ci` runs every check CI runs.
 
+mod ci;
+mod doc_examples;
 mod codegen;
 
 use std::path::PathBuf;
@@ -26,6 +29,12 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run every CI check: codegen drift, rustfmt, clippy, buf lint, cargo-deny, all tests.
+    Ci {
+        /// Skip the slow `cargo package` check.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -39,6 +48,7 @@ fn main() -> Result<()> {
             };
             codegen::run(&project_root(), mode)
         }
+        Command::Ci { quick } => ci::run(&project_root(), quick),
     }
 }
 

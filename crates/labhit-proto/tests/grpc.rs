@@ -1,7 +1,7 @@
 //! End-to-end proof that the checked-in stubs work: a real tonic server on `127.0.0.1:0` with a
 //! tiny in-memory implementation of `PipelineService`, called over HTTP/2 with the generated
-//! client. It also pins the `StreamLogs` cursor semantics the proto documents: entries after
-//! the cursor, in order, optionally filtered by stage, and the stream completes with `OK`.
+//! client. It also pins the `StreamLogs` cursor semantics the proto documents: entries from
+//! the cursor on, in order, optionally filtered by stage, and the stream completes with `OK`.
 
 use std::net::SocketAddr;
 
@@ -51,7 +51,7 @@ impl FakeService {
             }],
         };
         let stages = [None, Some("fetch"), Some("build"), Some("build"), None];
-        let log = (1u64..)
+        let log = (0u64..)
             .zip(stages)
             .map(|(sequence, stage)| LogEntry {
                 run_id: RUN_ID.to_owned(),
@@ -126,10 +126,10 @@ impl PipelineService for FakeService {
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let request = request.into_inner();
         self.find_run(&request.run_id)?;
-        let last = self.log.last().map_or(0, |entry| entry.sequence);
-        if request.cursor > last {
+        let next = self.log.last().map_or(0, |entry| entry.sequence + 1);
+        if request.cursor > next {
             return Err(Status::out_of_range(format!(
-                "cursor {} is after the last entry {last}",
+                "cursor {} is beyond the next sequence {next}",
                 request.cursor
             )));
         }
@@ -137,7 +137,7 @@ impl PipelineService for FakeService {
         let entries: Vec<_> = self
             .log
             .iter()
-            .filter(|entry| entry.sequence > request.cursor)
+            .filter(|entry| entry.sequence >= request.cursor)
             .filter(|entry| {
                 request
                     .stage_id
@@ -223,17 +223,20 @@ async fn trigger_get_and_stream_over_a_real_connection() -> TestResult {
         stage_id: None,
         cursor: 0,
     };
-    assert_eq!(sequences(&mut client, all.clone()).await?, [1, 2, 3, 4, 5]);
-    // Resuming after entry 2 loses nothing and repeats nothing.
-    let resumed = StreamLogsRequest { cursor: 2, ..all.clone() };
-    assert_eq!(sequences(&mut client, resumed).await?, [3, 4, 5]);
+    assert_eq!(sequences(&mut client, all.clone()).await?, [0, 1, 2, 3, 4]);
+    // Resuming after entry 1 (cursor = its sequence + 1) loses nothing and repeats nothing.
+    let resumed = StreamLogsRequest {
+        cursor: 2,
+        ..all.clone()
+    };
+    assert_eq!(sequences(&mut client, resumed).await?, [2, 3, 4]);
     // A stage filter keeps the run-wide sequences (with gaps) and the cursor semantics.
     let build = StreamLogsRequest {
         stage_id: Some("build".to_owned()),
         cursor: 3,
         ..all.clone()
     };
-    assert_eq!(sequences(&mut client, build).await?, [4]);
+    assert_eq!(sequences(&mut client, build).await?, [3]);
     // A cursor at the end of a finished run's log yields an empty stream that completes.
     let at_end = StreamLogsRequest { cursor: 5, ..all };
     assert_eq!(sequences(&mut client, at_end).await?, Vec::<u64>::new());

@@ -190,7 +190,9 @@ pub mod version_req {
     pub fn deserialize<R: Read>(reader: &mut R) -> io::Result<VersionReq> {
         let text = String::deserialize_reader(reader)?;
         VersionReq::parse(&text).map_err(|err| {
-            invalid_data(format!("`{text}` is not a semver version requirement: {err}"))
+            invalid_data(format!(
+                "`{text}` is not a semver version requirement: {err}"
+            ))
         })
     }
 }
@@ -249,12 +251,17 @@ mod tests {
     }
 
     /// Decodes the whole of `bytes`, refusing leftovers like `borsh::from_slice`.
-    fn decode<T>(mut bytes: &[u8], read: fn(&mut &[u8]) -> io::Result<T>) -> io::Result<T> {
-        let value = read(&mut bytes)?;
-        if bytes.is_empty() {
+    fn decode<T>(
+        bytes: &[u8],
+        read: fn(&mut io::Cursor<Vec<u8>>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut cursor = io::Cursor::new(bytes.to_vec());
+        let value = read(&mut cursor)?;
+        let left = bytes.len() as u64 - cursor.position();
+        if left == 0 {
             Ok(value)
         } else {
-            Err(invalid_data(format!("{} trailing bytes", bytes.len())))
+            Err(invalid_data(format!("{left} trailing bytes")))
         }
     }
 
@@ -281,11 +288,17 @@ mod tests {
     fn datetime_rejects_malformed_bytes() {
         let mut bytes = 0i64.to_le_bytes().to_vec();
         bytes.extend(1_000_000_000u32.to_le_bytes());
-        assert_invalid(decode(&bytes, datetime::deserialize), "nanoseconds 1000000000 out of range");
+        assert_invalid(
+            decode(&bytes, datetime::deserialize),
+            "nanoseconds 1000000000 out of range",
+        );
 
         let mut bytes = i64::MAX.to_le_bytes().to_vec();
         bytes.extend(0u32.to_le_bytes());
-        assert_invalid(decode(&bytes, datetime::deserialize), "out of the supported range");
+        assert_invalid(
+            decode(&bytes, datetime::deserialize),
+            "out of the supported range",
+        );
 
         assert_invalid(decode(&[0; 11], datetime::deserialize), "Unexpected length");
     }
@@ -304,10 +317,19 @@ mod tests {
         let bytes = encode(&Some(t), option_datetime::serialize);
         assert_eq!(bytes.len(), 13);
         assert_eq!(bytes[0], 1);
-        assert_eq!(decode(&bytes, option_datetime::deserialize).unwrap(), Some(t));
+        assert_eq!(
+            decode(&bytes, option_datetime::deserialize).unwrap(),
+            Some(t)
+        );
         assert_eq!(decode(&[0], option_datetime::deserialize).unwrap(), None);
-        assert_invalid(decode(&[2], option_datetime::deserialize), "invalid option tag 2");
-        assert_invalid(decode(&[1, 0, 0], option_datetime::deserialize), "Unexpected length");
+        assert_invalid(
+            decode(&[2], option_datetime::deserialize),
+            "invalid option tag 2",
+        );
+        assert_invalid(
+            decode(&[1, 0, 0], option_datetime::deserialize),
+            "Unexpected length",
+        );
     }
 
     #[test]
@@ -326,14 +348,26 @@ mod tests {
     #[test]
     fn version_rejects_malformed_bytes() {
         let bytes = borsh::to_vec("1.2").unwrap();
-        assert_invalid(decode(&bytes, version::deserialize), "`1.2` is not a semver version");
+        assert_invalid(
+            decode(&bytes, version::deserialize),
+            "`1.2` is not a semver version",
+        );
         let bytes = borsh::to_vec("01.2.3").unwrap();
-        assert_invalid(decode(&bytes, version::deserialize), "is not a semver version");
+        assert_invalid(
+            decode(&bytes, version::deserialize),
+            "is not a semver version",
+        );
         // Invalid UTF-8.
         assert_invalid(decode(&[1, 0, 0, 0, 0xff], version::deserialize), "utf-8");
         // Declared length longer than the input.
-        assert_invalid(decode(&[9, 0, 0, 0, b'1'], version::deserialize), "Unexpected length");
-        assert_invalid(decode(&[7], option_version::deserialize), "invalid option tag 7");
+        assert_invalid(
+            decode(&[9, 0, 0, 0, b'1'], version::deserialize),
+            "Unexpected length",
+        );
+        assert_invalid(
+            decode(&[7], option_version::deserialize),
+            "invalid option tag 7",
+        );
     }
 
     #[test]
@@ -344,7 +378,10 @@ mod tests {
         assert_eq!(decode(&bytes, version_req::deserialize).unwrap(), req);
 
         let some = encode(&Some(req.clone()), option_version_req::serialize);
-        assert_eq!(decode(&some, option_version_req::deserialize).unwrap(), Some(req));
+        assert_eq!(
+            decode(&some, option_version_req::deserialize).unwrap(),
+            Some(req)
+        );
         assert_eq!(decode(&[0], option_version_req::deserialize).unwrap(), None);
 
         let bytes = borsh::to_vec("~>1").unwrap();
@@ -361,8 +398,8 @@ mod tests {
         assert_eq!(
             bytes,
             [
-                0x0b, 0x7c, 0x6a, 0x1e, 0x3f, 0x52, 0x4c, 0x8e, 0x9d, 0x4a, 0x5b, 0x6f, 0x7e,
-                0x8d, 0x9c, 0x0a
+                0x0b, 0x7c, 0x6a, 0x1e, 0x3f, 0x52, 0x4c, 0x8e, 0x9d, 0x4a, 0x5b, 0x6f, 0x7e, 0x8d,
+                0x9c, 0x0a
             ]
         );
         assert_eq!(decode(&bytes, uuid::deserialize).unwrap(), id);

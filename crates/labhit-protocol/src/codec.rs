@@ -196,7 +196,8 @@ impl<'a> TrackingReader<'a> {
 
     fn note_shortfall(&mut self, needed: usize) {
         let available = self.remaining().len();
-        self.shortfall.get_or_insert((self.offset, needed, available));
+        self.shortfall
+            .get_or_insert((self.offset, needed, available));
     }
 }
 
@@ -268,7 +269,10 @@ mod tests {
 
         // A string whose declared length runs past the end (read through `read`).
         let err = from_borsh::<ArtifactRef>(&[5, 0, 0, 0, b'a']).unwrap_err();
-        assert!(matches!(err, CodecError::Truncated { offset: 5, .. }), "{err:?}");
+        assert!(
+            matches!(err, CodecError::Truncated { offset: 5, .. }),
+            "{err:?}"
+        );
 
         let err = from_borsh::<RunStatus>(&[]).unwrap_err();
         assert!(
@@ -298,7 +302,13 @@ mod tests {
         let mut bytes = to_borsh(&RunStatus::Failed).unwrap();
         bytes.extend([0, 0, 0]);
         let err = from_borsh::<RunStatus>(&bytes).unwrap_err();
-        assert!(matches!(err, CodecError::TrailingBytes { offset: 1, count: 3 }));
+        assert!(matches!(
+            err,
+            CodecError::TrailingBytes {
+                offset: 1,
+                count: 3
+            }
+        ));
         assert_eq!(
             err.to_string(),
             "3 trailing byte(s) after the borsh value, starting at offset 1"
@@ -328,8 +338,15 @@ mod tests {
     #[test]
     fn garbage_is_invalid_data() {
         let err = from_borsh::<RunStatus>(&[200]).unwrap_err();
-        assert!(matches!(err, CodecError::InvalidBorsh { offset: 1, .. }), "{err:?}");
-        assert!(err.to_string().starts_with("invalid borsh data near offset 1: "), "{err}");
+        assert!(
+            matches!(err, CodecError::InvalidBorsh { offset: 1, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("invalid borsh data near offset 1: "),
+            "{err}"
+        );
 
         // Invalid UTF-8 in the artifact path.
         let err = from_borsh::<ArtifactRef>(&[2, 0, 0, 0, 0xc3, 0x28]).unwrap_err();
@@ -340,7 +357,11 @@ mod tests {
     fn json_errors_have_a_position() {
         let err = from_json::<RunStatus>("\n  \"bogus\"").unwrap_err();
         assert!(matches!(err, CodecError::Json { line: 2, .. }), "{err:?}");
-        assert!(err.to_string().starts_with("invalid JSON at line 2, column"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid JSON at line 2, column"),
+            "{err}"
+        );
         let err = from_json::<ExecutorInput>("{").unwrap_err();
         assert!(matches!(err, CodecError::Json { .. }));
     }

@@ -139,16 +139,7 @@ impl CommandStep {
 /// The host's cache decision for one step. The host decides; the executor obeys and never
 /// second-guesses it.
 #[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    BorshSerialize,
-    BorshDeserialize,
+    Debug, Clone, PartialEq, Eq, Hash, Serialize, JsonSchema, BorshSerialize, BorshDeserialize,
 )]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[schemars(example = CacheDecision::MissBuildAs { tag: SnapshotRef::new("labhit-cache/build:4f2a9c81") })]
@@ -160,13 +151,34 @@ pub enum CacheDecision {
         tag: SnapshotRef,
     },
     /// Cache miss: run the command; if it succeeds, commit the resulting filesystem as the
-    /// snapshot `tag` and report it in [`StepResult::committed_snapshot`].
+    /// snapshot `tag` and report it as the result's `committed_snapshot`.
     MissBuildAs {
         /// The reference to commit the snapshot under.
         tag: SnapshotRef,
     },
     /// Cache miss, and the step is not cacheable: run the command and commit nothing.
     MissNoCommit,
+}
+
+/// The decoding form of [`CacheDecision`]. serde ignores unknown fields of unit variants
+/// even under `deny_unknown_fields`, so `miss_no_commit` is decoded as an empty struct
+/// variant, which refuses them like the schema does.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum CacheDecisionRepr {
+    Hit { tag: SnapshotRef },
+    MissBuildAs { tag: SnapshotRef },
+    MissNoCommit {},
+}
+
+impl<'de> Deserialize<'de> for CacheDecision {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match CacheDecisionRepr::deserialize(deserializer)? {
+            CacheDecisionRepr::Hit { tag } => CacheDecision::Hit { tag },
+            CacheDecisionRepr::MissBuildAs { tag } => CacheDecision::MissBuildAs { tag },
+            CacheDecisionRepr::MissNoCommit {} => CacheDecision::MissNoCommit,
+        })
+    }
 }
 
 impl CacheDecision {
@@ -237,7 +249,7 @@ pub struct ExecutorInput {
     pub run_id: RunId,
     /// This step execution.
     pub step_id: StepId,
-    /// The host's cache decision; see [`CacheDecision`]. Every step has one.
+    /// The host's cache decision for this step; the executor obeys it.
     pub cache_lookup: CacheDecision,
     /// The snapshot committed by the upstream step of this chain, if any. When present the
     /// executor boots from it instead of `step.image`, so a step sees the filesystem its
@@ -278,8 +290,12 @@ impl ExecutorInput {
                 ("CI".to_owned(), "true".to_owned()),
             ]),
             workdir: "/workspace".to_owned(),
-            run_id: RunId(uuid::Uuid::from_u128(0x0b7c6a1e_3f52_4c8e_9d4a_5b6f7e8d9c0a)),
-            step_id: StepId(uuid::Uuid::from_u128(0x5e3d2c1b_0a9f_4e8d_8c7b_6a5f4e3d2c1b)),
+            run_id: RunId(uuid::Uuid::from_u128(
+                0x0b7c6a1e_3f52_4c8e_9d4a_5b6f7e8d9c0a,
+            )),
+            step_id: StepId(uuid::Uuid::from_u128(
+                0x5e3d2c1b_0a9f_4e8d_8c7b_6a5f4e3d2c1b,
+            )),
             cache_lookup: CacheDecision::MissBuildAs {
                 tag: SnapshotRef::new("labhit-cache/build:4f2a9c81"),
             },
@@ -435,7 +451,9 @@ impl StepResult {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StepResultError {
     /// A step with a non-zero exit code reported a snapshot.
-    #[error("step failed with exit code {exit_code} but committed snapshot `{snapshot}`; a failed step never commits")]
+    #[error(
+        "step failed with exit code {exit_code} but committed snapshot `{snapshot}`; a failed step never commits"
+    )]
     FailedStepCommitted {
         /// The step's exit code.
         exit_code: i32,
@@ -451,7 +469,9 @@ pub enum StepResultError {
         actual: SnapshotRef,
     },
     /// A step committed although the decision was not `miss_build_as`.
-    #[error("step committed snapshot `{snapshot}` although the cache decision was `{decision}`, which commits nothing")]
+    #[error(
+        "step committed snapshot `{snapshot}` although the cache decision was `{decision}`, which commits nothing"
+    )]
     UnexpectedCommit {
         /// The decision's `kind`.
         decision: &'static str,
@@ -537,7 +557,8 @@ impl Serialize for ArtifactPath {
 
 impl<'de> Deserialize<'de> for ArtifactPath {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Self::new(<String as Deserialize>::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+        Self::new(<String as Deserialize>::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -639,7 +660,10 @@ mod tests {
     #[test]
     fn failed_step_never_commits() {
         let err = StepResult::new(2, Some(tag("t")), Vec::new()).unwrap_err();
-        assert!(matches!(err, StepResultError::FailedStepCommitted { exit_code: 2, .. }));
+        assert!(matches!(
+            err,
+            StepResultError::FailedStepCommitted { exit_code: 2, .. }
+        ));
         assert!(StepResult::new(2, None, Vec::new()).is_ok());
         assert!(StepResult::new(0, Some(tag("t")), Vec::new()).is_ok());
 
@@ -674,7 +698,10 @@ mod tests {
         );
         assert_eq!(StepResult::failure(3).validate(&build_as), Ok(()));
 
-        for decision in [CacheDecision::Hit { tag: tag("want") }, CacheDecision::MissNoCommit] {
+        for decision in [
+            CacheDecision::Hit { tag: tag("want") },
+            CacheDecision::MissNoCommit,
+        ] {
             assert!(matches!(
                 committed("want").validate(&decision),
                 Err(StepResultError::UnexpectedCommit { .. })
@@ -703,10 +730,30 @@ mod tests {
 
     #[test]
     fn artifact_paths() {
-        for ok in ["a", "dist/app.tar.gz", "./out", ".hidden/x", "...", "..a/b", "a/.b", "a b"] {
+        for ok in [
+            "a",
+            "dist/app.tar.gz",
+            "./out",
+            ".hidden/x",
+            "...",
+            "..a/b",
+            "a/.b",
+            "a b",
+        ] {
             assert!(ArtifactPath::new(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["", "/etc/passwd", "..", "../x", "a/../b", "a/..", "a\\b", "a//b", "a/", "a\0"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "..",
+            "../x",
+            "a/../b",
+            "a/..",
+            "a\\b",
+            "a//b",
+            "a/",
+            "a\0",
+        ] {
             assert!(ArtifactPath::new(bad).is_err(), "{bad:?}");
         }
         let err = ArtifactPath::new("../x").unwrap_err();
@@ -732,11 +779,17 @@ mod tests {
         let mut input = ExecutorInput::example();
         assert_eq!(input.validate(), Ok(()));
         input.env.insert("A=B".to_owned(), String::new());
-        assert!(matches!(input.validate(), Err(InputError::InvalidEnvName { .. })));
+        assert!(matches!(
+            input.validate(),
+            Err(InputError::InvalidEnvName { .. })
+        ));
 
         let mut input = ExecutorInput::example();
         input.workdir = "workspace".to_owned();
-        assert!(matches!(input.validate(), Err(InputError::RelativeWorkdir { .. })));
+        assert!(matches!(
+            input.validate(),
+            Err(InputError::RelativeWorkdir { .. })
+        ));
 
         let mut input = ExecutorInput::example();
         input.step.shell = Some(Vec::new());

@@ -17,7 +17,9 @@ use uuid::Uuid;
 
 /// A string that is not a UUID was given where an id was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a valid {kind} (expected a UUID such as `0b7c6a1e-3f52-4c8e-9d4a-5b6f7e8d9c0a`): {source}")]
+#[error(
+    "`{input}` is not a valid {kind} (expected a UUID such as `0b7c6a1e-3f52-4c8e-9d4a-5b6f7e8d9c0a`): {source}"
+)]
 pub struct ParseIdError {
     /// Which kind of id was being parsed (`run id`, `step id`, `archive id`).
     pub kind: &'static str,
@@ -201,7 +203,10 @@ mod tests {
     fn parse_error_names_the_kind() {
         let err = "nope".parse::<StepId>().unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("`nope` is not a valid step id"), "{message}");
+        assert!(
+            message.contains("`nope` is not a valid step id"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod manifest;
 pub mod pipeline;
 pub mod run;
+pub mod schema;
 pub mod value;
 pub mod version;
 

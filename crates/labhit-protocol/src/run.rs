@@ -326,7 +326,9 @@ impl PipelineRun {
     pub fn example() -> Self {
         let at = |seconds: i64| DateTime::from_timestamp(1_740_830_400 + seconds, 0);
         Self {
-            id: RunId(uuid::Uuid::from_u128(0x0b7c6a1e_3f52_4c8e_9d4a_5b6f7e8d9c0a)),
+            id: RunId(uuid::Uuid::from_u128(
+                0x0b7c6a1e_3f52_4c8e_9d4a_5b6f7e8d9c0a,
+            )),
             pipeline: "my-pipeline".to_owned(),
             repository: "https://git.example/acme/app.git".to_owned(),
             git_ref: "refs/heads/main".to_owned(),
@@ -451,7 +453,9 @@ impl LogEntry {
     /// A representative value (shown as the example in the JSON Schema).
     pub fn example() -> Self {
         Self {
-            run_id: RunId(uuid::Uuid::from_u128(0x0b7c6a1e_3f52_4c8e_9d4a_5b6f7e8d9c0a)),
+            run_id: RunId(uuid::Uuid::from_u128(
+                0x0b7c6a1e_3f52_4c8e_9d4a_5b6f7e8d9c0a,
+            )),
             sequence: 42,
             stage: Some(example_stage_id()),
             level: LogLevel::Info,
@@ -474,7 +478,10 @@ mod tests {
     {
         for value in all {
             let text = value.to_string();
-            assert_eq!(serde_json::to_value(value).unwrap(), serde_json::Value::String(text.clone()));
+            assert_eq!(
+                serde_json::to_value(value).unwrap(),
+                serde_json::Value::String(text.clone())
+            );
             assert_eq!(text.parse::<T>().unwrap(), *value);
         }
     }
@@ -490,7 +497,10 @@ mod tests {
     #[test]
     fn borsh_indices_follow_declaration_order() {
         for (index, status) in StageStatus::ALL.iter().enumerate() {
-            assert_eq!(borsh::to_vec(status).unwrap(), [u8::try_from(index).unwrap()]);
+            assert_eq!(
+                borsh::to_vec(status).unwrap(),
+                [u8::try_from(index).unwrap()]
+            );
         }
         assert!(borsh::from_slice::<StageStatus>(&[9]).is_err());
     }
@@ -506,7 +516,10 @@ mod tests {
 
     #[test]
     fn terminal_statuses() {
-        let terminal: Vec<_> = StageStatus::ALL.iter().filter(|s| s.is_terminal()).collect();
+        let terminal: Vec<_> = StageStatus::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .collect();
         assert_eq!(terminal.len(), 6);
         assert!(!StageStatus::WaitingForApproval.is_terminal());
         assert!(StageStatus::Denied.is_terminal());

@@ -33,26 +33,39 @@ fn tag(s: &str) -> SnapshotRef {
     SnapshotRef::new(s)
 }
 
+/// A validator for `T`'s JSON Schema that also checks `format`s (`uuid`, `date-time`).
+fn validator<T: JsonSchema>() -> jsonschema::Validator {
+    let schema = serde_json::to_value(schemars::schema_for!(T)).expect("schema serializes");
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles")
+}
+
 /// Serializes `value`, checks it against `T`'s JSON Schema and that it decodes back to
-/// `value`, and returns the JSON.
-fn checked<T>(value: &T) -> serde_json::Value
+/// `value`, and returns it for the snapshot (which keeps the declaration order of fields).
+fn checked<T>(value: &T) -> &T
 where
     T: Serialize + DeserializeOwned + JsonSchema + PartialEq + std::fmt::Debug,
 {
     let json = serde_json::to_value(value).expect("serializes");
-    let schema = serde_json::to_value(schemars::schema_for!(T)).expect("schema serializes");
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{json} does not match its schema: {errors:?}");
-    let back: T = serde_json::from_value(json.clone()).expect("decodes");
+    let validator = validator::<T>();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{json} does not match its schema: {errors:?}"
+    );
+    let back: T = serde_json::from_value(json).expect("decodes");
     assert_eq!(&back, value);
-    json
+    value
 }
 
 /// Asserts that `T`'s schema refuses `json` and so does serde.
 fn refused<T: DeserializeOwned + JsonSchema + std::fmt::Debug>(json: serde_json::Value) {
-    let schema = serde_json::to_value(schemars::schema_for!(T)).expect("schema serializes");
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let validator = validator::<T>();
     assert!(!validator.is_valid(&json), "schema accepts {json}");
     assert!(
         serde_json::from_value::<T>(json.clone()).is_err(),
@@ -91,7 +104,12 @@ fn command_step() {
     insta::assert_json_snapshot!("command_step_full", checked(&CommandStep::example()));
     let mut minimal = CommandStep::new("make test");
     insta::assert_json_snapshot!("command_step_minimal", checked(&minimal));
-    minimal.shell = Some(vec!["bash".into(), "-eo".into(), "pipefail".into(), "-c".into()]);
+    minimal.shell = Some(vec![
+        "bash".into(),
+        "-eo".into(),
+        "pipefail".into(),
+        "-c".into(),
+    ]);
     insta::assert_json_snapshot!("command_step_custom_shell", checked(&minimal));
     // Optional fields may be omitted on input.
     let omitted: CommandStep =
@@ -205,7 +223,10 @@ fn log_entry() {
         stream: LogStream::Log,
         timestamp: at(1, 1),
         message: "cache unavailable, building from scratch".into(),
-        fields: BTreeMap::from([("backend".into(), "s3".into()), ("retry".into(), "3".into())]),
+        fields: BTreeMap::from([
+            ("backend".into(), "s3".into()),
+            ("retry".into(), "3".into()),
+        ]),
     };
     insta::assert_json_snapshot!("log_entry_structured", checked(&structured));
 }

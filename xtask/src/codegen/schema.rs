@@ -1,12 +1,86 @@
-//! Generator: schema (filled in by its owner).
+//! Generator: the JSON Schemas in `schema/`.
+//!
+//! The schemas come from `labhit_protocol::schema` (the same functions `labhit schema`
+//! prints): `schema/pipeline.schema.json`, `schema/extension-manifest.schema.json` and one
+//! `schema/wire/<type>.schema.json` per wire type. Each file is pretty-printed JSON with keys
+//! in sorted order (so the output does not depend on serde_json's `preserve_order` feature),
+//! a trailing newline, and a top-level `"$comment"` carrying [`HEADER`], since JSON has no
+//! comments.
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use labhit_protocol::schema;
+use serde_json::Value;
 
-use super::GeneratedFile;
+use super::{GeneratedFile, HEADER};
 
-/// Returns the generated files of this generator.
+/// Where the schemas go, relative to the workspace root.
+const DIR: &str = "schema";
+
+/// Returns the generated schema files.
 pub(crate) fn generate(_root: &Path) -> Result<Vec<GeneratedFile>> {
-    Ok(Vec::new())
+    let mut files = vec![
+        file(
+            format!("{DIR}/{}", schema::PIPELINE_SCHEMA_FILE),
+            schema::pipeline_schema(),
+        )?,
+        file(
+            format!("{DIR}/{}", schema::MANIFEST_SCHEMA_FILE),
+            schema::manifest_schema(),
+        )?,
+    ];
+    for (name, value) in schema::wire_schemas() {
+        let path = format!("{DIR}/wire/{}", schema::wire_file_name(name));
+        files.push(file(path, value).with_context(|| format!("rendering the schema of {name}"))?);
+    }
+    Ok(files)
+}
+
+/// One schema file: the header comment added, keys sorted, pretty-printed, newline-terminated.
+fn file(path: String, schema: Value) -> Result<GeneratedFile> {
+    let Value::Object(mut map) = schema else {
+        anyhow::bail!("the schema for {path} is not a JSON object");
+    };
+    map.insert("$comment".to_owned(), Value::String(HEADER.to_owned()));
+    let mut contents = serde_json::to_string_pretty(&sorted(Value::Object(map)))
+        .with_context(|| format!("serializing {path}"))?;
+    contents.push('\n');
+    Ok(GeneratedFile::new(path, contents))
+}
+
+/// The same value with every object's keys in sorted order.
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_has_the_header_and_an_id() {
+        let files = generate(&crate::project_root()).expect("schema generator runs");
+        assert!(files.len() >= 3);
+        for file in &files {
+            let value: Value = serde_json::from_str(&file.contents).expect("valid JSON");
+            assert_eq!(value["$comment"], HEADER, "{}", file.path.display());
+            assert!(
+                value["$id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with(schema::SCHEMA_BASE)),
+                "{}",
+                file.path.display()
+            );
+            assert!(file.contents.ends_with("}\n"));
+        }
+    }
 }

@@ -1,0 +1,123 @@
+//! Diagnostics for tools: the JSON document `labhit validate --format json` prints.
+//!
+//! ```json
+//! {
+//!   "files": [
+//!     {"path": "p.yaml", "kind": "pipeline", "ok": false, "error": null,
+//!      "diagnostics": [DIAGNOSTIC, …]}
+//!   ],
+//!   "diagnostics": [DIAGNOSTIC, …],
+//!   "errors": 1, "warnings": 0, "fatal": 0
+//! }
+//! ```
+//!
+//! `DIAGNOSTIC` is flat, so a tool needs no nesting to place it: `file`, `line`, `column`,
+//! `end_line`, `end_column` (1-based, columns in Unicode characters, end exclusive), `rule`
+//! (the stable code), `severity` (`error` | `warning`), `message`, `help` (string or `null`)
+//! and `related` (`file`, `line`, `column`, `end_line`, `end_column`, `message`). The
+//! top-level `diagnostics` repeats every file's diagnostics in one list, in file order.
+//! A file that could not be read has `ok: false` and its reason in `error`.
+
+use labhit_protocol::{Diagnostic, Severity, Span};
+use serde::Serialize;
+
+use crate::validate::FileReport;
+
+/// The whole document.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report<'a> {
+    files: Vec<File<'a>>,
+    diagnostics: Vec<JsonDiagnostic<'a>>,
+    errors: usize,
+    warnings: usize,
+    fatal: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct File<'a> {
+    path: &'a str,
+    kind: &'static str,
+    ok: bool,
+    error: Option<&'a str>,
+    diagnostics: Vec<JsonDiagnostic<'a>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct JsonDiagnostic<'a> {
+    file: &'a str,
+    #[serde(flatten)]
+    at: At,
+    rule: &'static str,
+    severity: Severity,
+    message: &'a str,
+    help: Option<&'a str>,
+    related: Vec<JsonRelated<'a>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct JsonRelated<'a> {
+    file: &'a str,
+    #[serde(flatten)]
+    at: At,
+    message: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct At {
+    line: u32,
+    column: u32,
+    end_line: u32,
+    end_column: u32,
+}
+
+impl From<Span> for At {
+    fn from(span: Span) -> Self {
+        Self {
+            line: span.start.line,
+            column: span.start.column,
+            end_line: span.end.line,
+            end_column: span.end.column,
+        }
+    }
+}
+
+fn diagnostic<'a>(file: &'a str, diag: &'a Diagnostic) -> JsonDiagnostic<'a> {
+    JsonDiagnostic {
+        file,
+        at: diag.span.into(),
+        rule: diag.rule.code(),
+        severity: diag.severity,
+        message: &diag.message,
+        help: diag.help.as_deref(),
+        related: diag
+            .related
+            .iter()
+            .map(|r| JsonRelated {
+                file,
+                at: r.span.into(),
+                message: &r.message,
+            })
+            .collect(),
+    }
+}
+
+/// The document for a set of file reports.
+pub(crate) fn report(reports: &[FileReport]) -> Report<'_> {
+    let files: Vec<File<'_>> = reports
+        .iter()
+        .map(|r| File {
+            path: &r.path,
+            kind: r.kind.as_str(),
+            ok: r.is_ok(),
+            error: r.fatal.as_deref(),
+            diagnostics: r.diagnostics.iter().map(|d| diagnostic(&r.path, d)).collect(),
+        })
+        .collect();
+    Report {
+        diagnostics: files.iter().flat_map(|f| f.diagnostics.iter().cloned()).collect(),
+        errors: reports.iter().map(|r| r.count(Severity::Error)).sum(),
+        warnings: reports.iter().map(|r| r.count(Severity::Warning)).sum(),
+        fatal: reports.iter().filter(|r| r.fatal.is_some()).count(),
+        files,
+    }
+}

@@ -1,0 +1,541 @@
+//! End-to-end tests of the `labhit` binary: exit codes, human and JSON diagnostics, `graph`,
+//! `schema`, colors and extension manifests (rule 7).
+//!
+//! Every test runs the built binary (`CARGO_BIN_EXE_labhit`) in a temporary directory and
+//! names files relative to it, so paths in snapshots are stable.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// A temporary directory to run `labhit` in.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to `relative` (creating directories) and returns the relative path.
+    fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> &Self {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent directory")).expect("mkdir");
+        std::fs::write(path, contents).expect("writing a test file");
+        self
+    }
+
+    /// Runs `labhit` with `args` here; stdout and stderr are pipes (not terminals).
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("CLICOLOR")
+            .stdin(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Run(command.output().expect("running labhit"))
+    }
+}
+
+/// The outcome of one `labhit` run.
+struct Run(Output);
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.0.status.code().expect("an exit code")
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8(self.0.stdout.clone()).expect("UTF-8 stdout")
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8(self.0.stderr.clone()).expect("UTF-8 stderr")
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.0.stdout).expect("stdout is one JSON document")
+    }
+
+    /// Asserts the exit code, showing both streams when it differs.
+    #[track_caller]
+    fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+const VALID: &str = r#"engine: "1"
+pipeline:
+  name: demo
+  stages:
+    fetch:
+      use: source/git@^1
+      with: {depth: 1}
+    build:
+      after: fetch
+      run: |
+        cargo build --release
+        cargo test
+      sandbox: {image: "rust:1.95-slim", timeout: 30m}
+    lint:
+      after: [fetch]
+      run: cargo clippy -- -D warnings
+    deploy:
+      after: [build, lint]
+      use: deploy/kubernetes
+      gate: {approval: required, policy: production-deploy}
+"#;
+
+/// Several problems at once: engine as a number, a misspelled key, a duplicate key, a cycle.
+const BROKEN: &str = r#"engine: 1
+pipeline:
+  name: demo
+  stages:
+    fetch:
+      use: source/git
+      with: {depth: 1}
+    build:
+      afer: [fetch]
+      run: make
+    test:
+      after: [lint]
+      run: make test
+      run: make check
+    lint:
+      after: test
+      run: make lint
+"#;
+
+#[test]
+fn exit_codes() {
+    let ws = Workspace::new();
+    ws.write("valid.yaml", VALID).write("broken.yaml", BROKEN);
+    ws.write("not-utf8.yaml", b"engine: \"1\"\npipeline: \xff\xfe\n");
+    std::fs::create_dir(ws.path().join("a-directory")).expect("mkdir");
+
+    // 0: clean, and quiet.
+    let ok = ws.run(&["validate", "valid.yaml"]).expect(0);
+    assert_eq!(ok.stdout(), "");
+    assert_eq!(ok.stderr(), "");
+    let verbose = ws.run(&["validate", "--verbose", "valid.yaml"]).expect(0);
+    assert_eq!(verbose.stderr(), "valid.yaml: ok\n1 file checked, no problems\n");
+
+    // 1: problems in a file, including a file that is not UTF-8.
+    ws.run(&["validate", "broken.yaml"]).expect(1);
+    ws.run(&["validate", "valid.yaml", "broken.yaml"]).expect(1);
+    let not_utf8 = ws.run(&["validate", "not-utf8.yaml"]).expect(1);
+    assert!(not_utf8.stdout().contains("not-utf8.yaml:2:11: error[syntax]"), "{}", not_utf8.stdout());
+
+    // 2: bad usage, as clap reports it.
+    ws.run(&["validate", "--no-such-flag"]).expect(2);
+    ws.run(&["validate", "--format", "xml", "valid.yaml"]).expect(2);
+    ws.run(&["graph", "--format", "svg", "valid.yaml"]).expect(2);
+    ws.run(&["schema", "nothing"]).expect(2);
+    ws.run(&[]).expect(2);
+
+    // 3: fatal. The other files are still checked and reported.
+    let missing = ws.run(&["validate", "missing.yaml", "broken.yaml"]).expect(3);
+    assert!(missing.stderr().contains("labhit: error: `missing.yaml` does not exist"), "{}", missing.stderr());
+    assert!(missing.stdout().contains("broken.yaml:1:9: error[engine-version]"));
+    let dir = ws.run(&["validate", "a-directory"]).expect(3);
+    assert!(dir.stderr().contains("`a-directory` is a directory"), "{}", dir.stderr());
+    let default = ws.run(&["validate"]).expect(3);
+    assert!(default.stderr().contains(".labhit/pipeline.yaml"), "{}", default.stderr());
+    ws.run(&["validate", "--extensions", "no-such-dir", "valid.yaml"]).expect(3);
+    ws.run(&["graph", "missing.yaml"]).expect(3);
+
+    // The default file is found when present.
+    ws.write(".labhit/pipeline.yaml", VALID);
+    ws.run(&["validate"]).expect(0);
+    ws.run(&["graph"]).expect(0);
+
+    // Help and version are not errors.
+    ws.run(&["--version"]).expect(0);
+    ws.run(&["validate", "--help"]).expect(0);
+}
+
+#[test]
+fn help_has_examples_and_exit_codes() {
+    let ws = Workspace::new();
+    for command in [&["--help"][..], &["validate", "--help"], &["graph", "--help"], &["schema", "--help"]] {
+        let help = ws.run(command).expect(0).stdout();
+        assert!(help.contains("Examples:"), "{command:?}:\n{help}");
+        assert!(help.contains("Exit codes:") && help.contains("3  fatal"), "{command:?}:\n{help}");
+    }
+    let version = ws.run(&["--version"]).stdout();
+    assert_eq!(version, format!("labhit {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn human_output() {
+    let ws = Workspace::new();
+    ws.write("broken.yaml", BROKEN);
+    let run = ws.run(&["validate", "broken.yaml"]).expect(1);
+    insta::assert_snapshot!("human_output", run.stdout());
+    assert_eq!(run.stderr(), "4 errors in 1 file\n");
+}
+
+#[test]
+fn human_output_of_every_rule() {
+    let ws = Workspace::new();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/pipelines/invalid/all-at-once.yaml");
+    let Ok(text) = std::fs::read(&data) else {
+        return; // the shared corpus is optional for this crate
+    };
+    ws.write("all-at-once.yaml", text);
+    let run = ws.run(&["validate", "all-at-once.yaml"]).expect(1);
+    // Every diagnostic starts with `path:line:col: error[rule]:` and has a snippet.
+    let headers = run.stdout().lines().filter(|l| l.starts_with("all-at-once.yaml:") && l.contains(": error[")).count();
+    assert!(headers >= 10, "{}", run.stdout());
+    assert!(run.stdout().contains("   = help: "));
+}
+
+#[test]
+fn json_output() {
+    let ws = Workspace::new();
+    ws.write("broken.yaml", BROKEN).write("valid.yaml", VALID);
+    let run = ws.run(&["validate", "--format", "json", "valid.yaml", "broken.yaml"]).expect(1);
+    assert_eq!(run.stderr(), "");
+    let json = run.json();
+    assert_eq!(json["errors"], 4);
+    assert_eq!(json["warnings"], 0);
+    assert_eq!(json["fatal"], 0);
+    let files = json["files"].as_array().expect("files");
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["path"], "valid.yaml");
+    assert_eq!(files[0]["ok"], true);
+    assert_eq!(files[0]["diagnostics"], Value::Array(Vec::new()));
+    assert_eq!(files[1]["ok"], false);
+    assert_eq!(files[1]["kind"], "pipeline");
+
+    let flat = json["diagnostics"].as_array().expect("flat diagnostics");
+    assert_eq!(flat, files[1]["diagnostics"].as_array().expect("file diagnostics"));
+    let unknown = flat.iter().find(|d| d["rule"] == "unknown-key").expect("unknown-key");
+    assert_eq!(
+        unknown,
+        &serde_json::json!({
+            "file": "broken.yaml", "line": 9, "column": 7, "end_line": 9, "end_column": 11,
+            "rule": "unknown-key", "severity": "error",
+            "message": "unknown key `afer` in stage `build`",
+            "help": "did you mean `after`?", "related": []
+        })
+    );
+    let duplicate = flat.iter().find(|d| d["rule"] == "duplicate-key").expect("duplicate-key");
+    assert_eq!((&duplicate["line"], &duplicate["column"]), (&14.into(), &7.into()));
+    assert_eq!(duplicate["related"][0]["file"], "broken.yaml");
+    assert_eq!(duplicate["related"][0]["line"], 13);
+    assert_eq!(duplicate["related"][0]["column"], 7);
+    let engine = flat.iter().find(|d| d["rule"] == "engine-version").expect("engine-version");
+    assert_eq!((&engine["line"], &engine["column"], &engine["end_column"]), (&1.into(), &9.into(), &10.into()));
+
+    // A fatal file is in the document too, with its reason.
+    let run = ws.run(&["validate", "--format", "json", "missing.yaml"]).expect(3);
+    let json = run.json();
+    assert_eq!(json["fatal"], 1);
+    assert_eq!(json["files"][0]["ok"], false);
+    assert_eq!(json["files"][0]["error"], "`missing.yaml` does not exist");
+}
+
+#[test]
+fn columns_count_characters() {
+    let ws = Workspace::new();
+    // `é` and `日本` are one character each per scalar; the misspelled key starts at column 11.
+    ws.write(
+        "wide.yaml",
+        "engine: \"1\"\npipeline:\n  name: demo\n  stages:\n    build: {run: \"日本é\", afer: x}\n",
+    );
+    let json = ws.run(&["validate", "--format", "json", "wide.yaml"]).expect(1).json();
+    let d = &json["diagnostics"][0];
+    assert_eq!((&d["rule"], &d["line"], &d["column"]), (&"unknown-key".into(), &5.into(), &25.into()));
+    let human = ws.run(&["validate", "wide.yaml"]).expect(1).stdout();
+    // Two wide characters take four cells: the caret sits under `afer`.
+    let lines: Vec<&str> = human.lines().collect();
+    let source = lines.iter().position(|l| l.starts_with("5 |")).expect("snippet line");
+    let key_cell = lines[source].find("afer").expect("key") - "日本é".len() + 5;
+    let caret_cell = lines[source + 1].find('^').expect("caret");
+    assert_eq!(caret_cell, key_cell, "{human}");
+}
+
+const GRAPH: &str = r#"engine: "1"
+pipeline:
+  name: demo
+  stages:
+    fetch:
+      use: source/git@^1
+    build:
+      after: fetch
+      run: |
+        cargo build --release
+        cargo test
+    lint:
+      after: [fetch]
+      run: echo "<lint> & #check"
+    end:
+      after: [build, lint]
+      use: deploy/kubernetes
+      gate: {approval: required, policy: production-deploy}
+"#;
+
+#[test]
+fn graph_mermaid() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", GRAPH);
+    let run = ws.run(&["graph", "p.yaml"]).expect(0);
+    insta::assert_snapshot!("graph_mermaid", run.stdout());
+    let explicit = ws.run(&["graph", "--format", "mermaid", "p.yaml"]).expect(0);
+    assert_eq!(explicit.stdout(), run.stdout());
+}
+
+#[test]
+fn graph_dot() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", GRAPH);
+    let run = ws.run(&["graph", "--format", "dot", "p.yaml"]).expect(0);
+    insta::assert_snapshot!("graph_dot", run.stdout());
+}
+
+#[test]
+fn graph_of_an_invalid_file_prints_diagnostics() {
+    let ws = Workspace::new();
+    ws.write("broken.yaml", BROKEN);
+    let run = ws.run(&["graph", "broken.yaml"]).expect(1);
+    assert_eq!(run.stdout(), "");
+    assert!(run.stderr().contains("broken.yaml:9:7: error[unknown-key]"), "{}", run.stderr());
+    assert!(run.stderr().ends_with("4 errors in 1 file\n"), "{}", run.stderr());
+}
+
+fn checked_in_schema(name: &str) -> Option<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema").join(name);
+    std::fs::read_to_string(path).ok()
+}
+
+#[test]
+fn schema_matches_the_checked_in_files() {
+    let ws = Workspace::new();
+    for (which, file) in [("pipeline", "pipeline.schema.json"), ("manifest", "extension-manifest.schema.json")] {
+        let run = ws.run(&["schema", which]).expect(0);
+        let text = run.stdout();
+        let value: Value = serde_json::from_str(&text).expect("the schema is JSON");
+        assert!(value["$id"].as_str().is_some_and(|id| id.ends_with(file)), "{which}: {}", value["$id"]);
+        assert!(text.ends_with("}\n") && !text.ends_with("\n\n"));
+        if let Some(expected) = checked_in_schema(file) {
+            assert!(text == expected, "`labhit schema {which}` differs from schema/{file}; run `cargo xtask codegen`");
+        }
+    }
+}
+
+#[test]
+fn colors_only_on_request_when_not_a_terminal() {
+    let ws = Workspace::new();
+    ws.write("broken.yaml", BROKEN).write(".labhit/pipeline.yaml", VALID);
+    let esc = |run: &Run| run.stdout().contains('\u{1b}') || run.stderr().contains('\u{1b}');
+    // Pipes are not terminals: no colors by default, even when TERM says it could.
+    let plain = ws.run_with(&["validate", "broken.yaml"], &[("TERM", "xterm-256color")]).expect(1);
+    assert!(!esc(&plain));
+    assert!(!esc(&ws.run(&["graph", "broken.yaml"]).expect(1)));
+    assert!(!esc(&ws.run(&["validate", "missing.yaml"]).expect(3)));
+    assert!(!esc(&ws.run(&["validate", "--color", "never", "broken.yaml"]).expect(1)));
+    // `--color always` colors; `auto` with NO_COLOR does not.
+    let colored = ws.run(&["validate", "--color", "always", "broken.yaml"]).expect(1);
+    assert!(esc(&colored));
+    assert!(!esc(&ws.run_with(&["validate", "--color", "auto", "broken.yaml"], &[("NO_COLOR", "1")]).expect(1)));
+    // Colors change nothing but the escapes.
+    let stripped = strip_ansi(&colored.stdout());
+    assert_eq!(stripped, plain.stdout());
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn manifest(category: &str, name: &str, version: &str, extra: &str) -> String {
+    format!(
+        "[extension]\ncategory = \"{category}\"\nname = \"{name}\"\nversion = \"{version}\"\ncontract = \"^0.1\"\n\
+         description = \"test extension\"\ncomponent = \"{name}.wasm\"\n{extra}"
+    )
+}
+
+const RULE7: &str = r#"engine: "1"
+pipeline:
+  name: rule7
+  stages:
+    fetch:
+      use: source/git@^2
+    clone:
+      use: source/git
+      with:
+        depth: deep
+    build:
+      use: build/make
+      run: make
+    deploy:
+      use: deploy/kubernets
+    shell:
+      use: exec/shell
+      run: make
+"#;
+
+#[test]
+fn rule_7_with_extension_manifests() {
+    let ws = Workspace::new();
+    ws.write(
+        "exts/source/git/extension.toml",
+        manifest(
+            "source",
+            "git",
+            "1.4.0",
+            "\n[inputs]\ntype = \"object\"\n[inputs.properties.depth]\ntype = \"integer\"\nminimum = 1\n",
+        ),
+    )
+    .write("exts/build/make/extension.toml", manifest("build", "make", "0.3.0", ""))
+    .write("exts/deploy/kubernetes/extension.toml", manifest("deploy", "kubernetes", "1.0.0", ""))
+    .write(
+        "more/exec/extension.toml",
+        manifest("exec", "shell", "0.1.0", "[capabilities]\nexecutor = true\n"),
+    )
+    .write("exts/.hidden/extension.toml", "not = [toml")
+    .write("rule7.yaml", RULE7)
+    .write("valid.yaml", "engine: \"1\"\npipeline:\n  name: ok\n  stages:\n    clone: {use: source/git, with: {depth: 3}}\n");
+
+    let run = ws
+        .run(&["validate", "--format", "json", "--extensions", "exts", "--extensions", "more", "rule7.yaml"])
+        .expect(1);
+    let json = run.json();
+    let paths: Vec<&str> = json["files"].as_array().expect("files").iter().filter_map(|f| f["path"].as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "exts/build/make/extension.toml",
+            "exts/deploy/kubernetes/extension.toml",
+            "exts/source/git/extension.toml",
+            "more/exec/extension.toml",
+            "rule7.yaml"
+        ]
+    );
+    let found: Vec<(String, u64, u64)> = json["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .map(|d| {
+            (
+                d["rule"].as_str().unwrap_or_default().to_owned(),
+                d["line"].as_u64().unwrap_or_default(),
+                d["column"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("extension-version", 6, 12),
+        ("input-schema", 10, 16),
+        ("not-an-executor", 13, 12),
+        ("unknown-extension", 15, 12),
+    ];
+    assert_eq!(
+        found,
+        expected.map(|(r, l, c)| (r.to_owned(), l, c)),
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap_or_default()
+    );
+    let unknown = &json["diagnostics"][3];
+    assert_eq!(unknown["help"], "did you mean `deploy/kubernetes`?");
+
+    // Human form of the same run.
+    let human = ws.run(&["validate", "--extensions", "exts", "--extensions", "more", "rule7.yaml"]).expect(1);
+    assert!(human.stdout().contains("rule7.yaml:10:16: error[input-schema]: stage `clone`: `with.depth`"), "{}", human.stdout());
+
+    // The same manifests accept a good file; without `--extensions` rule 7 does not run.
+    ws.run(&["validate", "--extensions", "exts", "valid.yaml"]).expect(0);
+    ws.run(&["validate", "rule7.yaml"]).expect(0);
+}
+
+#[test]
+fn broken_manifests_are_diagnostics_of_the_manifest() {
+    let ws = Workspace::new();
+    ws.write("exts/git/extension.toml", manifest("source", "git", "1.0.0", "colour = \"blue\"\n"))
+        .write("valid.yaml", VALID);
+    let run = ws.run(&["validate", "--format", "json", "--extensions", "exts", "valid.yaml"]).expect(1);
+    let json = run.json();
+    let first = &json["diagnostics"][0];
+    assert_eq!(first["file"], "exts/git/extension.toml");
+    assert_eq!(first["rule"], "unknown-key");
+    assert_eq!(first["line"], 8);
+    assert_eq!(json["files"][0]["kind"], "manifest");
+
+    // An empty extensions directory is a warning, and every `use` is unknown.
+    std::fs::create_dir(ws.path().join("empty")).expect("mkdir");
+    let run = ws.run(&["validate", "--extensions", "empty", "valid.yaml"]).expect(1);
+    assert!(run.stderr().contains("warning: no `extension.toml` found in `empty`"), "{}", run.stderr());
+}
+
+#[test]
+fn standard_input() {
+    let ws = Workspace::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labhit"))
+        .args(["validate", "-"])
+        .current_dir(ws.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning labhit");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(BROKEN.as_bytes()).expect("writing stdin");
+    }
+    let output = child.wait_with_output().expect("waiting for labhit");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(stdout.starts_with("<stdin>:1:9: error[engine-version]"), "{stdout}");
+}
+
+#[test]
+fn oversized_files_are_diagnostics_not_fatal() {
+    let ws = Workspace::new();
+    let path: PathBuf = ws.path().join("huge.yaml");
+    let file = std::fs::File::create(&path).expect("create");
+    file.set_len(17 << 20).expect("a sparse 17 MiB file");
+    let json = ws.run(&["validate", "--format", "json", "huge.yaml"]).expect(1).json();
+    assert_eq!(json["diagnostics"][0]["rule"], "input-limit");
+    assert_eq!(
+        json["diagnostics"][0]["message"],
+        format!("file is {} bytes, more than the limit of {} bytes", 17 << 20, 16 << 20)
+    );
+}

@@ -1,0 +1,85 @@
+//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+//!
+//! The README names this command as the way to run all tests; `.ci/run` installs the
+//! prerequisites (wasm targets, cargo-nextest, cargo-deny, Node.js for buf) and calls it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::codegen;
+
+/// Runs every step; `quick` skips the slow packaging check.
+pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
+    let started = Instant::now();
+    step("codegen --check", || codegen::run(root, codegen::Mode::Check))?;
+    step("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"]))?;
+    step("clippy", || {
+        cargo(
+            root,
+            &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+        )
+    })?;
+    step("buf lint", || shell(root, "bash", &["tools/buf-lint.sh"]))?;
+    step("cargo deny", || {
+        if which("cargo-deny") {
+            cargo(root, &["deny", "--locked", "check", "bans", "licenses", "sources"])
+        } else if std::env::var_os("CI").is_some() {
+            bail!("cargo-deny is not installed; `.ci/run` installs it (cargo install --locked cargo-deny)")
+        } else {
+            eprintln!("   skipped: cargo-deny is not installed (cargo install --locked cargo-deny)");
+            Ok(())
+        }
+    })?;
+    step("tests", || {
+        if which("cargo-nextest") {
+            cargo(root, &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"])
+        } else {
+            cargo(root, &["test", "--workspace", "--locked", "--no-fail-fast"])
+        }
+    })?;
+    step("doctests", || cargo(root, &["test", "--workspace", "--locked", "--doc"]))?;
+    if !quick {
+        step("cargo package (contract crates are self-contained)", || {
+            cargo(
+                root,
+                &["package", "--locked", "--allow-dirty", "-p", "labhit-protocol", "-p", "labhit-proto"],
+            )
+        })?;
+    }
+    eprintln!("\nci: all steps passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("\n==> {name}");
+    let started = Instant::now();
+    f().with_context(|| format!("ci step `{name}` failed"))?;
+    eprintln!("    {name}: ok ({:.1?})", started.elapsed());
+    Ok(())
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    shell(root, &cargo, args)
+}
+
+fn shell(root: &Path, program: &str, args: &[&str]) -> Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("starting `{program}`"))?;
+    if !status.success() {
+        bail!("`{program} {}` exited with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+    })
+}
