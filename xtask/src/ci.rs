@@ -14,38 +14,76 @@ use crate::codegen;
 /// Runs every step; `quick` skips the slow packaging check.
 pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let started = Instant::now();
-    step("codegen --check", || codegen::run(root, codegen::Mode::Check))?;
-    step("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"]))?;
+    step("codegen --check", || {
+        codegen::run(root, codegen::Mode::Check)
+    })?;
+    step("rustfmt", || {
+        cargo(root, &["fmt", "--all", "--", "--check"])
+    })?;
     step("clippy", || {
         cargo(
             root,
-            &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
         )
     })?;
     step("buf lint", || shell(root, "bash", &["tools/buf-lint.sh"]))?;
     step("cargo deny", || {
         if which("cargo-deny") {
-            cargo(root, &["deny", "--locked", "check", "bans", "licenses", "sources"])
+            cargo(
+                root,
+                &["deny", "--locked", "check", "bans", "licenses", "sources"],
+            )
         } else if std::env::var_os("CI").is_some() {
-            bail!("cargo-deny is not installed; `.ci/run` installs it (cargo install --locked cargo-deny)")
+            bail!(
+                "cargo-deny is not installed; `.ci/run` installs it (cargo install --locked cargo-deny)"
+            )
         } else {
-            eprintln!("   skipped: cargo-deny is not installed (cargo install --locked cargo-deny)");
+            eprintln!(
+                "   skipped: cargo-deny is not installed (cargo install --locked cargo-deny)"
+            );
             Ok(())
         }
     })?;
     step("tests", || {
         if which("cargo-nextest") {
-            cargo(root, &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"])
+            cargo(
+                root,
+                &[
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--locked",
+                    "--no-fail-fast",
+                ],
+            )
         } else {
             cargo(root, &["test", "--workspace", "--locked", "--no-fail-fast"])
         }
     })?;
-    step("doctests", || cargo(root, &["test", "--workspace", "--locked", "--doc"]))?;
+    step("doctests", || {
+        cargo(root, &["test", "--workspace", "--locked", "--doc"])
+    })?;
     if !quick {
         step("cargo package (contract crates are self-contained)", || {
             cargo(
                 root,
-                &["package", "--locked", "--allow-dirty", "-p", "labhit-protocol", "-p", "labhit-proto"],
+                &[
+                    "package",
+                    "--locked",
+                    "--allow-dirty",
+                    "-p",
+                    "labhit-protocol",
+                    "-p",
+                    "labhit-proto",
+                ],
             )
         })?;
     }
@@ -79,7 +117,6 @@ fn shell(root: &Path, program: &str, args: &[&str]) -> Result<()> {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

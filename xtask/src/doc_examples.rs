@@ -20,7 +20,10 @@ mod tests {
         assert!(checked.is_ok(), "{:#?}", checked.diagnostics);
         let keywords = ["use:", "after:", "with:", "sandbox:", "gate:", "run:"];
         for keyword in keywords {
-            assert!(text.contains(keyword), "example pipeline does not use `{keyword}`");
+            assert!(
+                text.contains(keyword),
+                "example pipeline does not use `{keyword}`"
+            );
         }
     }
 

@@ -5,8 +5,8 @@
 //! * `cargo xtask ci` runs every check CI runs.
 
 mod ci;
-mod doc_examples;
 mod codegen;
+mod doc_examples;
 
 use std::path::PathBuf;
 

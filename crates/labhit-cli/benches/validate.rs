@@ -58,12 +58,19 @@ fn pipeline_yaml(stages: usize) -> String {
             let _ = writeln!(out, "      after: [{}]", ids.join(", "));
         }
         if i % 10 == 0 {
-            let _ = writeln!(out, "      use: build/cargo@^1\n      with: {{profile: release, jobs: {}}}", i % 8 + 1);
+            let _ = writeln!(
+                out,
+                "      use: build/cargo@^1\n      with: {{profile: release, jobs: {}}}",
+                i % 8 + 1
+            );
         } else {
             let _ = writeln!(out, "      run: make target-{i}");
         }
         if i % 7 == 0 {
-            let _ = writeln!(out, "      sandbox:\n        image: rust:1.95-slim\n        timeout: 30m");
+            let _ = writeln!(
+                out,
+                "      sandbox:\n        image: rust:1.95-slim\n        timeout: 30m"
+            );
         }
     }
     out

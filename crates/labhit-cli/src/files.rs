@@ -80,7 +80,9 @@ fn fatal(path: &Path, err: &io::Error) -> anyhow::Error {
     let shown = path.display();
     match err.kind() {
         io::ErrorKind::NotFound => anyhow::anyhow!("`{shown}` does not exist"),
-        io::ErrorKind::IsADirectory => anyhow::anyhow!("`{shown}` is a directory; give the path of a file"),
+        io::ErrorKind::IsADirectory => {
+            anyhow::anyhow!("`{shown}` is a directory; give the path of a file")
+        }
         _ => anyhow::anyhow!("cannot read `{shown}`: {}", describe(err)),
     }
 }
@@ -102,7 +104,10 @@ pub(crate) fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
     let shown = dir.display();
     let metadata = std::fs::metadata(dir).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => anyhow::anyhow!("extensions directory `{shown}` does not exist"),
-        _ => anyhow::anyhow!("cannot read extensions directory `{shown}`: {}", describe(&e)),
+        _ => anyhow::anyhow!(
+            "cannot read extensions directory `{shown}`: {}",
+            describe(&e)
+        ),
     })?;
     if !metadata.is_dir() {
         bail!("`--extensions {shown}` is not a directory");
@@ -111,11 +116,19 @@ pub(crate) fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
         let entries = std::fs::read_dir(&current).map_err(|e| {
-            anyhow::anyhow!("cannot read directory `{}`: {}", current.display(), describe(&e))
+            anyhow::anyhow!(
+                "cannot read directory `{}`: {}",
+                current.display(),
+                describe(&e)
+            )
         })?;
         for entry in entries {
             let entry = entry.map_err(|e| {
-                anyhow::anyhow!("cannot read directory `{}`: {}", current.display(), describe(&e))
+                anyhow::anyhow!(
+                    "cannot read directory `{}`: {}",
+                    current.display(),
+                    describe(&e)
+                )
             })?;
             let name = entry.file_name();
             let file_type = entry.file_type().map_err(|e| fatal(&entry.path(), &e))?;

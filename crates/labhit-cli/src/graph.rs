@@ -52,7 +52,10 @@ pub(crate) enum Format {
 
 /// Runs `labhit graph`.
 pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
-    let path = args.file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
     let options = CheckOptions::default();
     let loaded = validate::load(&path, options.limits.max_bytes)?;
     let (report, checked) = validate::check_pipeline(files::display(&path), loaded, &options);
@@ -123,7 +126,10 @@ pub(crate) fn mermaid(file: &PipelineFile) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "---\ntitle: {}\n---\nflowchart TD", file.pipeline.name);
     for (i, (id, stage)) in stages.iter().enumerate() {
-        let label: Vec<String> = label_lines(id.as_str(), stage).iter().map(|l| mermaid_escape(l)).collect();
+        let label: Vec<String> = label_lines(id.as_str(), stage)
+            .iter()
+            .map(|l| mermaid_escape(l))
+            .collect();
         let label = label.join("<br/>");
         if is_gated(stage) {
             let _ = writeln!(out, "    s{i}{{{{\"{label}\"}}}}");
@@ -145,7 +151,10 @@ pub(crate) fn mermaid(file: &PipelineFile) -> String {
         .map(|(i, _)| format!("s{i}"))
         .collect();
     if !gated.is_empty() {
-        let _ = writeln!(out, "    classDef gated stroke-width:3px,stroke-dasharray:6 3");
+        let _ = writeln!(
+            out,
+            "    classDef gated stroke-width:3px,stroke-dasharray:6 3"
+        );
         let _ = writeln!(out, "    class {} gated", gated.join(","));
     }
     out
@@ -172,13 +181,28 @@ fn mermaid_escape(text: &str) -> String {
 pub(crate) fn dot(file: &PipelineFile) -> String {
     let stages = &file.pipeline.stages;
     let mut out = String::new();
-    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(file.pipeline.name.as_str()));
+    let _ = writeln!(
+        out,
+        "digraph \"{}\" {{",
+        dot_escape(file.pipeline.name.as_str())
+    );
     let _ = writeln!(out, "    rankdir=TB;");
     let _ = writeln!(out, "    node [shape=box];");
     for (id, stage) in stages.iter() {
-        let label: Vec<String> = label_lines(id.as_str(), stage).iter().map(|l| dot_escape(l)).collect();
-        let extra = if is_gated(stage) { ", shape=hexagon, style=bold" } else { "" };
-        let _ = writeln!(out, "    \"{id}\" [label=\"{}\"{extra}];", label.join("\\n"));
+        let label: Vec<String> = label_lines(id.as_str(), stage)
+            .iter()
+            .map(|l| dot_escape(l))
+            .collect();
+        let extra = if is_gated(stage) {
+            ", shape=hexagon, style=bold"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "    \"{id}\" [label=\"{}\"{extra}];",
+            label.join("\\n")
+        );
     }
     for (id, stage) in stages.iter() {
         for dep in stage.after.iter() {
@@ -216,7 +240,10 @@ mod tests {
 
     #[test]
     fn labels_are_escaped() {
-        assert_eq!(mermaid_escape("a \"b\" <c> #1 &"), "a #quot;b#quot; #lt;c#gt; #35;1 #amp;");
+        assert_eq!(
+            mermaid_escape("a \"b\" <c> #1 &"),
+            "a #quot;b#quot; #lt;c#gt; #35;1 #amp;"
+        );
         assert_eq!(dot_escape("echo \"a\\b\""), "echo \\\"a\\\\b\\\"");
     }
 }

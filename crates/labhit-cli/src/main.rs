@@ -26,7 +26,10 @@ pub(crate) enum Exit {
     /// The input has problems (diagnostics were printed).
     Problems = 1,
     /// The command line was wrong.
-    #[allow(dead_code, reason = "clap exits with 2 itself; listed for documentation")]
+    #[allow(
+        dead_code,
+        reason = "clap exits with 2 itself; listed for documentation"
+    )]
     Usage = 2,
     /// Something stopped the check: a missing or unreadable file, a directory given as a file.
     Fatal = 3,
@@ -124,7 +127,7 @@ fn main() -> ExitCode {
 }
 
 /// `labhit validate | head` closes the pipe early; that is not an error worth reporting.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()

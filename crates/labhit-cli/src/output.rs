@@ -110,11 +110,18 @@ pub(crate) fn report(reports: &[FileReport]) -> Report<'_> {
             kind: r.kind.as_str(),
             ok: r.is_ok(),
             error: r.fatal.as_deref(),
-            diagnostics: r.diagnostics.iter().map(|d| diagnostic(&r.path, d)).collect(),
+            diagnostics: r
+                .diagnostics
+                .iter()
+                .map(|d| diagnostic(&r.path, d))
+                .collect(),
         })
         .collect();
     Report {
-        diagnostics: files.iter().flat_map(|f| f.diagnostics.iter().cloned()).collect(),
+        diagnostics: files
+            .iter()
+            .flat_map(|f| f.diagnostics.iter().cloned())
+            .collect(),
         errors: reports.iter().map(|r| r.count(Severity::Error)).sum(),
         warnings: reports.iter().map(|r| r.count(Severity::Warning)).sum(),
         fatal: reports.iter().filter(|r| r.fatal.is_some()).count(),

@@ -94,7 +94,13 @@ impl<'a> Source<'a> {
 }
 
 /// Appends one diagnostic of the file at `path`, followed by an empty line.
-pub(crate) fn diagnostic(out: &mut String, styles: &Styles, path: &str, source: &Source<'_>, diag: &Diagnostic) {
+pub(crate) fn diagnostic(
+    out: &mut String,
+    styles: &Styles,
+    path: &str,
+    source: &Source<'_>,
+    diag: &Diagnostic,
+) {
     let Styles {
         location,
         message,
@@ -104,7 +110,8 @@ pub(crate) fn diagnostic(out: &mut String, styles: &Styles, path: &str, source: 
         ..
     } = *styles;
     let level = styles.severity(diag.severity);
-    let numbers = std::iter::once(diag.span.start.line).chain(diag.related.iter().map(|r| r.span.start.line));
+    let numbers =
+        std::iter::once(diag.span.start.line).chain(diag.related.iter().map(|r| r.span.start.line));
     let width = numbers.max().unwrap_or(1).to_string().len();
     let _ = writeln!(
         out,
@@ -127,20 +134,38 @@ pub(crate) fn diagnostic(out: &mut String, styles: &Styles, path: &str, source: 
         snippet(out, styles, source, related.span, width, '-', note);
     }
     if let Some(text) = &diag.help {
-        let _ = writeln!(out, "{:width$} {gutter}={gutter:#} {help}help{help:#}: {}", "", clean(text));
+        let _ = writeln!(
+            out,
+            "{:width$} {gutter}={gutter:#} {help}help{help:#}: {}",
+            "",
+            clean(text)
+        );
     }
     out.push('\n');
 }
 
 /// The numbered source line of `span` with the span marked by `mark` characters.
-fn snippet(out: &mut String, styles: &Styles, source: &Source<'_>, span: Span, width: usize, mark: char, style: Style) {
+fn snippet(
+    out: &mut String,
+    styles: &Styles,
+    source: &Source<'_>,
+    span: Span,
+    width: usize,
+    mark: char,
+    style: Style,
+) {
     let Some(line) = source.line(span.start.line) else {
         return;
     };
     let gutter = styles.gutter;
     let (shown, cells) = layout(line);
     let chars = cells.len() - 1;
-    let to_index = |column: u32| usize::try_from(column).unwrap_or(usize::MAX).saturating_sub(1).min(chars);
+    let to_index = |column: u32| {
+        usize::try_from(column)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1)
+            .min(chars)
+    };
     let start = to_index(span.start.column);
     let end = if span.end.line > span.start.line {
         chars
@@ -159,7 +184,11 @@ fn snippet(out: &mut String, styles: &Styles, source: &Source<'_>, span: Span, w
         span.start.line,
         shown.trim_end()
     );
-    let _ = writeln!(out, "{:width$} {gutter}|{gutter:#} {:from$}{style}{marks}{style:#}", "", "");
+    let _ = writeln!(
+        out,
+        "{:width$} {gutter}|{gutter:#} {:from$}{style}{marks}{style:#}",
+        "", ""
+    );
 }
 
 /// A source line as shown (tabs expanded, control characters replaced) and the cell offset of
@@ -195,7 +224,13 @@ fn layout(line: &str) -> (String, Vec<usize>) {
 fn clean(text: &str) -> std::borrow::Cow<'_, str> {
     if text.chars().any(char::is_control) {
         text.chars()
-            .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
             .collect::<String>()
             .into()
     } else {
@@ -223,7 +258,13 @@ mod tests {
 
     fn render(text: &str, diag: &Diagnostic) -> String {
         let mut out = String::new();
-        diagnostic(&mut out, &Styles::new(false), "p.yaml", &Source::new(text), diag);
+        diagnostic(
+            &mut out,
+            &Styles::new(false),
+            "p.yaml",
+            &Source::new(text),
+            diag,
+        );
         out
     }
 
@@ -233,7 +274,8 @@ mod tests {
 
     #[test]
     fn underlines_the_span() {
-        let diag = Diagnostic::error(Rule::UnknownKey, span(2, 3, 7), "unknown key `afer`").with_help("did you mean `after`?");
+        let diag = Diagnostic::error(Rule::UnknownKey, span(2, 3, 7), "unknown key `afer`")
+            .with_help("did you mean `after`?");
         assert_eq!(
             render("a:\n  afer: x\n", &diag),
             "p.yaml:2:3: error[unknown-key]: unknown key `afer`\n  |\n2 |   afer: x\n  |   ^^^^\n  = help: did you mean `after`?\n\n"
@@ -242,12 +284,12 @@ mod tests {
 
     #[test]
     fn tabs_and_wide_characters_keep_the_caret_aligned() {
-        // `\t` expands to column 4; `日本` takes four cells; the span is the `x` (column 5).
+        // `\t` expands to cell 4, `日本` takes four cells and `:` one: `x` (column 5) is at cell 9.
         let diag = Diagnostic::error(Rule::Syntax, span(1, 5, 6), "here");
         let out = render("\t日本:x", &diag);
-        assert!(out.contains("1 |     日本:x\n  |         ^\n"), "{out}");
-        // A combining accent takes no cell.
-        let diag = Diagnostic::error(Rule::Syntax, span(1, 4, 5), "here");
+        assert!(out.contains("1 |     日本:x\n  |          ^\n"), "{out}");
+        // A combining accent takes no cell: `x` (column 5) is at cell 3.
+        let diag = Diagnostic::error(Rule::Syntax, span(1, 5, 6), "here");
         let out = render("e\u{301}: x", &diag);
         assert!(out.contains("  |    ^\n"), "{out}");
     }
@@ -276,7 +318,10 @@ mod tests {
     #[test]
     fn summaries() {
         assert_eq!(summary(2, 0, 1).as_deref(), Some("2 errors in 1 file"));
-        assert_eq!(summary(1, 3, 2).as_deref(), Some("1 error and 3 warnings in 2 files"));
+        assert_eq!(
+            summary(1, 3, 2).as_deref(),
+            Some("1 error and 3 warnings in 2 files")
+        );
         assert_eq!(summary(0, 1, 1).as_deref(), Some("1 warning in 1 file"));
         assert_eq!(summary(0, 0, 0), None);
     }

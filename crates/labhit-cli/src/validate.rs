@@ -133,7 +133,10 @@ impl FileReport {
 
     /// Number of diagnostics of a severity.
     pub(crate) fn count(&self, severity: Severity) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == severity).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count()
     }
 }
 
@@ -161,7 +164,11 @@ pub(crate) fn load(path: &std::path::Path, limit: usize) -> Result<Loaded> {
 }
 
 /// Checks one pipeline file's bytes; the report keeps the text for snippets.
-pub(crate) fn check_pipeline(path: String, loaded: Loaded, options: &CheckOptions<'_>) -> (FileReport, Option<Checked>) {
+pub(crate) fn check_pipeline(
+    path: String,
+    loaded: Loaded,
+    options: &CheckOptions<'_>,
+) -> (FileReport, Option<Checked>) {
     match loaded {
         Loaded::TooLarge(diag) => (
             FileReport {
@@ -204,7 +211,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     }
     if !args.extensions.is_empty() && reports.is_empty() {
         let mut stderr = anstream::AutoStream::new(std::io::stderr(), color.choice());
-        let dirs: Vec<String> = args.extensions.iter().map(|d| format!("`{}`", d.display())).collect();
+        let dirs: Vec<String> = args
+            .extensions
+            .iter()
+            .map(|d| format!("`{}`", d.display()))
+            .collect();
         writeln!(
             stderr,
             "labhit: warning: no `{}` found in {}; every `use` will be reported as unknown",
@@ -236,17 +247,24 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
             Err(err) => reports.push(FileReport::fatal(shown, FileKind::Pipeline, &err)),
         }
     }
-    match args.format {
-        Format::Human => print_human(&reports, args.verbose, color)?,
-        Format::Json => {
-            let mut stdout = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut stdout, &output::report(&reports))?;
-            writeln!(stdout)?;
-            stdout.flush()?;
-            print_fatal(&reports, color)?;
-        }
+    let printed = match args.format {
+        Format::Human => print_human(&reports, args.verbose, color),
+        Format::Json => print_json(&reports, color),
+    };
+    match printed {
+        // The reader went away (`labhit validate | head`): the verdict still stands.
+        Err(err) if !crate::is_broken_pipe(&err) => Err(err),
+        _ => Ok(exit_code(&reports)),
     }
-    Ok(exit_code(&reports))
+}
+
+fn print_json(reports: &[FileReport], color: ColorWhen) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(&output::report(reports))?;
+    text.push(b'\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&text)?;
+    stdout.flush()?;
+    print_fatal(reports, color)
 }
 
 /// Parses one manifest; problems become diagnostics of the manifest file.
@@ -300,7 +318,10 @@ fn print_human(reports: &[FileReport], verbose: bool, color: ColorWhen) -> Resul
     print_fatal(reports, color)?;
     let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), color.choice());
     if verbose {
-        for report in reports.iter().filter(|r| r.fatal.is_none() && r.diagnostics.is_empty()) {
+        for report in reports
+            .iter()
+            .filter(|r| r.fatal.is_none() && r.diagnostics.is_empty())
+        {
             writeln!(stderr, "{}: ok", report.path)?;
         }
     }
@@ -316,13 +337,21 @@ fn print_human(reports: &[FileReport], verbose: bool, color: ColorWhen) -> Resul
         writeln!(stderr, "{bold}{line}{bold:#}")?;
     } else if verbose {
         let checked = reports.len();
-        writeln!(stderr, "{checked} file{} checked, no problems", if checked == 1 { "" } else { "s" })?;
+        writeln!(
+            stderr,
+            "{checked} file{} checked, no problems",
+            if checked == 1 { "" } else { "s" }
+        )?;
     }
     Ok(())
 }
 
 /// Writes every diagnostic of every report in human form.
-pub(crate) fn print_diagnostics(out: &mut impl std::io::Write, styles: &Styles, reports: &[FileReport]) -> Result<()> {
+pub(crate) fn print_diagnostics(
+    out: &mut impl std::io::Write,
+    styles: &Styles,
+    reports: &[FileReport],
+) -> Result<()> {
     for report in reports.iter().filter(|r| !r.diagnostics.is_empty()) {
         let source = render::Source::new(&report.text);
         let mut text = String::new();
@@ -340,7 +369,9 @@ fn print_fatal(reports: &[FileReport], color: ColorWhen) -> Result<()> {
     let red = if stderr.current_choice() == anstream::ColorChoice::Never {
         anstyle::Style::new()
     } else {
-        anstyle::Style::new().bold().fg_color(Some(anstyle::AnsiColor::Red.into()))
+        anstyle::Style::new()
+            .bold()
+            .fg_color(Some(anstyle::AnsiColor::Red.into()))
     };
     for fatal in reports.iter().filter_map(|r| r.fatal.as_deref()) {
         writeln!(stderr, "labhit: {red}error{red:#}: {fatal}")?;

@@ -142,30 +142,62 @@ fn exit_codes() {
     assert_eq!(ok.stdout(), "");
     assert_eq!(ok.stderr(), "");
     let verbose = ws.run(&["validate", "--verbose", "valid.yaml"]).expect(0);
-    assert_eq!(verbose.stderr(), "valid.yaml: ok\n1 file checked, no problems\n");
+    assert_eq!(
+        verbose.stderr(),
+        "valid.yaml: ok\n1 file checked, no problems\n"
+    );
 
     // 1: problems in a file, including a file that is not UTF-8.
     ws.run(&["validate", "broken.yaml"]).expect(1);
     ws.run(&["validate", "valid.yaml", "broken.yaml"]).expect(1);
     let not_utf8 = ws.run(&["validate", "not-utf8.yaml"]).expect(1);
-    assert!(not_utf8.stdout().contains("not-utf8.yaml:2:11: error[syntax]"), "{}", not_utf8.stdout());
+    assert!(
+        not_utf8
+            .stdout()
+            .contains("not-utf8.yaml:2:11: error[syntax]"),
+        "{}",
+        not_utf8.stdout()
+    );
 
     // 2: bad usage, as clap reports it.
     ws.run(&["validate", "--no-such-flag"]).expect(2);
-    ws.run(&["validate", "--format", "xml", "valid.yaml"]).expect(2);
-    ws.run(&["graph", "--format", "svg", "valid.yaml"]).expect(2);
+    ws.run(&["validate", "--format", "xml", "valid.yaml"])
+        .expect(2);
+    ws.run(&["graph", "--format", "svg", "valid.yaml"])
+        .expect(2);
     ws.run(&["schema", "nothing"]).expect(2);
     ws.run(&[]).expect(2);
 
     // 3: fatal. The other files are still checked and reported.
-    let missing = ws.run(&["validate", "missing.yaml", "broken.yaml"]).expect(3);
-    assert!(missing.stderr().contains("labhit: error: `missing.yaml` does not exist"), "{}", missing.stderr());
-    assert!(missing.stdout().contains("broken.yaml:1:9: error[engine-version]"));
+    let missing = ws
+        .run(&["validate", "missing.yaml", "broken.yaml"])
+        .expect(3);
+    assert!(
+        missing
+            .stderr()
+            .contains("labhit: error: `missing.yaml` does not exist"),
+        "{}",
+        missing.stderr()
+    );
+    assert!(
+        missing
+            .stdout()
+            .contains("broken.yaml:1:9: error[engine-version]")
+    );
     let dir = ws.run(&["validate", "a-directory"]).expect(3);
-    assert!(dir.stderr().contains("`a-directory` is a directory"), "{}", dir.stderr());
+    assert!(
+        dir.stderr().contains("`a-directory` is a directory"),
+        "{}",
+        dir.stderr()
+    );
     let default = ws.run(&["validate"]).expect(3);
-    assert!(default.stderr().contains(".labhit/pipeline.yaml"), "{}", default.stderr());
-    ws.run(&["validate", "--extensions", "no-such-dir", "valid.yaml"]).expect(3);
+    assert!(
+        default.stderr().contains(".labhit/pipeline.yaml"),
+        "{}",
+        default.stderr()
+    );
+    ws.run(&["validate", "--extensions", "no-such-dir", "valid.yaml"])
+        .expect(3);
     ws.run(&["graph", "missing.yaml"]).expect(3);
 
     // The default file is found when present.
@@ -181,10 +213,18 @@ fn exit_codes() {
 #[test]
 fn help_has_examples_and_exit_codes() {
     let ws = Workspace::new();
-    for command in [&["--help"][..], &["validate", "--help"], &["graph", "--help"], &["schema", "--help"]] {
+    for command in [
+        &["--help"][..],
+        &["validate", "--help"],
+        &["graph", "--help"],
+        &["schema", "--help"],
+    ] {
         let help = ws.run(command).expect(0).stdout();
         assert!(help.contains("Examples:"), "{command:?}:\n{help}");
-        assert!(help.contains("Exit codes:") && help.contains("3  fatal"), "{command:?}:\n{help}");
+        assert!(
+            help.contains("Exit codes:") && help.contains("3  fatal"),
+            "{command:?}:\n{help}"
+        );
     }
     let version = ws.run(&["--version"]).stdout();
     assert_eq!(version, format!("labhit {}\n", env!("CARGO_PKG_VERSION")));
@@ -202,14 +242,19 @@ fn human_output() {
 #[test]
 fn human_output_of_every_rule() {
     let ws = Workspace::new();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/pipelines/invalid/all-at-once.yaml");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/pipelines/invalid/all-at-once.yaml");
     let Ok(text) = std::fs::read(&data) else {
         return; // the shared corpus is optional for this crate
     };
     ws.write("all-at-once.yaml", text);
     let run = ws.run(&["validate", "all-at-once.yaml"]).expect(1);
     // Every diagnostic starts with `path:line:col: error[rule]:` and has a snippet.
-    let headers = run.stdout().lines().filter(|l| l.starts_with("all-at-once.yaml:") && l.contains(": error[")).count();
+    let headers = run
+        .stdout()
+        .lines()
+        .filter(|l| l.starts_with("all-at-once.yaml:") && l.contains(": error["))
+        .count();
     assert!(headers >= 10, "{}", run.stdout());
     assert!(run.stdout().contains("   = help: "));
 }
@@ -218,7 +263,9 @@ fn human_output_of_every_rule() {
 fn json_output() {
     let ws = Workspace::new();
     ws.write("broken.yaml", BROKEN).write("valid.yaml", VALID);
-    let run = ws.run(&["validate", "--format", "json", "valid.yaml", "broken.yaml"]).expect(1);
+    let run = ws
+        .run(&["validate", "--format", "json", "valid.yaml", "broken.yaml"])
+        .expect(1);
     assert_eq!(run.stderr(), "");
     let json = run.json();
     assert_eq!(json["errors"], 4);
@@ -233,8 +280,16 @@ fn json_output() {
     assert_eq!(files[1]["kind"], "pipeline");
 
     let flat = json["diagnostics"].as_array().expect("flat diagnostics");
-    assert_eq!(flat, files[1]["diagnostics"].as_array().expect("file diagnostics"));
-    let unknown = flat.iter().find(|d| d["rule"] == "unknown-key").expect("unknown-key");
+    assert_eq!(
+        flat,
+        files[1]["diagnostics"]
+            .as_array()
+            .expect("file diagnostics")
+    );
+    let unknown = flat
+        .iter()
+        .find(|d| d["rule"] == "unknown-key")
+        .expect("unknown-key");
     assert_eq!(
         unknown,
         &serde_json::json!({
@@ -244,16 +299,30 @@ fn json_output() {
             "help": "did you mean `after`?", "related": []
         })
     );
-    let duplicate = flat.iter().find(|d| d["rule"] == "duplicate-key").expect("duplicate-key");
-    assert_eq!((&duplicate["line"], &duplicate["column"]), (&14.into(), &7.into()));
+    let duplicate = flat
+        .iter()
+        .find(|d| d["rule"] == "duplicate-key")
+        .expect("duplicate-key");
+    assert_eq!(
+        (&duplicate["line"], &duplicate["column"]),
+        (&14.into(), &7.into())
+    );
     assert_eq!(duplicate["related"][0]["file"], "broken.yaml");
     assert_eq!(duplicate["related"][0]["line"], 13);
     assert_eq!(duplicate["related"][0]["column"], 7);
-    let engine = flat.iter().find(|d| d["rule"] == "engine-version").expect("engine-version");
-    assert_eq!((&engine["line"], &engine["column"], &engine["end_column"]), (&1.into(), &9.into(), &10.into()));
+    let engine = flat
+        .iter()
+        .find(|d| d["rule"] == "engine-version")
+        .expect("engine-version");
+    assert_eq!(
+        (&engine["line"], &engine["column"], &engine["end_column"]),
+        (&1.into(), &9.into(), &10.into())
+    );
 
     // A fatal file is in the document too, with its reason.
-    let run = ws.run(&["validate", "--format", "json", "missing.yaml"]).expect(3);
+    let run = ws
+        .run(&["validate", "--format", "json", "missing.yaml"])
+        .expect(3);
     let json = run.json();
     assert_eq!(json["fatal"], 1);
     assert_eq!(json["files"][0]["ok"], false);
@@ -268,13 +337,22 @@ fn columns_count_characters() {
         "wide.yaml",
         "engine: \"1\"\npipeline:\n  name: demo\n  stages:\n    build: {run: \"日本é\", afer: x}\n",
     );
-    let json = ws.run(&["validate", "--format", "json", "wide.yaml"]).expect(1).json();
+    let json = ws
+        .run(&["validate", "--format", "json", "wide.yaml"])
+        .expect(1)
+        .json();
     let d = &json["diagnostics"][0];
-    assert_eq!((&d["rule"], &d["line"], &d["column"]), (&"unknown-key".into(), &5.into(), &25.into()));
+    assert_eq!(
+        (&d["rule"], &d["line"], &d["column"]),
+        (&"unknown-key".into(), &5.into(), &25.into())
+    );
     let human = ws.run(&["validate", "wide.yaml"]).expect(1).stdout();
     // Two wide characters take four cells: the caret sits under `afer`.
     let lines: Vec<&str> = human.lines().collect();
-    let source = lines.iter().position(|l| l.starts_with("5 |")).expect("snippet line");
+    let source = lines
+        .iter()
+        .position(|l| l.starts_with("5 |"))
+        .expect("snippet line");
     let key_cell = lines[source].find("afer").expect("key") - "日本é".len() + 5;
     let caret_cell = lines[source + 1].find('^').expect("caret");
     assert_eq!(caret_cell, key_cell, "{human}");
@@ -293,7 +371,7 @@ pipeline:
         cargo test
     lint:
       after: [fetch]
-      run: echo "<lint> & #check"
+      run: echo "<lint>" && make check#1
     end:
       after: [build, lint]
       use: deploy/kubernetes
@@ -306,7 +384,9 @@ fn graph_mermaid() {
     ws.write("p.yaml", GRAPH);
     let run = ws.run(&["graph", "p.yaml"]).expect(0);
     insta::assert_snapshot!("graph_mermaid", run.stdout());
-    let explicit = ws.run(&["graph", "--format", "mermaid", "p.yaml"]).expect(0);
+    let explicit = ws
+        .run(&["graph", "--format", "mermaid", "p.yaml"])
+        .expect(0);
     assert_eq!(explicit.stdout(), run.stdout());
 }
 
@@ -324,26 +404,46 @@ fn graph_of_an_invalid_file_prints_diagnostics() {
     ws.write("broken.yaml", BROKEN);
     let run = ws.run(&["graph", "broken.yaml"]).expect(1);
     assert_eq!(run.stdout(), "");
-    assert!(run.stderr().contains("broken.yaml:9:7: error[unknown-key]"), "{}", run.stderr());
-    assert!(run.stderr().ends_with("4 errors in 1 file\n"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("broken.yaml:9:7: error[unknown-key]"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().ends_with("4 errors in 1 file\n"),
+        "{}",
+        run.stderr()
+    );
 }
 
 fn checked_in_schema(name: &str) -> Option<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schema")
+        .join(name);
     std::fs::read_to_string(path).ok()
 }
 
 #[test]
 fn schema_matches_the_checked_in_files() {
     let ws = Workspace::new();
-    for (which, file) in [("pipeline", "pipeline.schema.json"), ("manifest", "extension-manifest.schema.json")] {
+    for (which, file) in [
+        ("pipeline", "pipeline.schema.json"),
+        ("manifest", "extension-manifest.schema.json"),
+    ] {
         let run = ws.run(&["schema", which]).expect(0);
         let text = run.stdout();
         let value: Value = serde_json::from_str(&text).expect("the schema is JSON");
-        assert!(value["$id"].as_str().is_some_and(|id| id.ends_with(file)), "{which}: {}", value["$id"]);
+        assert!(
+            value["$id"].as_str().is_some_and(|id| id.ends_with(file)),
+            "{which}: {}",
+            value["$id"]
+        );
         assert!(text.ends_with("}\n") && !text.ends_with("\n\n"));
         if let Some(expected) = checked_in_schema(file) {
-            assert!(text == expected, "`labhit schema {which}` differs from schema/{file}; run `cargo xtask codegen`");
+            assert!(
+                text == expected,
+                "`labhit schema {which}` differs from schema/{file}; run `cargo xtask codegen`"
+            );
         }
     }
 }
@@ -351,18 +451,30 @@ fn schema_matches_the_checked_in_files() {
 #[test]
 fn colors_only_on_request_when_not_a_terminal() {
     let ws = Workspace::new();
-    ws.write("broken.yaml", BROKEN).write(".labhit/pipeline.yaml", VALID);
+    ws.write("broken.yaml", BROKEN)
+        .write(".labhit/pipeline.yaml", VALID);
     let esc = |run: &Run| run.stdout().contains('\u{1b}') || run.stderr().contains('\u{1b}');
     // Pipes are not terminals: no colors by default, even when TERM says it could.
-    let plain = ws.run_with(&["validate", "broken.yaml"], &[("TERM", "xterm-256color")]).expect(1);
+    let plain = ws
+        .run_with(&["validate", "broken.yaml"], &[("TERM", "xterm-256color")])
+        .expect(1);
     assert!(!esc(&plain));
     assert!(!esc(&ws.run(&["graph", "broken.yaml"]).expect(1)));
     assert!(!esc(&ws.run(&["validate", "missing.yaml"]).expect(3)));
-    assert!(!esc(&ws.run(&["validate", "--color", "never", "broken.yaml"]).expect(1)));
+    assert!(!esc(&ws
+        .run(&["validate", "--color", "never", "broken.yaml"])
+        .expect(1)));
     // `--color always` colors; `auto` with NO_COLOR does not.
-    let colored = ws.run(&["validate", "--color", "always", "broken.yaml"]).expect(1);
+    let colored = ws
+        .run(&["validate", "--color", "always", "broken.yaml"])
+        .expect(1);
     assert!(esc(&colored));
-    assert!(!esc(&ws.run_with(&["validate", "--color", "auto", "broken.yaml"], &[("NO_COLOR", "1")]).expect(1)));
+    assert!(!esc(&ws
+        .run_with(
+            &["validate", "--color", "auto", "broken.yaml"],
+            &[("NO_COLOR", "1")]
+        )
+        .expect(1)));
     // Colors change nothing but the escapes.
     let stripped = strip_ansi(&colored.stdout());
     assert_eq!(stripped, plain.stdout());
@@ -435,10 +547,24 @@ fn rule_7_with_extension_manifests() {
     .write("valid.yaml", "engine: \"1\"\npipeline:\n  name: ok\n  stages:\n    clone: {use: source/git, with: {depth: 3}}\n");
 
     let run = ws
-        .run(&["validate", "--format", "json", "--extensions", "exts", "--extensions", "more", "rule7.yaml"])
+        .run(&[
+            "validate",
+            "--format",
+            "json",
+            "--extensions",
+            "exts",
+            "--extensions",
+            "more",
+            "rule7.yaml",
+        ])
         .expect(1);
     let json = run.json();
-    let paths: Vec<&str> = json["files"].as_array().expect("files").iter().filter_map(|f| f["path"].as_str()).collect();
+    let paths: Vec<&str> = json["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
     assert_eq!(
         paths,
         [
@@ -477,20 +603,48 @@ fn rule_7_with_extension_manifests() {
     assert_eq!(unknown["help"], "did you mean `deploy/kubernetes`?");
 
     // Human form of the same run.
-    let human = ws.run(&["validate", "--extensions", "exts", "--extensions", "more", "rule7.yaml"]).expect(1);
-    assert!(human.stdout().contains("rule7.yaml:10:16: error[input-schema]: stage `clone`: `with.depth`"), "{}", human.stdout());
+    let human = ws
+        .run(&[
+            "validate",
+            "--extensions",
+            "exts",
+            "--extensions",
+            "more",
+            "rule7.yaml",
+        ])
+        .expect(1);
+    assert!(
+        human
+            .stdout()
+            .contains("rule7.yaml:10:16: error[input-schema]: stage `clone`: `with.depth`"),
+        "{}",
+        human.stdout()
+    );
 
     // The same manifests accept a good file; without `--extensions` rule 7 does not run.
-    ws.run(&["validate", "--extensions", "exts", "valid.yaml"]).expect(0);
+    ws.run(&["validate", "--extensions", "exts", "valid.yaml"])
+        .expect(0);
     ws.run(&["validate", "rule7.yaml"]).expect(0);
 }
 
 #[test]
 fn broken_manifests_are_diagnostics_of_the_manifest() {
     let ws = Workspace::new();
-    ws.write("exts/git/extension.toml", manifest("source", "git", "1.0.0", "colour = \"blue\"\n"))
-        .write("valid.yaml", VALID);
-    let run = ws.run(&["validate", "--format", "json", "--extensions", "exts", "valid.yaml"]).expect(1);
+    ws.write(
+        "exts/git/extension.toml",
+        manifest("source", "git", "1.0.0", "colour = \"blue\"\n"),
+    )
+    .write("valid.yaml", VALID);
+    let run = ws
+        .run(&[
+            "validate",
+            "--format",
+            "json",
+            "--extensions",
+            "exts",
+            "valid.yaml",
+        ])
+        .expect(1);
     let json = run.json();
     let first = &json["diagnostics"][0];
     assert_eq!(first["file"], "exts/git/extension.toml");
@@ -500,8 +654,15 @@ fn broken_manifests_are_diagnostics_of_the_manifest() {
 
     // An empty extensions directory is a warning, and every `use` is unknown.
     std::fs::create_dir(ws.path().join("empty")).expect("mkdir");
-    let run = ws.run(&["validate", "--extensions", "empty", "valid.yaml"]).expect(1);
-    assert!(run.stderr().contains("warning: no `extension.toml` found in `empty`"), "{}", run.stderr());
+    let run = ws
+        .run(&["validate", "--extensions", "empty", "valid.yaml"])
+        .expect(1);
+    assert!(
+        run.stderr()
+            .contains("warning: no `extension.toml` found in `empty`"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -523,7 +684,10 @@ fn standard_input() {
     let output = child.wait_with_output().expect("waiting for labhit");
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8(output.stdout).expect("UTF-8");
-    assert!(stdout.starts_with("<stdin>:1:9: error[engine-version]"), "{stdout}");
+    assert!(
+        stdout.starts_with("<stdin>:1:9: error[engine-version]"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -532,10 +696,17 @@ fn oversized_files_are_diagnostics_not_fatal() {
     let path: PathBuf = ws.path().join("huge.yaml");
     let file = std::fs::File::create(&path).expect("create");
     file.set_len(17 << 20).expect("a sparse 17 MiB file");
-    let json = ws.run(&["validate", "--format", "json", "huge.yaml"]).expect(1).json();
+    let json = ws
+        .run(&["validate", "--format", "json", "huge.yaml"])
+        .expect(1)
+        .json();
     assert_eq!(json["diagnostics"][0]["rule"], "input-limit");
     assert_eq!(
         json["diagnostics"][0]["message"],
-        format!("file is {} bytes, more than the limit of {} bytes", 17 << 20, 16 << 20)
+        format!(
+            "file is {} bytes, more than the limit of {} bytes",
+            17 << 20,
+            16 << 20
+        )
     );
 }

@@ -12,6 +12,37 @@
 //! The stubs are transport-agnostic: build a `tonic::transport::Channel` (tonic's `channel`
 //! feature) and pass it to [`PipelineServiceClient::new`], or serve a
 //! [`PipelineServiceServer`] with any tonic server.
+//!
+//! # Following a run's log
+//!
+//! `StreamLogs` resumes from a cursor: the sequence of the first entry wanted. A client that
+//! keeps `last sequence + 1` can reconnect after any interruption without losing or
+//! repeating an entry.
+//!
+//! ```no_run
+//! use labhit_proto::PipelineServiceClient;
+//! use labhit_proto::v1::StreamLogsRequest;
+//! use labhit_protocol::run::LogEntry;
+//!
+//! # async fn follow(run_id: String) -> Result<(), Box<dyn std::error::Error>> {
+//! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:50051")
+//!     .connect()
+//!     .await?;
+//! let mut client = PipelineServiceClient::new(channel);
+//! let mut cursor = 0;
+//! let request = StreamLogsRequest { run_id, stage_id: None, cursor };
+//! let mut stream = client.stream_logs(request).await?.into_inner();
+//! while let Some(message) = stream.message().await? {
+//!     let Some(entry) = message.entry else { continue };
+//!     let entry = LogEntry::try_from(entry)?;
+//!     cursor = entry.sequence + 1;
+//!     println!("{}", entry.message);
+//! }
+//! // The stream completed: the run is over and every entry was received.
+//! # let _ = cursor;
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 pub mod convert;

@@ -40,7 +40,9 @@ pub const MANIFEST_SCHEMA_FILE: &str = "extension-manifest.schema.json";
 /// cycles, semver requirement syntax, numbers too large for 64 bits, duplicate keys, and
 /// everything rule 7 (extension manifests) decides.
 pub fn pipeline_schema() -> Value {
-    let schema = file_settings().into_generator().into_root_schema_for::<PipelineFile>();
+    let schema = file_settings()
+        .into_generator()
+        .into_root_schema_for::<PipelineFile>();
     finish(
         schema,
         PIPELINE_SCHEMA_FILE,
@@ -52,7 +54,9 @@ pub fn pipeline_schema() -> Value {
 
 /// The JSON Schema of `extension.toml` (its JSON form).
 pub fn manifest_schema() -> Value {
-    let schema = file_settings().into_generator().into_root_schema_for::<Manifest>();
+    let schema = file_settings()
+        .into_generator()
+        .into_root_schema_for::<Manifest>();
     finish(
         schema,
         MANIFEST_SCHEMA_FILE,
@@ -118,7 +122,7 @@ fn wire<T: JsonSchema>(name: &'static str) -> (&'static str, Value) {
 
 /// Settings for the schemas of hand-written files: draft 2020-12, optional keys not nullable.
 fn file_settings() -> SchemaSettings {
-    SchemaSettings::draft2020_12()
+    SchemaSettings::draft2020_12().with_transform(NoNullForOptionalKeys)
 }
 
 /// Sets `$id`, `title` and (when not empty) `description` on a root schema.
@@ -145,7 +149,12 @@ impl Transform for NoNullForOptionalKeys {
         let required: Vec<String> = schema
             .get("required")
             .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         let Some(Value::Object(properties)) = schema.get_mut("properties") else {
             return;
@@ -192,7 +201,10 @@ mod tests {
 
     #[test]
     fn file_names() {
-        assert_eq!(wire_file_name("ExecutorInput"), "executor-input.schema.json");
+        assert_eq!(
+            wire_file_name("ExecutorInput"),
+            "executor-input.schema.json"
+        );
         assert_eq!(wire_file_name("Value"), "value.schema.json");
     }
 

@@ -85,7 +85,9 @@ impl Value {
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
             Value::String(s) => serde_json::Value::String(s.clone()),
-            Value::Array(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(Value::to_json).collect())
+            }
             Value::Object(map) => serde_json::Value::Object(
                 map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
             ),
@@ -108,9 +110,13 @@ impl Value {
                 }
             }
             serde_json::Value::String(s) => Value::String(s.clone()),
-            serde_json::Value::Array(items) => Value::Array(items.iter().map(Value::from_json).collect()),
+            serde_json::Value::Array(items) => {
+                Value::Array(items.iter().map(Value::from_json).collect())
+            }
             serde_json::Value::Object(map) => Value::Object(
-                map.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect(),
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                    .collect(),
             ),
         }
     }
@@ -256,7 +262,9 @@ fn invalid(message: String) -> std::io::Error {
 
 fn read_value<R: std::io::Read>(reader: &mut R, depth: usize) -> std::io::Result<Value> {
     if depth > MAX_DEPTH {
-        return Err(invalid(format!("value nested deeper than {MAX_DEPTH} levels")));
+        return Err(invalid(format!(
+            "value nested deeper than {MAX_DEPTH} levels"
+        )));
     }
     let tag = u8::deserialize_reader(reader)?;
     Ok(match tag {
@@ -321,7 +329,10 @@ mod tests {
         let text = serde_json::to_string(&v).unwrap();
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v, back);
-        assert_eq!(back.to_json(), serde_json::from_str::<serde_json::Value>(&text).unwrap());
+        assert_eq!(
+            back.to_json(),
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        );
     }
 
     #[test]
@@ -340,7 +351,9 @@ mod tests {
         assert!(borsh::from_slice::<Value>(&non_canonical).is_err());
         // A huge declared length with no data must fail fast, not allocate.
         assert!(borsh::from_slice::<Value>(&[6, 255, 255, 255, 255]).is_err());
-        let deep: Vec<u8> = std::iter::repeat_n([6u8, 1, 0, 0, 0], 10_000).flatten().collect();
+        let deep: Vec<u8> = std::iter::repeat_n([6u8, 1, 0, 0, 0], 10_000)
+            .flatten()
+            .collect();
         assert!(borsh::from_slice::<Value>(&deep).is_err());
         // Float NaN is refused by borsh itself.
         let nan = [&[4u8][..], &f64::NAN.to_le_bytes()].concat();

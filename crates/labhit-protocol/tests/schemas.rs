@@ -1,5 +1,297 @@
+//! The published JSON Schemas (`labhit_protocol::schema`): pinned by insta snapshots, valid
+//! against the draft 2020-12 meta-schema, and in agreement with serde and the validator on
+//! the documented examples.
+//!
+//! A snapshot that changes is a change of a public contract: review it, and record it in
+//! CHANGELOG.md. `cargo xtask codegen` then writes the same schemas to `schema/`.
+
+use labhit_protocol::executor::{ArtifactRef, CacheDecision, CommandStep, ExecutorInput, StepResult};
+use labhit_protocol::ids::{ArchiveId, SnapshotRef};
+use labhit_protocol::manifest::Manifest;
+use labhit_protocol::pipeline::{CheckOptions, PipelineFile, check};
+use labhit_protocol::run::{LogEntry, PipelineRun, RunStatus, StageRun, StageStatus};
+use labhit_protocol::schema::{manifest_schema, pipeline_schema, wire_schemas};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// The pipeline example of DESIGN.md §5, as YAML.
+const DESIGN_PIPELINE: &str = r#"engine: "1"
+pipeline:
+  name: my-pipeline
+  stages:
+    fetch:
+      use: source/git
+      with: {depth: 1}
+    build:
+      after: [fetch]
+      run: cargo build --release
+      sandbox:
+        image: rust:1.95-slim
+        resources: {cpu: 2, memory: 4Gi}
+        timeout: 30m
+    deploy:
+      after: [build]
+      use: deploy/kubernetes
+      gate: {approval: required, policy: production-deploy}
+"#;
+
+/// The same pipeline as JSON, written the way the YAML reads.
+fn design_pipeline_json() -> Value {
+    json!({
+        "engine": "1",
+        "pipeline": {
+            "name": "my-pipeline",
+            "stages": {
+                "fetch": { "use": "source/git", "with": { "depth": 1 } },
+                "build": {
+                    "after": ["fetch"],
+                    "run": "cargo build --release",
+                    "sandbox": {
+                        "image": "rust:1.95-slim",
+                        "resources": { "cpu": 2, "memory": "4Gi" },
+                        "timeout": "30m"
+                    }
+                },
+                "deploy": {
+                    "after": ["build"],
+                    "use": "deploy/kubernetes",
+                    "gate": { "approval": "required", "policy": "production-deploy" }
+                }
+            }
+        }
+    })
+}
+
+/// A manifest exercising every key, as TOML.
+const MANIFEST: &str = r#"[extension]
+category = "util"
+name = "checksum"
+version = "0.1.0"
+contract = "^0.1"
+description = "Hash workspace files and write a checksum manifest"
+component = "checksum.wasm"
+
+[capabilities]
+filesystem = "read-write"
+secrets = ["CHECKSUM_KEY"]
+executor = false
+network = ["example.com:443"]
+
+[limits]
+memory = "64Mi"
+timeout = "5m"
+
+[inputs]
+type = "object"
+required = ["patterns"]
+additionalProperties = false
+
+[inputs.properties.patterns]
+type = "array"
+items = { type = "string" }
+
+[outputs]
+type = "object"
+"#;
+
+fn validator(schema: &Value) -> jsonschema::Validator {
+    jsonschema::draft202012::new(schema).expect("the schema compiles")
+}
+
+fn errors(schema: &Value, instance: &Value) -> Vec<String> {
+    validator(schema)
+        .iter_errors(instance)
+        .map(|e| format!("{e} at `{}`", e.instance_path()))
+        .collect()
+}
+
 #[test]
-fn dump() {
-    println!("{}", serde_json::to_string(&labhit_protocol::schema::pipeline_schema()).unwrap());
-    println!("{}", serde_json::to_string(&labhit_protocol::schema::manifest_schema()).unwrap());
+fn pipeline_schema_snapshot() {
+    insta::assert_json_snapshot!("pipeline_schema", pipeline_schema());
+}
+
+#[test]
+fn manifest_schema_snapshot() {
+    insta::assert_json_snapshot!("manifest_schema", manifest_schema());
+}
+
+#[test]
+fn every_schema_is_a_valid_draft_2020_12_schema() {
+    let mut all = vec![("pipeline", pipeline_schema()), ("manifest", manifest_schema())];
+    all.extend(wire_schemas());
+    for (name, schema) in &all {
+        assert_eq!(
+            schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+            "{name}"
+        );
+        if let Err(e) = jsonschema::meta::validate(schema) {
+            panic!("{name}: the schema is not a valid JSON Schema: {e}");
+        }
+        assert!(
+            jsonschema::draft202012::new(schema).is_ok(),
+            "{name}: the schema does not compile"
+        );
+        let id = schema["$id"].as_str().unwrap_or_default();
+        assert!(id.starts_with("https://labhit.dev/schema/v1/"), "{name}: $id is {id:?}");
+        assert!(schema["title"].is_string(), "{name}: no title");
+    }
+}
+
+#[test]
+fn the_design_pipeline_validates() {
+    let json = design_pipeline_json();
+    assert_eq!(errors(&pipeline_schema(), &json), Vec::<String>::new());
+    // The validator agrees on the YAML, and serde reads the JSON to the same model.
+    let checked = check(DESIGN_PIPELINE.as_bytes(), &CheckOptions::default());
+    assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+    let from_json: PipelineFile = serde_json::from_value(json).expect("serde reads the JSON");
+    assert_eq!(checked.pipeline, Some(from_json));
+}
+
+#[test]
+fn the_manifest_example_validates() {
+    let manifest = Manifest::from_toml(MANIFEST).expect("the manifest parses");
+    let json = serde_json::to_value(&manifest).expect("serializes");
+    assert_eq!(errors(&manifest_schema(), &json), Vec::<String>::new());
+    // The TOML itself, turned into JSON key for key, validates too.
+    let table: toml::Table = toml::from_str(MANIFEST).expect("TOML");
+    let raw = serde_json::to_value(&table).expect("TOML as JSON");
+    assert_eq!(errors(&manifest_schema(), &raw), Vec::<String>::new());
+    // So do the extension manifests shipped in `extensions/`.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../extensions");
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = entry.path().join("extension.toml");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let table: toml::Table = toml::from_str(&text).expect("extension.toml is TOML");
+        let raw = serde_json::to_value(&table).expect("TOML as JSON");
+        assert_eq!(
+            errors(&manifest_schema(), &raw),
+            Vec::<String>::new(),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_schema_examples_validate_against_their_schema() {
+    let mut all = vec![("pipeline", pipeline_schema()), ("manifest", manifest_schema())];
+    all.extend(wire_schemas());
+    for (name, schema) in &all {
+        for example in schema["examples"].as_array().into_iter().flatten() {
+            assert_eq!(errors(schema, example), Vec::<String>::new(), "{name}: {example}");
+        }
+    }
+}
+
+#[test]
+fn the_file_schemas_never_allow_null_for_optional_keys() {
+    // In YAML, `use:` with nothing after it is null, which the validator refuses.
+    for schema in [pipeline_schema(), manifest_schema()] {
+        let text = schema.to_string();
+        assert!(!text.contains(r#""null""#), "{}: null allowed", schema["$id"]);
+    }
+    let stage_with_null_use = json!({
+        "engine": "1",
+        "pipeline": { "name": "p", "stages": { "a": { "use": null, "run": "x" } } }
+    });
+    assert!(!validator(&pipeline_schema()).is_valid(&stage_with_null_use));
+}
+
+#[test]
+fn unknown_fields_are_refused_where_rust_refuses_them() {
+    let pipeline = pipeline_schema();
+    let base = design_pipeline_json();
+    for pointer in [
+        "",
+        "/pipeline",
+        "/pipeline/stages/build",
+        "/pipeline/stages/build/sandbox",
+        "/pipeline/stages/build/sandbox/resources",
+        "/pipeline/stages/deploy/gate",
+    ] {
+        let mut json = base.clone();
+        json.pointer_mut(pointer)
+            .and_then(Value::as_object_mut)
+            .expect("object")
+            .insert("unknown".into(), json!(1));
+        assert!(!validator(&pipeline).is_valid(&json), "schema accepts an unknown key at {pointer:?}");
+        assert!(
+            serde_json::from_value::<PipelineFile>(json).is_err(),
+            "serde accepts an unknown key at {pointer:?}"
+        );
+    }
+    // `with` is free-form.
+    let mut json = base;
+    json["pipeline"]["stages"]["fetch"]["with"]["anything"] = json!({"goes": [1, "x"]});
+    assert!(validator(&pipeline).is_valid(&json));
+}
+
+/// For each wire type: the schema's own examples decode with serde, and an unknown
+/// top-level field is refused by the schema exactly when serde refuses it.
+#[test]
+fn wire_schemas_agree_with_serde_on_unknown_fields() {
+    fn check_type<T: DeserializeOwned>(name: &str) {
+        let schemas = wire_schemas();
+        let (_, schema) = schemas
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no wire schema named {name}"));
+        let compiled = validator(schema);
+        let examples = schema["examples"].as_array().cloned().unwrap_or_default();
+        for example in examples {
+            if let Err(e) = serde_json::from_value::<T>(example.clone()) {
+                panic!("{name}: serde refuses the schema example {example}: {e}");
+            }
+            let Value::Object(mut map) = example else {
+                continue;
+            };
+            map.insert("unknown_field".into(), json!(1));
+            let extended = Value::Object(map);
+            let serde_accepts = serde_json::from_value::<T>(extended.clone()).is_ok();
+            let schema_accepts = compiled.is_valid(&extended);
+            assert_eq!(
+                serde_accepts, schema_accepts,
+                "{name}: with an unknown field serde {} but the schema {}",
+                if serde_accepts { "accepts" } else { "refuses" },
+                if schema_accepts { "accepts" } else { "refuses" },
+            );
+        }
+    }
+    check_type::<ExecutorInput>("ExecutorInput");
+    check_type::<CacheDecision>("CacheDecision");
+    check_type::<StepResult>("StepResult");
+    check_type::<ArtifactRef>("ArtifactRef");
+    check_type::<CommandStep>("CommandStep");
+    check_type::<ArchiveId>("ArchiveId");
+    check_type::<SnapshotRef>("SnapshotRef");
+    check_type::<PipelineRun>("PipelineRun");
+    check_type::<StageRun>("StageRun");
+    check_type::<LogEntry>("LogEntry");
+    check_type::<RunStatus>("RunStatus");
+    check_type::<StageStatus>("StageStatus");
+    check_type::<labhit_protocol::Value>("Value");
+    assert_eq!(wire_schemas().len(), 13);
+}
+
+#[test]
+fn the_checked_in_schemas_are_the_generated_ones() {
+    // `cargo xtask codegen --check` is the authority; this catches the common case of a
+    // schema change without regeneration from `cargo test -p labhit-protocol` alone.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema");
+    let files = [
+        ("pipeline.schema.json", pipeline_schema()),
+        ("extension-manifest.schema.json", manifest_schema()),
+    ];
+    for (file, schema) in files {
+        let text = std::fs::read_to_string(root.join(file))
+            .unwrap_or_else(|e| panic!("schema/{file}: {e}; run `cargo xtask codegen`"));
+        let mut on_disk: Value = serde_json::from_str(&text).expect("valid JSON");
+        if let Some(map) = on_disk.as_object_mut() {
+            map.remove("$comment");
+        }
+        assert_eq!(on_disk, schema, "schema/{file} is stale; run `cargo xtask codegen`");
+    }
 }

@@ -88,9 +88,12 @@ where
     vectors.len()
 }
 
+/// A [`check`] instantiated for one type.
+type CheckFn = fn(&str, &str) -> usize;
+
 #[test]
 fn every_vector_decodes_and_re_encodes_exactly() {
-    let checks: &[(&str, &str, fn(&str, &str) -> usize)] = &[
+    let checks: &[(&str, &str, CheckFn)] = &[
         ("RunId", "run-id.json", check::<RunId>),
         ("StepId", "step-id.json", check::<StepId>),
         ("ArchiveId", "archive-id.json", check::<ArchiveId>),

@@ -180,8 +180,7 @@ fn readme() -> String {
          \n\
          1. decode `json` and decode the bytes of `borsh_hex` (lowercase hex) to equal values;\n\
          2. encode that value to borsh and get exactly the bytes of `borsh_hex`;\n\
-         3. encode it to JSON and get `json` back (as JSON values; key order and whitespace\n\
-            do not matter).\n\
+         3. encode it to JSON and get `json` back (key order and whitespace aside).\n\
          \n\
          The borsh layouts of timestamps, versions and UUIDs are documented in\n\
          `labhit_protocol::borsh_ext`, that of `Value` in `labhit_protocol::value`; everything\n\

@@ -111,9 +111,7 @@ mod tests {
         let root = crate::project_root();
         let files = generate(&root).expect("wit generator runs");
         let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
-        assert!(paths.contains(&PathBuf::from(
-            "crates/labhit-wit/wit/labhit-extension.wit"
-        )));
+        assert!(paths.contains(&PathBuf::from("crates/labhit-wit/wit/labhit-extension.wit")));
         assert!(paths.contains(&PathBuf::from("crates/labhit-wit/wit/README.md")));
         let source = std::fs::read_to_string(root.join("wit/labhit-extension.wit"))
             .expect("wit/labhit-extension.wit readable");

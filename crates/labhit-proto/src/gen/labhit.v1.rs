@@ -577,8 +577,8 @@ pub mod pipeline_service_client {
                 .insert(GrpcMethod::new("labhit.v1.PipelineService", "GetPipelineRun"));
             self.inner.unary(req, path, codec).await
         }
-        /// Streams the log of a run: first the entries recorded after `cursor`, then live entries
-        /// as the run produces them.
+        /// Streams the log of a run: first the entries already recorded from `cursor` on, then
+        /// live entries as the run produces them.
         ///
         /// The cursor is a position in the run's log: the `sequence` of the first entry to send.
         /// Entries are delivered in strictly increasing `sequence` order, and a client that
@@ -696,8 +696,8 @@ pub mod pipeline_service_server {
             >
             + std::marker::Send
             + 'static;
-        /// Streams the log of a run: first the entries recorded after `cursor`, then live entries
-        /// as the run produces them.
+        /// Streams the log of a run: first the entries already recorded from `cursor` on, then
+        /// live entries as the run produces them.
         ///
         /// The cursor is a position in the run's log: the `sequence` of the first entry to send.
         /// Entries are delivered in strictly increasing `sequence` order, and a client that

@@ -74,13 +74,23 @@ pub struct Identity {
     pub name: ExtensionIdent,
     /// Version of the extension (SemVer).
     #[serde(with = "semver_serde")]
-    #[schemars(with = "String", regex(pattern = r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"), example = "1.2.0")]
-    #[borsh(serialize_with = "borsh_semver::write_version", deserialize_with = "borsh_semver::read_version")]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"),
+        example = "1.2.0"
+    )]
+    #[borsh(
+        serialize_with = "borsh_semver::write_version",
+        deserialize_with = "borsh_semver::read_version"
+    )]
     pub version: semver::Version,
     /// The versions of the LabHit extension contract (the WIT package) this extension works
     /// with, as a SemVer requirement, e.g. `^0.1`.
     #[schemars(with = "String", example = "^0.1")]
-    #[borsh(serialize_with = "borsh_semver::write_req", deserialize_with = "borsh_semver::read_req")]
+    #[borsh(
+        serialize_with = "borsh_semver::write_req",
+        deserialize_with = "borsh_semver::read_req"
+    )]
     pub contract: semver::VersionReq,
     /// One line saying what the extension does.
     #[schemars(length(min = 1, max = 300))]
@@ -97,9 +107,13 @@ mod semver_serde {
         s.collect_str(v)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<semver::Version, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<semver::Version, D::Error> {
         let s = <String as Deserialize>::deserialize(d)?;
-        semver::Version::parse(&s).map_err(|e| serde::de::Error::custom(format_args!("`{s}` is not a semver version: {e}")))
+        semver::Version::parse(&s).map_err(|e| {
+            serde::de::Error::custom(format_args!("`{s}` is not a semver version: {e}"))
+        })
     }
 }
 
@@ -203,12 +217,18 @@ impl SecretName {
     pub fn new(s: impl Into<String>) -> Result<Self, String> {
         let s = s.into();
         let ok = s.len() <= 128
-            && s.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            && s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if ok {
             Ok(Self(s))
         } else {
-            Err(format!("`{s}` is not a valid secret name (expected {})", Self::PATTERN))
+            Err(format!(
+                "`{s}` is not a valid secret name (expected {})",
+                Self::PATTERN
+            ))
         }
     }
 
@@ -299,12 +319,19 @@ impl Manifest {
             return Err(vec![Diagnostic::error(
                 Rule::InputLimit,
                 Span::file_start(),
-                format!("manifest is {} bytes, more than the limit of {MAX_MANIFEST_BYTES}", source.len()),
+                format!(
+                    "manifest is {} bytes, more than the limit of {MAX_MANIFEST_BYTES}",
+                    source.len()
+                ),
             )]);
         }
         let text = std::str::from_utf8(source).map_err(|e| {
             let at = position_of(source, e.valid_up_to());
-            vec![Diagnostic::error(Rule::Syntax, Span::point(at), "manifest is not valid UTF-8")]
+            vec![Diagnostic::error(
+                Rule::Syntax,
+                Span::point(at),
+                "manifest is not valid UTF-8",
+            )]
         })?;
         Self::from_toml(text)
     }
@@ -313,7 +340,10 @@ impl Manifest {
     pub fn from_toml(source: &str) -> Result<Manifest, Vec<Diagnostic>> {
         let manifest: Manifest = toml::from_str(source).map_err(|e| {
             let span = e.span().map_or_else(Span::file_start, |r| {
-                Span::new(position_of(source.as_bytes(), r.start), position_of(source.as_bytes(), r.end))
+                Span::new(
+                    position_of(source.as_bytes(), r.start),
+                    position_of(source.as_bytes(), r.end),
+                )
             });
             let message = e.message().trim_end().to_owned();
             let rule = if message.starts_with("unknown field") {
@@ -327,7 +357,11 @@ impl Manifest {
             } else {
                 Rule::InvalidManifest
             };
-            vec![Diagnostic::error(rule, span, format!("invalid extension manifest: {message}"))]
+            vec![Diagnostic::error(
+                rule,
+                span,
+                format!("invalid extension manifest: {message}"),
+            )]
         })?;
         let problems = manifest.problems();
         if problems.is_empty() {
@@ -345,37 +379,46 @@ impl Manifest {
         let mut out = Vec::new();
         let component = &self.extension.component;
         let path = std::path::Path::new(component);
-        let escapes = path
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        let escapes = path.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
         if component.is_empty() || escapes || component.contains('\\') {
             out.push(format!(
                 "`extension.component` is `{component}`; it must be a relative path inside the extension's directory"
             ));
         } else if !component.ends_with(".wasm") {
-            out.push(format!("`extension.component` is `{component}`; it must name a `.wasm` file"));
+            out.push(format!(
+                "`extension.component` is `{component}`; it must name a `.wasm` file"
+            ));
         }
         if self.extension.description.trim().is_empty() {
-            out.push("`extension.description` is empty; say in one line what the extension does".into());
+            out.push(
+                "`extension.description` is empty; say in one line what the extension does".into(),
+            );
         }
-        for (key, schema) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
-            if let Some(schema) = schema {
-                if let Some(Value::String(t)) = schema.get("type") {
-                    if key == "inputs" && t != "object" {
-                        out.push(format!("`inputs` must describe an object (`type = \"object\"`), not `{t}`"));
-                    }
-                }
-            }
+        if let Some(Value::String(t)) = self.inputs.as_ref().and_then(|schema| schema.get("type"))
+            && t != "object"
+        {
+            out.push(format!(
+                "`inputs` must describe an object (`type = \"object\"`), not `{t}`"
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for secret in &self.capabilities.secrets {
             if !seen.insert(secret) {
-                out.push(format!("secret `{secret}` is declared twice in `capabilities.secrets`"));
+                out.push(format!(
+                    "secret `{secret}` is declared twice in `capabilities.secrets`"
+                ));
             }
         }
         for host in &self.capabilities.network {
             if host.is_empty() || host.contains(['/', ' ']) {
-                out.push(format!("`capabilities.network` entry `{host}` is not a host name or `host:port`"));
+                out.push(format!(
+                    "`capabilities.network` entry `{host}` is not a host name or `host:port`"
+                ));
             }
         }
         out
@@ -383,7 +426,9 @@ impl Manifest {
 
     /// The input schema as JSON, or `None` when the manifest declares none.
     pub fn inputs_schema(&self) -> Option<serde_json::Value> {
-        self.inputs.as_ref().map(|m| Value::Object(m.clone()).to_json())
+        self.inputs
+            .as_ref()
+            .map(|m| Value::Object(m.clone()).to_json())
     }
 }
 
@@ -391,8 +436,14 @@ impl Manifest {
 fn position_of(source: &[u8], offset: usize) -> Position {
     let before = &source[..offset.min(source.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     Position::new(
         u32::try_from(line).unwrap_or(u32::MAX),
         u32::try_from(column).unwrap_or(u32::MAX),

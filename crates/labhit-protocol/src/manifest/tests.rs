@@ -88,9 +88,15 @@ fn semantic_problems() {
 
 #[test]
 fn hostile_input() {
-    assert_eq!(Manifest::from_toml_bytes(b"\xff\xfe").unwrap_err()[0].rule, Rule::Syntax);
+    assert_eq!(
+        Manifest::from_toml_bytes(b"\xff\xfe").unwrap_err()[0].rule,
+        Rule::Syntax
+    );
     let huge = vec![b'#'; MAX_MANIFEST_BYTES + 1];
-    assert_eq!(Manifest::from_toml_bytes(&huge).unwrap_err()[0].rule, Rule::InputLimit);
+    assert_eq!(
+        Manifest::from_toml_bytes(&huge).unwrap_err()[0].rule,
+        Rule::InputLimit
+    );
     let deep = format!("a = {}{}", "[".repeat(10_000), "]".repeat(10_000));
     assert!(Manifest::from_toml(&deep).is_err());
 }

@@ -59,11 +59,16 @@ impl InputValidator for JsonSchemaValidator {
 }
 
 /// Picks the newest manifest named `category/name` whose version satisfies the reference.
-pub fn resolve<'m>(reference: &UseRef, manifests: &'m [Manifest]) -> Result<&'m Manifest, Diagnostic> {
+pub fn resolve<'m>(
+    reference: &UseRef,
+    manifests: &'m [Manifest],
+) -> Result<&'m Manifest, Diagnostic> {
     let wanted = reference.qualified_name();
     let mut candidates: Vec<&Manifest> = manifests
         .iter()
-        .filter(|m| m.extension.category == reference.category && m.extension.name == reference.name)
+        .filter(|m| {
+            m.extension.category == reference.category && m.extension.name == reference.name
+        })
         .collect();
     if candidates.is_empty() {
         let mut names: Vec<String> = manifests.iter().map(Manifest::qualified_name).collect();
@@ -76,25 +81,39 @@ pub fn resolve<'m>(reference: &UseRef, manifests: &'m [Manifest]) -> Result<&'m 
         );
         diag = match did_you_mean(&wanted, names.iter().map(String::as_str)) {
             Some(near) => diag.with_help(format!("did you mean `{near}`?")),
-            None if names.is_empty() => diag.with_help("no extension manifests were found; pass `--extensions DIR`"),
+            None if names.is_empty() => {
+                diag.with_help("no extension manifests were found; pass `--extensions DIR`")
+            }
             None => diag.with_help(format!("available: {}", names.join(", "))),
         };
         return Err(diag);
     }
     candidates.sort_by(|a, b| b.extension.version.cmp(&a.extension.version));
-    let req = reference.version.clone().unwrap_or(semver::VersionReq::STAR);
+    let req = reference
+        .version
+        .clone()
+        .unwrap_or(semver::VersionReq::STAR);
     candidates
         .iter()
         .copied()
         .find(|m| req.matches(&m.extension.version))
         .ok_or_else(|| {
-            let versions: Vec<String> = candidates.iter().map(|m| m.extension.version.to_string()).collect();
+            let versions: Vec<String> = candidates
+                .iter()
+                .map(|m| m.extension.version.to_string())
+                .collect();
             Diagnostic::error(
                 Rule::ExtensionVersion,
                 Span::file_start(),
-                format!("no version of `{wanted}` satisfies `{req}`; available: {}", versions.join(", ")),
+                format!(
+                    "no version of `{wanted}` satisfies `{req}`; available: {}",
+                    versions.join(", ")
+                ),
             )
-            .with_help(format!("change the requirement, e.g. `use: {wanted}@{}`", versions[0]))
+            .with_help(format!(
+                "change the requirement, e.g. `use: {wanted}@{}`",
+                versions[0]
+            ))
         })
 }
 
@@ -106,7 +125,9 @@ pub(crate) fn check(
     diags: &mut Vec<Diagnostic>,
 ) {
     for (id, stage) in stages.iter() {
-        let Some(reference) = &stage.uses else { continue };
+        let Some(reference) = &stage.uses else {
+            continue;
+        };
         let Some(site) = sites.get(id) else { continue };
         let use_span = site.uses.unwrap_or(site.key);
         let manifest = match resolve(reference, manifests) {
@@ -171,7 +192,10 @@ pub(crate) fn check(
 fn locate(mut node: &Node, path: &[String]) -> Span {
     for token in path {
         let next = match &node.value {
-            NodeValue::Map(pairs) => pairs.iter().find(|(k, _)| k.as_str() == Some(token)).map(|(_, v)| v),
+            NodeValue::Map(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(token))
+                .map(|(_, v)| v),
             NodeValue::Seq(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
             NodeValue::Scalar(_) => None,
         };

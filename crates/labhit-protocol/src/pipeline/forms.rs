@@ -41,7 +41,10 @@ fn is_identifier(s: &str, allow_underscore: bool) -> bool {
     matches!(chars.next(), Some('a'..='z'))
         && s.len() <= 63
         && chars.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (allow_underscore && c == '_')
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || c == '-'
+                || (allow_underscore && c == '_')
         })
 }
 
@@ -323,7 +326,11 @@ impl DurationSpec {
 impl fmt::Display for DurationSpec {
     /// Canonical form, e.g. `1h30m`, `45s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (h, m, s) = (self.seconds / 3600, self.seconds / 60 % 60, self.seconds % 60);
+        let (h, m, s) = (
+            self.seconds / 3600,
+            self.seconds / 60 % 60,
+            self.seconds % 60,
+        );
         if h > 0 {
             write!(f, "{h}h")?;
         }
@@ -415,8 +422,13 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     /// The shortest exact binary form, e.g. `4Gi`, `1536Mi`, `1000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (suffix, scale) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-            if self.bytes % scale == 0 {
+        for (suffix, scale) in [
+            ("Ti", 1u64 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ] {
+            if self.bytes.is_multiple_of(scale) {
                 return write!(f, "{}{suffix}", self.bytes / scale);
             }
         }
@@ -454,7 +466,8 @@ impl FromStr for ByteSize {
             rule: Rule::OutOfRange,
             message: format!("memory size `{s}` does not fit in 64 bits"),
         })?;
-        Self::from_bytes(bytes).map_err(|_| FormError::invalid(format!("memory size `{s}` is zero")))
+        Self::from_bytes(bytes)
+            .map_err(|_| FormError::invalid(format!("memory size `{s}` is zero")))
     }
 }
 
@@ -501,7 +514,7 @@ impl JsonSchema for ByteSize {
         json_schema!({
             "description": "An amount of memory: bytes, or a number with a binary (Ki, Mi, Gi, Ti) or decimal (K, M, G, T) suffix.",
             "oneOf": [
-                { "type": "integer", "minimum": 1 },
+                { "type": "integer", "minimum": 1, "maximum": u64::MAX },
                 { "type": "string", "pattern": ByteSize::PATTERN },
             ],
             "examples": ["4Gi", "512Mi", 1073741824],
@@ -638,18 +651,30 @@ mod tests {
         assert_eq!(r.to_string(), "deploy/kubernetes@^1.2");
         assert!("source/git".parse::<UseRef>().unwrap().version.is_none());
         for bad in ["git", "a/b/c", "A/b", "a/b@"] {
-            assert_eq!(bad.parse::<UseRef>().unwrap_err().rule, Rule::InvalidValue, "{bad}");
+            assert_eq!(
+                bad.parse::<UseRef>().unwrap_err().rule,
+                Rule::InvalidValue,
+                "{bad}"
+            );
         }
-        assert_eq!("a/b@>>1".parse::<UseRef>().unwrap_err().rule, Rule::VersionReq);
+        assert_eq!(
+            "a/b@>>1".parse::<UseRef>().unwrap_err().rule,
+            Rule::VersionReq
+        );
     }
 
     #[test]
     fn durations() {
         assert_eq!("90s".parse::<DurationSpec>().unwrap().as_secs(), 90);
         assert_eq!("1h30m".parse::<DurationSpec>().unwrap().as_secs(), 5400);
-        assert_eq!("1h30m".parse::<DurationSpec>().unwrap().to_string(), "1h30m");
+        assert_eq!(
+            "1h30m".parse::<DurationSpec>().unwrap().to_string(),
+            "1h30m"
+        );
         assert_eq!("90s".parse::<DurationSpec>().unwrap().to_string(), "1m30s");
-        for bad in ["", "0s", "0h0m", "10", "5x", "30s1m", "1m1m", "1234567s", "-1s", " 1s"] {
+        for bad in [
+            "", "0s", "0h0m", "10", "5x", "30s1m", "1m1m", "1234567s", "-1s", " 1s",
+        ] {
             assert!(bad.parse::<DurationSpec>().is_err(), "{bad:?}");
         }
     }
@@ -659,9 +684,16 @@ mod tests {
         assert_eq!("4Gi".parse::<ByteSize>().unwrap().bytes(), 4 << 30);
         assert_eq!("2K".parse::<ByteSize>().unwrap().bytes(), 2000);
         assert_eq!("1536Mi".parse::<ByteSize>().unwrap().to_string(), "1536Mi");
-        assert_eq!("999999999999999Ti".parse::<ByteSize>().unwrap_err().rule, Rule::OutOfRange);
+        assert_eq!(
+            "999999999999999Ti".parse::<ByteSize>().unwrap_err().rule,
+            Rule::OutOfRange
+        );
         for bad in ["", "0", "4GB", "Gi", "4 Gi", "-1"] {
-            assert_eq!(bad.parse::<ByteSize>().unwrap_err().rule, Rule::InvalidValue, "{bad:?}");
+            assert_eq!(
+                bad.parse::<ByteSize>().unwrap_err().rule,
+                Rule::InvalidValue,
+                "{bad:?}"
+            );
         }
     }
 

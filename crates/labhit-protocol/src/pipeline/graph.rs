@@ -38,9 +38,13 @@ pub(crate) fn check(sites: &IndexMap<StageId, StageSite<'_>>, diags: &mut Vec<Di
                     let mut diag = Diagnostic::error(
                         Rule::UnknownStage,
                         *span,
-                        format!("stage `{id}` waits for `{target}`, which is not a stage of this pipeline"),
+                        format!(
+                            "stage `{id}` waits for `{target}`, which is not a stage of this pipeline"
+                        ),
                     );
-                    if let Some(near) = did_you_mean(target.as_str(), sites.keys().map(StageId::as_str)) {
+                    if let Some(near) =
+                        did_you_mean(target.as_str(), sites.keys().map(StageId::as_str))
+                    {
                         diag = diag.with_help(format!("did you mean `{near}`?"));
                     }
                     diags.push(diag);
@@ -49,15 +53,27 @@ pub(crate) fn check(sites: &IndexMap<StageId, StageSite<'_>>, diags: &mut Vec<Di
         }
     }
     for cycle in find_cycles(&edges) {
-        let ids: Vec<&StageId> = cycle.iter().map(|&(i, _)| sites.get_index(i).map(|(id, _)| id)).collect::<Option<_>>().unwrap_or_default();
-        let Some((&first, _)) = cycle.first().map(|(i, s)| (i, s)) else { continue };
+        let ids: Vec<&StageId> = cycle
+            .iter()
+            .map(|&(i, _)| sites.get_index(i).map(|(id, _)| id))
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+        let Some((&first, _)) = cycle.first().map(|(i, s)| (i, s)) else {
+            continue;
+        };
         let mut path: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
         path.push(ids[0].as_str());
-        let key = sites.get_index(first).map(|(_, s)| s.key).unwrap_or_else(crate::Span::file_start);
+        let key = sites
+            .get_index(first)
+            .map(|(_, s)| s.key)
+            .unwrap_or_else(crate::Span::file_start);
         let mut diag = Diagnostic::error(
             Rule::DependencyCycle,
             key,
-            format!("stages wait for each other in a cycle: {}", path.join(" -> ")),
+            format!(
+                "stages wait for each other in a cycle: {}",
+                path.join(" -> ")
+            ),
         )
         .with_help("remove one of the `after` entries of the cycle");
         for (i, edge_span) in &cycle {
@@ -101,7 +117,10 @@ fn find_cycles(edges: &[Vec<(usize, crate::Span)>]) -> Vec<Vec<(usize, crate::Sp
                     }
                     Color::Gray => {
                         // Back edge: the cycle is the path from `target` to `node`, then back.
-                        let from = path.iter().position(|&(n, _)| n == target).unwrap_or(path.len());
+                        let from = path
+                            .iter()
+                            .position(|&(n, _)| n == target)
+                            .unwrap_or(path.len());
                         let mut cycle: Vec<(usize, crate::Span)> = path[from..].to_vec();
                         cycle.push((node, span));
                         if cycle.iter().all(|&(n, _)| !in_cycle[n]) {
@@ -127,7 +146,11 @@ fn find_cycles(edges: &[Vec<(usize, crate::Span)>]) -> Vec<Vec<(usize, crate::Sp
 /// layer holds the stages whose dependencies are all in earlier layers (file order within a
 /// layer). `None` when the graph has a cycle or an unknown reference.
 pub fn layers(stages: &Stages) -> Option<Vec<Vec<&StageId>>> {
-    let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (id.as_str(), i))
+        .collect();
     let mut waiting = vec![0usize; stages.len()];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
     for (i, (_, stage)) in stages.iter().enumerate() {
@@ -152,7 +175,12 @@ pub fn layers(stages: &Stages) -> Option<Vec<Vec<&StageId>>> {
             }
         }
         next.sort_unstable();
-        out.push(layer.iter().filter_map(|&i| stages.0.get_index(i).map(|(id, _)| id)).collect());
+        out.push(
+            layer
+                .iter()
+                .filter_map(|&i| stages.0.get_index(i).map(|(id, _)| id))
+                .collect(),
+        );
         layer = next;
     }
     (placed == stages.len()).then_some(out)

@@ -13,11 +13,12 @@ mod model;
 mod parse;
 mod yaml;
 
-pub use extensions::{InputValidator, SchemaViolation, resolve};
 #[cfg(feature = "jsonschema")]
 pub use extensions::JsonSchemaValidator;
+pub use extensions::{InputValidator, SchemaViolation, resolve};
 pub use forms::{
-    ByteSize, Cpu, DurationSpec, ExtensionIdent, FormError, PipelineName, PolicyName, StageId, UseRef,
+    ByteSize, Cpu, DurationSpec, ExtensionIdent, FormError, PipelineName, PolicyName, StageId,
+    UseRef,
 };
 pub use graph::layers;
 pub use model::{

@@ -45,7 +45,15 @@ fn example_pipeline_file() -> serde_json::Value {
 
 /// The pipeline file format version.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, BorshSerialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    BorshSerialize,
     BorshDeserialize,
 )]
 #[borsh(use_discriminant = false)]
@@ -109,7 +117,10 @@ impl BorshSerialize for Stages {
     /// A `u32` count, then each id and stage, in order.
     fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
         let len = u32::try_from(self.0.len()).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "more than u32::MAX stages")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "more than u32::MAX stages",
+            )
         })?;
         BorshSerialize::serialize(&len, writer)?;
         for (id, stage) in &self.0 {

@@ -8,7 +8,9 @@
 
 use indexmap::IndexMap;
 
-use super::forms::{ByteSize, Cpu, DurationSpec, FormError, PipelineName, PolicyName, StageId, UseRef};
+use super::forms::{
+    ByteSize, Cpu, DurationSpec, FormError, PipelineName, PolicyName, StageId, UseRef,
+};
 use super::model::{
     After, Approval, EngineVersion, Gate, Pipeline, PipelineFile, Resources, Sandbox, Stage, Stages,
 };
@@ -43,8 +45,12 @@ pub(crate) fn walk<'n>(root: Option<&'n Node>, diags: &mut Vec<Diagnostic>) -> W
     let file = match root {
         None => {
             walker.diags.push(
-                Diagnostic::error(Rule::MissingKey, Span::file_start(), "the pipeline file is empty")
-                    .with_help("start with `engine: \"1\"` and a `pipeline:` mapping"),
+                Diagnostic::error(
+                    Rule::MissingKey,
+                    Span::file_start(),
+                    "the pipeline file is empty",
+                )
+                .with_help("start with `engine: \"1\"` and a `pipeline:` mapping"),
             );
             None
         }
@@ -126,7 +132,13 @@ impl<'n> Walker<'n, '_> {
         Some(Fields { entries })
     }
 
-    fn require(&mut self, fields: &Fields<'n>, key: &str, owner: Span, what: &str) -> Option<&'n Node> {
+    fn require(
+        &mut self,
+        fields: &Fields<'n>,
+        key: &str,
+        owner: Span,
+        what: &str,
+    ) -> Option<&'n Node> {
         let found = fields.get(key).map(|(_, node)| node);
         if found.is_none() {
             self.push(Diagnostic::error(
@@ -163,13 +175,17 @@ impl<'n> Walker<'n, '_> {
 
     fn engine(&mut self, node: &Node) -> Option<EngineVersion> {
         match &node.value {
-            NodeValue::Scalar(Scalar::Str(s)) if s == crate::ENGINE_FORMAT => Some(EngineVersion::V1),
+            NodeValue::Scalar(Scalar::Str(s)) if s == crate::ENGINE_FORMAT => {
+                Some(EngineVersion::V1)
+            }
             NodeValue::Scalar(Scalar::Str(s)) => {
                 self.push(
                     Diagnostic::error(
                         Rule::EngineVersion,
                         node.span,
-                        format!("unsupported engine format `{s}`; this version understands only \"1\""),
+                        format!(
+                            "unsupported engine format `{s}`; this version understands only \"1\""
+                        ),
                     )
                     .with_help("write `engine: \"1\"`"),
                 );
@@ -180,7 +196,10 @@ impl<'n> Walker<'n, '_> {
                     Diagnostic::error(
                         Rule::EngineVersion,
                         node.span,
-                        format!("`engine` must be the string \"1\", found {}", describe(node)),
+                        format!(
+                            "`engine` must be the string \"1\", found {}",
+                            describe(node)
+                        ),
                     )
                     .with_help("quote it: `engine: \"1\"`"),
                 );
@@ -190,7 +209,10 @@ impl<'n> Walker<'n, '_> {
                 self.push(Diagnostic::error(
                     Rule::EngineVersion,
                     node.span,
-                    format!("`engine` must be the string \"1\", found {}", describe(node)),
+                    format!(
+                        "`engine` must be the string \"1\", found {}",
+                        describe(node)
+                    ),
                 ));
                 None
             }
@@ -203,7 +225,9 @@ impl<'n> Walker<'n, '_> {
             .require(&fields, "name", key, "`pipeline`")
             .and_then(|n| {
                 let s = self.string(n, "`pipeline.name`")?;
-                PipelineName::new(s).map_err(|e| self.form_error(n.span, e)).ok()
+                PipelineName::new(s)
+                    .map_err(|e| self.form_error(n.span, e))
+                    .ok()
             });
         let stages_key = fields.get("stages").map_or(key, |f| f.0);
         let stages = self
@@ -217,13 +241,21 @@ impl<'n> Walker<'n, '_> {
 
     fn stages(&mut self, node: &'n Node, key: Span) -> Option<Stages> {
         let NodeValue::Map(pairs) = &node.value else {
-            self.type_error(node, "`pipeline.stages`", "a mapping of stage ids to stages");
+            self.type_error(
+                node,
+                "`pipeline.stages`",
+                "a mapping of stage ids to stages",
+            );
             return None;
         };
         if pairs.is_empty() {
             self.push(
-                Diagnostic::error(Rule::NoStages, key, "`pipeline.stages` is empty; a pipeline needs at least one stage")
-                    .with_help("add a stage, e.g. `build: {run: make}`"),
+                Diagnostic::error(
+                    Rule::NoStages,
+                    key,
+                    "`pipeline.stages` is empty; a pipeline needs at least one stage",
+                )
+                .with_help("add a stage, e.g. `build: {run: make}`"),
             );
             return None;
         }
@@ -309,8 +341,14 @@ impl<'n> Walker<'n, '_> {
         }
         if use_field.is_none() && run_field.is_none() {
             self.push(
-                Diagnostic::error(Rule::StageShape, key, format!("{what} has neither `use` nor `run`"))
-                    .with_help("add `use: category/name` to run an extension, or `run:` with a shell script"),
+                Diagnostic::error(
+                    Rule::StageShape,
+                    key,
+                    format!("{what} has neither `use` nor `run`"),
+                )
+                .with_help(
+                    "add `use: category/name` to run an extension, or `run:` with a shell script",
+                ),
             );
             ok = false;
         }
@@ -363,7 +401,11 @@ impl<'n> Walker<'n, '_> {
             NodeValue::Scalar(Scalar::Str(_)) => vec![node],
             NodeValue::Seq(items) => items.iter().collect(),
             _ => {
-                self.type_error(node, &format!("`after` of {what}"), "a stage id or a list of stage ids");
+                self.type_error(
+                    node,
+                    &format!("`after` of {what}"),
+                    "a stage id or a list of stage ids",
+                );
                 return None;
             }
         };
@@ -478,7 +520,11 @@ impl<'n> Walker<'n, '_> {
         if let Some((_, n)) = fields.get("image") {
             match self.string(n, &format!("`sandbox.image` of {what}")) {
                 Some("") => {
-                    self.push(Diagnostic::error(Rule::InvalidValue, n.span, format!("`sandbox.image` of {what} is empty")));
+                    self.push(Diagnostic::error(
+                        Rule::InvalidValue,
+                        n.span,
+                        format!("`sandbox.image` of {what} is empty"),
+                    ));
                     ok = false;
                 }
                 Some(s) => sandbox.image = Some(s.to_owned()),
@@ -487,7 +533,10 @@ impl<'n> Walker<'n, '_> {
         }
         if let Some((_, n)) = fields.get("timeout") {
             let parsed = match &n.value {
-                NodeValue::Scalar(Scalar::Str(s)) => s.parse::<DurationSpec>().map_err(|e| self.form_error(n.span, e)).ok(),
+                NodeValue::Scalar(Scalar::Str(s)) => s
+                    .parse::<DurationSpec>()
+                    .map_err(|e| self.form_error(n.span, e))
+                    .ok(),
                 NodeValue::Scalar(Scalar::Int(_) | Scalar::UInt(_)) => {
                     self.push(
                         Diagnostic::error(
@@ -500,7 +549,11 @@ impl<'n> Walker<'n, '_> {
                     None
                 }
                 _ => {
-                    self.type_error(n, &format!("`sandbox.timeout` of {what}"), "a duration like `30m`");
+                    self.type_error(
+                        n,
+                        &format!("`sandbox.timeout` of {what}"),
+                        "a duration like `30m`",
+                    );
                     None
                 }
             };
@@ -530,7 +583,11 @@ impl<'n> Walker<'n, '_> {
                 NodeValue::Scalar(Scalar::Float(f)) => Some(Cpu::from_cores(*f)),
                 NodeValue::Scalar(Scalar::Str(s)) => Some(s.parse()),
                 _ => {
-                    self.type_error(n, &format!("`cpu` of {what}"), "a number of cores or millicores like `500m`");
+                    self.type_error(
+                        n,
+                        &format!("`cpu` of {what}"),
+                        "a number of cores or millicores like `500m`",
+                    );
                     None
                 }
             };
@@ -545,14 +602,22 @@ impl<'n> Walker<'n, '_> {
         }
         if let Some((_, n)) = fields.get("memory") {
             let parsed = match &n.value {
-                NodeValue::Scalar(Scalar::Int(i)) => Some(u64::try_from(*i).map_err(|_| FormError {
-                    rule: Rule::InvalidValue,
-                    message: format!("memory of {what} must be larger than zero, not {i}"),
-                }).and_then(ByteSize::from_bytes)),
+                NodeValue::Scalar(Scalar::Int(i)) => Some(
+                    u64::try_from(*i)
+                        .map_err(|_| FormError {
+                            rule: Rule::InvalidValue,
+                            message: format!("memory of {what} must be larger than zero, not {i}"),
+                        })
+                        .and_then(ByteSize::from_bytes),
+                ),
                 NodeValue::Scalar(Scalar::UInt(u)) => Some(ByteSize::from_bytes(*u)),
                 NodeValue::Scalar(Scalar::Str(s)) => Some(s.parse()),
                 _ => {
-                    self.type_error(n, &format!("`memory` of {what}"), "bytes or a size like `4Gi`");
+                    self.type_error(
+                        n,
+                        &format!("`memory` of {what}"),
+                        "bytes or a size like `4Gi`",
+                    );
                     None
                 }
             };
@@ -578,12 +643,19 @@ impl<'n> Walker<'n, '_> {
                 Some("required") => gate.approval = Some(Approval::Required),
                 Some("none") => gate.approval = Some(Approval::NotRequired),
                 _ => {
-                    let rule = if n.as_str().is_some() { Rule::InvalidValue } else { Rule::InvalidType };
+                    let rule = if n.as_str().is_some() {
+                        Rule::InvalidValue
+                    } else {
+                        Rule::InvalidType
+                    };
                     self.push(
                         Diagnostic::error(
                             rule,
                             n.span,
-                            format!("`gate.approval` of {what} must be `required` or `none`, found {}", describe(n)),
+                            format!(
+                                "`gate.approval` of {what} must be `required` or `none`, found {}",
+                                describe(n)
+                            ),
                         )
                         .with_help("write `approval: required`"),
                     );
@@ -608,7 +680,9 @@ impl<'n> Walker<'n, '_> {
                 Diagnostic::error(
                     Rule::EmptyGate,
                     key,
-                    format!("{ctx} asks for nothing; it needs `approval: required`, a `policy`, or both"),
+                    format!(
+                        "{ctx} asks for nothing; it needs `approval: required`, a `policy`, or both"
+                    ),
                 )
                 .with_help("add `approval: required` or `policy: <name>`, or remove the gate"),
             );

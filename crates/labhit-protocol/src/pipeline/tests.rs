@@ -40,7 +40,10 @@ fn a_valid_file_builds_the_model() {
     assert_eq!(build.after.0[0].as_str(), "fetch");
     let sandbox = build.sandbox.as_ref().unwrap();
     assert_eq!(sandbox.timeout.unwrap().as_secs(), 1800);
-    assert_eq!(sandbox.resources.as_ref().unwrap().memory.unwrap().bytes(), 4 << 30);
+    assert_eq!(
+        sandbox.resources.as_ref().unwrap().memory.unwrap().bytes(),
+        4 << 30
+    );
     assert_eq!(layers(stages).unwrap().len(), 3);
 }
 
@@ -72,11 +75,17 @@ fn cycles_are_reported_as_paths() {
 
 #[test]
 fn long_chains_do_not_overflow() {
-    let mut src = String::from("engine: \"1\"\npipeline:\n  name: chain\n  stages:\n    s0: {run: x}\n");
+    let mut src =
+        String::from("engine: \"1\"\npipeline:\n  name: chain\n  stages:\n    s0: {run: x}\n");
     for i in 1..20_000 {
         src.push_str(&format!("    s{i}: {{run: x, after: s{}}}\n", i - 1));
     }
     let checked = check(src.as_bytes(), &CheckOptions::default());
     assert!(checked.is_ok(), "{:?}", checked.diagnostics.first());
-    assert_eq!(layers(&checked.pipeline.unwrap().pipeline.stages).unwrap().len(), 20_000);
+    assert_eq!(
+        layers(&checked.pipeline.unwrap().pipeline.stages)
+            .unwrap()
+            .len(),
+        20_000
+    );
 }

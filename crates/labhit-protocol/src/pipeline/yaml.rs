@@ -101,7 +101,11 @@ impl Node {
 /// Loads `source` into a tree. Returns `None` for the tree when the text cannot be loaded at
 /// all (syntax error, limit exceeded); problems found while loading are appended to `diags`.
 /// An empty document gives `Some(None)`-like behaviour: `Ok(None)` tree with no diagnostics.
-pub(crate) fn load(source: &[u8], limits: &Limits, diags: &mut Vec<Diagnostic>) -> Option<Option<Node>> {
+pub(crate) fn load(
+    source: &[u8],
+    limits: &Limits,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Option<Node>> {
     if source.len() > limits.max_bytes {
         diags.push(Diagnostic::error(
             Rule::InputLimit,
@@ -127,7 +131,10 @@ pub(crate) fn load(source: &[u8], limits: &Limits, diags: &mut Vec<Diagnostic>) 
                 Diagnostic::error(
                     Rule::Syntax,
                     Span::point(at),
-                    format!("file is not valid UTF-8 (invalid byte at offset {})", err.valid_up_to()),
+                    format!(
+                        "file is not valid UTF-8 (invalid byte at offset {})",
+                        err.valid_up_to()
+                    ),
                 )
                 .with_help("save the file as UTF-8"),
             );
@@ -236,7 +243,11 @@ impl<'a> Loader<'a, '_> {
         let (node, anchor) = match event {
             Event::Alias(id) => {
                 let Some(target) = self.anchors.get(&id).cloned() else {
-                    return Err(Box::new(Diagnostic::error(Rule::Syntax, at, "alias to an unknown anchor")));
+                    return Err(Box::new(Diagnostic::error(
+                        Rule::Syntax,
+                        at,
+                        "alias to an unknown anchor",
+                    )));
                 };
                 self.count(target.size(), at)?;
                 // The alias takes the place of the alias, not of the anchored node.
@@ -290,7 +301,9 @@ impl<'a> Loader<'a, '_> {
                     let value = self.node(event, event_at, depth + 1)?;
                     if let NodeValue::Scalar(scalar) = &key.value {
                         if let Some(first) = seen.get(&scalar.identity()) {
-                            let shown = key.as_str().map_or_else(|| format!("{scalar:?}"), str::to_owned);
+                            let shown = key
+                                .as_str()
+                                .map_or_else(|| format!("{scalar:?}"), str::to_owned);
                             self.diags.push(
                                 Diagnostic::error(
                                     Rule::DuplicateKey,
@@ -342,7 +355,11 @@ impl<'a> Loader<'a, '_> {
 
 fn scan_error(err: &ScanError) -> Diagnostic {
     let at = position(*err.marker());
-    Diagnostic::error(Rule::Syntax, Span::point(at), format!("invalid YAML: {}", err.info()))
+    Diagnostic::error(
+        Rule::Syntax,
+        Span::point(at),
+        format!("invalid YAML: {}", err.info()),
+    )
 }
 
 /// Resolves a scalar with the YAML 1.2 core schema. Quoted and block scalars are strings.
@@ -373,7 +390,10 @@ fn resolve(
             Box::new(Diagnostic::error(
                 Rule::Syntax,
                 at,
-                format!("unsupported YAML tag `{}{}` on `{text}`", tag.handle, tag.suffix),
+                format!(
+                    "unsupported YAML tag `{}{}` on `{text}`",
+                    tag.handle, tag.suffix
+                ),
             ))
         });
     }
@@ -388,43 +408,45 @@ fn resolve_plain(text: &str) -> Scalar {
         "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
         "true" | "True" | "TRUE" => return Scalar::Bool(true),
         "false" | "False" | "FALSE" => return Scalar::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Scalar::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Scalar::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Scalar::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Scalar::Float(f64::NAN),
         _ => {}
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            if let Ok(u) = u64::from_str_radix(hex, 16) {
-                return integer(u);
-            }
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && let Ok(u) = u64::from_str_radix(hex, 16)
+    {
+        return integer(u);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if !oct.is_empty() && oct.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-            if let Ok(u) = u64::from_str_radix(oct, 8) {
-                return integer(u);
-            }
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && !oct.is_empty()
+        && oct.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        && let Ok(u) = u64::from_str_radix(oct, 8)
+    {
+        return integer(u);
     }
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
         if let Ok(i) = text.parse::<i64>() {
             return Scalar::Int(i);
         }
-        if let Ok(u) = unsigned.parse::<u64>() {
-            if !text.starts_with('-') {
-                return Scalar::UInt(u);
-            }
+        if !text.starts_with('-')
+            && let Ok(u) = unsigned.parse::<u64>()
+        {
+            return Scalar::UInt(u);
         }
         if let Ok(f) = text.parse::<f64>() {
             return Scalar::Float(f);
         }
     }
-    if is_core_float(unsigned) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Scalar::Float(f);
-        }
+    if is_core_float(unsigned)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Scalar::Float(f);
     }
     Scalar::Str(text.to_owned())
 }
@@ -487,15 +509,21 @@ mod tests {
             assert_eq!(resolve_plain(text), want, "{text}");
         }
         let quoted = load_ok("a: \"1\"\n");
-        let NodeValue::Map(pairs) = quoted.value else { panic!() };
+        let NodeValue::Map(pairs) = quoted.value else {
+            panic!()
+        };
         assert_eq!(pairs[0].1.value, NodeValue::Scalar(Scalar::Str("1".into())));
     }
 
     #[test]
     fn spans_are_one_based() {
         let node = load_ok("a:\n  b: c\n");
-        let NodeValue::Map(pairs) = node.value else { panic!() };
-        let NodeValue::Map(inner) = &pairs[0].1.value else { panic!() };
+        let NodeValue::Map(pairs) = node.value else {
+            panic!()
+        };
+        let NodeValue::Map(inner) = &pairs[0].1.value else {
+            panic!()
+        };
         assert_eq!(inner[0].0.span.start, Position::new(2, 3));
         assert_eq!(inner[0].1.span.start, Position::new(2, 6));
     }
@@ -503,32 +531,51 @@ mod tests {
     #[test]
     fn duplicate_keys_name_both_places() {
         let mut diags = Vec::new();
-        let node = load(b"a: 1\nb: 2\na: 3\n", &Limits::default(), &mut diags).flatten().unwrap();
+        let node = load(b"a: 1\nb: 2\na: 3\n", &Limits::default(), &mut diags)
+            .flatten()
+            .unwrap();
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].rule, Rule::DuplicateKey);
         assert_eq!(diags[0].span.start, Position::new(3, 1));
         assert_eq!(diags[0].related[0].span.start, Position::new(1, 1));
-        let NodeValue::Map(pairs) = node.value else { panic!() };
+        let NodeValue::Map(pairs) = node.value else {
+            panic!()
+        };
         assert_eq!(pairs.len(), 2, "the duplicate is dropped");
     }
 
     #[test]
     fn limits() {
-        let limits = Limits { max_bytes: 10, ..Limits::default() };
-        assert_eq!(load_err(b"a: 0123456789", &limits)[0].rule, Rule::InputLimit);
+        let limits = Limits {
+            max_bytes: 10,
+            ..Limits::default()
+        };
+        assert_eq!(
+            load_err(b"a: 0123456789", &limits)[0].rule,
+            Rule::InputLimit
+        );
         let deep = "[".repeat(100) + &"]".repeat(100);
-        assert_eq!(load_err(deep.as_bytes(), &Limits::default())[0].rule, Rule::InputLimit);
+        assert_eq!(
+            load_err(deep.as_bytes(), &Limits::default())[0].rule,
+            Rule::InputLimit
+        );
         let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
                       c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
                       e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n\
                       g: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
-        assert_eq!(load_err(laughs.as_bytes(), &Limits::default())[0].rule, Rule::InputLimit);
+        assert_eq!(
+            load_err(laughs.as_bytes(), &Limits::default())[0].rule,
+            Rule::InputLimit
+        );
     }
 
     #[test]
     fn bad_input() {
         let d = load_err(b"a: 1\n\xff: 2\n", &Limits::default());
-        assert_eq!((d[0].rule, d[0].span.start), (Rule::Syntax, Position::new(2, 1)));
+        assert_eq!(
+            (d[0].rule, d[0].span.start),
+            (Rule::Syntax, Position::new(2, 1))
+        );
         let d = load_err(b"a: [1, 2\n", &Limits::default());
         assert_eq!(d[0].rule, Rule::Syntax);
         let d = load_err(b"a: 1\n---\nb: 2\n", &Limits::default());
@@ -540,13 +587,18 @@ mod tests {
     #[test]
     fn aliases_expand() {
         let node = load_ok("a: &x {k: v}\nb: *x\n");
-        let NodeValue::Map(pairs) = node.value else { panic!() };
+        let NodeValue::Map(pairs) = node.value else {
+            panic!()
+        };
         assert_eq!(pairs[0].1.value, pairs[1].1.value);
     }
 
     #[test]
     fn empty_document() {
         let mut diags = Vec::new();
-        assert_eq!(load(b"# nothing\n", &Limits::default(), &mut diags), Some(None));
+        assert_eq!(
+            load(b"# nothing\n", &Limits::default(), &mut diags),
+            Some(None)
+        );
     }
 }
