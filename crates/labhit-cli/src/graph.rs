@@ -59,7 +59,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let options = CheckOptions::default();
     let loaded = validate::load(&path, options.limits.max_bytes)?;
     let (report, checked) = validate::check_pipeline(files::display(&path), loaded, &options);
-    let Some(file) = checked.and_then(|c| c.pipeline) else {
+    let Some(file) = checked else {
         let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), color.choice());
         let styles = Styles::new(stderr.current_choice() != anstream::ColorChoice::Never);
         validate::print_diagnostics(&mut stderr, &styles, std::slice::from_ref(&report))?;

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::ValueEnum;
 use labhit_protocol::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use labhit_protocol::pipeline::{self, CheckOptions, Checked, JsonSchemaValidator, Limits};
+use labhit_protocol::pipeline::{
+    self, CheckOptions, Checked, JsonSchemaValidator, Limits, PipelineFile,
+};
 use labhit_protocol::{Diagnostic, Rule, Severity, Span};
 
 use crate::files::{self, Contents};
@@ -163,35 +165,34 @@ pub(crate) fn load(path: &std::path::Path, limit: usize) -> Result<Loaded> {
     })
 }
 
-/// Checks one pipeline file's bytes; the report keeps the text for snippets.
+/// Checks one pipeline file's bytes; the report keeps the text for snippets. The model is
+/// returned when the file has no error.
 pub(crate) fn check_pipeline(
     path: String,
     loaded: Loaded,
     options: &CheckOptions<'_>,
-) -> (FileReport, Option<Checked>) {
-    match loaded {
+) -> (FileReport, Option<PipelineFile>) {
+    let (text, checked) = match loaded {
         Loaded::TooLarge(diag) => (
-            FileReport {
-                path,
-                kind: FileKind::Pipeline,
-                text: String::new(),
+            String::new(),
+            Checked {
+                pipeline: None,
                 diagnostics: vec![diag],
-                fatal: None,
             },
-            None,
         ),
         Loaded::Bytes(bytes) => {
             let checked = pipeline::check(&bytes, options);
-            let report = FileReport {
-                path,
-                kind: FileKind::Pipeline,
-                text: into_text(bytes),
-                diagnostics: checked.diagnostics.clone(),
-                fatal: None,
-            };
-            (report, Some(checked))
+            (into_text(bytes), checked)
         }
-    }
+    };
+    let report = FileReport {
+        path,
+        kind: FileKind::Pipeline,
+        text,
+        diagnostics: checked.diagnostics,
+        fatal: None,
+    };
+    (report, checked.pipeline)
 }
 
 fn into_text(bytes: Vec<u8>) -> String {

@@ -12,6 +12,10 @@ use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput};
 use labhit_protocol::ids::SnapshotRef;
 
 fn main() {
+    let input = input();
+    let borsh_len = to_borsh(&input).map_or(0, |b| b.len());
+    let json_len = to_json(&input).map_or(0, |t| t.len());
+    eprintln!("ExecutorInput: {borsh_len} bytes of borsh, {json_len} bytes of JSON");
     divan::main();
 }
 
@@ -79,4 +83,11 @@ fn borsh_decode(bencher: Bencher<'_, '_>) {
 fn json_decode(bencher: Bencher<'_, '_>) {
     let text = to_json(&input()).unwrap_or_default();
     bencher.bench_local(|| from_json::<ExecutorInput>(black_box(&text)));
+}
+
+/// `borsh::from_slice` without the codec's position tracking, to show what it costs.
+#[divan::bench]
+fn borsh_decode_untracked(bencher: Bencher<'_, '_>) {
+    let bytes = to_borsh(&input()).unwrap_or_default();
+    bencher.bench_local(|| borsh::from_slice::<ExecutorInput>(black_box(&bytes)));
 }

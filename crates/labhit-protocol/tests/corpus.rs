@@ -38,8 +38,8 @@ fn corpus() -> Vec<(String, bool, Vec<u8>)> {
     let mut files = Vec::new();
     for (dir, valid) in [("valid", true), ("invalid", false)] {
         let path = corpus_dir().join(dir);
-        let entries = std::fs::read_dir(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let entries =
+            std::fs::read_dir(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         for entry in entries {
             let path = entry.expect("directory entry").path();
             if path.extension().is_some_and(|e| e == "yaml") {
@@ -79,7 +79,12 @@ fn render(diagnostics: &[Diagnostic]) -> String {
             let _ = writeln!(out, "    help: {help}");
         }
         for related in &d.related {
-            let _ = writeln!(out, "    related {}: {}", span(related.span), related.message);
+            let _ = writeln!(
+                out,
+                "    related {}: {}",
+                span(related.span),
+                related.message
+            );
         }
     }
     if out.is_empty() {
@@ -107,10 +112,14 @@ fn yaml_to_json(yaml: &Yaml<'_>) -> Option<Value> {
             Scalar::Null => Value::Null,
             Scalar::Boolean(b) => Value::Bool(*b),
             Scalar::Integer(i) => Value::from(*i),
-            Scalar::FloatingPoint(f) => Value::Number(serde_json::Number::from_f64(f.into_inner())?),
+            Scalar::FloatingPoint(f) => {
+                Value::Number(serde_json::Number::from_f64(f.into_inner())?)
+            }
             Scalar::String(s) => Value::String(s.to_string()),
         },
-        Yaml::Sequence(items) => Value::Array(items.iter().map(yaml_to_json).collect::<Option<_>>()?),
+        Yaml::Sequence(items) => {
+            Value::Array(items.iter().map(yaml_to_json).collect::<Option<_>>()?)
+        }
         Yaml::Mapping(pairs) => {
             let mut map = serde_json::Map::new();
             for (key, value) in pairs {
@@ -191,7 +200,10 @@ fn valid_files_are_clean_and_invalid_files_are_not() {
         let checked = check(&bytes, &CheckOptions::default());
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         if valid && errors > 0 {
-            failures.push(format!("{name}: expected no error, got:\n{}", render(&checked.diagnostics)));
+            failures.push(format!(
+                "{name}: expected no error, got:\n{}",
+                render(&checked.diagnostics)
+            ));
         }
         if valid && checked.pipeline.is_none() {
             failures.push(format!("{name}: valid, but no model was built"));
@@ -231,15 +243,33 @@ fn schema_and_validator_agree() {
                 .collect();
             failures.push(format!(
                 "{name}: validator {} ({}), schema {}{}",
-                if want == Expected::Accept { "expects the schema to accept" } else { "expects the schema to reject" },
-                if rules.is_empty() { "no errors".to_owned() } else { rules.join(", ") },
+                if want == Expected::Accept {
+                    "expects the schema to accept"
+                } else {
+                    "expects the schema to reject"
+                },
+                if rules.is_empty() {
+                    "no errors".to_owned()
+                } else {
+                    rules.join(", ")
+                },
                 if schema_accepts { "accepts" } else { "rejects" },
-                errors.iter().map(|e| format!("\n    {e}")).collect::<String>(),
+                errors
+                    .iter()
+                    .map(|e| format!("\n    {e}"))
+                    .collect::<String>(),
             ));
         }
     }
-    assert!(compared >= 40, "only {compared} corpus files could be compared");
-    assert!(failures.is_empty(), "schema and validator disagree:\n{}", failures.join("\n"));
+    assert!(
+        compared >= 40,
+        "only {compared} corpus files could be compared"
+    );
+    assert!(
+        failures.is_empty(),
+        "schema and validator disagree:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Every rule the pipeline checker can raise without extension manifests appears in the
@@ -272,21 +302,32 @@ fn corpus_covers_every_rule() {
 /// stale snapshot behind.
 #[test]
 fn no_orphaned_snapshots() {
-    let names: std::collections::BTreeSet<String> =
-        corpus().into_iter().map(|(name, _, _)| name.replace('/', "__")).collect();
+    let names: std::collections::BTreeSet<String> = corpus()
+        .into_iter()
+        .map(|(name, _, _)| name.replace('/', "__"))
+        .collect();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
     let mut orphans = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("snapshot directory") {
-        let file = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let file = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         let Some(rest) = file.strip_prefix("corpus__diagnostics_snapshots@") else {
             continue;
         };
-        let source = rest.strip_suffix(".snap").or_else(|| rest.strip_suffix(".snap.new"));
+        let source = rest
+            .strip_suffix(".snap")
+            .or_else(|| rest.strip_suffix(".snap.new"));
         if source.is_none_or(|s| !names.contains(s)) {
             orphans.push(file);
         }
     }
-    assert!(orphans.is_empty(), "snapshots without a corpus file (delete them): {orphans:?}");
+    assert!(
+        orphans.is_empty(),
+        "snapshots without a corpus file (delete them): {orphans:?}"
+    );
 }
 
 #[test]

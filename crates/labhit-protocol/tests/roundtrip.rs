@@ -399,3 +399,22 @@ proptest! {
         prop_assert!(from_borsh::<ArtifactRef>(&bytes).is_err());
     }
 }
+
+proptest! {
+    /// The JSON Schema pattern of `ArtifactPath` accepts exactly what `ArtifactPath::new`
+    /// accepts, on strings built from the characters that matter.
+    #[test]
+    fn artifact_path_pattern_agrees_with_the_validator(
+        path in "[a./\\\\\\x00]{0,8}",
+    ) {
+        let schema = serde_json::to_value(schemars::schema_for!(ArtifactPath))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(
+            validator.is_valid(&serde_json::Value::String(path.clone())),
+            ArtifactPath::new(path.clone()).is_ok(),
+            "{:?}", path
+        );
+    }
+}

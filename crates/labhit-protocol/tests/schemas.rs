@@ -5,7 +5,9 @@
 //! A snapshot that changes is a change of a public contract: review it, and record it in
 //! CHANGELOG.md. `cargo xtask codegen` then writes the same schemas to `schema/`.
 
-use labhit_protocol::executor::{ArtifactRef, CacheDecision, CommandStep, ExecutorInput, StepResult};
+use labhit_protocol::executor::{
+    ArtifactRef, CacheDecision, CommandStep, ExecutorInput, StepResult,
+};
 use labhit_protocol::ids::{ArchiveId, SnapshotRef};
 use labhit_protocol::manifest::Manifest;
 use labhit_protocol::pipeline::{CheckOptions, PipelineFile, check};
@@ -117,7 +119,10 @@ fn manifest_schema_snapshot() {
 
 #[test]
 fn every_schema_is_a_valid_draft_2020_12_schema() {
-    let mut all = vec![("pipeline", pipeline_schema()), ("manifest", manifest_schema())];
+    let mut all = vec![
+        ("pipeline", pipeline_schema()),
+        ("manifest", manifest_schema()),
+    ];
     all.extend(wire_schemas());
     for (name, schema) in &all {
         assert_eq!(
@@ -132,7 +137,10 @@ fn every_schema_is_a_valid_draft_2020_12_schema() {
             "{name}: the schema does not compile"
         );
         let id = schema["$id"].as_str().unwrap_or_default();
-        assert!(id.starts_with("https://labhit.dev/schema/v1/"), "{name}: $id is {id:?}");
+        assert!(
+            id.starts_with("https://labhit.dev/schema/v1/"),
+            "{name}: $id is {id:?}"
+        );
         assert!(schema["title"].is_string(), "{name}: no title");
     }
 }
@@ -177,11 +185,18 @@ fn the_manifest_example_validates() {
 
 #[test]
 fn the_schema_examples_validate_against_their_schema() {
-    let mut all = vec![("pipeline", pipeline_schema()), ("manifest", manifest_schema())];
+    let mut all = vec![
+        ("pipeline", pipeline_schema()),
+        ("manifest", manifest_schema()),
+    ];
     all.extend(wire_schemas());
     for (name, schema) in &all {
         for example in schema["examples"].as_array().into_iter().flatten() {
-            assert_eq!(errors(schema, example), Vec::<String>::new(), "{name}: {example}");
+            assert_eq!(
+                errors(schema, example),
+                Vec::<String>::new(),
+                "{name}: {example}"
+            );
         }
     }
 }
@@ -191,7 +206,11 @@ fn the_file_schemas_never_allow_null_for_optional_keys() {
     // In YAML, `use:` with nothing after it is null, which the validator refuses.
     for schema in [pipeline_schema(), manifest_schema()] {
         let text = schema.to_string();
-        assert!(!text.contains(r#""null""#), "{}: null allowed", schema["$id"]);
+        assert!(
+            !text.contains(r#""null""#),
+            "{}: null allowed",
+            schema["$id"]
+        );
     }
     let stage_with_null_use = json!({
         "engine": "1",
@@ -217,7 +236,10 @@ fn unknown_fields_are_refused_where_rust_refuses_them() {
             .and_then(Value::as_object_mut)
             .expect("object")
             .insert("unknown".into(), json!(1));
-        assert!(!validator(&pipeline).is_valid(&json), "schema accepts an unknown key at {pointer:?}");
+        assert!(
+            !validator(&pipeline).is_valid(&json),
+            "schema accepts an unknown key at {pointer:?}"
+        );
         assert!(
             serde_json::from_value::<PipelineFile>(json).is_err(),
             "serde accepts an unknown key at {pointer:?}"
@@ -227,6 +249,28 @@ fn unknown_fields_are_refused_where_rust_refuses_them() {
     let mut json = base;
     json["pipeline"]["stages"]["fetch"]["with"]["anything"] = json!({"goes": [1, "x"]});
     assert!(validator(&pipeline).is_valid(&json));
+
+    let manifest = manifest_schema();
+    let base = serde_json::to_value(Manifest::from_toml(MANIFEST).expect("parses")).expect("JSON");
+    for pointer in ["", "/extension", "/capabilities", "/limits"] {
+        let mut json = base.clone();
+        json.pointer_mut(pointer)
+            .and_then(Value::as_object_mut)
+            .expect("object")
+            .insert("unknown".into(), json!(1));
+        assert!(
+            !validator(&manifest).is_valid(&json),
+            "manifest schema accepts an unknown key at {pointer:?}"
+        );
+        assert!(
+            serde_json::from_value::<Manifest>(json).is_err(),
+            "serde accepts an unknown manifest key at {pointer:?}"
+        );
+    }
+    // `inputs` and `outputs` are JSON Schemas themselves: any keys.
+    let mut json = base;
+    json["inputs"]["x-vendor"] = json!(true);
+    assert!(validator(&manifest).is_valid(&json));
 }
 
 /// For each wire type: the schema's own examples decode with serde, and an unknown
@@ -253,7 +297,8 @@ fn wire_schemas_agree_with_serde_on_unknown_fields() {
             let serde_accepts = serde_json::from_value::<T>(extended.clone()).is_ok();
             let schema_accepts = compiled.is_valid(&extended);
             assert_eq!(
-                serde_accepts, schema_accepts,
+                serde_accepts,
+                schema_accepts,
                 "{name}: with an unknown field serde {} but the schema {}",
                 if serde_accepts { "accepts" } else { "refuses" },
                 if schema_accepts { "accepts" } else { "refuses" },
@@ -292,6 +337,9 @@ fn the_checked_in_schemas_are_the_generated_ones() {
         if let Some(map) = on_disk.as_object_mut() {
             map.remove("$comment");
         }
-        assert_eq!(on_disk, schema, "schema/{file} is stale; run `cargo xtask codegen`");
+        assert_eq!(
+            on_disk, schema,
+            "schema/{file} is stale; run `cargo xtask codegen`"
+        );
     }
 }

@@ -1,8 +1,203 @@
-//! Guest-side SDK for LabHit extensions.
+//! Write LabHit extensions in plain Rust.
 //!
-//! The `Extension` trait, typed configuration, logging, secrets and the
-//! `export_extension!` macro arrive with the guest-side issue; until then this crate only
-//! re-exports the wire types extension authors share with the host.
+//! A LabHit extension is a WebAssembly component that runs one pipeline stage inside a
+//! sandbox (see `wit/labhit-extension.wit`). With this crate it is an ordinary Rust type:
+//!
+//! * implement [`Extension`]: a `Config` type parsed from the stage's `with` (a mismatch is
+//!   an `invalid-config` error naming the field path) and `execute`;
+//! * use the [`Context`] for logging ([`info!`] and friends), [`secrets`](Context::secret),
+//!   cancellation and the workspace (file helpers that respect the manifest's grant, and
+//!   [`glob`](Context::glob));
+//! * build the result with [`Output`] (named outputs, [artifacts](Context::artifact), exit
+//!   code), or fail with an [`Error`];
+//! * register it with one line, [`export_extension!`];
+//! * test it natively with [`testing::MockHost`], which checks grants like the real host.
+//!
+//! # Example
+//!
+//! A complete extension that counts the lines of workspace files (crate type `cdylib` for the
+//! component plus `rlib` for native tests):
+//!
+//! ```
+//! use labhit_sdk::{Context, Error, Extension, Input, Output, info};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! pub struct Config {
+//!     /// Glob patterns of the files to count.
+//!     patterns: Vec<String>,
+//! }
+//!
+//! pub struct LineCount;
+//!
+//! impl Extension for LineCount {
+//!     type Config = Config;
+//!
+//!     fn execute(ctx: &Context, input: Input<Config>) -> Result<Output, Error> {
+//!         let mut lines = 0;
+//!         for path in ctx.glob(&input.config.patterns)? {
+//!             ctx.check_cancelled("counting lines")?;
+//!             lines += ctx.read_to_string(&path)?.lines().count();
+//!             info!(ctx, "counted {path}");
+//!         }
+//!         if lines == 0 {
+//!             return Err(Error::failed("no lines in the matched files"));
+//!         }
+//!         Ok(Output::new().output("lines", lines))
+//!     }
+//! }
+//!
+//! labhit_sdk::export_extension!(LineCount);
+//!
+//! # fn main() {
+//! // A native test: the mock host grants what the manifest grants.
+//! use labhit_sdk::testing::{MockHost, json};
+//! use labhit_sdk::WorkspaceAccess;
+//!
+//! let host = MockHost::new()
+//!     .filesystem(WorkspaceAccess::ReadOnly)
+//!     .file("src/a.txt", "one\ntwo\n")
+//!     .file("src/b.txt", "three\n");
+//! let output = host.run::<LineCount>(json!({"patterns": ["src/*.txt"]})).unwrap();
+//! assert_eq!(output.get("lines"), Some("3"));
+//! assert!(host.logged("counted src/b.txt"));
+//!
+//! let err = host.run::<LineCount>(json!({"patterns": "src"})).unwrap_err();
+//! assert_eq!(err.message(), "invalid `with`: at `patterns`: invalid type: string \"src\", expected a sequence");
+//! # }
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` and ship the `.wasm` with an
+//! `extension.toml`; `extensions/README.md` in the repository is the authoring guide.
+//!
+//! # Panics
+//!
+//! A panic inside `execute` ends the step as failed. Before the component traps, the glue
+//! logs the panic message and location at error level, so the host can show it.
 #![warn(missing_docs)]
 
+mod context;
+mod error;
+pub mod glob;
+#[doc(hidden)]
+pub mod glue;
+mod input;
+mod output;
+pub mod testing;
+
+use serde::de::DeserializeOwned;
+
+pub use context::{Context, Level, WorkspaceAccess};
+pub use error::{Error, SecretError};
+pub use input::{CacheDecision, Command, Input, parse_config};
+pub use output::{Artifact, Output};
+
+/// The wire and model types shared with hosts (`labhit-protocol`).
 pub use labhit_protocol as protocol;
+
+/// A LabHit extension: how to read its configuration and how to execute one step.
+///
+/// `execute` is called once per step, in a fresh instance; nothing survives between calls.
+pub trait Extension {
+    /// The stage's `with`, deserialized from JSON. Use `#[serde(deny_unknown_fields)]` to
+    /// reject misspelled keys, `#[serde(default)]` for optional ones, and
+    /// `#[serde(rename_all = "kebab-case")]` for keys like `fail-on-skipped`.
+    /// `serde_json::Value` accepts anything.
+    type Config: DeserializeOwned;
+
+    /// Executes one step.
+    ///
+    /// # Errors
+    ///
+    /// An [`Error`] ends the stage as failed with its message. To fail while still reporting
+    /// outputs and artifacts, return an [`Output`] with a non-zero
+    /// [`exit_code`](Output::exit_code) instead.
+    fn execute(ctx: &Context, input: Input<Self::Config>) -> Result<Output, Error>;
+
+    /// Parses the stage's `with` JSON into [`Config`](Self::Config). The default,
+    /// [`parse_config`], names the path of a mismatched field; override it to check more.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the configuration is unusable.
+    fn parse_config(json: &str) -> Result<Self::Config, Error> {
+        parse_config(json)
+    }
+}
+
+/// Parses the config and calls `E::execute`: shared by the component glue and the mock host.
+pub(crate) fn run<E: Extension>(ctx: &Context, raw: input::RawInput) -> Result<Output, Error> {
+    let config = E::parse_config(&raw.config)?;
+    E::execute(ctx, raw.typed(config))
+}
+
+/// Exports an [`Extension`] as the component's `pipeline-step`: the one line of glue an
+/// extension needs.
+///
+/// ```ignore
+/// labhit_sdk::export_extension!(MyExtension);
+/// ```
+///
+/// It installs a panic hook that logs panics through the host, parses the config, runs
+/// `execute` and converts the result to the WIT types. In a native build the exported
+/// function exists but is never called; tests use [`testing::MockHost`].
+#[macro_export]
+macro_rules! export_extension {
+    ($extension:ty) => {
+        #[doc(hidden)]
+        const _: () = {
+            #[doc(hidden)]
+            struct __LabhitSdkGuest;
+
+            impl $crate::glue::Guest for __LabhitSdkGuest {
+                fn execute(
+                    input: $crate::glue::StepInput,
+                ) -> ::core::result::Result<$crate::glue::StepOutput, $crate::glue::StepError>
+                {
+                    $crate::glue::execute::<$extension>(input)
+                }
+            }
+
+            $crate::glue::export!(__LabhitSdkGuest with_types_in $crate::glue::wit);
+        };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log {
+    ($level:ident, $ctx:expr, $($arg:tt)+) => {
+        $crate::Context::log($ctx, $crate::Level::$level, &::std::format!($($arg)+))
+    };
+}
+
+/// Logs a formatted message at [`Level::Trace`]: `trace!(ctx, "read {} bytes", n)`.
+#[macro_export]
+macro_rules! trace {
+    ($ctx:expr, $($arg:tt)+) => { $crate::__log!(Trace, $ctx, $($arg)+) };
+}
+
+/// Logs a formatted message at [`Level::Debug`]: `debug!(ctx, "cache key {key}")`.
+#[macro_export]
+macro_rules! debug {
+    ($ctx:expr, $($arg:tt)+) => { $crate::__log!(Debug, $ctx, $($arg)+) };
+}
+
+/// Logs a formatted message at [`Level::Info`]: `info!(ctx, "hashed {count} files")`.
+#[macro_export]
+macro_rules! info {
+    ($ctx:expr, $($arg:tt)+) => { $crate::__log!(Info, $ctx, $($arg)+) };
+}
+
+/// Logs a formatted message at [`Level::Warn`]: `warn!(ctx, "{path} is empty")`.
+#[macro_export]
+macro_rules! warn {
+    ($ctx:expr, $($arg:tt)+) => { $crate::__log!(Warn, $ctx, $($arg)+) };
+}
+
+/// Logs a formatted message at [`Level::Error`]: `error!(ctx, "{failed} tests failed")`.
+#[macro_export]
+macro_rules! error {
+    ($ctx:expr, $($arg:tt)+) => { $crate::__log!(Error, $ctx, $($arg)+) };
+}

@@ -28,6 +28,17 @@
 //! `wit/` directory yourself.
 #![warn(missing_docs)]
 
+// Lets generated code (and the guest `export!` macro) name this crate as `labhit_wit` from
+// inside it as well as from its dependents.
+extern crate self as labhit_wit;
+
+#[cfg(any(feature = "guest", feature = "host"))]
+pub mod convert;
+#[cfg(feature = "guest")]
+pub mod guest;
+#[cfg(feature = "host")]
+pub mod host;
+
 /// The text of `labhit-extension.wit`: the package `labhit:extension` with its documentation,
 /// every LabHit interface and the world `extension`.
 ///

@@ -124,9 +124,7 @@ pub(crate) fn load(
             let good = &source[..err.valid_up_to()];
             // `good` is valid UTF-8 by construction.
             let prefix = std::str::from_utf8(good).unwrap_or_default();
-            let line = prefix.matches('\n').count() + 1;
-            let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            let at = Position::new(to_u32(line), to_u32(column));
+            let at = end_of(prefix);
             diags.push(
                 Diagnostic::error(
                     Rule::Syntax,
@@ -143,6 +141,7 @@ pub(crate) fn load(
     };
     let mut loader = Loader {
         events: Parser::new_from_str(text),
+        eof: end_of(text),
         limits: *limits,
         nodes: 0,
         anchors: HashMap::new(),
@@ -161,6 +160,13 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// The position just past the last character of `text`.
+fn end_of(text: &str) -> Position {
+    let line = text.matches('\n').count() + 1;
+    let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Position::new(to_u32(line), to_u32(column))
+}
+
 fn position(marker: saphyr_parser::Marker) -> Position {
     Position::new(to_u32(marker.line()), to_u32(marker.col() + 1))
 }
@@ -173,6 +179,8 @@ type Fatal = Box<Diagnostic>;
 
 struct Loader<'a, 'd> {
     events: Parser<'a, saphyr_parser::StrInput<'a>>,
+    /// The position just past the last character: no span reaches beyond it.
+    eof: Position,
     limits: Limits,
     nodes: usize,
     anchors: HashMap<usize, Node>,
@@ -182,8 +190,11 @@ struct Loader<'a, 'd> {
 impl<'a> Loader<'a, '_> {
     fn next(&mut self) -> Result<(Event<'a>, Span), Fatal> {
         match self.events.next_event() {
-            Some(Ok((event, s))) => Ok((event, span(s))),
-            Some(Err(err)) => Err(Box::new(scan_error(&err))),
+            Some(Ok((event, s))) => {
+                let s = span(s);
+                Ok((event, Span::new(s.start.min(self.eof), s.end.min(self.eof))))
+            }
+            Some(Err(err)) => Err(Box::new(scan_error(&err, self.eof))),
             None => Err(Box::new(Diagnostic::error(
                 Rule::Syntax,
                 Span::file_start(),
@@ -353,8 +364,8 @@ impl<'a> Loader<'a, '_> {
     }
 }
 
-fn scan_error(err: &ScanError) -> Diagnostic {
-    let at = position(*err.marker());
+fn scan_error(err: &ScanError, eof: Position) -> Diagnostic {
+    let at = position(*err.marker()).min(eof);
     Diagnostic::error(
         Rule::Syntax,
         Span::point(at),

@@ -1,0 +1,207 @@
+//! [`Output`], the builder of what a step returns, and [`Artifact`], a workspace file the
+//! host keeps.
+
+/// A file the step produced and wants the host to keep (WIT `artifact`).
+///
+/// Made by [`Context::artifact`](crate::Context::artifact), which reads the size and guesses
+/// the media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    path: String,
+    mime: String,
+    size: u64,
+}
+
+impl Artifact {
+    pub(crate) fn new(path: String, size: u64) -> Self {
+        let mime = guess_mime(&path).to_owned();
+        Self { path, mime, size }
+    }
+
+    /// The same artifact with the media type `mime`.
+    #[must_use]
+    pub fn with_mime(mut self, mime: impl Into<String>) -> Self {
+        self.mime = mime.into();
+        self
+    }
+
+    /// The workspace-relative, `/`-separated path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The media type, `application/octet-stream` when unknown.
+    pub fn mime(&self) -> &str {
+        &self.mime
+    }
+
+    /// The size in bytes when the artifact was described.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// The media type for a file name, by its extension.
+fn guess_mime(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let ext = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    match ext.as_str() {
+        "txt" | "log" | "sha256" | "sha512" | "md5" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "js" | "mjs" => "text/javascript",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "yaml" | "yml" => "application/yaml",
+        "toml" => "application/toml",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "zip" => "application/zip",
+        "zst" => "application/zstd",
+        "wasm" => "application/wasm",
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+/// What a step produced: exit code, named outputs, artifacts and, for executors, the committed
+/// snapshot (WIT `step-output`).
+///
+/// ```
+/// use labhit_sdk::Output;
+///
+/// let out = Output::new().output("files", 3).output("verdict", "ok");
+/// assert_eq!(out.get("files"), Some("3"));
+/// assert!(out.is_success());
+/// assert_eq!(Output::new().exit_code(2).exit_status(), 2);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    exit_code: i32,
+    outputs: Vec<(String, String)>,
+    artifacts: Vec<Artifact>,
+    committed_snapshot: Option<String>,
+}
+
+impl Output {
+    /// A successful output (exit code 0) with nothing in it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the named output `name` (replacing an earlier value of the same name).
+    #[must_use]
+    pub fn output(mut self, name: impl Into<String>, value: impl ToString) -> Self {
+        let name = name.into();
+        let value = value.to_string();
+        match self.outputs.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.outputs.push((name, value)),
+        }
+        self
+    }
+
+    /// Adds an artifact. Artifacts are kept even when the step fails (test reports).
+    #[must_use]
+    pub fn artifact(mut self, artifact: Artifact) -> Self {
+        if !self.artifacts.iter().any(|a| a.path == artifact.path) {
+            self.artifacts.push(artifact);
+        }
+        self
+    }
+
+    /// Sets the exit code: 0 is success, anything else fails the stage while keeping the
+    /// outputs and artifacts (use it for "the tests ran and some failed").
+    #[must_use]
+    pub fn exit_code(mut self, code: i32) -> Self {
+        self.exit_code = code;
+        self
+    }
+
+    /// For executors: reports the snapshot committed after a successful command, which must
+    /// equal the tag of the host's `MissBuildAs` decision.
+    #[must_use]
+    pub fn committed_snapshot(mut self, tag: impl Into<String>) -> Self {
+        self.committed_snapshot = Some(tag.into());
+        self
+    }
+
+    /// The exit code.
+    pub fn exit_status(&self) -> i32 {
+        self.exit_code
+    }
+
+    /// Whether the exit code is 0.
+    pub fn is_success(&self) -> bool {
+        self.exit_code == 0
+    }
+
+    /// The value of the named output `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every named output, in the order they were first set.
+    pub fn outputs(&self) -> &[(String, String)] {
+        &self.outputs
+    }
+
+    /// The artifacts, in the order they were added.
+    pub fn artifacts(&self) -> &[Artifact] {
+        &self.artifacts
+    }
+
+    /// The committed snapshot, if any.
+    pub fn snapshot(&self) -> Option<&str> {
+        self.committed_snapshot.as_deref()
+    }
+
+    pub(crate) fn into_parts(self) -> (i32, Vec<(String, String)>, Vec<Artifact>, Option<String>) {
+        (
+            self.exit_code,
+            self.outputs,
+            self.artifacts,
+            self.committed_snapshot,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guesses_media_types() {
+        for (path, mime) in [
+            ("dist/app.txt", "text/plain"),
+            ("reports/UNIT.XML", "application/xml"),
+            ("a/b.tar.gz", "application/gzip"),
+            ("dist/SHA256SUMS", "application/octet-stream"),
+            (".hidden", "application/octet-stream"),
+            ("x.unknown", "application/octet-stream"),
+        ] {
+            assert_eq!(guess_mime(path), mime, "{path}");
+        }
+    }
+
+    #[test]
+    fn outputs_are_unique_by_name() {
+        let out = Output::new().output("a", 1).output("b", 2).output("a", 3);
+        assert_eq!(
+            out.outputs(),
+            &[("a".to_owned(), "3".to_owned()), ("b".to_owned(), "2".to_owned())]
+        );
+    }
+}
