@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `*` | any run of characters inside one path segment (not `/`) |
 //! | `?` | one character other than `/` |
-//! | `**` | as a whole segment: zero or more segments (`dist/**` is every file under `dist`) |
+//! | `**` | as a whole segment: zero or more segments; trailing, one or more (`dist/**` is every file under `dist`) |
 //! | `[abc]`, `[a-z]`, `[!a-z]` | one character of (or, with `!` or `^`, not of) the set |
 //! | `{a,b}` | either alternative (`*.{yml,yaml}`); may nest |
 //! | `\x` | the character `x` literally |
@@ -345,6 +345,10 @@ fn match_segments(pattern: &[Segment], path: &[&str], prefix: bool) -> bool {
         Some((Segment::AnyDepth, rest)) => {
             if prefix {
                 return true;
+            }
+            if rest.is_empty() {
+                // A trailing `**` is everything below, not the directory itself.
+                return !path.is_empty();
             }
             (0..=path.len()).any(|skip| match_segments(rest, &path[skip..], false))
         }

@@ -80,16 +80,16 @@ pub struct Identity {
         example = "1.2.0"
     )]
     #[borsh(
-        serialize_with = "borsh_semver::write_version",
-        deserialize_with = "borsh_semver::read_version"
+        serialize_with = "crate::borsh_ext::version::serialize",
+        deserialize_with = "crate::borsh_ext::version::deserialize"
     )]
     pub version: semver::Version,
     /// The versions of the LabHit extension contract (the WIT package) this extension works
     /// with, as a SemVer requirement, e.g. `^0.1`.
     #[schemars(with = "String", example = "^0.1")]
     #[borsh(
-        serialize_with = "borsh_semver::write_req",
-        deserialize_with = "borsh_semver::read_req"
+        serialize_with = "crate::borsh_ext::version_req::serialize",
+        deserialize_with = "crate::borsh_ext::version_req::deserialize"
     )]
     pub contract: semver::VersionReq,
     /// One line saying what the extension does.
@@ -114,29 +114,6 @@ mod semver_serde {
         semver::Version::parse(&s).map_err(|e| {
             serde::de::Error::custom(format_args!("`{s}` is not a semver version: {e}"))
         })
-    }
-}
-
-/// Borsh encodings of semver types as their canonical strings.
-mod borsh_semver {
-    use borsh::{BorshDeserialize, BorshSerialize};
-    use std::io;
-
-    fn invalid(e: impl std::fmt::Display) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-    }
-
-    pub(super) fn write_version<W: io::Write>(v: &semver::Version, w: &mut W) -> io::Result<()> {
-        v.to_string().serialize(w)
-    }
-    pub(super) fn read_version<R: io::Read>(r: &mut R) -> io::Result<semver::Version> {
-        semver::Version::parse(&String::deserialize_reader(r)?).map_err(invalid)
-    }
-    pub(super) fn write_req<W: io::Write>(v: &semver::VersionReq, w: &mut W) -> io::Result<()> {
-        v.to_string().serialize(w)
-    }
-    pub(super) fn read_req<R: io::Read>(r: &mut R) -> io::Result<semver::VersionReq> {
-        semver::VersionReq::parse(&String::deserialize_reader(r)?).map_err(invalid)
     }
 }
 
