@@ -101,10 +101,11 @@ pub enum Error {
 /// A `Result` whose error is an [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_owned();
     move |source| Error::Io {
         action,
-        path: path.to_owned(),
+        path,
         source,
     }
 }

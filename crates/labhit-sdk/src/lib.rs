@@ -145,6 +145,9 @@ pub(crate) fn run<E: Extension>(ctx: &Context, raw: input::RawInput) -> Result<O
 #[macro_export]
 macro_rules! export_extension {
     ($extension:ty) => {
+        // The component's exports exist only in wasm builds: native linkers refuse their
+        // names, and native tests go through `labhit_sdk::testing` instead.
+        #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
         const _: () = {
             #[doc(hidden)]
@@ -160,6 +163,12 @@ macro_rules! export_extension {
             }
 
             $crate::glue::export!(__LabhitSdkGuest with_types_in $crate::glue::wit);
+        };
+
+        // Natively, still check that the type is an `Extension`.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            let _ = $crate::glue::execute::<$extension>;
         };
     };
 }

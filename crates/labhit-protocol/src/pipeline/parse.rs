@@ -150,10 +150,11 @@ impl<'n> Walker<'n, '_> {
         found
     }
 
-    fn string(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
+    /// The string value of `node`; `what` (built only on error) names it in the message.
+    fn string(&mut self, node: &'n Node, what: impl FnOnce() -> String) -> Option<&'n str> {
         let s = node.as_str();
         if s.is_none() {
-            self.type_error(node, what, "a string");
+            self.type_error(node, &what(), "a string");
         }
         s
     }
@@ -224,7 +225,7 @@ impl<'n> Walker<'n, '_> {
         let name = self
             .require(&fields, "name", key, "`pipeline`")
             .and_then(|n| {
-                let s = self.string(n, "`pipeline.name`")?;
+                let s = self.string(n, || "`pipeline.name`".into())?;
                 PipelineName::new(s)
                     .map_err(|e| self.form_error(n.span, e))
                     .ok()
@@ -312,7 +313,7 @@ impl<'n> Walker<'n, '_> {
         let use_field = fields.get("use");
         if let Some((_, n)) = use_field {
             site.uses = Some(n.span);
-            match self.string(n, &format!("`use` of {what}")) {
+            match self.string(n, || format!("`use` of {what}")) {
                 Some(s) => match s.parse::<UseRef>() {
                     Ok(r) => stage.uses = Some(r),
                     Err(e) => {
@@ -326,7 +327,7 @@ impl<'n> Walker<'n, '_> {
         let run_field = fields.get("run");
         if let Some((_, n)) = run_field {
             site.run = Some(n.span);
-            match self.string(n, &format!("`run` of {what}")) {
+            match self.string(n, || format!("`run` of {what}")) {
                 Some("") => {
                     self.push(Diagnostic::error(
                         Rule::InvalidValue,
@@ -412,7 +413,7 @@ impl<'n> Walker<'n, '_> {
         let mut out: Vec<(StageId, Span)> = Vec::with_capacity(items.len());
         let mut ok = true;
         for item in items {
-            let Some(s) = self.string(item, &format!("an `after` entry of {what}")) else {
+            let Some(s) = self.string(item, || format!("an `after` entry of {what}")) else {
                 ok = false;
                 continue;
             };
@@ -443,7 +444,7 @@ impl<'n> Walker<'n, '_> {
 
     fn with(&mut self, node: &Node, what: &str) -> Option<Map> {
         match &node.value {
-            NodeValue::Map(_) => match self.value(node, &format!("`with` of {what}")) {
+            NodeValue::Map(_) => match self.value(node, &|| format!("`with` of {what}")) {
                 Some(Value::Object(map)) => Some(map),
                 _ => None,
             },
@@ -455,7 +456,7 @@ impl<'n> Walker<'n, '_> {
     }
 
     /// Converts any subtree to a JSON-compatible [`Value`].
-    fn value(&mut self, node: &Node, what: &str) -> Option<Value> {
+    fn value(&mut self, node: &Node, what: &dyn Fn() -> String) -> Option<Value> {
         match &node.value {
             NodeValue::Scalar(s) => match s {
                 Scalar::Null => Some(Value::Null),
@@ -467,7 +468,10 @@ impl<'n> Walker<'n, '_> {
                     self.push(Diagnostic::error(
                         Rule::InvalidValue,
                         node.span,
-                        format!("{what} contains a number JSON cannot represent (infinity or NaN)"),
+                        format!(
+                            "{} contains a number JSON cannot represent (infinity or NaN)",
+                            what()
+                        ),
                     ));
                     None
                 }
@@ -493,7 +497,11 @@ impl<'n> Walker<'n, '_> {
                             Diagnostic::error(
                                 Rule::NonStringKey,
                                 key.span,
-                                format!("keys in {what} must be strings, found {}", describe(key)),
+                                format!(
+                                    "keys in {} must be strings, found {}",
+                                    what(),
+                                    describe(key)
+                                ),
                             )
                             .with_help("quote the key"),
                         );
@@ -518,7 +526,7 @@ impl<'n> Walker<'n, '_> {
         let mut ok = fields.entries.len() == count_pairs(node);
         let mut sandbox = Sandbox::default();
         if let Some((_, n)) = fields.get("image") {
-            match self.string(n, &format!("`sandbox.image` of {what}")) {
+            match self.string(n, || format!("`sandbox.image` of {what}")) {
                 Some("") => {
                     self.push(Diagnostic::error(
                         Rule::InvalidValue,
@@ -664,7 +672,7 @@ impl<'n> Walker<'n, '_> {
             }
         }
         if let Some((_, n)) = fields.get("policy") {
-            match self.string(n, &format!("`gate.policy` of {what}")) {
+            match self.string(n, || format!("`gate.policy` of {what}")) {
                 Some(s) => match PolicyName::new(s) {
                     Ok(p) => gate.policy = Some(p),
                     Err(e) => {

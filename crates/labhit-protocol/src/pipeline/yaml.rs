@@ -59,6 +59,44 @@ impl Scalar {
     }
 }
 
+/// Finds duplicate scalar keys of one mapping: a linear scan while the mapping is small, a
+/// hash index once it grows (the `stages` mapping of a large pipeline).
+#[derive(Default)]
+struct KeyIndex {
+    index: Option<HashMap<String, Span>>,
+}
+
+impl KeyIndex {
+    const SCAN_LIMIT: usize = 16;
+
+    /// Records `key` (about to be pushed after `pairs`); returns the span of an earlier equal
+    /// key instead when there is one.
+    fn insert(&mut self, key: &Scalar, span: Span, pairs: &[(Node, Node)]) -> Option<Span> {
+        if self.index.is_none() && pairs.len() >= Self::SCAN_LIMIT {
+            let mut index = HashMap::with_capacity(pairs.len() * 2);
+            for (k, _) in pairs {
+                if let NodeValue::Scalar(s) = &k.value {
+                    index.entry(s.identity()).or_insert(k.span);
+                }
+            }
+            self.index = Some(index);
+        }
+        match &mut self.index {
+            None => pairs
+                .iter()
+                .find(|(k, _)| matches!(&k.value, NodeValue::Scalar(s) if s == key))
+                .map(|(k, _)| k.span),
+            Some(index) => match index.entry(key.identity()) {
+                std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(span);
+                    None
+                }
+            },
+        }
+    }
+}
+
 /// A node of the document tree.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NodeValue {
@@ -301,7 +339,7 @@ impl<'a> Loader<'a, '_> {
                 self.count(1, at)?;
                 self.check_depth(depth, at)?;
                 let mut pairs: Vec<(Node, Node)> = Vec::new();
-                let mut seen: HashMap<String, Span> = HashMap::new();
+                let mut keys = KeyIndex::default();
                 let end = loop {
                     let (event, event_at) = self.next()?;
                     if event == Event::MappingEnd {
@@ -310,23 +348,22 @@ impl<'a> Loader<'a, '_> {
                     let key = self.node(event, event_at, depth + 1)?;
                     let (event, event_at) = self.next()?;
                     let value = self.node(event, event_at, depth + 1)?;
-                    if let NodeValue::Scalar(scalar) = &key.value {
-                        if let Some(first) = seen.get(&scalar.identity()) {
-                            let shown = key
-                                .as_str()
-                                .map_or_else(|| format!("{scalar:?}"), str::to_owned);
-                            self.diags.push(
-                                Diagnostic::error(
-                                    Rule::DuplicateKey,
-                                    key.span,
-                                    format!("duplicate key `{shown}` in this mapping"),
-                                )
-                                .with_related(*first, "first defined here")
-                                .with_help("remove one of the two entries"),
-                            );
-                            continue;
-                        }
-                        seen.insert(scalar.identity(), key.span);
+                    if let NodeValue::Scalar(scalar) = &key.value
+                        && let Some(first) = keys.insert(scalar, key.span, &pairs)
+                    {
+                        let shown = key
+                            .as_str()
+                            .map_or_else(|| format!("{scalar:?}"), str::to_owned);
+                        self.diags.push(
+                            Diagnostic::error(
+                                Rule::DuplicateKey,
+                                key.span,
+                                format!("duplicate key `{shown}` in this mapping"),
+                            )
+                            .with_related(first, "first defined here")
+                            .with_help("remove one of the two entries"),
+                        );
+                        continue;
                     }
                     pairs.push((key, value));
                 };
