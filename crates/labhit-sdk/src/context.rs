@@ -241,7 +241,8 @@ impl Context {
     /// read, `internal` without filesystem access.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, Error> {
         self.require(false, path)?;
-        fs::read(self.path(path)?).map_err(|err| Error::failed(format!("cannot read `{path}`: {err}")))
+        fs::read(self.path(path)?)
+            .map_err(|err| Error::failed(format!("cannot read `{path}`: {err}")))
     }
 
     /// Reads the workspace file `path` as UTF-8 text.
@@ -301,7 +302,9 @@ impl Context {
         let meta = fs::metadata(self.path(path)?)
             .map_err(|err| Error::failed(format!("artifact `{path}`: {err}")))?;
         if !meta.is_file() {
-            return Err(Error::failed(format!("artifact `{path}` is not a regular file")));
+            return Err(Error::failed(format!(
+                "artifact `{path}` is not a regular file"
+            )));
         }
         let normalized = Path::new(path)
             .components()

@@ -81,7 +81,10 @@ enum Token {
     Literal(char),
     AnyChar,
     Star,
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 impl Glob {
@@ -108,7 +111,10 @@ impl Glob {
         let mut alternatives = Vec::new();
         for expanded in expand_braces(pattern, trimmed)? {
             let mut segments = Vec::new();
-            for part in expanded.split('/').filter(|part| !part.is_empty() && *part != ".") {
+            for part in expanded
+                .split('/')
+                .filter(|part| !part.is_empty() && *part != ".")
+            {
                 if part == ".." {
                     return Err(GlobError::new(
                         pattern,

@@ -15,8 +15,8 @@ use crate::input::{CacheDecision, Command, RawInput};
 use crate::{Extension, Output};
 
 pub use labhit_wit::guest as wit;
-pub use labhit_wit::guest::exports::labhit::extension::pipeline_step::Guest;
 pub use labhit_wit::guest::export;
+pub use labhit_wit::guest::exports::labhit::extension::pipeline_step::Guest;
 pub use types::{StepError, StepInput, StepOutput};
 
 /// The host of a component: every call goes to the WIT imports.
@@ -60,11 +60,7 @@ fn wit_log(level: Level, message: &str, fields: &[(&str, &str)]) {
 pub fn execute<E: Extension>(input: StepInput) -> Result<StepOutput, StepError> {
     install_panic_hook();
     let raw = raw_input(input);
-    let ctx = Context::new(
-        Box::new(WitHost),
-        PathBuf::from(&raw.workspace),
-        raw.access,
-    );
+    let ctx = Context::new(Box::new(WitHost), PathBuf::from(&raw.workspace), raw.access);
     match crate::run::<E>(&ctx, raw) {
         Ok(output) => Ok(step_output(output)),
         Err(err) => Err(step_error(err)),

@@ -145,8 +145,9 @@ pub fn parse_config<C: DeserializeOwned>(json: &str) -> Result<C, Error> {
             Error::invalid_config(format!("invalid `with`: at `{path}`: {inner}"))
         }
     })?;
-    de.end()
-        .map_err(|err| Error::invalid_config(format!("invalid `with`: {}", strip_position(&err))))?;
+    de.end().map_err(|err| {
+        Error::invalid_config(format!("invalid `with`: {}", strip_position(&err)))
+    })?;
     Ok(config)
 }
 

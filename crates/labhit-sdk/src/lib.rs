@@ -162,7 +162,7 @@ macro_rules! export_extension {
                 }
             }
 
-            $crate::glue::export!(__LabhitSdkGuest with_types_in $crate::glue::wit);
+    $crate::glue::export!(__LabhitSdkGuest with_types_in $crate::glue::wit);
         };
 
         // Natively, still check that the type is an `Extension`.

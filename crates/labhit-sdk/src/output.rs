@@ -201,7 +201,10 @@ mod tests {
         let out = Output::new().output("a", 1).output("b", 2).output("a", 3);
         assert_eq!(
             out.outputs(),
-            &[("a".to_owned(), "3".to_owned()), ("b".to_owned(), "2".to_owned())]
+            &[
+                ("a".to_owned(), "3".to_owned()),
+                ("b".to_owned(), "2".to_owned())
+            ]
         );
     }
 }

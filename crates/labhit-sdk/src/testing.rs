@@ -153,7 +153,12 @@ impl Host for MockCalls {
     fn is_cancelled(&self) -> bool {
         let checks = self.0.checks.get() + 1;
         self.0.checks.set(checks);
-        if self.0.cancel_after.get().is_some_and(|after| checks > after) {
+        if self
+            .0
+            .cancel_after
+            .get()
+            .is_some_and(|after| checks > after)
+        {
             self.0.cancelled.set(true);
         }
         self.0.cancelled.get()
@@ -173,10 +178,7 @@ impl TempDir {
         let base = std::env::temp_dir();
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir = base.join(format!(
-                "labhit-mock-{}-{nanos:x}-{n}",
-                std::process::id()
-            ));
+            let dir = base.join(format!("labhit-mock-{}-{nanos:x}-{n}", std::process::id()));
             match fs::create_dir(&dir) {
                 Ok(()) => return Ok(Self(dir)),
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -372,7 +374,9 @@ impl MockHost {
     /// across runs), to test cancellation in the middle of the work.
     #[must_use]
     pub fn cancel_after(self, checks: u64) -> Self {
-        self.state.cancel_after.set(Some(self.state.checks.get() + checks));
+        self.state
+            .cancel_after
+            .set(Some(self.state.checks.get() + checks));
         self
     }
 
@@ -534,7 +538,10 @@ mod tests {
         assert!(err.message().contains("no filesystem access"), "{err}");
 
         let host = host.filesystem(WorkspaceAccess::ReadOnly);
-        assert_eq!(host.run::<Files>(json!({})).unwrap().get("found"), Some("1"));
+        assert_eq!(
+            host.run::<Files>(json!({})).unwrap().get("found"),
+            Some("1")
+        );
         let err = host.run::<Files>(json!({"write": true})).unwrap_err();
         assert!(err.message().contains("read-only"), "{err}");
         assert!(!host.path("out/result.txt").exists());
@@ -596,7 +603,10 @@ mod tests {
         let ctx = host.context();
         assert!(!ctx.is_cancelled());
         assert!(!ctx.is_cancelled());
-        assert_eq!(ctx.check_cancelled("hashing").unwrap_err().kind(), "cancelled");
+        assert_eq!(
+            ctx.check_cancelled("hashing").unwrap_err().kind(),
+            "cancelled"
+        );
         assert!(ctx.is_cancelled());
 
         let bad = MockHost::from_manifest("[extension]\nname = 1\n").unwrap_err();

@@ -37,29 +37,12 @@ pub(crate) fn generate(_root: &Path) -> Result<Vec<GeneratedFile>> {
     Ok(files)
 }
 
-/// One schema file: the header comment added, keys sorted, pretty-printed, newline-terminated.
-fn file(path: String, schema: Value) -> Result<GeneratedFile> {
-    let Value::Object(mut map) = schema else {
+/// One schema file, laid out by [`schema::to_file_text`] (the same text `labhit schema` prints).
+fn file(path: String, value: Value) -> Result<GeneratedFile> {
+    if !value.is_object() {
         anyhow::bail!("the schema for {path} is not a JSON object");
-    };
-    map.insert("$comment".to_owned(), Value::String(HEADER.to_owned()));
-    let mut contents = serde_json::to_string_pretty(&sorted(Value::Object(map)))
-        .with_context(|| format!("serializing {path}"))?;
-    contents.push('\n');
-    Ok(GeneratedFile::new(path, contents))
-}
-
-/// The same value with every object's keys in sorted order.
-fn sorted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
     }
+    Ok(GeneratedFile::new(path, schema::to_file_text(value)))
 }
 
 #[cfg(test)]

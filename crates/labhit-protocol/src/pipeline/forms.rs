@@ -26,6 +26,15 @@ pub struct FormError {
 }
 
 impl FormError {
+    /// The same error with `context` (what the value is) in front of the message.
+    #[must_use]
+    pub fn context(self, context: &str) -> Self {
+        Self {
+            rule: self.rule,
+            message: format!("{context}: {}", self.message),
+        }
+    }
+
     fn invalid(message: impl Into<String>) -> Self {
         Self {
             rule: Rule::InvalidValue,
@@ -53,7 +62,7 @@ macro_rules! validated_string {
     (
         $(#[$doc:meta])*
         $name:ident, pattern = $pattern:literal, what = $what:literal,
-        example = $example:literal, check = $check:expr
+        description = $description:literal, example = $example:literal, check = $check:expr
     ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -142,7 +151,7 @@ macro_rules! validated_string {
                 json_schema!({
                     "type": "string",
                     "pattern": $pattern,
-                    "description": concat!("A ", $what, "."),
+                    "description": $description,
                     "examples": [$example],
                 })
             }
@@ -153,24 +162,28 @@ macro_rules! validated_string {
 validated_string! {
     /// The id of a stage: the key under `pipeline.stages`, referenced by `after`.
     StageId, pattern = "^[a-z][a-z0-9_-]{0,62}$", what = "stage id",
+    description = "A stage id: lowercase letters, digits, `_` and `-`, starting with a letter.",
     example = "build", check = |s| is_identifier(s, true)
 }
 
 validated_string! {
     /// The name of a named gate policy (`gate.policy`).
     PolicyName, pattern = "^[a-z][a-z0-9_-]{0,62}$", what = "policy name",
+    description = "The name of a gate policy the engine evaluates.",
     example = "production-deploy", check = |s| is_identifier(s, true)
 }
 
 validated_string! {
     /// The `category` or `name` half of an extension's identity.
     ExtensionIdent, pattern = "^[a-z][a-z0-9-]{0,62}$", what = "extension category or name",
+    description = "An extension category or name: lowercase letters, digits and `-`, starting with a letter.",
     example = "source", check = |s| is_identifier(s, false)
 }
 
 validated_string! {
     /// The name of a pipeline: 1–100 of `[A-Za-z0-9._-]`, starting alphanumeric.
     PipelineName, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", what = "pipeline name",
+    description = "A pipeline name: 1 to 100 of letters, digits, `.`, `_` and `-`, starting with a letter or digit.",
     example = "my-pipeline",
     check = |s| {
         s.len() <= 100

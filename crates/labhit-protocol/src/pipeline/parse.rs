@@ -602,7 +602,7 @@ impl<'n> Walker<'n, '_> {
             match parsed {
                 Some(Ok(cpu)) => resources.cpu = Some(cpu),
                 Some(Err(e)) => {
-                    self.form_error(n.span, e);
+                    self.form_error(n.span, e.context(&format!("`cpu` of {what}")));
                     ok = false;
                 }
                 None => ok = false,
@@ -614,11 +614,17 @@ impl<'n> Walker<'n, '_> {
                     u64::try_from(*i)
                         .map_err(|_| FormError {
                             rule: Rule::InvalidValue,
-                            message: format!("memory of {what} must be larger than zero, not {i}"),
+                            message: format!("must be larger than zero, not {i}"),
                         })
                         .and_then(ByteSize::from_bytes),
                 ),
                 NodeValue::Scalar(Scalar::UInt(u)) => Some(ByteSize::from_bytes(*u)),
+                // JSON Schema counts `2.0` as an integer; so does the validator.
+                NodeValue::Scalar(Scalar::Float(f))
+                    if f.fract() == 0.0 && *f >= 1.0 && *f < u64::MAX as f64 =>
+                {
+                    Some(ByteSize::from_bytes(*f as u64))
+                }
                 NodeValue::Scalar(Scalar::Str(s)) => Some(s.parse()),
                 _ => {
                     self.type_error(
@@ -632,7 +638,7 @@ impl<'n> Walker<'n, '_> {
             match parsed {
                 Some(Ok(m)) => resources.memory = Some(m),
                 Some(Err(e)) => {
-                    self.form_error(n.span, e);
+                    self.form_error(n.span, e.context(&format!("`memory` of {what}")));
                     ok = false;
                 }
                 None => ok = false,
@@ -714,7 +720,7 @@ fn describe(node: &Node) -> String {
         NodeValue::Scalar(Scalar::Bool(b)) => format!("the boolean {b}"),
         NodeValue::Scalar(Scalar::Int(i)) => format!("the integer {i}"),
         NodeValue::Scalar(Scalar::UInt(u)) => format!("the integer {u}"),
-        NodeValue::Scalar(Scalar::Float(f)) => format!("the number {f}"),
+        NodeValue::Scalar(Scalar::Float(f)) => format!("the number {f:?}"),
         NodeValue::Scalar(Scalar::Str(s)) => format!("the string `{s}`"),
         NodeValue::Seq(_) => "a list".into(),
         NodeValue::Map(_) => "a mapping".into(),

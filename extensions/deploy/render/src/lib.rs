@@ -171,7 +171,11 @@ pub fn render(
                         "line {}, column {}: `{path}` is not in `values` (it has: {})",
                         at.line,
                         at.column,
-                        if known.is_empty() { "nothing".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     )));
                 }
             },
@@ -207,10 +211,12 @@ impl Extension for Render {
         // Refuse a bad output path before asking for any secret.
         ctx.path(&config.output)?;
 
-        let rendered = render(&template, &config.values, |name| ctx.require_secret(name))
-            .map_err(|err| match err {
-                Error::InvalidConfig(m) => Error::invalid_config(format!("{source}: {m}")),
-                other => other,
+        let rendered =
+            render(&template, &config.values, |name| ctx.require_secret(name)).map_err(|err| {
+                match err {
+                    Error::InvalidConfig(m) => Error::invalid_config(format!("{source}: {m}")),
+                    other => other,
+                }
             })?;
         ctx.write(&config.output, &rendered.text)?;
 
@@ -219,7 +225,10 @@ impl Extension for Render {
             .output("output", &config.output)
             .output("bytes", bytes);
         if rendered.secrets.is_empty() {
-            info!(ctx, "rendered {source} into {} ({bytes} bytes)", config.output);
+            info!(
+                ctx,
+                "rendered {source} into {} ({bytes} bytes)", config.output
+            );
             output = output.artifact(ctx.artifact(&config.output)?);
         } else {
             // Names only, never values; and no artifact, so the secret stays in the workspace.
@@ -277,9 +286,14 @@ mod tests {
         let out = result.as_ref().unwrap();
         assert_eq!(
             host.read("out/app.yaml"),
-            format!("url: https://example.org:8443\ntoken: {TOKEN}\ntags: [\"a\",\"b\"]\n{{{{raw}}}}\n")
+            format!(
+                "url: https://example.org:8443\ntoken: {TOKEN}\ntags: [\"a\",\"b\"]\n{{{{raw}}}}\n"
+            )
         );
-        assert!(out.artifacts().is_empty(), "a file with a secret is not an artifact");
+        assert!(
+            out.artifacts().is_empty(),
+            "a file with a secret is not an artifact"
+        );
         assert!(host.logged("with secrets DEPLOY_TOKEN"));
         assert!(host.leaked_secrets(&[&result]).is_empty());
     }
@@ -299,21 +313,32 @@ mod tests {
             .run::<Render>(json!({"template": "{{ secret.DEPLOY_TOKEN }}", "output": "o"}))
             .unwrap_err();
         assert_eq!(err.kind(), "failed");
-        assert_eq!(err.message(), "secret `DEPLOY_TOKEN` is not configured for this run");
+        assert_eq!(
+            err.message(),
+            "secret `DEPLOY_TOKEN` is not configured for this run"
+        );
     }
 
     #[test]
     fn template_errors_name_the_place() {
         let host = host();
         for (template, expected) in [
-            ("a\n  {{ nme }}", "`template`: line 2, column 3: `nme` is not in `values` (it has: name)"),
-            ("{{ name", "`template`: line 1, column 1: `{{` is never closed with `}}`"),
+            (
+                "a\n  {{ nme }}",
+                "`template`: line 2, column 3: `nme` is not in `values` (it has: name)",
+            ),
+            (
+                "{{ name",
+                "`template`: line 1, column 1: `{{` is never closed with `}}`",
+            ),
             ("{{ a b }}", "is not a name"),
             ("{{ 'x }}", "is not closed"),
             ("{{ name.deep }}", "`name.deep` is not in `values`"),
         ] {
             let err = host
-                .run::<Render>(json!({"template": template, "output": "o", "values": {"name": "x"}}))
+                .run::<Render>(
+                    json!({"template": template, "output": "o", "values": {"name": "x"}}),
+                )
                 .unwrap_err();
             assert_eq!(err.kind(), "invalid-config");
             assert!(err.message().contains(expected), "{template}: {err}");
@@ -325,10 +350,16 @@ mod tests {
         let host = host();
         for (config, expected) in [
             (json!({"output": "o"}), "set `template` or `template-file`"),
-            (json!({"template": "", "template-file": "t", "output": "o"}), "not both"),
+            (
+                json!({"template": "", "template-file": "t", "output": "o"}),
+                "not both",
+            ),
             (json!({"template": "x"}), "missing field `output`"),
             (json!({"template": "x", "output": "../o"}), "`..`"),
-            (json!({"template": "x", "output": "o", "values": []}), "at `values`"),
+            (
+                json!({"template": "x", "output": "o", "values": []}),
+                "at `values`",
+            ),
         ] {
             let err = host.run::<Render>(config.clone()).unwrap_err();
             assert_eq!(err.kind(), "invalid-config", "{config}");
@@ -338,11 +369,16 @@ mod tests {
 
     #[test]
     fn values_render_by_type() {
-        let values = json!({"s": "x", "n": 1.5, "b": true, "z": null, "o": {"k": [1, {"d": "deep"}]}});
-        let Value::Object(values) = values else { unreachable!() };
-        let rendered = render("{{s}}|{{n}}|{{b}}|{{z}}|{{o.k.1.d}}|{{o.k}}", &values, |_| {
-            Err(Error::internal("no secrets here"))
-        })
+        let values =
+            json!({"s": "x", "n": 1.5, "b": true, "z": null, "o": {"k": [1, {"d": "deep"}]}});
+        let Value::Object(values) = values else {
+            unreachable!()
+        };
+        let rendered = render(
+            "{{s}}|{{n}}|{{b}}|{{z}}|{{o.k.1.d}}|{{o.k}}",
+            &values,
+            |_| Err(Error::internal("no secrets here")),
+        )
         .unwrap();
         assert_eq!(rendered.text, r#"x|1.5|true||deep|[1,{"d":"deep"}]"#);
         assert!(rendered.secrets.is_empty());

@@ -200,7 +200,9 @@ impl Extension for Junit {
     fn execute(ctx: &Context, input: Input<Config>) -> Result<Output, Error> {
         let config = input.config;
         if config.reports.is_empty() {
-            return Err(Error::invalid_config("`reports` is empty: name the report files"));
+            return Err(Error::invalid_config(
+                "`reports` is empty: name the report files",
+            ));
         }
         let paths = ctx.glob(&config.reports)?;
         if paths.is_empty() && !config.allow_no_reports {
@@ -216,13 +218,18 @@ impl Extension for Junit {
         for path in &paths {
             ctx.check_cancelled(&format!("reading `{path}`"))?;
             let text = ctx.read_to_string(path)?;
-            let cases = parse_report(&text).map_err(|err| Error::failed(format!("`{path}`: {err}")))?;
+            let cases =
+                parse_report(&text).map_err(|err| Error::failed(format!("`{path}`: {err}")))?;
             let mut counts = Counts::default();
             for case in &cases {
                 counts.add(case.outcome);
                 if matches!(case.outcome, Outcome::Failed | Outcome::Errored) {
                     if logged < MAX_LOGGED_FAILURES {
-                        let verb = if case.outcome == Outcome::Failed { "failed" } else { "errored" };
+                        let verb = if case.outcome == Outcome::Failed {
+                            "failed"
+                        } else {
+                            "errored"
+                        };
                         match &case.message {
                             Some(message) => error!(ctx, "{verb}: {}: {message}", case.name),
                             None => error!(ctx, "{verb}: {}", case.name),
@@ -260,7 +267,10 @@ impl Extension for Junit {
         if failed {
             error!(ctx, "{summary}");
         } else if skipped_fails {
-            error!(ctx, "{summary}; skipped tests fail this stage (`fail-on-skipped`)");
+            error!(
+                ctx,
+                "{summary}; skipped tests fail this stage (`fail-on-skipped`)"
+            );
         } else if total.skipped > 0 {
             warn!(ctx, "{summary}");
         } else {
@@ -331,7 +341,10 @@ mod tests {
             assert_eq!(out.get(name), Some(value), "{name}");
         }
         let artifact = &out.artifacts()[0];
-        assert_eq!((artifact.path(), artifact.mime()), ("reports/unit.xml", "application/xml"));
+        assert_eq!(
+            (artifact.path(), artifact.mime()),
+            ("reports/unit.xml", "application/xml")
+        );
         assert!(host.logged("3 tests in 1 reports: 2 passed, 0 failed, 0 errored, 1 skipped"));
     }
 
@@ -347,7 +360,9 @@ mod tests {
     #[test]
     fn failed_tests_fail_the_stage_and_keep_the_reports() {
         let host = host().file("reports/it/db.xml", FAILING);
-        let out = host.run::<Junit>(json!({"reports": ["reports/**/*.xml"]})).unwrap();
+        let out = host
+            .run::<Junit>(json!({"reports": ["reports/**/*.xml"]}))
+            .unwrap();
         assert_eq!(out.exit_status(), 1);
         assert_eq!(out.get("tests"), Some("7"));
         assert_eq!(out.get("failures"), Some("1"));
@@ -386,10 +401,15 @@ mod tests {
             ("<testsuite><testcase>", "ends inside an element"),
             ("<html><body/></html>", "root element is <html>"),
             ("", "no root element"),
-            ("<testsuite><testcase name='a' name='b'/></testsuite>", "malformed attribute"),
+            (
+                "<testsuite><testcase name='a' name='b'/></testsuite>",
+                "malformed attribute",
+            ),
         ] {
             let host = host().file("reports/bad.xml", xml);
-            let err = host.run::<Junit>(json!({"reports": ["reports/bad.xml"]})).unwrap_err();
+            let err = host
+                .run::<Junit>(json!({"reports": ["reports/bad.xml"]}))
+                .unwrap_err();
             assert_eq!(err.kind(), "failed");
             assert!(err.message().starts_with("`reports/bad.xml`: "), "{err}");
             assert!(err.message().contains(expected), "{xml}: {err}");
@@ -398,7 +418,9 @@ mod tests {
 
     #[test]
     fn missing_reports() {
-        let err = host().run::<Junit>(json!({"reports": ["out/*.xml"]})).unwrap_err();
+        let err = host()
+            .run::<Junit>(json!({"reports": ["out/*.xml"]}))
+            .unwrap_err();
         assert_eq!(err.kind(), "failed");
         assert!(err.message().contains("allow-no-reports"), "{err}");
         let out = host()
@@ -409,9 +431,17 @@ mod tests {
 
     #[test]
     fn read_only_is_enough_and_config_is_checked() {
-        assert_eq!(host().context().workspace_access(), labhit_sdk::WorkspaceAccess::ReadOnly);
-        let err = host().run::<Junit>(json!({"reports": ["a"], "fail-on-skiped": true})).unwrap_err();
+        assert_eq!(
+            host().context().workspace_access(),
+            labhit_sdk::WorkspaceAccess::ReadOnly
+        );
+        let err = host()
+            .run::<Junit>(json!({"reports": ["a"], "fail-on-skiped": true}))
+            .unwrap_err();
         assert_eq!(err.kind(), "invalid-config");
-        assert!(err.message().contains("unknown field `fail-on-skiped`"), "{err}");
+        assert!(
+            err.message().contains("unknown field `fail-on-skiped`"),
+            "{err}"
+        );
     }
 }

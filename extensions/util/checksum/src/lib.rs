@@ -93,7 +93,9 @@ impl Extension for Checksum {
     fn execute(ctx: &Context, input: Input<Config>) -> Result<Output, Error> {
         let config = input.config;
         if config.patterns.is_empty() {
-            return Err(Error::invalid_config("`patterns` is empty: name the files to hash"));
+            return Err(Error::invalid_config(
+                "`patterns` is empty: name the files to hash",
+            ));
         }
         let output = config
             .output
@@ -255,7 +257,9 @@ mod tests {
     #[test]
     fn needs_a_writable_workspace() {
         let host = host().filesystem(labhit_sdk::WorkspaceAccess::ReadOnly);
-        let err = host.run::<Checksum>(json!({"patterns": ["dist/**"]})).unwrap_err();
+        let err = host
+            .run::<Checksum>(json!({"patterns": ["dist/**"]}))
+            .unwrap_err();
         assert!(err.message().contains("read-only"), "{err}");
         assert!(!host.path("SHA256SUMS").exists());
     }
@@ -263,7 +267,9 @@ mod tests {
     #[test]
     fn stops_when_cancelled() {
         let host = host().cancel_after(1);
-        let err = host.run::<Checksum>(json!({"patterns": ["dist/**"]})).unwrap_err();
+        let err = host
+            .run::<Checksum>(json!({"patterns": ["dist/**"]}))
+            .unwrap_err();
         assert_eq!(err.kind(), "cancelled");
         assert_eq!(err.message(), "cancelled while hashing `dist/app.yaml`");
     }
