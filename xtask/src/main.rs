@@ -7,6 +7,7 @@
 mod ci;
 mod codegen;
 mod doc_examples;
+mod extensions;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,17 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Build every extension under `extensions/` into an installable bundle
+    /// (`target/extensions/<category>/<name>/`: `extension.toml` + the `.wasm` component).
+    Extensions {
+        /// Where to write the bundles (default `target/extensions`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also build every extension through the wasm32-wasip1 route (core module +
+        /// preview1 adapter); by default only the first one is.
+        #[arg(long)]
+        p1: bool,
+    },
     /// Run every CI check: codegen drift, rustfmt, clippy, buf lint, cargo-deny, all tests.
     Ci {
         /// Skip the slow `cargo package` check.
@@ -48,6 +60,7 @@ fn main() -> Result<()> {
             };
             codegen::run(&project_root(), mode)
         }
+        Command::Extensions { out, p1 } => extensions::run(&project_root(), out, p1),
         Command::Ci { quick } => ci::run(&project_root(), quick),
     }
 }

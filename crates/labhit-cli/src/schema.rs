@@ -12,7 +12,6 @@ use std::io::Write as _;
 use anyhow::Result;
 use clap::ValueEnum;
 use labhit_protocol::schema::{manifest_schema, pipeline_schema};
-use serde_json::Value;
 
 use crate::{Exit, exit_codes};
 

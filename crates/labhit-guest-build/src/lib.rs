@@ -339,7 +339,7 @@ impl Extension {
         let manifest = Manifest::from_toml(&text).map_err(|diagnostics| Error::Manifest {
             diagnostics: diagnostics
                 .iter()
-                .map(|d| format!("  {}: {d}", path.display()))
+                .map(|d| format!("  {}:{d}", path.display()))
                 .collect::<Vec<_>>()
                 .join("\n"),
             path: path.clone(),

@@ -121,11 +121,11 @@ fn raw_input(input: StepInput) -> RawInput {
 }
 
 fn step_output(output: Output) -> StepOutput {
-    let (exit_code, outputs, artifacts, committed_snapshot) = output.into_parts();
     StepOutput {
-        exit_code,
-        outputs,
-        artifacts: artifacts
+        exit_code: output.exit_code,
+        outputs: output.outputs,
+        artifacts: output
+            .artifacts
             .into_iter()
             .map(|a| types::Artifact {
                 path: a.path().to_owned(),
@@ -133,7 +133,7 @@ fn step_output(output: Output) -> StepOutput {
                 size: a.size(),
             })
             .collect(),
-        committed_snapshot,
+        committed_snapshot: output.committed_snapshot,
     }
 }
 

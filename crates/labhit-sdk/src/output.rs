@@ -86,10 +86,10 @@ fn guess_mime(path: &str) -> &'static str {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
-    exit_code: i32,
-    outputs: Vec<(String, String)>,
-    artifacts: Vec<Artifact>,
-    committed_snapshot: Option<String>,
+    pub(crate) exit_code: i32,
+    pub(crate) outputs: Vec<(String, String)>,
+    pub(crate) artifacts: Vec<Artifact>,
+    pub(crate) committed_snapshot: Option<String>,
 }
 
 impl Output {
@@ -166,15 +166,6 @@ impl Output {
     /// The committed snapshot, if any.
     pub fn snapshot(&self) -> Option<&str> {
         self.committed_snapshot.as_deref()
-    }
-
-    pub(crate) fn into_parts(self) -> (i32, Vec<(String, String)>, Vec<Artifact>, Option<String>) {
-        (
-            self.exit_code,
-            self.outputs,
-            self.artifacts,
-            self.committed_snapshot,
-        )
     }
 }
 
