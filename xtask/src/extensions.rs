@@ -31,7 +31,10 @@ pub(crate) fn run(root: &Path, out: Option<PathBuf>, all_p1: bool) -> Result<()>
     let start = Instant::now();
     let extensions = discover(&root.join("extensions"))?;
     if extensions.is_empty() {
-        bail!("no extension crates under {}", root.join("extensions").display());
+        bail!(
+            "no extension crates under {}",
+            root.join("extensions").display()
+        );
     }
     let out = out.unwrap_or_else(|| root.join("target").join("extensions"));
     let mut out_p1 = out.clone().into_os_string();
@@ -72,7 +75,14 @@ pub(crate) fn run(root: &Path, out: Option<PathBuf>, all_p1: bool) -> Result<()>
 }
 
 fn print_table(root: &Path, rows: &[Row]) {
-    let header = ["extension", "version", "target", "wasm bytes", "build", "bundle"];
+    let header = [
+        "extension",
+        "version",
+        "target",
+        "wasm bytes",
+        "build",
+        "bundle",
+    ];
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|row| {

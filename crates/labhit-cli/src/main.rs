@@ -6,6 +6,7 @@
 //! a file belongs). Each subcommand lives in its own module; `render` prints diagnostics for
 //! people, `output` for tools, `files` reads inputs.
 
+mod ext;
 mod files;
 mod graph;
 mod output;
@@ -80,6 +81,11 @@ enum Command {
     Graph(graph::Args),
     /// Print the JSON Schema of the pipeline file or of the extension manifest.
     Schema(schema::Args),
+    /// Check an extension bundle or run one step of it.
+    Ext {
+        #[command(subcommand)]
+        command: ext::Command,
+    },
 }
 
 /// `--color` values.
@@ -110,6 +116,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args, cli.color),
         Command::Graph(args) => graph::run(&args, cli.color),
         Command::Schema(args) => schema::run(&args),
+        Command::Ext { command } => return ext::main(&command, cli.color),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

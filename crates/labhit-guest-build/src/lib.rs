@@ -81,7 +81,9 @@ pub enum Error {
         stderr: String,
     },
     /// cargo built the crate but reported no `.wasm` file for it.
-    #[error("`cargo build` of `{crate_dir}` for {target} produced no `.wasm` (is the crate a `cdylib`?)")]
+    #[error(
+        "`cargo build` of `{crate_dir}` for {target} produced no `.wasm` (is the crate a `cdylib`?)"
+    )]
     NoArtifact {
         /// The crate.
         crate_dir: PathBuf,
@@ -183,7 +185,13 @@ impl Builder {
         cmd.arg("build")
             .arg("--manifest-path")
             .arg(&manifest_path)
-            .args(["--lib", "--target", target.triple(), "--profile", WASM_PROFILE])
+            .args([
+                "--lib",
+                "--target",
+                target.triple(),
+                "--profile",
+                WASM_PROFILE,
+            ])
             .arg("--target-dir")
             .arg(&self.target_dir)
             .args(["--message-format", "json-render-diagnostics"]);
@@ -230,7 +238,9 @@ impl Builder {
                 }
             }
         }
-        let status = child.wait().map_err(io("cannot wait for cargo for", crate_dir))?;
+        let status = child
+            .wait()
+            .map_err(io("cannot wait for cargo for", crate_dir))?;
         let stderr = stderr
             .and_then(|handle| handle.join().ok())
             .unwrap_or_default();
@@ -446,7 +456,10 @@ component = "hello.wasm"
         let out = root.path().join("out");
         let bundle = found[0].bundle(&wasm, &out).expect("bundles");
         assert_eq!(bundle, out.join("util/hello"));
-        assert_eq!(std::fs::read(bundle.join("hello.wasm")).expect("wasm"), b"\0asm");
+        assert_eq!(
+            std::fs::read(bundle.join("hello.wasm")).expect("wasm"),
+            b"\0asm"
+        );
         assert_eq!(
             std::fs::read_to_string(bundle.join("extension.toml")).expect("manifest"),
             MANIFEST
@@ -464,7 +477,8 @@ component = "hello.wasm"
         .expect("write");
         let err = discover(root.path()).expect_err("invalid");
         assert!(
-            err.to_string().contains("is not a valid extension manifest"),
+            err.to_string()
+                .contains("is not a valid extension manifest"),
             "{err}"
         );
     }

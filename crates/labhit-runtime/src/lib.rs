@@ -1,6 +1,51 @@
-//! Reference LabHit host.
+//! Reference LabHit host: runs extension components under wasmtime.
 //!
-//! The wasmtime host (registry, sandbox, limits, executor, scheduler) arrives with the
-//! reference-host issue; this crate exists now so the workspace layout matches the design.
+//! [`Runtime`] owns one wasmtime [`Engine`](wasmtime::Engine) (component model, epoch
+//! interruption, pooling allocator) and a background epoch ticker. [`Runtime::load`] turns an
+//! extension's `.wasm` (a component, or a `wasm32-wasip1` core module that is adapted with the
+//! WASI preview1 adapter) into a [`LoadedExtension`]: compiled once, cached on disk
+//! ([`cache`]), checked against the contract version this runtime implements and
+//! pre-instantiated. [`Runtime::execute`] runs one step in a fresh, sandboxed store
+//! ([`sandbox`]) and turns every way a guest can fail into a [`StepError`]; the runtime carries
+//! on.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`engine`] | the wasmtime engine, pooling bounds, the epoch ticker |
+//! | [`cache`] | on-disk cache of compiled components, verified before use |
+//! | [`component`] | reading `.wasm` files, preview1 adaptation, contract version check |
+//! | [`sandbox`] | the per-step store: limits, deadline, cancellation interrupt |
+//! | [`host`] | one module per host capability: `log`, `secrets`, `cancellation`, WASI |
+//! | [`logs`] | the structured log stream, sinks and secret redaction |
+//! | [`runtime`] | [`Runtime`], [`StepRequest`], [`StepOutcome`] |
+//! | [`error`] | [`LoadError`], [`StepError`] and their kinds |
+//!
+//! `Runtime` is `Send + Sync` and cheap to clone; steps may run on several threads at once.
+
+pub mod cache;
+pub mod cachekey;
+pub mod component;
+pub mod engine;
+pub mod error;
+pub mod executor;
+pub mod gates;
+pub mod host;
+pub mod logs;
+pub mod policy;
+pub mod registry;
+pub mod runtime;
+pub mod sandbox;
+pub mod snapshot;
+pub mod workspace;
+pub mod scheduler;
+pub mod summary;
 
 pub use labhit_protocol as protocol;
+
+pub use cache::CacheOutcome;
+pub use component::SourceKind;
+pub use error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
+pub use host::cancellation::Cancellation;
+pub use host::secrets::{DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError};
+pub use logs::{CollectingSink, LogCursor, LogLimits, LogSink, NullSink, Redactor, REDACTED};
+pub use runtime::{LoadedExtension, Runtime, RuntimeConfig, StepOutcome, StepRequest};

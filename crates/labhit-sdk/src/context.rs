@@ -1,7 +1,7 @@
 //! [`Context`]: what an extension can ask of its host during `execute` — logging, secrets,
 //! cancellation and the workspace.
 //!
-//! The same `Context` serves two hosts behind the private [`Host`] trait: the real one, whose
+//! The same `Context` serves two hosts behind the private `Host` trait: the real one, whose
 //! calls go to the WIT imports (`log`, `secrets`, `cancellation`), and the native mock of
 //! [`testing`](crate::testing). Extension code cannot tell them apart, which is the point.
 

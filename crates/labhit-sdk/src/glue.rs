@@ -1,4 +1,4 @@
-//! The glue `export_extension!` expands to: the WIT-backed [`Host`], the conversions between
+//! The glue `export_extension!` expands to: the WIT-backed `Host`, the conversions between
 //! the WIT types and the SDK's, and the panic hook. Not part of the API (`#[doc(hidden)]`).
 //!
 //! The WIT imports are called only when the glue runs, which happens only inside a component;
@@ -69,9 +69,11 @@ pub fn execute<E: Extension>(input: StepInput) -> Result<StepOutput, StepError> 
 
 /// Logs a panic's message and location at error level through the `log` import, so the
 /// host shows why the guest trapped (the wasm profile aborts on panic, which only leaves an
-/// opaque `unreachable` trap otherwise).
+/// opaque trap otherwise), then runs the previous hook (std's prints to stderr, which hosts
+/// capture too).
 fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
         let message = info
             .payload()
             .downcast_ref::<&str>()
@@ -87,6 +89,7 @@ fn install_panic_hook() {
             &format!("extension panicked: {message}"),
             &[("location", &location)],
         );
+        previous(info);
     }));
 }
 
@@ -143,5 +146,99 @@ fn step_error(err: Error) -> StepError {
         Error::Failed(m) => StepError::Failed(m),
         Error::Cancelled(m) => StepError::Cancelled(m),
         Error::Internal(m) => StepError::Internal(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(access: types::WorkspaceAccess, command: Option<types::Command>) -> StepInput {
+        StepInput {
+            run_id: "67e55044-10b1-426f-9247-bb680e5fe0c8".to_owned(),
+            stage_id: "build".to_owned(),
+            step_id: "67e55044-10b1-426f-9247-bb680e5fe0c9".to_owned(),
+            use_ref: "util/checksum@^0.1".to_owned(),
+            config: r#"{"patterns": ["dist/**"]}"#.to_owned(),
+            env: vec![("CI".to_owned(), "true".to_owned())],
+            workspace: "/workspace".to_owned(),
+            workspace_access: access,
+            command,
+        }
+    }
+
+    #[test]
+    fn step_input_becomes_raw_input() {
+        let raw = raw_input(input(types::WorkspaceAccess::ReadOnly, None));
+        assert_eq!(raw.access, WorkspaceAccess::ReadOnly);
+        assert_eq!(raw.workspace, "/workspace");
+        assert_eq!(raw.config, r#"{"patterns": ["dist/**"]}"#);
+        let typed = raw.typed(());
+        assert_eq!(typed.stage_id, "build");
+        assert_eq!(typed.use_ref, "util/checksum@^0.1");
+        assert_eq!(typed.var("CI"), Some("true"));
+        assert_eq!(typed.command, None);
+
+        let command = types::Command {
+            script: "make".to_owned(),
+            image: Some("rust:1.95-slim".to_owned()),
+            timeout_ms: Some(60_000),
+            cpu_millicores: Some(500),
+            memory_bytes: Some(1 << 30),
+            cache: types::CacheDecision::MissBuildAs("tag".to_owned()),
+            parent_snapshot: Some("parent".to_owned()),
+        };
+        let raw = raw_input(input(types::WorkspaceAccess::ReadWrite, Some(command)));
+        assert_eq!(raw.access, WorkspaceAccess::ReadWrite);
+        let command = raw.command.unwrap();
+        assert_eq!(command.script, "make");
+        assert_eq!(command.cache, CacheDecision::MissBuildAs("tag".to_owned()));
+        assert_eq!(command.parent_snapshot.as_deref(), Some("parent"));
+        assert_eq!(
+            (
+                command.timeout_ms,
+                command.cpu_millicores,
+                command.memory_bytes
+            ),
+            (Some(60_000), Some(500), Some(1 << 30))
+        );
+        let none = raw_input(input(types::WorkspaceAccess::None, None));
+        assert_eq!(none.access, WorkspaceAccess::None);
+    }
+
+    #[test]
+    fn output_and_errors_become_wit_types() {
+        let output = Output::new()
+            .output("files", 2)
+            .artifact(
+                crate::Artifact::new("dist/SHA256SUMS".to_owned(), 10).with_mime("text/plain"),
+            )
+            .exit_code(3)
+            .committed_snapshot("tag");
+        let wit = step_output(output);
+        assert_eq!(wit.exit_code, 3);
+        assert_eq!(wit.outputs, vec![("files".to_owned(), "2".to_owned())]);
+        assert_eq!(wit.artifacts.len(), 1);
+        assert_eq!(
+            (
+                wit.artifacts[0].path.as_str(),
+                wit.artifacts[0].mime.as_str(),
+                wit.artifacts[0].size
+            ),
+            ("dist/SHA256SUMS", "text/plain", 10)
+        );
+        assert_eq!(wit.committed_snapshot.as_deref(), Some("tag"));
+
+        for (err, expected) in [
+            (
+                Error::invalid_config("a"),
+                StepError::InvalidConfig("a".to_owned()),
+            ),
+            (Error::failed("b"), StepError::Failed("b".to_owned())),
+            (Error::cancelled("c"), StepError::Cancelled("c".to_owned())),
+            (Error::internal("d"), StepError::Internal("d".to_owned())),
+        ] {
+            assert_eq!(format!("{:?}", step_error(err)), format!("{expected:?}"));
+        }
     }
 }

@@ -139,7 +139,7 @@ pub fn parse_config<C: DeserializeOwned>(json: &str) -> Result<C, Error> {
     let config = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = strip_position(err.inner());
-        if path.is_empty() || path == "." {
+        if path.is_empty() || path == "." || path == "?" {
             Error::invalid_config(format!("invalid `with`: {inner}"))
         } else {
             Error::invalid_config(format!("invalid `with`: at `{path}`: {inner}"))
@@ -209,6 +209,7 @@ mod tests {
         assert_eq!(message("{}"), "invalid `with`: missing field `patterns`");
         assert!(message(r#"{"patterns": [], "patern": 1}"#).contains("unknown field `patern`"));
         assert!(message(r#"{"patterns": []} trailing"#).contains("trailing characters"));
+        assert_eq!(message("{"), "invalid `with`: EOF while parsing an object");
     }
 
     #[test]

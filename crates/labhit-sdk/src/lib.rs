@@ -135,8 +135,17 @@ pub(crate) fn run<E: Extension>(ctx: &Context, raw: input::RawInput) -> Result<O
 /// Exports an [`Extension`] as the component's `pipeline-step`: the one line of glue an
 /// extension needs.
 ///
-/// ```ignore
+/// ```
+/// # use labhit_sdk::{Context, Error, Extension, Input, Output};
+/// # pub struct MyExtension;
+/// # impl Extension for MyExtension {
+/// #     type Config = serde_json::Value;
+/// #     fn execute(_: &Context, _: Input<Self::Config>) -> Result<Output, Error> {
+/// #         Ok(Output::new())
+/// #     }
+/// # }
 /// labhit_sdk::export_extension!(MyExtension);
+/// # fn main() {}
 /// ```
 ///
 /// It installs a panic hook that logs panics through the host, parses the config, runs

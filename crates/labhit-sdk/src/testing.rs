@@ -67,7 +67,8 @@ pub use serde_json::json;
 ///
 /// Panics (failing the test) when the manifest cannot be read or is invalid.
 ///
-/// ```ignore
+/// ```no_run
+/// // In the tests of an extension crate, beside its extension.toml:
 /// let host = labhit_sdk::mock_host!().file("dist/app.txt", "hello");
 /// ```
 #[macro_export]

@@ -8,7 +8,7 @@
 //! `generate!` call of its own are needed. Most authors use `labhit-sdk` instead, whose
 //! `export_extension!` wraps this.
 //!
-//! ```ignore
+//! ```
 //! use labhit_wit::guest::exports::labhit::extension::pipeline_step::Guest;
 //! use labhit_wit::guest::labhit::extension::types::{StepError, StepInput, StepOutput};
 //!

@@ -18,14 +18,20 @@
 //! WASI is not part of the world `extension` (see the package documentation); add it to the
 //! same linker with `wasmtime_wasi::p2::add_to_linker_sync`.
 //!
-//! ```ignore
+//! ```
 //! use labhit_wit::host::{Extension, labhit::extension::{cancellation, log, secrets, types}};
 //! use wasmtime::component::{HasSelf, Linker};
 //!
-//! struct StepHost { /* WASI context, secrets, log sink, cancellation flag */ }
+//! /// The store data of one step (a real host also keeps its WASI context here).
+//! struct StepHost {
+//!     cancelled: bool,
+//! }
+//!
 //! impl types::Host for StepHost {}
 //! impl log::Host for StepHost {
-//!     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {}
+//!     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
+//!         eprintln!("{level:?} {message} {fields:?}");
+//!     }
 //! }
 //! impl secrets::Host for StepHost {
 //!     fn get(&mut self, name: String) -> Result<String, secrets::SecretError> {
@@ -33,11 +39,20 @@
 //!     }
 //! }
 //! impl cancellation::Host for StepHost {
-//!     fn is_cancelled(&mut self) -> bool { false }
+//!     fn is_cancelled(&mut self) -> bool {
+//!         self.cancelled
+//!     }
 //! }
 //!
+//! # fn main() -> wasmtime::Result<()> {
+//! let engine = wasmtime::Engine::default();
 //! let mut linker = Linker::<StepHost>::new(&engine);
 //! Extension::add_to_linker::<_, HasSelf<_>>(&mut linker, |host| host)?;
+//! // Then: `wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?`, a fresh `Store` per step,
+//! // `Extension::instantiate(&mut store, &component, &linker)?` and
+//! // `.labhit_extension_pipeline_step().call_execute(&mut store, &input)?`.
+//! # Ok(())
+//! # }
 //! ```
 
 #![allow(missing_docs, clippy::all)]

@@ -1,4 +1,4 @@
-//! The LabHit extension contract in WIT, and (in later versions) the bindings generated from it.
+//! The LabHit extension contract in WIT, and the bindings generated from it.
 //!
 //! A LabHit extension is a WebAssembly component that targets the world `extension` of the
 //! WIT package `labhit:extension@0.1.0`. That package is the authoritative, language-neutral
@@ -23,13 +23,29 @@
 //! [`labhit_protocol::WIT_PACKAGE`]; the tests of this crate parse the WIT, check that, and
 //! check that every item of the contract is documented.
 //!
-//! Guest bindings (wit-bindgen, feature `guest`) and host bindings (wasmtime, feature
-//! `host`) are added to this crate in a later version; until then generate them from the
-//! `wit/` directory yourself.
+//! # Bindings
+//!
+//! Both faces are generated from the crate's own `wit/` directory, world `extension`:
+//!
+//! | feature | module | generator | for |
+//! |---|---|---|---|
+//! | `guest` | `labhit_wit::guest` | `wit-bindgen` 0.63 | extensions (`wasm32-wasip2`, `wasm32-wasip1`; also builds natively) |
+//! | `host` | `labhit_wit::host` | wasmtime 48 `bindgen!`, sync | engines that run extensions |
+//!
+//! With either feature, `labhit_wit::convert` translates the generated types to and from the
+//! `labhit-protocol` types (`StepResult`, `ArtifactRef`, `CacheDecision`, `LogLevel`,
+//! `ExecutorInput` pieces, the stage's `with` as a [`labhit_protocol::Value`]). Extension
+//! authors normally use `labhit-sdk`, which wraps the guest face.
+//!
+//! The shape of the generated bindings is pinned by `tests/bindings.rs`, which uses every
+//! generated type, field, case and function with explicit types: a change to the contract
+//! or to a generator that alters them fails to compile there, besides the snapshot of the
+//! WIT surface in `tests/wit.rs`.
 #![warn(missing_docs)]
 
-// Lets generated code (and the guest `export!` macro) name this crate as `labhit_wit` from
-// inside it as well as from its dependents.
+// Lets the generated guest code (and its `export!` macro) name this crate as `labhit_wit`
+// from inside it as well as from its dependents.
+#[cfg(feature = "guest")]
 extern crate self as labhit_wit;
 
 #[cfg(any(feature = "guest", feature = "host"))]

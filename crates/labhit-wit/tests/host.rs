@@ -27,13 +27,16 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+/// One `log.log` call: level, message, fields.
+type LogEntry = (log::Level, String, Vec<(String, String)>);
+
 /// The store data of one step: WASI plus the LabHit host imports.
 struct StepHost {
     wasi: WasiCtx,
     table: ResourceTable,
     /// Secrets the manifest declares, with the value the engine has (`None`: not found).
     secrets: BTreeMap<String, Option<String>>,
-    logs: Vec<(log::Level, String, Vec<(String, String)>)>,
+    logs: Vec<LogEntry>,
     cancelled: bool,
 }
 
@@ -233,7 +236,10 @@ fn check_minimal(target: Target) {
         outcome.result.artifacts[0].path.as_str(),
         "out/greeting.txt"
     );
-    assert_eq!(outcome.result.artifacts[0].size_bytes, greeting.len() as u64);
+    assert_eq!(
+        outcome.result.artifacts[0].size_bytes,
+        greeting.len() as u64
+    );
     assert_eq!(
         first.host.logs,
         [(
@@ -251,22 +257,39 @@ fn check_minimal(target: Target) {
         FilesystemAccess::ReadWrite,
     );
     let (outcome, _) = ok(run(&component, &spec, workspace.path(), &[("TOKEN", None)]));
-    assert_eq!(outcome.result, StepResult { exit_code: 3, ..outcome.result.clone() });
+    assert_eq!(
+        outcome.result,
+        StepResult {
+            exit_code: 3,
+            ..outcome.result.clone()
+        }
+    );
     assert!(!outcome.result.is_success());
     assert_eq!(outcome.outputs["token"], "not-found");
 
     // A read-only workspace refuses the write.
-    let spec = self::spec("test/minimal", serde_json::json!({}), FilesystemAccess::Read);
+    let spec = self::spec(
+        "test/minimal",
+        serde_json::json!({}),
+        FilesystemAccess::Read,
+    );
     let run_ro = run(&component, &spec, workspace.path(), &[]);
     match run_ro.result {
         Ok(Err(types::StepError::Failed(message))) => {
-            assert!(message.starts_with("cannot write out/greeting.txt"), "{message}");
+            assert!(
+                message.starts_with("cannot write out/greeting.txt"),
+                "{message}"
+            );
         }
         other => panic!("expected step-error.failed, got {other:?}"),
     }
 
     // No filesystem at all: not even the input can be read.
-    let spec = self::spec("test/minimal", serde_json::json!({}), FilesystemAccess::None);
+    let spec = self::spec(
+        "test/minimal",
+        serde_json::json!({}),
+        FilesystemAccess::None,
+    );
     match run(&component, &spec, workspace.path(), &[]).result {
         Ok(Err(types::StepError::Failed(message))) => {
             assert!(message.starts_with("cannot read input.txt"), "{message}");
@@ -281,7 +304,9 @@ fn check_minimal(target: Target) {
         FilesystemAccess::ReadWrite,
     );
     assert_eq!(
-        run(&component, &spec, workspace.path(), &[]).result.expect("no trap"),
+        run(&component, &spec, workspace.path(), &[])
+            .result
+            .expect("no trap"),
         Err(types::StepError::Failed("fixture asked to fail".to_owned()))
     );
 
@@ -322,4 +347,230 @@ fn components_export_the_contract_version() {
         .split_once('@')
         .expect("versioned");
     assert_eq!(exports, [format!("{package}/pipeline-step@{version}")]);
+}
+
+/// An example extension of the workspace, built for `wasm32-wasip2` and compiled.
+struct Example {
+    extension: labhit_guest_build::Extension,
+    component: Component,
+}
+
+fn example(id: &str) -> Example {
+    let extensions =
+        labhit_guest_build::discover(&workspace_root().join("extensions")).expect("manifests");
+    let extension = extensions
+        .into_iter()
+        .find(|ext| ext.id() == id)
+        .unwrap_or_else(|| panic!("no extension {id} under extensions/"));
+    let built = builder()
+        .build(&extension.dir, Target::P2)
+        .unwrap_or_else(|err| panic!("{err}"));
+    let component = Component::from_file(engine(), &built.component).expect("compiles");
+    Example {
+        extension,
+        component,
+    }
+}
+
+impl Example {
+    /// Runs a step with the grants of the manifest: its filesystem access, and its declared
+    /// secrets with the values in `values` (a declared secret without a value is not found).
+    fn run(&self, with: serde_json::Value, workspace: &Path, values: &[(&str, &str)]) -> Run {
+        let caps = &self.extension.manifest.capabilities;
+        let mut spec = spec(&self.extension.id(), with, caps.filesystem);
+        spec.stage_id = "example".to_owned();
+        let secrets: Vec<(&str, Option<&str>)> = caps
+            .secrets
+            .iter()
+            .map(|name| {
+                let value = values
+                    .iter()
+                    .find(|(n, _)| *n == name.as_str())
+                    .map(|(_, v)| *v);
+                (name.as_str(), value)
+            })
+            .collect();
+        run(&self.component, &spec, workspace, &secrets)
+    }
+}
+
+fn write(dir: &Path, path: &str, text: &str) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn every_example_extension_is_covered() {
+    let ids: Vec<String> = labhit_guest_build::discover(&workspace_root().join("extensions"))
+        .expect("manifests")
+        .iter()
+        .map(labhit_guest_build::Extension::id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["deploy/render", "test/junit", "util/checksum"],
+        "add a test for the new example extension to tests/host.rs"
+    );
+}
+
+#[test]
+fn example_util_checksum() {
+    let ext = example("util/checksum");
+    let ws = tempfile::tempdir().expect("tempdir");
+    write(ws.path(), "dist/app.txt", "hello from labhit\n");
+    write(ws.path(), "dist/app.yaml", "name: app\n");
+    write(ws.path(), "src/main.rs", "fn main() {}\n");
+    let (outcome, run) = ok(ext.run(
+        serde_json::json!({"patterns": ["dist/**"], "output": "dist/SHA256SUMS"}),
+        ws.path(),
+        &[],
+    ));
+    let manifest = std::fs::read_to_string(ws.path().join("dist/SHA256SUMS")).expect("written");
+    assert_eq!(
+        manifest.lines().next(),
+        Some("cfc4774040819a81b9cfc09c6ba12c290f1d2abffc49b1c66f2009b4d0d4efbc  dist/app.txt")
+    );
+    assert_eq!(manifest.lines().count(), 2, "{manifest}");
+    assert_eq!(outcome.result.exit_code, 0);
+    assert_eq!(outcome.outputs["files"], "2");
+    assert_eq!(outcome.outputs["manifest"], "dist/SHA256SUMS");
+    assert_eq!(outcome.result.artifacts.len(), 1);
+    assert_eq!(outcome.result.artifacts[0].path.as_str(), "dist/SHA256SUMS");
+    assert_eq!(
+        outcome.result.artifacts[0].size_bytes,
+        manifest.len() as u64
+    );
+    assert!(
+        run.host
+            .logs
+            .iter()
+            .any(|(_, message, _)| message.contains("hashed 2 files")),
+        "{:?}",
+        run.host.logs
+    );
+
+    // Bad config is refused as invalid-config.
+    let bad = ext.run(
+        serde_json::json!({"patterns": ["dist/**"], "algorithm": "md5"}),
+        ws.path(),
+        &[],
+    );
+    assert!(
+        matches!(bad.result, Ok(Err(types::StepError::InvalidConfig(_)))),
+        "{:?}",
+        bad.result
+    );
+}
+
+#[test]
+fn example_test_junit() {
+    let ext = example("test/junit");
+    let ws = tempfile::tempdir().expect("tempdir");
+    write(
+        ws.path(),
+        "reports/unit.xml",
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuite name="core" tests="3">
+  <testcase classname="core" name="parses"/>
+  <testcase classname="core" name="validates"/>
+  <testcase classname="core" name="renders"><skipped/></testcase>
+</testsuite>
+"#,
+    );
+    let (outcome, _) = ok(ext.run(
+        serde_json::json!({"reports": ["reports/*.xml"]}),
+        ws.path(),
+        &[],
+    ));
+    assert_eq!(outcome.result.exit_code, 0);
+    assert_eq!(outcome.outputs["tests"], "3");
+    assert_eq!(outcome.outputs["passed"], "2");
+    assert_eq!(outcome.outputs["skipped"], "1");
+    assert_eq!(
+        outcome.result.artifacts[0].path.as_str(),
+        "reports/unit.xml"
+    );
+
+    // A failed test fails the stage with a non-zero exit, outputs and artifacts still there.
+    write(
+        ws.path(),
+        "reports/it.xml",
+        r#"<testsuite name="db"><testcase classname="db" name="migrates"><failure message="expected 3 &lt; 2"/></testcase></testsuite>"#,
+    );
+    let (outcome, run) = ok(ext.run(
+        serde_json::json!({"reports": ["reports/*.xml"]}),
+        ws.path(),
+        &[],
+    ));
+    assert_eq!(outcome.result.exit_code, 1);
+    assert_eq!(outcome.outputs["failures"], "1");
+    assert_eq!(outcome.result.artifacts.len(), 2);
+    assert!(
+        run.host
+            .logs
+            .iter()
+            .any(|(level, message, _)| *level == log::Level::Error
+                && message.contains("db.migrates")),
+        "{:?}",
+        run.host.logs
+    );
+    // The workspace is read-only: nothing was written.
+    let mut files: Vec<_> = std::fs::read_dir(ws.path().join("reports"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["it.xml", "unit.xml"]);
+}
+
+#[test]
+fn example_deploy_render() {
+    let ext = example("deploy/render");
+    let ws = tempfile::tempdir().expect("tempdir");
+    let (outcome, _) = ok(ext.run(
+        serde_json::json!({
+            "template": "app {{ name }} ({{ env }})",
+            "output": "dist/deploy.txt",
+            "values": {"name": "labhit-example", "env": "staging"}
+        }),
+        ws.path(),
+        &[],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("dist/deploy.txt")).expect("written"),
+        "app labhit-example (staging)"
+    );
+    assert_eq!(outcome.outputs["bytes"], "28");
+    assert_eq!(outcome.result.artifacts[0].path.as_str(), "dist/deploy.txt");
+
+    // A declared secret is served by the host and lands in the file, not in the logs.
+    let token = "tok-9f8e7d6c5b4a";
+    write(
+        ws.path(),
+        "deploy/app.tmpl",
+        "token: {{ secret.DEPLOY_TOKEN }}\n",
+    );
+    let (outcome, run) = ok(ext.run(
+        serde_json::json!({"template-file": "deploy/app.tmpl", "output": "out/app.yaml"}),
+        ws.path(),
+        &[("DEPLOY_TOKEN", token)],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out/app.yaml")).expect("written"),
+        format!("token: {token}\n")
+    );
+    assert!(outcome.result.artifacts.is_empty());
+    assert!(
+        !format!("{:?} {:?} {}", run.host.logs, outcome, run.stderr).contains(token),
+        "the secret leaked"
+    );
+
+    // A declared secret the engine has no value for is an error of the step.
+    let missing = ext.run(
+        serde_json::json!({"template-file": "deploy/app.tmpl", "output": "out/app.yaml"}),
+        ws.path(),
+        &[],
+    );
+    assert!(matches!(missing.result, Ok(Err(_))), "{:?}", missing.result);
 }

@@ -1,0 +1,122 @@
+//! `labhit ext`: work with one extension bundle (`extension.toml` beside its component).
+//!
+//! * [`check`]: `labhit ext check MANIFEST` proves a bundle is loadable: the manifest
+//!   validates, the component compiles, exports the contract at a compatible version and
+//!   links against this host, and the declared input and output schemas are valid JSON
+//!   Schemas. One line per check, `✓` or `✗`.
+//! * [`run`]: `labhit ext run MANIFEST --workspace DIR` executes one step through the
+//!   reference runtime, streaming the step's log to stderr as it happens.
+//!
+//! Both read the manifest the same way ([`read_manifest`]) and create the runtime the same
+//! way ([`runtime`]): no pooling (one step at a time), the compile cache in its default
+//! place (`$LABHIT_CACHE_DIR`, else `$XDG_CACHE_HOME/labhit/components`, else
+//! `~/.cache/labhit/components`).
+
+pub(crate) mod check;
+pub(crate) mod run;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::{Subcommand, ValueEnum};
+use labhit_protocol::Diagnostic;
+use labhit_protocol::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use labhit_runtime::{Runtime, RuntimeConfig};
+
+use crate::files::{self, Contents};
+use crate::{ColorWhen, Exit};
+
+/// `labhit ext` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check that an extension bundle loads and honours the contract.
+    Check(check::Args),
+    /// Run one step of an extension against a workspace directory.
+    Run(run::Args),
+}
+
+/// `--format` of `ext check` and `ext run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Lines for people.
+    Human,
+    /// One JSON document on stdout, for tools.
+    Json,
+}
+
+/// Runs an `ext` subcommand and returns the process exit code. `ext run` exits with the
+/// step's own code and redacts secrets from its errors, so `ext` prints its own errors.
+pub(crate) fn main(command: &Command, color: ColorWhen) -> std::process::ExitCode {
+    match command {
+        Command::Check(args) => match check::run(args, color) {
+            Ok(exit) => std::process::ExitCode::from(exit as u8),
+            Err(err) if crate::is_broken_pipe(&err) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                let mut stderr = anstream::AutoStream::new(std::io::stderr(), color.choice());
+                let style = anstyle::Style::new()
+                    .bold()
+                    .fg_color(Some(anstyle::AnsiColor::Red.into()));
+                // Nothing sensible is left to do when stderr itself is gone.
+                let _ = std::io::Write::write_fmt(
+                    &mut stderr,
+                    format_args!("labhit: {style}error{style:#}: {err:#}\n"),
+                );
+                std::process::ExitCode::from(Exit::Fatal as u8)
+            }
+        },
+        Command::Run(args) => run::main(args, color),
+    }
+}
+
+/// A manifest as read from disk: parsed, or the diagnostics that say why not.
+pub(crate) struct ManifestFile {
+    /// The path given.
+    pub(crate) path: PathBuf,
+    /// The parsed manifest, or every problem found in it.
+    pub(crate) manifest: Result<Manifest, Vec<Diagnostic>>,
+}
+
+impl ManifestFile {
+    /// The component path the manifest names, relative to the manifest's directory.
+    pub(crate) fn component_path(&self, manifest: &Manifest) -> PathBuf {
+        component_path(&self.path, manifest)
+    }
+}
+
+/// The component of `manifest` read from `manifest_path`.
+pub(crate) fn component_path(manifest_path: &Path, manifest: &Manifest) -> PathBuf {
+    manifest_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&manifest.extension.component)
+}
+
+/// Reads `path` (a manifest, or a bundle directory holding `extension.toml`). Unreadable is
+/// `Err` (fatal); invalid is a [`ManifestFile`] with diagnostics.
+pub(crate) fn read_manifest(path: &Path) -> Result<ManifestFile> {
+    let path = if path.is_dir() {
+        path.join(files::MANIFEST_NAME)
+    } else {
+        path.to_owned()
+    };
+    let manifest = match files::read(&path, MAX_MANIFEST_BYTES)? {
+        Contents::Bytes(bytes) => Manifest::from_toml_bytes(&bytes),
+        Contents::TooLarge { .. } => {
+            bail!(
+                "`{}` is larger than the manifest limit of {MAX_MANIFEST_BYTES} bytes",
+                path.display()
+            )
+        }
+    };
+    Ok(ManifestFile { path, manifest })
+}
+
+/// The runtime the `ext` commands use (see the module documentation).
+pub(crate) fn runtime() -> Result<Runtime> {
+    let config = RuntimeConfig {
+        pooling: false,
+        max_concurrent_steps: 1,
+        ..RuntimeConfig::from_env()
+    };
+    Runtime::new(config).map_err(|e| anyhow::anyhow!("{e}"))
+}

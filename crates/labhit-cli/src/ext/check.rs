@@ -1,0 +1,355 @@
+//! `labhit ext check MANIFEST`: is this bundle something a LabHit host can run?
+//!
+//! Checks, in order (a check that depends on a failed one is skipped, never guessed):
+//!
+//! | check | passes when |
+//! |---|---|
+//! | `manifest` | `extension.toml` parses and validates |
+//! | `component` | the component file exists, is WebAssembly (a component, or a `wasm32-wasip1` core module, which is adapted) and compiles |
+//! | `exports` | it exports `labhit:extension/pipeline-step` |
+//! | `contract` | the contract version in that export, and the manifest's `contract` requirement, are compatible with this host |
+//! | `links` | it imports nothing this host does not provide |
+//! | `limits` | the manifest's memory limit is within this host's maximum |
+//! | `inputs`, `outputs` | the declared JSON Schemas are valid (2020-12 unless `$schema` says otherwise) |
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use labhit_protocol::manifest::Manifest;
+use labhit_runtime::LoadErrorKind;
+use serde::Serialize;
+
+use super::{Format, read_manifest};
+use crate::{ColorWhen, Exit};
+
+/// Arguments of `labhit ext check`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  labhit ext check target/extensions/util/checksum/extension.toml\n",
+    "  labhit ext check target/extensions/util/checksum          (the bundle directory)\n",
+    "  labhit ext check ext/extension.toml --format json | jq '.checks[] | select(.status != \"pass\")'\n",
+    "\n",
+    "Checks: manifest, component (loads and compiles; wasip1 modules are adapted), exports\n",
+    "(`labhit:extension/pipeline-step`), contract (version compatible with this host), links\n",
+    "(imports only what the host provides), limits, inputs and outputs (valid JSON Schemas).\n",
+    "A check that depends on a failed one is reported as skipped.\n",
+    "\n",
+    "JSON output: {\"manifest\", \"extension\": string|null, \"version\": string|null, \"ok\": bool,\n",
+    "  \"checks\": [{\"name\", \"status\": \"pass\"|\"fail\"|\"skip\", \"message\"}]}\n",
+    "\n",
+    "Exit codes:\n",
+    "  0  every check passed\n",
+    "  1  a check failed\n",
+    "  2  bad usage\n",
+    "  3  fatal: the manifest is missing or unreadable, or the runtime could not start\n",
+))]
+pub(crate) struct Args {
+    /// The bundle's `extension.toml` (or the directory holding it)
+    #[arg(value_name = "MANIFEST")]
+    manifest: PathBuf,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Check {
+    name: &'static str,
+    status: Status,
+    message: String,
+}
+
+impl Check {
+    fn pass(name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Pass,
+            message: message.into(),
+        }
+    }
+    fn fail(name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Fail,
+            message: message.into(),
+        }
+    }
+    fn skip(name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Skip,
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole report (also the JSON document).
+#[derive(Debug, Serialize)]
+struct Report {
+    manifest: String,
+    extension: Option<String>,
+    version: Option<String>,
+    ok: bool,
+    checks: Vec<Check>,
+}
+
+/// Runs `labhit ext check`.
+pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
+    let file = read_manifest(&args.manifest)?;
+    let mut checks = Vec::new();
+    let (extension, version) = match &file.manifest {
+        Err(diagnostics) => {
+            let message = diagnostics
+                .iter()
+                .map(|d| format!("{}:{d}", file.path.display()))
+                .collect::<Vec<_>>()
+                .join("\n");
+            checks.push(Check::fail("manifest", message));
+            for name in ["component", "exports", "contract", "links", "limits", "inputs", "outputs"] {
+                checks.push(Check::skip(name, "the manifest is invalid"));
+            }
+            (None, None)
+        }
+        Ok(manifest) => {
+            checks.push(Check::pass(
+                "manifest",
+                format!(
+                    "{}@{} is valid",
+                    manifest.qualified_name(),
+                    manifest.extension.version
+                ),
+            ));
+            let runtime = super::runtime()?;
+            checks.extend(component_checks(&runtime, manifest, &file.component_path(manifest)));
+            checks.push(schema_check("inputs", "input", manifest.inputs_schema()));
+            checks.push(schema_check(
+                "outputs",
+                "output",
+                manifest
+                    .outputs
+                    .as_ref()
+                    .map(|m| labhit_protocol::Value::Object(m.clone()).to_json()),
+            ));
+            (
+                Some(manifest.qualified_name()),
+                Some(manifest.extension.version.to_string()),
+            )
+        }
+    };
+    let ok = checks.iter().all(|c| c.status == Status::Pass);
+    let report = Report {
+        manifest: file.path.display().to_string(),
+        extension,
+        version,
+        ok,
+        checks,
+    };
+    match args.format {
+        Format::Json => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        Format::Human => print_human(&report, color)?,
+    }
+    Ok(if ok { Exit::Clean } else { Exit::Problems })
+}
+
+fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
+    use anstyle::{AnsiColor, Style};
+    let mut out = anstream::AutoStream::new(std::io::stdout(), color.choice()).lock();
+    let green = Style::new().fg_color(Some(AnsiColor::Green.into())).bold();
+    let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
+    let dim = Style::new().dimmed();
+    writeln!(out, "checking {}", report.manifest)?;
+    for check in &report.checks {
+        let (mark, style) = match check.status {
+            Status::Pass => ("✓", green),
+            Status::Fail => ("✗", red),
+            Status::Skip => ("-", dim),
+        };
+        let mut lines = check.message.lines();
+        let first = lines.next().unwrap_or_default();
+        let skipped = if check.status == Status::Skip { "skipped: " } else { "" };
+        writeln!(out, "  {style}{mark}{style:#} {:<10} {skipped}{first}", check.name)?;
+        for line in lines {
+            writeln!(out, "    {:<10} {line}", "")?;
+        }
+    }
+    let failed = report.checks.iter().filter(|c| c.status == Status::Fail).count();
+    if failed == 0 {
+        writeln!(out, "{green}all {} checks passed{green:#}", report.checks.len())?;
+    } else {
+        let skipped = report.checks.iter().filter(|c| c.status == Status::Skip).count();
+        writeln!(
+            out,
+            "{red}{failed} of {} checks failed{red:#}{}",
+            report.checks.len(),
+            if skipped > 0 { format!(", {skipped} skipped") } else { String::new() }
+        )?;
+    }
+    Ok(())
+}
+
+/// `component`, `exports`, `contract`, `links` and `limits`, from one load.
+fn component_checks(
+    runtime: &labhit_runtime::Runtime,
+    manifest: &Manifest,
+    component: &std::path::Path,
+) -> Vec<Check> {
+    let host = labhit_protocol::version::contract_version();
+    // Problems the runtime finds before it reads the component are reported on their own
+    // lines; the component is then loaded with them neutralised, so it is still checked.
+    let mut relaxed = manifest.clone();
+    let contract_req = (!manifest.extension.contract.matches(&host)).then(|| {
+        format!(
+            "the manifest requires contract `{}`, but this host implements {}; set `contract = \"^{}.{}\"` after rebuilding against {}",
+            manifest.extension.contract,
+            labhit_protocol::CONTRACT_VERSION,
+            host.major,
+            host.minor,
+            labhit_protocol::WIT_PACKAGE,
+        )
+    });
+    if contract_req.is_some()
+        && let Ok(any) = "*".parse()
+    {
+        relaxed.extension.contract = any;
+    }
+    let max = runtime.config().max_memory_bytes;
+    let memory = manifest
+        .limits
+        .memory
+        .as_ref()
+        .map_or(runtime.config().default_memory_bytes, |m| m.bytes());
+    let limits = if memory > max {
+        relaxed.limits.memory = None;
+        Check::fail(
+            "limits",
+            format!("memory limit of {memory} bytes exceeds this host's maximum of {max} bytes"),
+        )
+    } else {
+        let timeout = manifest
+            .limits
+            .timeout
+            .as_ref()
+            .map_or(runtime.config().default_timeout, |t| t.to_std());
+        Check::pass(
+            "limits",
+            format!(
+                "memory {memory} bytes{}, timeout {}s{}",
+                if manifest.limits.memory.is_none() { " (default)" } else { "" },
+                timeout.as_secs(),
+                if manifest.limits.timeout.is_none() { " (default)" } else { "" },
+            ),
+        )
+    };
+
+    let shown = component.display();
+    let mut checks = match runtime.load(&relaxed, component) {
+        Ok(loaded) => {
+            let how = match loaded.cache_outcome() {
+                labhit_runtime::CacheOutcome::Hit => "loaded from the compile cache",
+                _ => "compiled",
+            };
+            let kind = match loaded.source_kind() {
+                labhit_runtime::SourceKind::Component => "component",
+                labhit_runtime::SourceKind::Preview1Module => {
+                    "wasm32-wasip1 core module, adapted into a component"
+                }
+            };
+            let contract = loaded.contract_version();
+            vec![
+                Check::pass(
+                    "component",
+                    format!("`{shown}`: {kind}, {how} in {} ms", loaded.load_time().as_millis()),
+                ),
+                Check::pass(
+                    "exports",
+                    format!("exports `labhit:extension/pipeline-step@{contract}`"),
+                ),
+                contract_req.clone().map_or_else(
+                    || {
+                        Check::pass(
+                            "contract",
+                            format!(
+                                "targets contract {contract}; this host implements {}",
+                                labhit_protocol::CONTRACT_VERSION
+                            ),
+                        )
+                    },
+                    |m| Check::fail("contract", m),
+                ),
+                Check::pass("links", "imports only what this host provides"),
+            ]
+        }
+        Err(err) => {
+            let reason = err.kind.to_string();
+            match *err.kind {
+                LoadErrorKind::MissingExport { .. } => vec![
+                    Check::pass("component", format!("`{shown}` compiles")),
+                    Check::fail("exports", reason),
+                    Check::skip("contract", "the component exports no contract"),
+                    Check::skip("links", "the component exports no contract"),
+                ],
+                LoadErrorKind::IncompatibleContract { .. } => vec![
+                    Check::pass("component", format!("`{shown}` compiles")),
+                    Check::pass("exports", "exports `labhit:extension/pipeline-step`"),
+                    Check::fail(
+                        "contract",
+                        contract_req.clone().map_or(reason.clone(), |m| format!("{reason}; {m}")),
+                    ),
+                    Check::skip("links", "the contract version is incompatible"),
+                ],
+                LoadErrorKind::Link(_) => vec![
+                    Check::pass("component", format!("`{shown}` compiles")),
+                    Check::pass("exports", "exports `labhit:extension/pipeline-step`"),
+                    contract_req
+                        .clone()
+                        .map_or_else(|| Check::pass("contract", "compatible"), |m| Check::fail("contract", m)),
+                    Check::fail("links", reason),
+                ],
+                _ => vec![
+                    Check::fail("component", format!("`{shown}`: {reason}")),
+                    Check::skip("exports", "the component did not load"),
+                    contract_req.clone().map_or_else(
+                        || Check::skip("contract", "the component did not load"),
+                        |m| Check::fail("contract", m),
+                    ),
+                    Check::skip("links", "the component did not load"),
+                ],
+            }
+        }
+    };
+    checks.push(limits);
+    checks
+}
+
+/// Whether `schema` (the manifest's `inputs` or `outputs`) is a valid JSON Schema.
+fn schema_check(name: &'static str, what: &str, schema: Option<serde_json::Value>) -> Check {
+    let Some(schema) = schema else {
+        return Check::pass(name, format!("no {what} schema declared"));
+    };
+    if let Err(err) = jsonschema::meta::validate(&schema) {
+        let at = err.instance_path().as_str().to_owned();
+        let at = if at.is_empty() { String::new() } else { format!(" at `{at}`") };
+        return Check::fail(name, format!("the {what} schema is not a valid JSON Schema{at}: {err}"));
+    }
+    match jsonschema::validator_for(&schema) {
+        Ok(_) => Check::pass(name, format!("the {what} schema is a valid JSON Schema")),
+        Err(err) => Check::fail(name, format!("the {what} schema cannot be used: {err}")),
+    }
+}

@@ -1,0 +1,405 @@
+//! End-to-end tests of `labhit ext check` and `labhit ext run`.
+//!
+//! Bundles are assembled in temporary directories from components built by
+//! `labhit-guest-build` (the logic of `cargo xtask extensions`) into `target/guests`: every
+//! example under `extensions/`, and the hostile fixtures of `labhit-runtime`
+//! (`crates/labhit-runtime/tests/fixtures/hostile`). Compiled components are cached in
+//! `CARGO_TARGET_TMPDIR` (through `LABHIT_CACHE_DIR`), so only the first test compiles.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use labhit_guest_build::{Builder, Target};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn hostile_dir() -> PathBuf {
+    root().join("crates/labhit-runtime/tests/fixtures/hostile")
+}
+
+fn builder() -> Builder {
+    Builder::for_workspace(&root())
+}
+
+/// Every example extension, built once per test process and bundled under one directory.
+fn examples() -> &'static (tempfile::TempDir, Vec<PathBuf>) {
+    static BUILT: OnceLock<(tempfile::TempDir, Vec<PathBuf>)> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = tempfile::tempdir().expect("tempdir");
+        let extensions = labhit_guest_build::discover(&root().join("extensions")).expect("discover");
+        assert!(!extensions.is_empty(), "the workspace has example extensions");
+        let bundles = extensions
+            .iter()
+            .map(|extension| {
+                let built = builder()
+                    .build(&extension.dir, Target::P2)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                extension
+                    .bundle(&built.component, out.path())
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        (out, bundles)
+    })
+}
+
+fn example(name: &str) -> PathBuf {
+    examples()
+        .1
+        .iter()
+        .find(|b| b.ends_with(name))
+        .unwrap_or_else(|| panic!("no example bundle {name}"))
+        .clone()
+}
+
+/// The hostile guests, built once per test process.
+fn hostile_component(crate_name: &str) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == crate_name) {
+        return path.clone();
+    }
+    let path = builder()
+        .build(&hostile_dir().join(crate_name), Target::P2)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .component;
+    built.push((crate_name.to_owned(), path.clone()));
+    path
+}
+
+/// A bundle in `dir/<name>/` made of the hostile manifest `manifest` and `component` bytes.
+fn bundle(dir: &Path, manifest: &str, component: Option<(&str, &[u8])>) -> PathBuf {
+    let text = std::fs::read_to_string(hostile_dir().join("manifests").join(format!("{manifest}.toml")))
+        .expect("manifest");
+    bundle_text(dir, manifest, &text, component)
+}
+
+fn bundle_text(dir: &Path, name: &str, manifest: &str, component: Option<(&str, &[u8])>) -> PathBuf {
+    let bundle = dir.join(name);
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    std::fs::write(bundle.join("extension.toml"), manifest).expect("write");
+    if let Some((file, bytes)) = component {
+        std::fs::write(bundle.join(file), bytes).expect("write");
+    }
+    bundle.join("extension.toml")
+}
+
+fn hostile_bundle(dir: &Path, manifest: &str) -> PathBuf {
+    let wasm = std::fs::read(hostile_component("guest")).expect("component");
+    bundle(dir, manifest, Some(("hostile.wasm", &wasm)))
+}
+
+struct Run(Output);
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.0.status.code().expect("an exit code")
+    }
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout()))
+    }
+    fn all(&self) -> String {
+        format!("{}{}", self.stdout(), self.stderr())
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {:?}\n--- stdout\n{}\n--- stderr\n{}", self.0.status.code(), self.stdout(), self.stderr())
+    }
+}
+
+fn labhit(args: &[&str]) -> Run {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-ext-cache");
+    let output = Command::new(env!("CARGO_BIN_EXE_labhit"))
+        .args(args)
+        .env("LABHIT_CACHE_DIR", cache)
+        .env_remove("CLICOLOR_FORCE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running labhit");
+    Run(output)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+fn check_statuses(run: &Run) -> Vec<(String, String)> {
+    run.json()["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().expect("name").to_owned(),
+                c["status"].as_str().expect("status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The status and message of check `name`.
+fn check<'a>(json: &'a Value, name: &str) -> (&'a str, &'a str) {
+    let check = json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {json}"));
+    (
+        check["status"].as_str().expect("status"),
+        check["message"].as_str().expect("message"),
+    )
+}
+
+#[test]
+fn check_passes_on_every_example_bundle() {
+    for bundle in &examples().1 {
+        let run = labhit(&["ext", "check", path(bundle)]);
+        assert_eq!(run.code(), 0, "{}: {run:?}", bundle.display());
+        let stdout = run.stdout();
+        assert!(stdout.contains("✓ manifest"), "{stdout}");
+        assert!(stdout.contains("all 8 checks passed"), "{stdout}");
+        assert!(!stdout.contains('✗'), "{stdout}");
+
+        let run = labhit(&["ext", "check", path(&bundle.join("extension.toml")), "--format", "json"]);
+        assert_eq!(run.code(), 0, "{run:?}");
+        assert_eq!(run.json()["ok"], true);
+        assert!(check_statuses(&run).iter().all(|(_, s)| s == "pass"), "{run:?}");
+    }
+}
+
+#[test]
+fn check_accepts_a_wasip1_module() {
+    let extensions = labhit_guest_build::discover(&root().join("extensions")).expect("discover");
+    let checksum = extensions
+        .iter()
+        .find(|e| e.id() == "util/checksum")
+        .expect("util/checksum");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The core module itself (not the adapted component the builder also writes).
+    let built = builder().build(&checksum.dir, Target::P1).expect("builds for wasip1");
+    let core = built.component.with_extension("").with_extension("wasm");
+    let bundle = checksum.bundle(&core, dir.path()).expect("bundle");
+    let run = labhit(&["ext", "check", path(&bundle), "--format", "json"]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let json = run.json();
+    let (status, message) = check(&json, "component");
+    assert_eq!(status, "pass");
+    assert!(message.contains("wasm32-wasip1 core module"), "{message}");
+}
+
+#[test]
+fn check_fails_with_the_reason_on_broken_bundles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = std::fs::read(hostile_component("wrong-contract")).expect("component");
+    let missing = std::fs::read(hostile_component("missing-export")).expect("component");
+    let hostile = std::fs::read(hostile_component("guest")).expect("component");
+    let cases: Vec<(PathBuf, &str, &str)> = vec![
+        (
+            bundle(dir.path(), "garbage", Some(("garbage.wasm", b"\x7fELF garbage bytes"))),
+            "component",
+            "not a WebAssembly file",
+        ),
+        (
+            bundle(dir.path(), "wrong-contract", Some(("wrong_contract.wasm", &wrong))),
+            "contract",
+            "targets contract 9.0.0",
+        ),
+        (
+            bundle(dir.path(), "missing-export", Some(("missing_export.wasm", &missing))),
+            "exports",
+            "does not export `labhit:extension/pipeline-step`",
+        ),
+        (
+            bundle(dir.path(), "bad-schema", Some(("hostile.wasm", &hostile))),
+            "inputs",
+            "not a valid JSON Schema",
+        ),
+        (
+            bundle(dir.path(), "hostile-readonly", None),
+            "component",
+            "cannot read the file",
+        ),
+        (
+            bundle_text(
+                dir.path(),
+                "future",
+                &std::fs::read_to_string(hostile_dir().join("manifests/hostile.toml"))
+                    .expect("manifest")
+                    .replace("contract = \"^0.1\"", "contract = \"^9\""),
+                Some(("hostile.wasm", &hostile)),
+            ),
+            "contract",
+            "requires contract `^9`",
+        ),
+        (
+            bundle_text(dir.path(), "invalid", "[extension]\nname = \"Bad Name\"\n", None),
+            "manifest",
+            "extension.toml:",
+        ),
+    ];
+    for (manifest, failing, reason) in cases {
+        let run = labhit(&["ext", "check", path(&manifest), "--format", "json"]);
+        assert_eq!(run.code(), 1, "{}: {run:?}", manifest.display());
+        let json = run.json();
+        assert_eq!(json["ok"], false);
+        let (status, message) = check(&json, failing);
+        assert_eq!(status, "fail", "{}: {json:#}", manifest.display());
+        assert!(message.contains(reason), "{}: {message}", manifest.display());
+
+        let human = labhit(&["ext", "check", path(&manifest)]);
+        assert_eq!(human.code(), 1, "{human:?}");
+        let line = human
+            .stdout()
+            .lines()
+            .find(|l| l.contains(&format!("✗ {failing}")))
+            .map(str::to_owned);
+        assert!(line.is_some(), "{human:?}");
+        assert!(human.stdout().contains("checks failed"), "{human:?}");
+    }
+}
+
+#[test]
+fn check_of_a_missing_manifest_is_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = labhit(&["ext", "check", path(&dir.path().join("nope.toml"))]);
+    assert_eq!(run.code(), 3, "{run:?}");
+    assert!(run.stderr().contains("does not exist"), "{run:?}");
+}
+
+#[test]
+fn run_produces_outputs_and_artifacts() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    std::fs::write(workspace.path().join("a.txt"), "alpha\n").expect("write");
+    std::fs::write(workspace.path().join("b.txt"), "beta\n").expect("write");
+    let bundle = example("util/checksum");
+    let with = r#"{"patterns": ["*.txt"]}"#;
+    let run = labhit(&["ext", "run", path(&bundle), "--workspace", path(workspace.path()), "--with", with]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let stdout = run.stdout();
+    assert!(stdout.contains("util/checksum@0.1.0 stage `ext-run`: exit code 0"), "{stdout}");
+    assert!(stdout.contains("  files     2"), "{stdout}");
+    assert!(stdout.contains("  SHA256SUMS  text/plain"), "{stdout}");
+    assert!(run.stderr().contains("INFO [log] hashed 2 files"), "logs stream to stderr: {run:?}");
+    assert!(workspace.path().join("SHA256SUMS").is_file());
+
+    let with_file = workspace.path().join("with.json");
+    std::fs::write(&with_file, r#"{"patterns": ["a.txt"], "output": "one.sums"}"#).expect("write");
+    let run = labhit(&[
+        "ext", "run", path(&bundle), "--workspace", path(workspace.path()),
+        "--with-file", path(&with_file), "--format", "json", "--stage", "hash",
+    ]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["stage"], "hash");
+    assert_eq!(json["exit_code"], 0);
+    assert_eq!(json["outputs"]["files"], "1");
+    assert_eq!(json["outputs"]["manifest"], "one.sums");
+    assert_eq!(json["artifacts"][0]["path"], "one.sums");
+    assert_eq!(json["error"], Value::Null);
+}
+
+#[test]
+fn run_rejects_with_that_breaks_the_input_schema() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let bundle = example("util/checksum");
+    let run = labhit(&["ext", "run", path(&bundle), "--workspace", path(workspace.path()), "--with", r#"{"patterns": 3}"#]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr().contains("`with` does not satisfy the input schema of `util/checksum@0.1.0`"), "{run:?}");
+    assert!(run.stderr().contains("at `patterns`"), "{run:?}");
+    let run = labhit(&["ext", "run", path(&bundle), "--workspace", path(workspace.path()), "--with", "[1]"]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr().contains("`with` must be a JSON object"), "{run:?}");
+    let run = labhit(&["ext", "run", path(&bundle), "--with", r#"{"patterns": ["x"]}"#]);
+    assert_eq!(run.code(), 2, "a workspace is needed: {run:?}");
+    let run = labhit(&["ext", "run", path(&bundle), "--workspace", "/nonexistent/ws", "--with", r#"{"patterns": ["x"]}"#]);
+    assert_eq!(run.code(), 3, "{run:?}");
+}
+
+#[test]
+fn run_exits_with_the_step_exit_code_and_errors_name_the_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let bundle = hostile_bundle(dir.path(), "hostile");
+    let ws = path(workspace.path());
+    let run = labhit(&["ext", "run", path(&bundle), "--workspace", ws, "--with", r#"{"mode": "exit", "count": 7}"#]);
+    assert_eq!(run.code(), 7, "{run:?}");
+    assert!(run.stdout().contains("exit code 7"), "{run:?}");
+
+    let run = labhit(&["ext", "run", path(&bundle), "--workspace", ws, "--with", r#"{"mode": "panic"}"#, "--stage", "boom"]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(
+        run.stderr().contains("stage `boom`: extension `test/hostile@0.1.0` panicked: hostile guest panicked on purpose"),
+        "{run:?}"
+    );
+    let run = labhit(&[
+        "ext", "run", path(&bundle), "--workspace", ws, "--with", r#"{"mode": "loop"}"#, "--timeout", "1s", "--format", "json",
+    ]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["error"]["code"], "timeout");
+    assert_eq!(json["exit_code"], Value::Null);
+    assert!(json["error"]["message"].as_str().expect("message").contains("test/hostile@0.1.0"));
+}
+
+#[test]
+fn secret_values_never_appear_in_anything_printed() {
+    let secret = "hunter2-very-secret";
+    // An example that uses a secret: it renders it into a workspace file only.
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let with = r#"{"template": "token={{ secret.DEPLOY_TOKEN }}", "output": "out.txt"}"#;
+    let secret_arg = format!("DEPLOY_TOKEN={secret}");
+    for format in ["human", "json"] {
+        let run = labhit(&[
+            "ext", "run", path(&example("deploy/render")), "--workspace", path(workspace.path()),
+            "--with", with, "--secret", &secret_arg, "--format", format,
+        ]);
+        assert_eq!(run.code(), 0, "{run:?}");
+        assert!(!run.all().contains(secret), "{run:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("out.txt")).expect("rendered"),
+        format!("token={secret}")
+    );
+
+    // A guest that logs the secret, prints it to stdout and fails with it in the message.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = hostile_bundle(dir.path(), "hostile");
+    let secret_arg = format!("DECLARED={secret}");
+    for format in ["human", "json"] {
+        let run = labhit(&[
+            "ext", "run", path(&bundle), "--workspace", path(workspace.path()),
+            "--with", r#"{"mode": "echo-secret", "name": "DECLARED"}"#, "--secret", &secret_arg,
+            "--format", format,
+        ]);
+        assert_eq!(run.code(), 1, "{run:?}");
+        assert!(run.all().contains("failing with ***"), "{run:?}");
+        assert!(run.stderr().contains("the secret is ***"), "{run:?}");
+        assert!(!run.all().contains(secret), "{run:?}");
+    }
+
+    // Secrets in bad `--secret` arguments are not echoed either.
+    let run = labhit(&[
+        "ext", "run", path(&bundle), "--workspace", path(workspace.path()),
+        "--secret", &format!("lower={secret}"),
+    ]);
+    assert_eq!(run.code(), 2, "{run:?}");
+    assert!(!run.all().contains(secret), "{run:?}");
+}

@@ -1,0 +1,5 @@
+//! Scheduler overhead benchmarks (filled in below).
+
+fn main() {
+    divan::main();
+}

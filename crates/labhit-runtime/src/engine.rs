@@ -1,0 +1,217 @@
+//! The wasmtime [`Engine`] of a runtime and its epoch ticker.
+//!
+//! One engine per [`Runtime`](crate::Runtime): component model, Cranelift, epoch
+//! interruption, and the pooling instance allocator when it can be set up (it reserves
+//! address space up front; if the system refuses, the runtime falls back to on-demand
+//! allocation and [`EngineHandle::pooling`] says so). Pool bounds come from
+//! [`RuntimeConfig`](crate::RuntimeConfig): `max_concurrent_steps` component instances, each
+//! with at most 32 core instances, 4 memories and 16 tables; every memory slot holds up to
+//! `max_memory_bytes`, the largest manifest memory limit the runtime accepts.
+//!
+//! A background thread increments the engine's epoch every `epoch_tick` (10 ms by default);
+//! step deadlines are checked on each tick. The thread stops when the handle is dropped.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::error::RuntimeError;
+
+/// Core instances one component may hold (a Rust component has a handful; adapted preview1
+/// modules a few more).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// Linear memories one component may hold.
+const MEMORIES_PER_COMPONENT: u32 = 4;
+/// Tables one component may hold.
+const TABLES_PER_COMPONENT: u32 = 16;
+
+/// The settings the engine is built from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineSettings {
+    pub(crate) pooling: bool,
+    pub(crate) max_concurrent_steps: u32,
+    pub(crate) max_memory_bytes: u64,
+    pub(crate) epoch_tick: Duration,
+}
+
+/// An engine plus the thread that ticks its epoch.
+pub struct EngineHandle {
+    engine: Engine,
+    pooling: bool,
+    tick: Duration,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("pooling", &self.pooling)
+            .field("tick", &self.tick)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    pub(crate) fn new(settings: EngineSettings) -> Result<Self, RuntimeError> {
+        if settings.epoch_tick.is_zero() {
+            return Err(RuntimeError::Config("`epoch_tick` must not be zero".into()));
+        }
+        if settings.max_concurrent_steps == 0 {
+            return Err(RuntimeError::Config(
+                "`max_concurrent_steps` must be at least 1".into(),
+            ));
+        }
+        let max_memory = usize::try_from(settings.max_memory_bytes).map_err(|_| {
+            RuntimeError::Config("`max_memory_bytes` does not fit this platform".into())
+        })?;
+        let (engine, pooling) = if settings.pooling {
+            match Engine::new(&config(Some(pooling_config(settings, max_memory)))) {
+                Ok(engine) => (engine, true),
+                // The system refused the reservation: on-demand allocation still works.
+                Err(_) => (
+                    Engine::new(&config(None)).map_err(|e| RuntimeError::Engine(e.to_string()))?,
+                    false,
+                ),
+            }
+        } else {
+            (
+                Engine::new(&config(None)).map_err(|e| RuntimeError::Engine(e.to_string()))?,
+                false,
+            )
+        };
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = Arc::clone(&stop);
+            let tick = settings.epoch_tick;
+            std::thread::Builder::new()
+                .name("labhit-epoch".into())
+                .spawn(move || ticker(&engine, &stop, tick))
+                .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?
+        };
+        Ok(Self {
+            engine,
+            pooling,
+            tick: settings.epoch_tick,
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// How often the epoch advances.
+    pub fn tick(&self) -> Duration {
+        self.tick
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.ticker.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn ticker(engine: &Engine, stop: &(Mutex<bool>, Condvar), tick: Duration) {
+    let (stopped, wake) = stop;
+    let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let (next, timeout) = wake
+            .wait_timeout(guard, tick)
+            .unwrap_or_else(|p| p.into_inner());
+        guard = next;
+        if *guard {
+            return;
+        }
+        if timeout.timed_out() {
+            engine.increment_epoch();
+        }
+    }
+}
+
+fn config(pooling: Option<PoolingAllocationConfig>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    if let Some(pooling) = pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    }
+    config
+}
+
+fn pooling_config(settings: EngineSettings, max_memory: usize) -> PoolingAllocationConfig {
+    let steps = settings.max_concurrent_steps;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(steps)
+        .total_core_instances(steps.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(steps.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(steps.saturating_mul(TABLES_PER_COMPONENT))
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memory_size(max_memory)
+        // Reset small memories and tables with memset instead of giving pages back to the
+        // kernel: cheaper for the short steps this runtime mostly runs.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(1 << 16);
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn the_ticker_advances_the_epoch_and_stops_on_drop() {
+        let handle = EngineHandle::new(EngineSettings {
+            pooling: true,
+            max_concurrent_steps: 4,
+            max_memory_bytes: 64 << 20,
+            epoch_tick: Duration::from_millis(1),
+        })
+        .expect("engine");
+        // Observe the epoch through a store whose deadline is one tick away.
+        let mut store = wasmtime::Store::new(handle.engine(), ());
+        store.set_epoch_deadline(1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.epoch_deadline_callback(move |_| {
+            let _ = tx.send(());
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
+        drop(store);
+        drop(rx);
+        let start = Instant::now();
+        drop(handle);
+        assert!(start.elapsed() < Duration::from_secs(5), "the ticker stops promptly");
+    }
+
+    #[test]
+    fn zero_tick_is_refused() {
+        let err = EngineHandle::new(EngineSettings {
+            pooling: false,
+            max_concurrent_steps: 1,
+            max_memory_bytes: 1 << 20,
+            epoch_tick: Duration::ZERO,
+        })
+        .expect_err("refused");
+        assert!(err.to_string().contains("epoch_tick"), "{err}");
+    }
+}

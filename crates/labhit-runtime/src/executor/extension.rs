@@ -1,0 +1,163 @@
+//! [`ExtensionExecutor`]: a WebAssembly extension that declares the `executor` capability
+//! runs `run:` scripts.
+//!
+//! The stage's command, the host's cache decision and the parent snapshot travel to the guest
+//! in `step-input.command` (built by the runtime from an
+//! [`ExecutorCommand`](labhit_wit::convert::ExecutorCommand)); the guest's `step-output` comes
+//! back as a [`StepResult`], checked against the decision ([`StepResult::validate`]): a
+//! failed step never commits, and a successful `miss_build_as` must commit to the decided tag.
+//! The extension runs in the runtime's sandbox (its manifest's limits, filesystem scope and
+//! secrets), with the stage workspace preopened as the manifest grants.
+
+use std::sync::Arc;
+
+use labhit_protocol::Value;
+use labhit_protocol::executor::{ExecutorInput, StepResult};
+use labhit_protocol::run::LogEntry;
+use labhit_wit::convert::ExecutorCommand;
+
+use super::{ExecContext, ExecError, Executor};
+use crate::logs::{LogSink, Redactor};
+use crate::runtime::{LoadedExtension, Runtime, StepRequest};
+
+/// An extension used as the executor of `run:` stages (`use: X` + `run:`).
+#[derive(Debug, Clone)]
+pub struct ExtensionExecutor {
+    runtime: Runtime,
+    extension: LoadedExtension,
+    use_ref: String,
+    with: Value,
+}
+
+/// The extension does not declare the `executor` capability.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "extension `{extension}@{version}` does not declare the `executor` capability, so it cannot run `run:` scripts"
+)]
+pub struct NotAnExecutor {
+    /// `category/name` of the extension.
+    pub extension: String,
+    /// Its version.
+    pub version: semver::Version,
+}
+
+impl ExtensionExecutor {
+    /// Wraps `extension`, refusing one whose manifest does not declare `executor`.
+    pub fn new(runtime: Runtime, extension: LoadedExtension) -> Result<Self, NotAnExecutor> {
+        if !extension.manifest().capabilities.executor {
+            return Err(NotAnExecutor {
+                extension: extension.name().to_owned(),
+                version: extension.version().clone(),
+            });
+        }
+        Ok(Self {
+            runtime,
+            extension,
+            use_ref: String::new(),
+            with: Value::Null,
+        })
+    }
+
+    /// Sets the stage's `use` as written and its `with` config, passed to the guest.
+    pub fn with_config(mut self, use_ref: impl Into<String>, with: Value) -> Self {
+        self.use_ref = use_ref.into();
+        self.with = with;
+        self
+    }
+
+    /// The wrapped extension.
+    pub fn extension(&self) -> &LoadedExtension {
+        &self.extension
+    }
+}
+
+/// Redacts secret values the runner put into the env before entries reach the real sink.
+struct RedactingSink {
+    inner: Arc<dyn LogSink>,
+    redactor: Redactor,
+}
+
+impl LogSink for RedactingSink {
+    fn emit(&self, mut entry: LogEntry) {
+        entry.message = self.redactor.redact(&entry.message);
+        entry.fields = entry
+            .fields
+            .into_iter()
+            .map(|(k, v)| (self.redactor.redact(&k), self.redactor.redact(&v)))
+            .collect();
+        self.inner.emit(entry);
+    }
+}
+
+impl Executor for ExtensionExecutor {
+    fn name(&self) -> String {
+        format!(
+            "extension:{}@{}",
+            self.extension.name(),
+            self.extension.version()
+        )
+    }
+
+    fn sandboxed(&self) -> bool {
+        true
+    }
+
+    fn execute(
+        &self,
+        input: &ExecutorInput,
+        ctx: &ExecContext<'_>,
+    ) -> Result<StepResult, ExecError> {
+        let stage = || ctx.stage.as_str().to_owned();
+        input.validate().map_err(|source| ExecError::InvalidInput {
+            stage: stage(),
+            source,
+        })?;
+        if ctx.cancellation.is_cancelled() {
+            return Err(ExecError::Cancelled { stage: stage() });
+        }
+        let log_sink: Arc<dyn LogSink> = if ctx.secret_values.is_empty() {
+            Arc::clone(&ctx.log)
+        } else {
+            let mut redactor = Redactor::new();
+            for secret in &ctx.secret_values {
+                redactor.add(secret);
+            }
+            Arc::new(RedactingSink {
+                inner: Arc::clone(&ctx.log),
+                redactor,
+            })
+        };
+        let mut request = StepRequest::new(ctx.stage.as_str());
+        request.run_id = input.run_id;
+        request.step_id = input.step_id;
+        request.use_ref = self.use_ref.clone();
+        request.with = self.with.clone();
+        request.env = input.env.clone();
+        request.workspace = Some(ctx.workspace.to_owned());
+        request.timeout = ctx.deadline(input);
+        request.secrets = Arc::clone(&ctx.secrets);
+        request.log_sink = log_sink;
+        request.log_cursor = ctx.log_cursor.clone();
+        request.cancellation = ctx.cancellation.clone();
+        request.command = Some(ExecutorCommand::from_executor_input(input));
+        let outcome = self.runtime.execute(&self.extension, request)?;
+        let refused = |message: String| ExecError::Refused {
+            stage: stage(),
+            message: format!(
+                "executor extension `{}@{}` broke the executor contract: {message}",
+                self.extension.name(),
+                self.extension.version()
+            ),
+        };
+        let result = StepResult::new(
+            outcome.exit_code,
+            outcome.committed_snapshot,
+            outcome.artifacts,
+        )
+        .map_err(|e| refused(e.to_string()))?;
+        result
+            .validate(&input.cache_lookup)
+            .map_err(|e| refused(e.to_string()))?;
+        Ok(result)
+    }
+}

@@ -1,0 +1,425 @@
+//! [`LocalExecutor`]: the built-in executor. Runs the script on the host, unsandboxed.
+//!
+//! The command line is the step's shell (default `sh -e -c`) followed by the script. It runs
+//! in the stage workspace ([`ExecContext::workspace`]; the input's `workdir` is for sandboxed
+//! executors and is not used), in a process group of its own, with standard input closed and
+//! an environment made only of:
+//!
+//! * `PATH` = [`DEFAULT_PATH`] and `HOME` = the invoking user's home directory (`/` when the
+//!   runner has no `HOME`) — tools such as git and cargo read their configuration there;
+//! * then every variable of `input.env`, which overrides the two above.
+//!
+//! Nothing else of the runner's environment is visible. Standard output and standard error are
+//! read by one thread each and every line is sent to the log stream as it arrives (stdout
+//! `info`, stderr `warn`; lines longer than the log's message limit are split), with the
+//! context's secret values redacted.
+//!
+//! On the deadline (the shorter of the context's and `step.timeout_secs`) or on cancellation
+//! the whole process group gets `SIGTERM`, then `SIGKILL` after [`LocalExecutor::kill_grace`].
+//! When the shell exits, whatever it left running in its process group is killed too, so no
+//! stage outlives its step. A command killed by a signal reports `128 + signal`.
+//!
+//! Not honoured: `sandbox.image`, cpu and memory limits ([`Executor::unhonoured`] lists them
+//! for the runner to report). `parent_snapshot` is not applied either: the local executor
+//! boots from the workspace it is given, which the runner has prepared with the upstream
+//! stages' effects; the parent still belongs in the cache key.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput, StepResult};
+use labhit_protocol::run::{LogLevel, LogStream};
+
+use super::{ExecContext, ExecError, Executor};
+use crate::logs::StepLog;
+use crate::snapshot::SnapshotStore;
+use crate::workspace::WorkspaceManifest;
+
+/// `PATH` of commands run by the local executor unless the granted env sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How often a running command checks the cancellation flag.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How long output readers may keep going after the command's process group is gone (a
+/// process that left the group may still hold the pipes).
+const READER_GRACE: Duration = Duration::from_secs(1);
+
+/// The built-in executor: runs `run:` scripts with the host's shell, unsandboxed. See the
+/// module docs for the environment, streaming, deadlines and caching.
+#[derive(Debug, Clone)]
+pub struct LocalExecutor {
+    snapshots: SnapshotStore,
+    base_env: BTreeMap<String, String>,
+    kill_grace: Duration,
+}
+
+impl LocalExecutor {
+    /// The name reported by [`Executor::name`].
+    pub const NAME: &'static str = "local";
+
+    /// An executor that commits and restores snapshots in `snapshots`.
+    pub fn new(snapshots: SnapshotStore) -> Self {
+        let home = std::env::var("HOME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "/".to_owned());
+        Self {
+            snapshots,
+            base_env: BTreeMap::from([
+                ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
+                ("HOME".to_owned(), home),
+            ]),
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+
+    /// Sets how long a command may take to exit after `SIGTERM` before it gets `SIGKILL`
+    /// (default 5 s).
+    pub fn with_kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
+        self
+    }
+
+    /// The grace period between `SIGTERM` and `SIGKILL`.
+    pub fn kill_grace(&self) -> Duration {
+        self.kill_grace
+    }
+
+    /// The variables every command starts with (`PATH`, `HOME`), before `input.env`.
+    pub fn base_env(&self) -> &BTreeMap<String, String> {
+        &self.base_env
+    }
+
+    /// The snapshot store.
+    pub fn snapshots(&self) -> &SnapshotStore {
+        &self.snapshots
+    }
+
+    fn run(
+        &self,
+        input: &ExecutorInput,
+        ctx: &ExecContext<'_>,
+        log: &Arc<StepLog>,
+    ) -> Result<i32, ExecError> {
+        let stage = || ctx.stage.as_str().to_owned();
+        if ctx.cancellation.is_cancelled() {
+            return Err(ExecError::Cancelled { stage: stage() });
+        }
+        let argv = input.step.argv();
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .current_dir(ctx.workspace)
+            .env_clear()
+            .envs(&self.base_env)
+            .envs(&input.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = command.spawn().map_err(|source| ExecError::Spawn {
+            stage: stage(),
+            program: argv[0].clone(),
+            source,
+        })?;
+        let start = Instant::now();
+        let pgid = child.id();
+
+        let open = Arc::new(AtomicBool::new(true));
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let max_line = ctx.log_limits.max_message_bytes.max(256);
+        if let Some(pipe) = child.stdout.take() {
+            spawn_reader(pipe, log, LogLevel::Info, LogStream::Stdout, max_line, &open, &done_tx);
+        }
+        if let Some(pipe) = child.stderr.take() {
+            spawn_reader(pipe, log, LogLevel::Warn, LogStream::Stderr, max_line, &open, &done_tx);
+        }
+        drop(done_tx);
+        let (exit_tx, exit_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = exit_tx.send(child.wait());
+        });
+
+        let deadline = ctx.deadline(input);
+        let ending = loop {
+            let elapsed = start.elapsed();
+            if let Some(limit) = deadline
+                && elapsed >= limit
+            {
+                break Ending::Timeout(limit);
+            }
+            if ctx.cancellation.is_cancelled() {
+                break Ending::Cancelled;
+            }
+            let wait = deadline.map_or(POLL, |limit| POLL.min(limit - elapsed));
+            match exit_rx.recv_timeout(wait) {
+                Ok(status) => break Ending::Exited(status),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break Ending::Exited(Err(std::io::Error::other("the wait thread ended")));
+                }
+            }
+        };
+        if !matches!(ending, Ending::Exited(_)) {
+            let why = match ending {
+                Ending::Timeout(limit) => format!(
+                    "command ran past its deadline of {}; stopping it",
+                    crate::error::humantime(limit)
+                ),
+                _ => "run cancelled; stopping the command".to_owned(),
+            };
+            log.emit(LogLevel::Error, LogStream::System, &why, Vec::new());
+            signal_group(pgid, "TERM");
+            if exit_rx.recv_timeout(self.kill_grace).is_err() {
+                signal_group(pgid, "KILL");
+                let _ = exit_rx.recv();
+            }
+        }
+        // Whatever the shell left behind in its group goes with it.
+        signal_group(pgid, "KILL");
+        finish_readers(&done_rx, &open, log);
+        match ending {
+            Ending::Timeout(timeout) => Err(ExecError::Timeout {
+                stage: stage(),
+                timeout,
+            }),
+            Ending::Cancelled => Err(ExecError::Cancelled { stage: stage() }),
+            Ending::Exited(status) => {
+                let status = status.map_err(|source| ExecError::Spawn {
+                    stage: stage(),
+                    program: argv[0].clone(),
+                    source,
+                })?;
+                Ok(exit_code(status))
+            }
+        }
+    }
+}
+
+enum Ending {
+    Exited(std::io::Result<ExitStatus>),
+    Timeout(Duration),
+    Cancelled,
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to the process group `pgid`, with `kill(1)` or, failing
+/// that, the shell's built-in `kill`. A group that no longer exists is not an error.
+fn signal_group(pgid: u32, signal: &str) {
+    let group = format!("-{pgid}");
+    let quiet = |command: &mut Command| {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    };
+    if quiet(Command::new("kill").args(["-s", signal, "--", &group])).is_err() {
+        let _ = quiet(Command::new("sh").args([
+            "-c",
+            "kill -s \"$0\" -- \"$1\"",
+            signal,
+            &group,
+        ]));
+    }
+}
+
+fn spawn_reader(
+    pipe: impl Read + Send + 'static,
+    log: &Arc<StepLog>,
+    level: LogLevel,
+    stream: LogStream,
+    max_line: usize,
+    open: &Arc<AtomicBool>,
+    done: &mpsc::Sender<()>,
+) {
+    let log = Arc::clone(log);
+    let open = Arc::clone(open);
+    let done = done.clone();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match (&mut reader).take(max_line as u64).read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+            }
+            if open.load(Ordering::SeqCst) {
+                log.emit(level, stream, &String::from_utf8_lossy(&line), Vec::new());
+            }
+        }
+        drop(done);
+    });
+}
+
+/// Waits for both output readers to reach the end of their pipe, at most [`READER_GRACE`];
+/// after that their output is no longer logged.
+fn finish_readers(done: &mpsc::Receiver<()>, open: &AtomicBool, log: &StepLog) {
+    let until = Instant::now() + READER_GRACE;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match done.recv_timeout(left) {
+            Ok(()) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                open.store(false, Ordering::SeqCst);
+                log.emit(
+                    LogLevel::Warn,
+                    LogStream::System,
+                    "a process that left the command's process group still holds its output; \
+                     its further output is not logged",
+                    Vec::new(),
+                );
+                return;
+            }
+        }
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn name(&self) -> String {
+        Self::NAME.to_owned()
+    }
+
+    fn sandboxed(&self) -> bool {
+        false
+    }
+
+    fn unhonoured(&self, step: &CommandStep) -> Vec<&'static str> {
+        let mut ignored = Vec::new();
+        if step.image.is_some() {
+            ignored.push("image");
+        }
+        if step.cpu_millis.is_some() {
+            ignored.push("cpu_millis");
+        }
+        if step.memory_bytes.is_some() {
+            ignored.push("memory_bytes");
+        }
+        ignored
+    }
+
+    fn execute(
+        &self,
+        input: &ExecutorInput,
+        ctx: &ExecContext<'_>,
+    ) -> Result<StepResult, ExecError> {
+        let stage = || ctx.stage.as_str().to_owned();
+        input.validate().map_err(|source| ExecError::InvalidInput {
+            stage: stage(),
+            source,
+        })?;
+        let log = Arc::new(StepLog::new(
+            input.run_id,
+            ctx.stage.as_str(),
+            Arc::clone(&ctx.log),
+            ctx.log_cursor.clone(),
+            ctx.log_limits,
+        ));
+        for secret in &ctx.secret_values {
+            log.add_secret(secret);
+        }
+        let result = self.obey(input, ctx, &log);
+        log.finish();
+        result
+    }
+}
+
+impl LocalExecutor {
+    fn obey(
+        &self,
+        input: &ExecutorInput,
+        ctx: &ExecContext<'_>,
+        log: &Arc<StepLog>,
+    ) -> Result<StepResult, ExecError> {
+        let stage = || ctx.stage.as_str().to_owned();
+        let snapshot_error = |tag: &labhit_protocol::ids::SnapshotRef| {
+            let tag = tag.clone();
+            move |source| ExecError::Snapshot {
+                stage: stage(),
+                tag,
+                source,
+            }
+        };
+        match &input.cache_lookup {
+            CacheDecision::Hit { tag } => {
+                let info = self
+                    .snapshots
+                    .restore(tag, ctx.workspace)
+                    .map_err(snapshot_error(tag))?;
+                log.emit(
+                    LogLevel::Info,
+                    LogStream::System,
+                    &format!(
+                        "cache hit: restored snapshot `{tag}` ({} entries written, {} deleted); command skipped",
+                        info.changed, info.deleted
+                    ),
+                    Vec::new(),
+                );
+                Ok(StepResult::success(Vec::new()))
+            }
+            CacheDecision::MissBuildAs { tag } => {
+                let before = scan(ctx.workspace, ctx)?;
+                let exit_code = self.run(input, ctx, log)?;
+                if exit_code != 0 {
+                    return Ok(StepResult::failure(exit_code));
+                }
+                let info = self
+                    .snapshots
+                    .commit(tag, ctx.workspace, &before)
+                    .map_err(snapshot_error(tag))?;
+                log.emit(
+                    LogLevel::Info,
+                    LogStream::System,
+                    &format!(
+                        "committed snapshot `{tag}` ({} entries written, {} deleted, {} bytes)",
+                        info.changed, info.deleted, info.bytes
+                    ),
+                    Vec::new(),
+                );
+                Ok(StepResult {
+                    exit_code: 0,
+                    committed_snapshot: Some(tag.clone()),
+                    artifacts: Vec::new(),
+                })
+            }
+            CacheDecision::MissNoCommit => {
+                let exit_code = self.run(input, ctx, log)?;
+                Ok(if exit_code == 0 {
+                    StepResult::success(Vec::new())
+                } else {
+                    StepResult::failure(exit_code)
+                })
+            }
+        }
+    }
+}
+
+fn scan(workspace: &Path, ctx: &ExecContext<'_>) -> Result<WorkspaceManifest, ExecError> {
+    WorkspaceManifest::scan(workspace).map_err(|source| ExecError::Workspace {
+        stage: ctx.stage.as_str().to_owned(),
+        source,
+    })
+}

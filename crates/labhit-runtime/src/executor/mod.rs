@@ -1,0 +1,218 @@
+//! Executors: what runs the script of a `run:` stage.
+//!
+//! The runner decides the [`CacheDecision`](labhit_protocol::executor::CacheDecision) of a
+//! step (see [`crate::cachekey`]), builds an [`ExecutorInput`] and hands it, with an
+//! [`ExecContext`], to an [`Executor`]. The executor obeys the decision and returns a
+//! [`StepResult`]:
+//!
+//! * `hit{tag}` — restore the snapshot `tag` into the workspace and skip the command (exit 0,
+//!   nothing committed);
+//! * `miss_build_as{tag}` — run the command and, only when it exits 0, commit the stage's
+//!   effect on the workspace as `tag`;
+//! * `miss_no_commit` — run the command, commit nothing.
+//!
+//! Two executors exist: [`LocalExecutor`] (built in, unsandboxed: `sh -e -c` on the host) and
+//! [`ExtensionExecutor`] (a WebAssembly extension that declares the `executor` capability).
+//! A command that ends — with any exit code — is an `Ok(StepResult)`; a command that could not
+//! be started, ran past its deadline, was cancelled, or whose snapshot could not be restored
+//! or committed is an [`ExecError`] naming the stage.
+
+pub mod extension;
+pub mod local;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use labhit_protocol::executor::{CommandStep, ExecutorInput, InputError, StepResult};
+use labhit_protocol::ids::SnapshotRef;
+use labhit_protocol::pipeline::StageId;
+
+use crate::error::StepError;
+use crate::host::cancellation::Cancellation;
+use crate::host::secrets::{NoSecrets, SecretStore};
+use crate::logs::{LogCursor, LogLimits, LogSink, NullSink};
+use crate::snapshot::SnapshotError;
+use crate::workspace::WorkspaceError;
+
+pub use extension::ExtensionExecutor;
+pub use local::LocalExecutor;
+
+/// Runs `run:` steps. Implementations are shared between the runner's worker threads.
+pub trait Executor: Send + Sync {
+    /// The executor's name, e.g. `local` or `extension:ci/shell@1.2.0`. Part of the cache
+    /// key, so it changes whenever the executor's behaviour may change.
+    fn name(&self) -> String;
+
+    /// Whether commands run in a sandbox. `false` for the built-in local executor: the runner
+    /// announces it as unsandboxed.
+    fn sandboxed(&self) -> bool;
+
+    /// The settings of `step` this executor ignores (`image`, `cpu_millis`, `memory_bytes`),
+    /// for the runner to report as not honoured. Empty by default.
+    fn unhonoured(&self, step: &CommandStep) -> Vec<&'static str> {
+        let _ = step;
+        Vec::new()
+    }
+
+    /// Runs (or, on `CacheDecision::Hit`, restores and skips) one `run:` step.
+    fn execute(&self, input: &ExecutorInput, ctx: &ExecContext<'_>)
+    -> Result<StepResult, ExecError>;
+}
+
+/// What the runner gives an executor besides the [`ExecutorInput`]: where the stage's files
+/// are, where its log goes, and when to stop.
+#[derive(Clone)]
+pub struct ExecContext<'a> {
+    /// The stage being run (named in log entries and errors).
+    pub stage: &'a StageId,
+    /// The stage workspace on the host: the directory the command starts in, and the one
+    /// snapshots are taken of and restored into. The runner must not let another stage write
+    /// to it while this step runs (the committed effect is the whole workspace's change).
+    pub workspace: &'a Path,
+    /// Where log entries go (stdout lines as `info`, stderr lines as `warn`, the executor's
+    /// own messages as `system`).
+    pub log: Arc<dyn LogSink>,
+    /// The run's log sequence counter.
+    pub log_cursor: LogCursor,
+    /// Bounds on what the step may log.
+    pub log_limits: LogLimits,
+    /// The run's (or stage's) cancellation flag: once set the command is stopped.
+    pub cancellation: Cancellation,
+    /// The runner's deadline for the step; the effective deadline is the shorter of this and
+    /// `input.step.timeout_secs`.
+    pub timeout: Option<Duration>,
+    /// Where an extension executor's secrets come from (declared names only).
+    pub secrets: Arc<dyn SecretStore>,
+    /// Secret values the runner put into `input.env`: redacted (with their common encodings)
+    /// from every log entry the step produces.
+    pub secret_values: Vec<String>,
+}
+
+impl<'a> ExecContext<'a> {
+    /// A context for `stage` in `workspace`: logs dropped, a fresh log cursor, default log
+    /// limits, not cancelled, no deadline, no secrets.
+    pub fn new(stage: &'a StageId, workspace: &'a Path) -> Self {
+        Self {
+            stage,
+            workspace,
+            log: Arc::new(NullSink),
+            log_cursor: LogCursor::new(),
+            log_limits: LogLimits::default(),
+            cancellation: Cancellation::new(),
+            timeout: None,
+            secrets: Arc::new(NoSecrets),
+            secret_values: Vec::new(),
+        }
+    }
+
+    /// The effective deadline of `input`: the shorter of [`ExecContext::timeout`] and the
+    /// step's own `timeout_secs`.
+    pub fn deadline(&self, input: &ExecutorInput) -> Option<Duration> {
+        let step = input.step.timeout_secs.map(Duration::from_secs);
+        match (self.timeout, step) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl std::fmt::Debug for ExecContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecContext")
+            .field("stage", &self.stage)
+            .field("workspace", &self.workspace)
+            .field("timeout", &self.timeout)
+            .field("cancelled", &self.cancellation.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a step ended without a [`StepResult`]. Every variant names the stage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The input breaks the executor contract ([`ExecutorInput::validate`]).
+    #[error("stage `{stage}`: invalid executor input: {source}")]
+    InvalidInput {
+        /// The stage id.
+        stage: String,
+        /// What is wrong.
+        #[source]
+        source: InputError,
+    },
+    /// The command ran past its deadline; its process group was killed.
+    #[error("stage `{stage}`: command ran past its deadline of {} and was killed", crate::error::humantime(*timeout))]
+    Timeout {
+        /// The stage id.
+        stage: String,
+        /// The deadline that applied.
+        timeout: Duration,
+    },
+    /// The run was cancelled; the command's process group was killed.
+    #[error("stage `{stage}`: command was cancelled")]
+    Cancelled {
+        /// The stage id.
+        stage: String,
+    },
+    /// The command could not be started (shell missing, workspace missing, ...).
+    #[error("stage `{stage}`: cannot start `{program}`: {source}")]
+    Spawn {
+        /// The stage id.
+        stage: String,
+        /// The program that was to be run.
+        program: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The snapshot of a cache decision could not be restored or committed. A `hit` whose
+    /// snapshot is missing or corrupt ends here; the runner may run the step again as a miss.
+    #[error("stage `{stage}`: snapshot `{tag}`: {source}")]
+    Snapshot {
+        /// The stage id.
+        stage: String,
+        /// The snapshot of the decision.
+        tag: SnapshotRef,
+        /// What went wrong.
+        #[source]
+        source: SnapshotError,
+    },
+    /// The workspace could not be read (to record what the step changes).
+    #[error("stage `{stage}`: workspace: {source}")]
+    Workspace {
+        /// The stage id.
+        stage: String,
+        /// What went wrong.
+        #[source]
+        source: WorkspaceError,
+    },
+    /// The executor extension failed (the error names stage, extension and version).
+    #[error(transparent)]
+    Extension(#[from] StepError),
+    /// The executor refused the step (for example an extension without the `executor`
+    /// capability, or a result that breaks the contract).
+    #[error("stage `{stage}`: {message}")]
+    Refused {
+        /// The stage id.
+        stage: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl ExecError {
+    /// A short stable code for summaries and tools (`timeout`, `cancelled`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExecError::InvalidInput { .. } => "invalid-input",
+            ExecError::Timeout { .. } => "timeout",
+            ExecError::Cancelled { .. } => "cancelled",
+            ExecError::Spawn { .. } => "spawn",
+            ExecError::Snapshot { .. } => "snapshot",
+            ExecError::Workspace { .. } => "workspace",
+            ExecError::Extension(err) => err.failure.code(),
+            ExecError::Refused { .. } => "refused",
+        }
+    }
+}

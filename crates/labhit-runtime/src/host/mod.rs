@@ -1,0 +1,27 @@
+//! The host side of the contract, one module per capability (the Spin layout): each module
+//! adds its imports to the linker once per runtime and prepares its per-step state.
+//!
+//! | module | imports | per-step state |
+//! |---|---|---|
+//! | [`log`] | `labhit:extension/log`, `types` | the step's log stream |
+//! | [`secrets`] | `labhit:extension/secrets` | declared names + a [`secrets::SecretStore`] |
+//! | [`cancellation`] | `labhit:extension/cancellation` | a shared [`cancellation::Cancellation`] flag |
+//! | [`wasi`] | WASI 0.2 (`wasi:cli`, `wasi:filesystem`, `wasi:clocks`, `wasi:random`, `wasi:io`, `wasi:sockets` denied) | the WASI context: one preopen, granted env, captured stdio |
+
+pub mod cancellation;
+pub mod log;
+pub mod secrets;
+pub mod wasi;
+
+use wasmtime::component::Linker;
+
+use crate::sandbox::StepHost;
+
+/// Adds every import the host provides to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<StepHost>) -> wasmtime::Result<()> {
+    log::add_to_linker(linker)?;
+    secrets::add_to_linker(linker)?;
+    cancellation::add_to_linker(linker)?;
+    wasi::add_to_linker(linker)?;
+    Ok(())
+}

@@ -1,0 +1,739 @@
+//! The pipeline scheduler: runs a validated stage graph with bounded parallelism.
+//!
+//! [`Scheduler::run`] takes a [`PipelineFile`] (already checked by
+//! `labhit_protocol::pipeline::check`, so the graph is acyclic) and a [`StageRunner`] that
+//! executes one stage, and returns the finished [`PipelineRun`].
+//!
+//! # Rules
+//!
+//! * **Order.** A stage starts when every stage it comes `after` ended `succeeded` or
+//!   `cached`. Ready stages start in the file's order, at most [`SchedulerOptions::jobs`] at
+//!   a time (default: the number of available cores); each runs on one of `jobs` worker
+//!   threads (plain `std` threads: a step blocks its thread, wasmtime and `sh` do the work).
+//! * **Gates** are decided by [`Gates`] on the worker, right before the stage would start; a
+//!   stage whose gate may ask a person shows `waiting_for_approval` meanwhile. A closed gate
+//!   ends the stage `denied` with the reason.
+//! * **Failure.** When a stage fails, is denied or is cancelled, every stage downstream of it
+//!   is marked `skipped` with a reason naming that stage (`` `checksum` failed ``).
+//!   Independent branches carry on and finish. With [`SchedulerOptions::fail_fast`], the first
+//!   failure or denial stops the run instead: running stages see the cancellation flag and end
+//!   `cancelled`, stages not started yet are `skipped` (`--fail-fast after `x` failed`).
+//! * **Cancellation.** The caller's [`Cancellation`] (set by a Ctrl-C handler, say) is polled
+//!   by the thread that called [`Scheduler::run`] (every [`SchedulerOptions::poll`]). Once
+//!   set, the flag every running stage was handed goes true (extensions see
+//!   `is-cancelled()`, executors stop their command), stages not started yet end `cancelled`,
+//!   and the run ends `cancelled`. Stage deadlines keep applying while a stage winds down.
+//! * **Run status.** `cancelled` when the caller cancelled; `failed` when a stage failed, was
+//!   denied or was cancelled; `succeeded` otherwise.
+//! * **Logs.** Every decision is a `system` [`LogEntry`](labhit_protocol::run::LogEntry) of
+//!   the stage in the run's log ([`RunLog`]): queued, gate decisions, start, end and why.
+//!
+//! The scheduler knows nothing about extensions, executors or workspaces: that is the
+//! runner's job. [`PipelineRunner`](stages::PipelineRunner) is the real one (extensions
+//! through the [`Runtime`](crate::Runtime), `run:` stages through an executor, one shared run
+//! workspace, host-side caching); tests and benchmarks plug in their own.
+
+pub mod stages;
+
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use labhit_protocol::executor::ArtifactRef;
+use labhit_protocol::ids::RunId;
+use labhit_protocol::pipeline::{PipelineFile, Stage, StageId};
+use labhit_protocol::run::{
+    LogEntry, LogLevel, LogStream, PipelineRun, RunStatus, StageRun, StageStatus,
+};
+
+use crate::gates::{GateDecision, Gates};
+use crate::host::cancellation::Cancellation;
+use crate::logs::{LogSink, NullSink, Redactor};
+
+/// The run's log: the `system` entries of the scheduler and runners and every step's own
+/// entries, numbered in one sequence.
+///
+/// Steps get [`RunLog::sink`]: it renumbers each entry as it arrives (under a lock, so the
+/// downstream sink sees sequence numbers strictly in order, `0, 1, 2, …`) and forwards it.
+#[derive(Clone)]
+pub struct RunLog {
+    run_id: RunId,
+    sequencer: Arc<Sequencer>,
+    redactor: Redactor,
+}
+
+struct Sequencer {
+    next: Mutex<u64>,
+    sink: Arc<dyn LogSink>,
+}
+
+impl LogSink for Sequencer {
+    fn emit(&self, mut entry: LogEntry) {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        entry.sequence = *next;
+        *next += 1;
+        self.sink.emit(entry);
+    }
+}
+
+impl std::fmt::Debug for RunLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunLog")
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunLog {
+    /// A log of run `run_id` into `sink`, numbered from 0.
+    pub fn new(run_id: RunId, sink: Arc<dyn LogSink>) -> Self {
+        Self {
+            run_id,
+            sequencer: Arc::new(Sequencer {
+                next: Mutex::new(0),
+                sink,
+            }),
+            redactor: Redactor::new(),
+        }
+    }
+
+    /// A log that drops everything.
+    pub fn null() -> Self {
+        Self::new(RunId::from_uuid(uuid::Uuid::new_v4()), Arc::new(NullSink))
+    }
+
+    /// Redacts these secret values from every system message.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> RunId {
+        self.run_id
+    }
+
+    /// The sink to hand to steps: it numbers their entries in the run's sequence.
+    pub fn sink(&self) -> Arc<dyn LogSink> {
+        self.sequencer.clone()
+    }
+
+    /// Emits a `system` entry.
+    pub fn system(&self, stage: Option<&StageId>, level: LogLevel, message: &str) {
+        self.sequencer.emit(LogEntry {
+            run_id: self.run_id,
+            sequence: 0,
+            stage: stage.cloned(),
+            level,
+            stream: LogStream::System,
+            timestamp: now(),
+            message: self.redactor.redact(message),
+            fields: BTreeMap::new(),
+        });
+    }
+
+    /// Emits an `info` system entry for `stage`.
+    pub fn info(&self, stage: &StageId, message: &str) {
+        self.system(Some(stage), LogLevel::Info, message);
+    }
+
+    /// Emits a `warn` system entry for `stage`.
+    pub fn warn(&self, stage: &StageId, message: &str) {
+        self.system(Some(stage), LogLevel::Warn, message);
+    }
+}
+
+/// One stage handed to a [`StageRunner`].
+#[derive(Debug)]
+pub struct StageTask<'a> {
+    /// The run.
+    pub run_id: RunId,
+    /// The stage id.
+    pub id: &'a StageId,
+    /// The stage as written.
+    pub stage: &'a Stage,
+    /// Goes true when the run is cancelled or stopped by `--fail-fast`.
+    pub cancellation: &'a Cancellation,
+    /// The run's log.
+    pub log: &'a RunLog,
+}
+
+/// How a stage ended, as its runner reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageOutcome {
+    /// `succeeded`, `failed`, `cached` or `cancelled` (anything else is recorded as `failed`).
+    pub status: StageStatus,
+    /// Exit code of the command or extension, when it ran to completion.
+    pub exit_code: Option<i32>,
+    /// Why it ended that way (required for `failed` and `cancelled`).
+    pub reason: Option<String>,
+    /// Named outputs.
+    pub outputs: BTreeMap<String, String>,
+    /// Artifacts.
+    pub artifacts: Vec<ArtifactRef>,
+}
+
+impl StageOutcome {
+    /// Succeeded with exit code 0 and nothing else.
+    pub fn succeeded() -> Self {
+        Self {
+            status: StageStatus::Succeeded,
+            exit_code: Some(0),
+            reason: None,
+            outputs: BTreeMap::new(),
+            artifacts: Vec::new(),
+        }
+    }
+
+    /// Failed for `reason`.
+    pub fn failed(exit_code: Option<i32>, reason: impl Into<String>) -> Self {
+        Self {
+            status: StageStatus::Failed,
+            exit_code,
+            reason: Some(reason.into()),
+            outputs: BTreeMap::new(),
+            artifacts: Vec::new(),
+        }
+    }
+
+    /// Cancelled for `reason`.
+    pub fn cancelled(reason: impl Into<String>) -> Self {
+        Self {
+            status: StageStatus::Cancelled,
+            exit_code: None,
+            reason: Some(reason.into()),
+            outputs: BTreeMap::new(),
+            artifacts: Vec::new(),
+        }
+    }
+}
+
+/// Executes one stage. Called from several worker threads at once.
+pub trait StageRunner: Send + Sync {
+    /// Runs `task` to its end and says how it went. Must return soon after
+    /// `task.cancellation` goes true.
+    fn run_stage(&self, task: &StageTask<'_>) -> StageOutcome;
+}
+
+impl<F: Fn(&StageTask<'_>) -> StageOutcome + Send + Sync> StageRunner for F {
+    fn run_stage(&self, task: &StageTask<'_>) -> StageOutcome {
+        self(task)
+    }
+}
+
+/// Called on every stage status change (progress lines, tests).
+pub type StatusHook = Arc<dyn Fn(&StageId, StageStatus) + Send + Sync>;
+
+/// How the scheduler behaves.
+#[derive(Clone)]
+pub struct SchedulerOptions {
+    /// Most stages running at once (at least 1).
+    pub jobs: usize,
+    /// Stop the whole run at the first failure or denial.
+    pub fail_fast: bool,
+    /// How often the caller's cancellation flag is polled.
+    pub poll: Duration,
+}
+
+impl std::fmt::Debug for SchedulerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerOptions")
+            .field("jobs", &self.jobs)
+            .field("fail_fast", &self.fail_fast)
+            .field("poll", &self.poll)
+            .finish()
+    }
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            jobs: default_jobs(),
+            fail_fast: false,
+            poll: Duration::from_millis(25),
+        }
+    }
+}
+
+/// The number of available cores (1 when unknown).
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// What a run is about, recorded in the [`PipelineRun`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunInfo {
+    /// The repository or project directory.
+    pub repository: String,
+    /// The git ref.
+    pub git_ref: String,
+    /// The commit, when known.
+    pub commit: Option<String>,
+}
+
+/// Runs stage graphs. See the module documentation.
+#[derive(Clone, Default)]
+pub struct Scheduler {
+    /// Behaviour.
+    pub options: SchedulerOptions,
+    /// Gate decisions.
+    pub gates: Gates,
+    /// The caller's cancellation flag (Ctrl-C).
+    pub cancellation: Cancellation,
+    /// Status-change callback.
+    pub on_status: Option<StatusHook>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("options", &self.options)
+            .field("gates", &self.gates)
+            .field("cancelled", &self.cancellation.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the run is being stopped.
+#[derive(Debug, Clone)]
+enum Stop {
+    Cancelled,
+    FailFast(StageId),
+}
+
+struct Node<'p> {
+    id: &'p StageId,
+    stage: &'p Stage,
+    dependents: Vec<usize>,
+}
+
+struct State {
+    runs: Vec<StageRun>,
+    /// Dependencies not yet succeeded, per stage.
+    blocked_on: Vec<usize>,
+    ready: VecDeque<usize>,
+    done: usize,
+    stop: Option<Stop>,
+    started: Option<chrono::DateTime<Utc>>,
+}
+
+struct Shared<'p> {
+    nodes: Vec<Node<'p>>,
+    state: Mutex<State>,
+    changed: Condvar,
+    /// The flag every stage is handed: the caller's cancellation or fail-fast.
+    stop_flag: Cancellation,
+}
+
+impl Shared<'_> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Scheduler {
+    /// A scheduler with `options`, no pre-approvals, no policies and a fresh cancellation flag.
+    pub fn new(options: SchedulerOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+
+    fn status(&self, log: &RunLog, id: &StageId, status: StageStatus, message: &str) {
+        if !message.is_empty() {
+            let level = match status {
+                StageStatus::Failed | StageStatus::Denied => LogLevel::Error,
+                StageStatus::Skipped | StageStatus::Cancelled => LogLevel::Warn,
+                _ => LogLevel::Info,
+            };
+            log.system(Some(id), level, message);
+        }
+        if let Some(hook) = &self.on_status {
+            hook(id, status);
+        }
+    }
+
+    /// Runs `pipeline` with `runner`; returns the finished run (every stage terminal).
+    pub fn run(
+        &self,
+        pipeline: &PipelineFile,
+        runner: &dyn StageRunner,
+        log: &RunLog,
+        info: RunInfo,
+    ) -> PipelineRun {
+        let created_at = now();
+        let stages = &pipeline.pipeline.stages;
+        // Topological order (layers), file order within a layer.
+        let order: Vec<&StageId> = labhit_protocol::pipeline::layers(stages)
+            .map(|layers| layers.into_iter().flatten().collect())
+            .unwrap_or_else(|| stages.iter().map(|(id, _)| id).collect());
+        let index: BTreeMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let mut nodes: Vec<Node<'_>> = order
+            .iter()
+            .map(|id| Node {
+                id,
+                stage: stages.get(id.as_str()).unwrap_or_else(|| unreachable!()),
+                dependents: Vec::new(),
+            })
+            .collect();
+        let mut blocked_on = vec![0usize; nodes.len()];
+        for i in 0..nodes.len() {
+            let deps: Vec<usize> = nodes[i]
+                .stage
+                .after
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect();
+            blocked_on[i] = deps.len();
+            for d in deps {
+                nodes[d].dependents.push(i);
+            }
+        }
+        // Ready stages start in file order.
+        let file_order: Vec<usize> = stages
+            .iter()
+            .filter_map(|(id, _)| index.get(id.as_str()).copied())
+            .collect();
+        let ready: VecDeque<usize> = file_order
+            .iter()
+            .copied()
+            .filter(|&i| blocked_on[i] == 0)
+            .collect();
+        let runs: Vec<StageRun> = nodes.iter().map(|n| StageRun::queued(n.id.clone())).collect();
+        let total = nodes.len();
+        let shared = Shared {
+            nodes,
+            state: Mutex::new(State {
+                runs,
+                blocked_on,
+                ready,
+                done: 0,
+                stop: None,
+                started: None,
+            }),
+            changed: Condvar::new(),
+            stop_flag: Cancellation::new(),
+        };
+        for node in &shared.nodes {
+            self.status(log, node.id, StageStatus::Queued, "");
+        }
+        log.system(
+            None,
+            LogLevel::Info,
+            &format!(
+                "run {} of `{}`: {total} stage(s), up to {} at a time{}",
+                log.run_id(),
+                pipeline.pipeline.name,
+                self.options.jobs.max(1),
+                if self.options.fail_fast {
+                    ", fail-fast"
+                } else {
+                    ""
+                }
+            ),
+        );
+
+        let jobs = self.options.jobs.max(1).min(total.max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(|| self.worker(&shared, runner, log));
+            }
+            self.watch(&shared, log, total);
+        });
+
+        let state = shared.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        let cancelled = matches!(state.stop, Some(Stop::Cancelled));
+        let failed = state.runs.iter().any(|r| {
+            matches!(
+                r.status,
+                StageStatus::Failed | StageStatus::Denied | StageStatus::Cancelled
+            )
+        });
+        let status = if cancelled {
+            RunStatus::Cancelled
+        } else if failed {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        log.system(None, LogLevel::Info, &format!("run {status}"));
+        PipelineRun {
+            id: log.run_id(),
+            pipeline: pipeline.pipeline.name.to_string(),
+            repository: info.repository,
+            git_ref: info.git_ref,
+            commit: info.commit,
+            status,
+            created_at,
+            started_at: state.started,
+            finished_at: Some(now()),
+            stages: state.runs,
+        }
+    }
+
+    /// The calling thread: waits for the end, turning the caller's cancellation into a stop.
+    fn watch(&self, shared: &Shared<'_>, log: &RunLog, total: usize) {
+        let mut state = shared.lock();
+        while state.done < total {
+            if self.cancellation.is_cancelled() && state.stop.is_none() {
+                log.system(
+                    None,
+                    LogLevel::Warn,
+                    "cancellation requested: stopping running stages, not starting new ones",
+                );
+                self.stop(shared, &mut state, log, Stop::Cancelled);
+                continue;
+            }
+            state = shared
+                .changed
+                .wait_timeout(state, self.options.poll)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        shared.changed.notify_all();
+    }
+
+    /// Stops the run: raises the stages' flag and ends every stage not started yet.
+    fn stop(&self, shared: &Shared<'_>, state: &mut State, log: &RunLog, why: Stop) {
+        shared.stop_flag.cancel();
+        let (status, reason) = match &why {
+            Stop::Cancelled => (StageStatus::Cancelled, "cancelled before it started".to_owned()),
+            Stop::FailFast(stage) => (
+                StageStatus::Skipped,
+                format!("skipped: `--fail-fast` after `{stage}` did not succeed"),
+            ),
+        };
+        state.stop = Some(why);
+        state.ready.clear();
+        let now = now();
+        for i in 0..shared.nodes.len() {
+            if state.runs[i].status == StageStatus::Queued {
+                let run = &mut state.runs[i];
+                run.status = status;
+                run.reason = Some(reason.clone());
+                run.finished_at = Some(now);
+                state.done += 1;
+                self.status(log, shared.nodes[i].id, status, &reason);
+            }
+        }
+        shared.changed.notify_all();
+    }
+
+    fn worker(&self, shared: &Shared<'_>, runner: &dyn StageRunner, log: &RunLog) {
+        let total = shared.nodes.len();
+        loop {
+            let i = {
+                let mut state = shared.lock();
+                loop {
+                    if state.done >= total {
+                        return;
+                    }
+                    if self.cancellation.is_cancelled() && state.stop.is_none() {
+                        log.system(
+                            None,
+                            LogLevel::Warn,
+                            "cancellation requested: stopping running stages, not starting new ones",
+                        );
+                        self.stop(shared, &mut state, log, Stop::Cancelled);
+                        continue;
+                    }
+                    if let Some(i) = state.ready.pop_front() {
+                        let node = &shared.nodes[i];
+                        let waiting = node
+                            .stage
+                            .gate
+                            .as_ref()
+                            .is_some_and(|g| self.gates.may_prompt(node.id.as_str(), g));
+                        if waiting {
+                            state.runs[i].status = StageStatus::WaitingForApproval;
+                            self.status(
+                                log,
+                                node.id,
+                                StageStatus::WaitingForApproval,
+                                "waiting for approval",
+                            );
+                        }
+                        break i;
+                    }
+                    state = shared
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let outcome = self.run_one(shared, i, runner, log);
+            let mut state = shared.lock();
+            self.finish(shared, &mut state, i, outcome, log);
+            shared.changed.notify_all();
+        }
+    }
+
+    /// Gate, then the runner. Returns the recorded outcome (status may be `denied`).
+    fn run_one(
+        &self,
+        shared: &Shared<'_>,
+        i: usize,
+        runner: &dyn StageRunner,
+        log: &RunLog,
+    ) -> (StageOutcome, Option<String>) {
+        let node = &shared.nodes[i];
+        let decision = self
+            .gates
+            .decide(node.id.as_str(), node.stage.gate.as_ref());
+        let gate_reason = match decision {
+            GateDecision::Denied { reason } => {
+                let mut outcome = StageOutcome::failed(None, reason);
+                outcome.status = StageStatus::Denied;
+                return (outcome, None);
+            }
+            GateDecision::Open { reason } if reason.is_empty() => None,
+            GateDecision::Open { reason } => {
+                log.info(node.id, &format!("gate open: {reason}"));
+                Some(reason)
+            }
+        };
+        if shared.stop_flag.is_cancelled() {
+            return (
+                StageOutcome::cancelled("cancelled before it started"),
+                gate_reason,
+            );
+        }
+        {
+            let mut state = shared.lock();
+            let now = now();
+            state.started.get_or_insert(now);
+            let run = &mut state.runs[i];
+            run.status = StageStatus::Running;
+            run.started_at = Some(now);
+        }
+        self.status(log, node.id, StageStatus::Running, "started");
+        let task = StageTask {
+            run_id: log.run_id(),
+            id: node.id,
+            stage: node.stage,
+            cancellation: &shared.stop_flag,
+            log,
+        };
+        let start = Instant::now();
+        let mut outcome = runner.run_stage(&task);
+        if !matches!(
+            outcome.status,
+            StageStatus::Succeeded | StageStatus::Failed | StageStatus::Cached | StageStatus::Cancelled
+        ) {
+            outcome.reason = Some(format!(
+                "the stage runner reported status `{}`, which a finished stage cannot have",
+                outcome.status
+            ));
+            outcome.status = StageStatus::Failed;
+        }
+        let elapsed = start.elapsed();
+        let message = match (&outcome.status, &outcome.reason) {
+            (status, Some(reason)) => format!("{status} after {}: {reason}", human(elapsed)),
+            (status, None) => format!("{status} in {}", human(elapsed)),
+        };
+        log.system(
+            Some(node.id),
+            match outcome.status {
+                StageStatus::Failed => LogLevel::Error,
+                StageStatus::Cancelled => LogLevel::Warn,
+                _ => LogLevel::Info,
+            },
+            &message,
+        );
+        (outcome, gate_reason)
+    }
+
+    fn finish(
+        &self,
+        shared: &Shared<'_>,
+        state: &mut State,
+        i: usize,
+        (outcome, gate_reason): (StageOutcome, Option<String>),
+        log: &RunLog,
+    ) {
+        let node = &shared.nodes[i];
+        let status = outcome.status;
+        {
+            let run = &mut state.runs[i];
+            run.status = status;
+            run.exit_code = outcome.exit_code;
+            run.reason = outcome.reason.or(gate_reason);
+            run.outputs = outcome.outputs;
+            run.artifacts = outcome.artifacts;
+            run.finished_at = Some(now());
+        }
+        state.done += 1;
+        match status {
+            StageStatus::Denied => {
+                let reason = state.runs[i].reason.clone().unwrap_or_default();
+                self.status(log, node.id, status, &format!("denied: {reason}"));
+            }
+            _ => self.status(log, node.id, status, ""),
+        }
+        if status.unblocks_dependents() {
+            for &d in &node.dependents {
+                state.blocked_on[d] -= 1;
+                if state.blocked_on[d] == 0
+                    && state.runs[d].status == StageStatus::Queued
+                    && state.stop.is_none()
+                {
+                    state.ready.push_back(d);
+                }
+            }
+            return;
+        }
+        // Not succeeded: everything downstream is skipped, naming this stage.
+        let what = match status {
+            StageStatus::Denied => "was denied",
+            StageStatus::Cancelled => "was cancelled",
+            _ => "failed",
+        };
+        let reason = format!("skipped: `{}` {what}", node.id);
+        let now = now();
+        let mut todo: Vec<usize> = node.dependents.clone();
+        while let Some(d) = todo.pop() {
+            if state.runs[d].status != StageStatus::Queued {
+                continue;
+            }
+            let run = &mut state.runs[d];
+            run.status = StageStatus::Skipped;
+            run.reason = Some(reason.clone());
+            run.finished_at = Some(now);
+            state.done += 1;
+            self.status(log, shared.nodes[d].id, StageStatus::Skipped, &reason);
+            todo.extend(shared.nodes[d].dependents.iter().copied());
+        }
+        if self.options.fail_fast
+            && matches!(status, StageStatus::Failed | StageStatus::Denied)
+            && state.stop.is_none()
+        {
+            log.system(
+                None,
+                LogLevel::Warn,
+                &format!("`--fail-fast`: `{}` {what}, stopping the run", node.id),
+            );
+            self.stop(shared, state, log, Stop::FailFast(node.id.clone()));
+        }
+    }
+}
+
+/// The current time (chrono's `clock` feature is off in this workspace).
+pub fn now() -> chrono::DateTime<Utc> {
+    chrono::DateTime::from(std::time::SystemTime::now())
+}
+
+/// `1.2s`, `350ms`.
+pub fn human(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

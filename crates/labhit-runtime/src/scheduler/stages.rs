@@ -1,0 +1,444 @@
+//! [`PipelineRunner`]: the [`StageRunner`] that really runs stages.
+//!
+//! # Workspace sharing
+//!
+//! A run has **one** workspace (`<run-dir>/workspace`, a copy of the project made by
+//! [`RunWorkspace`](crate::workspace::RunWorkspace)); every stage sees what the stages before
+//! it left there. Access is arbitrated by one reader–writer lock per run:
+//!
+//! * stages that may write take it **exclusively**: `run:` stages (any executor: the cache
+//!   snapshot is the change of the whole workspace, so nothing else may change it meanwhile)
+//!   and extensions granted `filesystem = "read-write"`;
+//! * extensions granted `read` or `none` **share** it with each other.
+//!
+//! So parallel branches run truly in parallel while they only read, and writers are
+//! serialised; a stage never sees a half-written result of a stage running beside it. A
+//! stage holds its lock from the first read of the workspace (the cache key's scan) until
+//! its artifacts are copied out.
+//!
+//! # `run:` stages and the cache
+//!
+//! The [`CommandStep`] is the script, `sandbox.image`, `sandbox.timeout` and
+//! `sandbox.resources`. The executor is the stage's `use` extension when it has one (an
+//! executor extension, see [`ExtensionExecutor`](crate::executor::ExtensionExecutor)), else
+//! the default executor (the built-in [`LocalExecutor`](crate::executor::LocalExecutor)). An
+//! unsandboxed executor is announced as such in the stage's log before the command starts,
+//! and every setting it ignores (`sandbox.image` for the local executor) is reported as not
+//! honoured.
+//!
+//! The host decides caching ([`CacheDecision`]): the key is
+//! [`cache_key`](crate::cachekey::cache_key) over executor, command, granted env, the
+//! workspace content the stage sees and the keys of its upstream `run:` stages. When the
+//! [`SnapshotStore`] holds a verified snapshot of the key, the decision is `hit` (the
+//! executor restores it and skips the command; the stage ends `cached`), else
+//! `miss_build_as` (on success the executor commits the stage's effect under the key). A hit
+//! whose snapshot turns out unusable is retried once as `miss_build_as`. With caching off
+//! (`--no-cache`, [`PipelineRunner::snapshots`] `None`) the decision is `miss_no_commit`
+//! without any lookup: the store is neither read nor written.
+//!
+//! # `use:` stages
+//!
+//! Run through [`Runtime::execute`] with the stage's `with`, the granted env, the run's
+//! secret store (the runtime serves declared names only), `sandbox.timeout` (capped by the
+//! manifest's timeout) and the run's cancellation flag.
+//!
+//! Artifacts of every finished stage are copied to `<run-dir>/artifacts/<stage>/` while the
+//! stage still holds its workspace lock (see [`crate::summary`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput, StepResult};
+use labhit_protocol::ids::{ArchiveId, SnapshotRef, StepId};
+use labhit_protocol::manifest::FilesystemAccess;
+use labhit_protocol::pipeline::Stage;
+use labhit_protocol::run::StageStatus;
+use labhit_protocol::Value;
+
+use super::{StageOutcome, StageRunner, StageTask};
+use crate::cachekey::{CacheKeyInput, cache_key};
+use crate::error::StepFailure;
+use crate::executor::{ExecContext, ExecError, Executor};
+use crate::host::secrets::{NoSecrets, SecretStore};
+use crate::logs::LogCursor;
+use crate::runtime::{LoadedExtension, Runtime, StepRequest};
+use crate::snapshot::SnapshotStore;
+use crate::workspace::WorkspaceManifest;
+
+/// What a stage runs with, prepared by the caller before the run.
+#[derive(Clone)]
+pub enum StagePlan {
+    /// A `use:` stage: the loaded extension.
+    Extension(LoadedExtension),
+    /// A `run:` stage: the executor that runs its script.
+    Command(Arc<dyn Executor>),
+    /// The stage cannot run: why (an extension that failed to load, …). It fails with this.
+    Broken(String),
+}
+
+impl std::fmt::Debug for StagePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StagePlan::Extension(ext) => write!(f, "Extension({})", ext.name()),
+            StagePlan::Command(exec) => write!(f, "Command({})", exec.name()),
+            StagePlan::Broken(why) => write!(f, "Broken({why})"),
+        }
+    }
+}
+
+/// Runs the stages of one run in its workspace. See the module documentation.
+pub struct PipelineRunner {
+    /// The runtime for `use:` stages.
+    pub runtime: Option<Runtime>,
+    /// Per stage id, what it runs with. A stage without a plan fails.
+    pub plans: BTreeMap<String, StagePlan>,
+    /// The run's workspace.
+    pub workspace: PathBuf,
+    /// The run directory (artifacts are copied below it).
+    pub run_dir: PathBuf,
+    /// The snapshot store; `None` turns caching off (`miss_no_commit`, no lookup).
+    pub snapshots: Option<SnapshotStore>,
+    /// The environment granted to every stage (part of `run:` cache keys).
+    pub env: BTreeMap<String, String>,
+    /// Secrets for extensions (declared names only are served).
+    pub secrets: Arc<dyn SecretStore>,
+    lock: RwLock<()>,
+    keys: Mutex<BTreeMap<String, SnapshotRef>>,
+}
+
+impl std::fmt::Debug for PipelineRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineRunner")
+            .field("plans", &self.plans)
+            .field("workspace", &self.workspace)
+            .field("run_dir", &self.run_dir)
+            .field("cache", &self.snapshots.as_ref().map(SnapshotStore::dir))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipelineRunner {
+    /// A runner for the run directory `run_dir` with its workspace `workspace`: no plans, no
+    /// runtime, caching off, no env, no secrets.
+    pub fn new(workspace: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            runtime: None,
+            plans: BTreeMap::new(),
+            workspace: workspace.into(),
+            run_dir: run_dir.into(),
+            snapshots: None,
+            env: BTreeMap::new(),
+            secrets: Arc::new(NoSecrets),
+            lock: RwLock::new(()),
+            keys: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn run_extension(&self, task: &StageTask<'_>, ext: &LoadedExtension) -> StageOutcome {
+        let Some(runtime) = &self.runtime else {
+            return StageOutcome::failed(None, "no runtime to run extensions with");
+        };
+        let access = ext.manifest().capabilities.filesystem;
+        let log = task.log;
+        log.info(
+            task.id,
+            &format!(
+                "extension `{}@{}` (filesystem {access}, {} workspace access)",
+                ext.name(),
+                ext.version(),
+                if access == FilesystemAccess::ReadWrite {
+                    "exclusive"
+                } else {
+                    "shared"
+                }
+            ),
+        );
+        let stage = task.stage;
+        let mut request = StepRequest::new(task.id.as_str());
+        request.run_id = task.run_id;
+        request.step_id = StepId::from_uuid(uuid::Uuid::new_v4());
+        request.use_ref = stage.uses.as_ref().map(ToString::to_string).unwrap_or_default();
+        request.with = stage
+            .with
+            .clone()
+            .map_or_else(|| Value::Object(BTreeMap::new()), Value::Object);
+        request.env = self.env.clone();
+        request.workspace = Some(self.workspace.clone());
+        request.timeout = timeout(stage);
+        request.secrets = Arc::clone(&self.secrets);
+        request.log_sink = log.sink();
+        request.log_cursor = LogCursor::new();
+        request.cancellation = task.cancellation.clone();
+        let result = if access == FilesystemAccess::ReadWrite {
+            let _exclusive = self.lock.write().unwrap_or_else(|p| p.into_inner());
+            self.finish_extension(task, runtime.execute(ext, request))
+        } else {
+            let _shared = self.lock.read().unwrap_or_else(|p| p.into_inner());
+            self.finish_extension(task, runtime.execute(ext, request))
+        };
+        result
+    }
+
+    fn finish_extension(
+        &self,
+        task: &StageTask<'_>,
+        result: Result<crate::runtime::StepOutcome, crate::error::StepError>,
+    ) -> StageOutcome {
+        match result {
+            Ok(outcome) => {
+                self.collect(task, &outcome.artifacts);
+                StageOutcome {
+                    status: if outcome.is_success() {
+                        StageStatus::Succeeded
+                    } else {
+                        StageStatus::Failed
+                    },
+                    exit_code: Some(outcome.exit_code),
+                    reason: (!outcome.is_success())
+                        .then(|| format!("the extension returned exit code {}", outcome.exit_code)),
+                    outputs: outcome.outputs,
+                    artifacts: outcome.artifacts,
+                }
+            }
+            Err(err) => {
+                let cancelled = matches!(
+                    *err.failure,
+                    StepFailure::Cancelled(_) | StepFailure::Interrupted { .. }
+                ) && task.cancellation.is_cancelled();
+                let exit_code = match *err.failure {
+                    StepFailure::Exit { status } => Some(status),
+                    _ => None,
+                };
+                let reason = format!("{err} [{}]", err.failure.code());
+                if cancelled {
+                    StageOutcome::cancelled(reason)
+                } else {
+                    StageOutcome::failed(exit_code, reason)
+                }
+            }
+        }
+    }
+
+    fn run_command(&self, task: &StageTask<'_>, executor: &dyn Executor) -> StageOutcome {
+        let stage = task.stage;
+        let log = task.log;
+        let Some(script) = &stage.run else {
+            return StageOutcome::failed(None, "the stage has no `run` script");
+        };
+        let step = command_step(script, stage);
+        let name = executor.name();
+        if executor.sandboxed() {
+            log.info(task.id, &format!("executor `{name}` (sandboxed)"));
+        } else {
+            log.warn(
+                task.id,
+                &format!(
+                    "executor `{name}` is UNSANDBOXED: the script runs directly on this machine, \
+                     as the current user, with its file system and network"
+                ),
+            );
+        }
+        for setting in executor.unhonoured(&step) {
+            let value = match setting {
+                "image" => step.image.clone().unwrap_or_default(),
+                "cpu_millis" => step.cpu_millis.map(|m| format!("{m}m")).unwrap_or_default(),
+                "memory_bytes" => step.memory_bytes.map(|b| format!("{b} bytes")).unwrap_or_default(),
+                _ => String::new(),
+            };
+            let key = match setting {
+                "image" => "sandbox.image",
+                "cpu_millis" => "sandbox.resources.cpu",
+                "memory_bytes" => "sandbox.resources.memory",
+                other => other,
+            };
+            log.warn(
+                task.id,
+                &format!("`{key}` ({value}) is not honoured by executor `{name}`"),
+            );
+        }
+
+        let _exclusive = self.lock.write().unwrap_or_else(|p| p.into_inner());
+        let upstream: Vec<SnapshotRef> = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            stage
+                .after
+                .iter()
+                .filter_map(|id| keys.get(id.as_str()).cloned())
+                .collect()
+        };
+        let decision = match &self.snapshots {
+            None => {
+                log.info(task.id, "cache: off (`--no-cache`): miss, no commit");
+                CacheDecision::MissNoCommit
+            }
+            Some(store) => {
+                let manifest = match WorkspaceManifest::scan(&self.workspace) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return StageOutcome::failed(None, format!("cannot scan the workspace: {e}"));
+                    }
+                };
+                let key = cache_key(&CacheKeyInput {
+                    executor: &name,
+                    step: &step,
+                    env: &self.env,
+                    workspace: &manifest,
+                    parent_snapshot: None,
+                    upstream: &upstream,
+                });
+                if store.exists(&key) {
+                    log.info(
+                        task.id,
+                        &format!("cache: hit `{key}`: restoring its snapshot, skipping the command"),
+                    );
+                    CacheDecision::Hit { tag: key }
+                } else {
+                    log.info(
+                        task.id,
+                        &format!("cache: miss: running, will commit `{key}` on success"),
+                    );
+                    CacheDecision::MissBuildAs { tag: key }
+                }
+            }
+        };
+        let outcome = self.execute(task, executor, &step, decision.clone());
+        if let (CacheDecision::Hit { tag }, Err(ExecError::Snapshot { source, .. })) =
+            (&decision, &outcome)
+        {
+            log.warn(
+                task.id,
+                &format!("cache: snapshot `{tag}` is unusable ({source}); running the command"),
+            );
+            let retry = CacheDecision::MissBuildAs { tag: tag.clone() };
+            let outcome = self.execute(task, executor, &step, retry.clone());
+            return self.finish_command(task, outcome, &retry);
+        }
+        self.finish_command(task, outcome, &decision)
+    }
+
+    fn execute(
+        &self,
+        task: &StageTask<'_>,
+        executor: &dyn Executor,
+        step: &CommandStep,
+        decision: CacheDecision,
+    ) -> Result<StepResult, ExecError> {
+        let input = ExecutorInput {
+            step: step.clone(),
+            workspace_archive_id: ArchiveId::from_uuid(uuid::Uuid::new_v4()),
+            env: self.env.clone(),
+            workdir: self.workspace.to_string_lossy().into_owned(),
+            run_id: task.run_id,
+            step_id: StepId::from_uuid(uuid::Uuid::new_v4()),
+            cache_lookup: decision,
+            parent_snapshot: None,
+        };
+        let mut ctx = ExecContext::new(task.id, &self.workspace);
+        ctx.log = task.log.sink();
+        ctx.cancellation = task.cancellation.clone();
+        ctx.timeout = timeout(task.stage);
+        ctx.secrets = Arc::clone(&self.secrets);
+        executor.execute(&input, &ctx)
+    }
+
+    fn finish_command(
+        &self,
+        task: &StageTask<'_>,
+        result: Result<StepResult, ExecError>,
+        decision: &CacheDecision,
+    ) -> StageOutcome {
+        match result {
+            Ok(result) => {
+                if let Err(e) = result.validate(decision) {
+                    return StageOutcome::failed(
+                        Some(result.exit_code),
+                        format!("the executor broke the cache contract: {e}"),
+                    );
+                }
+                self.collect(task, &result.artifacts);
+                if !result.is_success() {
+                    return StageOutcome::failed(
+                        Some(result.exit_code),
+                        format!("the command exited with code {}", result.exit_code),
+                    );
+                }
+                let status = match decision {
+                    CacheDecision::Hit { tag } | CacheDecision::MissBuildAs { tag } => {
+                        self.keys
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(task.id.to_string(), tag.clone());
+                        if matches!(decision, CacheDecision::Hit { .. }) {
+                            StageStatus::Cached
+                        } else {
+                            task.log.info(task.id, &format!("cache: committed `{tag}`"));
+                            StageStatus::Succeeded
+                        }
+                    }
+                    CacheDecision::MissNoCommit => StageStatus::Succeeded,
+                };
+                StageOutcome {
+                    status,
+                    exit_code: Some(result.exit_code),
+                    reason: None,
+                    outputs: BTreeMap::new(),
+                    artifacts: result.artifacts,
+                }
+            }
+            Err(ExecError::Cancelled { .. }) if task.cancellation.is_cancelled() => {
+                StageOutcome::cancelled("the command was cancelled")
+            }
+            Err(err) => StageOutcome::failed(None, format!("{err} [{}]", err.code())),
+        }
+    }
+
+    fn collect(&self, task: &StageTask<'_>, artifacts: &[labhit_protocol::executor::ArtifactRef]) {
+        for problem in crate::summary::collect_artifacts(
+            &self.workspace,
+            &self.run_dir,
+            task.id.as_str(),
+            artifacts,
+        ) {
+            task.log.warn(task.id, &problem);
+        }
+    }
+}
+
+impl StageRunner for PipelineRunner {
+    fn run_stage(&self, task: &StageTask<'_>) -> StageOutcome {
+        match self.plans.get(task.id.as_str()) {
+            Some(StagePlan::Extension(ext)) => self.run_extension(task, ext),
+            Some(StagePlan::Command(executor)) => self.run_command(task, executor.as_ref()),
+            Some(StagePlan::Broken(why)) => StageOutcome::failed(None, why.clone()),
+            None => StageOutcome::failed(None, format!("no plan for stage `{}`", task.id)),
+        }
+    }
+}
+
+/// The stage's `sandbox.timeout`.
+pub fn timeout(stage: &Stage) -> Option<std::time::Duration> {
+    stage
+        .sandbox
+        .as_ref()
+        .and_then(|s| s.timeout.as_ref())
+        .map(|t| t.to_std())
+}
+
+/// The command of a `run:` stage: script, image, timeout and resources from `sandbox`.
+pub fn command_step(script: &str, stage: &Stage) -> CommandStep {
+    let mut step = CommandStep::new(script);
+    if let Some(sandbox) = &stage.sandbox {
+        step.image = sandbox.image.clone();
+        step.timeout_secs = sandbox.timeout.as_ref().map(|t| t.as_secs()).filter(|s| *s > 0);
+        if let Some(resources) = &sandbox.resources {
+            step.cpu_millis = resources
+                .cpu
+                .as_ref()
+                .map(|c| (c.cores() * 1000.0).round() as u64)
+                .filter(|m| *m > 0);
+            step.memory_bytes = resources.memory.as_ref().map(|m| m.bytes()).filter(|b| *b > 0);
+        }
+    }
+    step
+}

@@ -1,0 +1,450 @@
+//! Hostile guests: every way a stranger's extension can misbehave ends its step with a typed
+//! error (or, for sandbox escapes, with the guest reporting that the host refused), and the
+//! next step on the same [`Runtime`] succeeds.
+//!
+//! The guests live in `tests/fixtures/hostile/` (see its README): one SDK extension whose
+//! `with.mode` picks the misbehaviour, a component built against contract 9.0.0, and one
+//! that exports nothing; `manifests/` holds the `extension.toml` of each scenario. They are
+//! built by `labhit-guest-build` into `target/guests`. Compiled components are cached in
+//! `CARGO_TARGET_TMPDIR`, so only the first test process pays for compilation.
+//!
+//! No test sleeps: deadlines are enforced by the runtime's epoch ticker, and every loop in
+//! a guest is stopped by a limit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use labhit_guest_build::{Builder, Target};
+use labhit_protocol::manifest::Manifest;
+use labhit_protocol::run::LogStream;
+use labhit_runtime::{
+    CollectingSink, LoadErrorKind, LoadedExtension, MapSecrets, Runtime, RuntimeConfig,
+    StepError, StepFailure, StepOutcome, StepRequest,
+};
+use serde_json::json;
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixtures_dir() -> PathBuf {
+    crate_dir().join("tests/fixtures/hostile")
+}
+
+/// The built components, once per test process.
+struct Components {
+    hostile: PathBuf,
+    wrong_contract: PathBuf,
+    missing_export: PathBuf,
+}
+
+fn components() -> &'static Components {
+    static BUILT: OnceLock<Components> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let builder = Builder::for_workspace(&crate_dir().join("../.."));
+        let build = |name: &str| {
+            builder
+                .build(&fixtures_dir().join(name), Target::P2)
+                .unwrap_or_else(|err| panic!("building fixture `{name}`: {err}"))
+                .component
+        };
+        Components {
+            hostile: build("guest"),
+            wrong_contract: build("wrong-contract"),
+            missing_export: build("missing-export"),
+        }
+    })
+}
+
+fn manifest(name: &str) -> Manifest {
+    let path = fixtures_dir().join("manifests").join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Manifest::from_toml(&text).unwrap_or_else(|d| panic!("{}: {d:?}", path.display()))
+}
+
+fn runtime() -> Runtime {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache");
+    Runtime::new(RuntimeConfig::with_cache_dir(cache)).expect("the runtime starts")
+}
+
+fn load(runtime: &Runtime, manifest_name: &str) -> LoadedExtension {
+    runtime
+        .load(&manifest(manifest_name), &components().hostile)
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// A step of the hostile guest in `workspace`, with `with` and logs collected in `sink`.
+fn request(workspace: &Path, with: serde_json::Value, sink: &Arc<CollectingSink>) -> StepRequest {
+    let mut request = StepRequest::new("hostile");
+    request.with = with.into();
+    request.workspace = Some(workspace.to_owned());
+    request.log_sink = sink.clone();
+    request
+}
+
+fn run(
+    runtime: &Runtime,
+    extension: &LoadedExtension,
+    with: serde_json::Value,
+) -> (Result<StepOutcome, StepError>, Vec<labhit_protocol::run::LogEntry>) {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let result = runtime.execute(extension, request(workspace.path(), with, &sink));
+    (result, sink.take())
+}
+
+fn expect_error(result: Result<StepOutcome, StepError>) -> StepError {
+    match result {
+        Ok(outcome) => panic!("expected a step error, got {outcome:?}"),
+        Err(err) => {
+            let text = err.to_string();
+            assert!(
+                text.starts_with("stage `hostile`: extension `test/hostile"),
+                "the error names stage and extension: {text}"
+            );
+            assert!(text.contains("@0.1.0"), "the error names the version: {text}");
+            err
+        }
+    }
+}
+
+fn expect_output(result: Result<StepOutcome, StepError>) -> BTreeMap<String, String> {
+    match result {
+        Ok(outcome) => {
+            assert_eq!(outcome.exit_code, 0, "{outcome:?}");
+            outcome.outputs
+        }
+        Err(err) => panic!("expected the step to succeed: {err}"),
+    }
+}
+
+/// The runtime is still healthy: a no-op step on it succeeds.
+fn next_step_succeeds(runtime: &Runtime, extension: &LoadedExtension) {
+    let (result, _) = run(runtime, extension, json!({"mode": "log", "count": 2}));
+    assert_eq!(expect_output(result)["logged"], "2");
+}
+
+#[test]
+fn an_infinite_loop_stops_at_its_deadline() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let mut step = request(workspace.path(), json!({"mode": "loop"}), &sink);
+    step.timeout = Some(Duration::from_millis(200));
+    let start = Instant::now();
+    let err = expect_error(runtime.execute(&extension, step));
+    let elapsed = start.elapsed();
+    assert_eq!(
+        *err.failure,
+        StepFailure::Timeout {
+            timeout: Duration::from_millis(200)
+        }
+    );
+    assert!(err.to_string().contains("ran past its deadline of 200ms"), "{err}");
+    // Deadline ± one tick (10 ms), plus generous slack for a loaded CI machine.
+    assert!(elapsed >= Duration::from_millis(200), "stopped early: {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1500), "stopped late: {elapsed:?}");
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn the_manifest_timeout_caps_a_longer_stage_timeout() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    assert_eq!(extension.timeout(), Duration::from_secs(1));
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let mut step = request(workspace.path(), json!({"mode": "loop"}), &sink);
+    step.timeout = Some(Duration::from_secs(3600));
+    let err = expect_error(runtime.execute(&extension, step));
+    assert_eq!(
+        *err.failure,
+        StepFailure::Timeout {
+            timeout: Duration::from_secs(1)
+        }
+    );
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    assert_eq!(extension.memory_limit(), 32 << 20);
+    let (result, _) = run(&runtime, &extension, json!({"mode": "memory-bomb"}));
+    let err = expect_error(result);
+    assert_eq!(*err.failure, StepFailure::MemoryLimit { limit: 32 << 20 });
+    assert!(err.to_string().contains("exceeded its memory limit of 33554432 bytes"), "{err}");
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn deep_recursion_traps_with_a_stack_overflow() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let (result, _) = run(&runtime, &extension, json!({"mode": "recurse"}));
+    let err = expect_error(result);
+    match &*err.failure {
+        StepFailure::Trap { trap, .. } => {
+            assert!(trap.contains("call stack exhausted"), "{trap}");
+        }
+        other => panic!("expected a stack overflow trap, got {other:?}"),
+    }
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn a_panic_keeps_its_message() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let (result, logs) = run(&runtime, &extension, json!({"mode": "panic"}));
+    let err = expect_error(result);
+    match &*err.failure {
+        StepFailure::Panic { message } => {
+            assert!(message.contains("hostile guest panicked on purpose"), "{message}");
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert!(
+        logs.iter().any(|e| e.message.contains("hostile guest panicked on purpose")),
+        "the panic is in the log: {logs:?}"
+    );
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn config_the_guest_rejects_is_invalid_config() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let (result, _) = run(&runtime, &extension, json!({"mode": "unheard-of"}));
+    let err = expect_error(result);
+    assert_eq!(
+        *err.failure,
+        StepFailure::InvalidConfig("unknown mode `unheard-of`".to_owned())
+    );
+    let (result, _) = run(&runtime, &extension, json!({"count": 1}));
+    match *expect_error(result).failure {
+        StepFailure::InvalidConfig(message) => assert!(message.contains("mode"), "{message}"),
+        other => panic!("expected invalid config, got {other:?}"),
+    }
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn dot_dot_escapes_are_refused() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let (result, _) = run(&runtime, &extension, json!({"mode": "escape-dotdot"}));
+    let refused = &expect_output(result)["refused"];
+    assert!(refused.starts_with("/workspace/../"), "{refused}");
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn absolute_paths_outside_the_workspace_are_refused() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let (result, _) = run(&runtime, &extension, json!({"mode": "escape-absolute"}));
+    let refused = &expect_output(result)["refused"];
+    assert!(refused.starts_with("/etc/passwd: "), "{refused}");
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn symlinks_leading_outside_the_workspace_are_refused() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("secret.txt"), "outside the sandbox").expect("write");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), workspace.path().join("file-link"))
+        .expect("symlink");
+    std::os::unix::fs::symlink(outside.path(), workspace.path().join("dir-link")).expect("symlink");
+    for path in ["file-link", "dir-link/secret.txt"] {
+        let sink = Arc::new(CollectingSink::new());
+        let step = request(
+            workspace.path(),
+            json!({"mode": "escape-symlink", "path": path}),
+            &sink,
+        );
+        let outputs = expect_output(runtime.execute(&extension, step));
+        assert!(outputs["refused"].starts_with(&format!("/workspace/{path}: ")), "{outputs:?}");
+    }
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn undeclared_secrets_are_denied() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let mut secrets = MapSecrets::new();
+    secrets.insert("UNDECLARED", "would-leak").insert("DECLARED", "fine");
+    let mut step = request(
+        workspace.path(),
+        json!({"mode": "secret", "name": "UNDECLARED"}),
+        &sink,
+    );
+    step.secrets = Arc::new(secrets);
+    let outputs = expect_output(runtime.execute(&extension, step));
+    assert_eq!(outputs["secret"], "Denied");
+    let (result, _) = run(&runtime, &extension, json!({"mode": "secret", "name": "bad name"}));
+    assert_eq!(expect_output(result)["secret"], "InvalidName");
+    let (result, _) = run(&runtime, &extension, json!({"mode": "secret", "name": "DECLARED"}));
+    assert_eq!(expect_output(result)["secret"], "NotFound", "no store value in this step");
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn secret_values_are_redacted_from_logs_outputs_and_errors() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let mut secrets = MapSecrets::new();
+    secrets.insert("DECLARED", "s3cr3t-value");
+    let mut step = request(
+        workspace.path(),
+        json!({"mode": "echo-secret", "name": "DECLARED"}),
+        &sink,
+    );
+    step.secrets = Arc::new(secrets);
+    let err = expect_error(runtime.execute(&extension, step));
+    assert_eq!(*err.failure, StepFailure::Failed("failing with ***".to_owned()));
+    let logs = sink.take();
+    assert!(logs.iter().any(|e| e.message == "the secret is ***"), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|e| e.stream == LogStream::Stdout && e.message == "stdout says ***"),
+        "{logs:?}"
+    );
+    assert!(!format!("{logs:?}{err}").contains("s3cr3t-value"));
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn writes_to_a_read_only_workspace_are_refused() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile-readonly");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let outputs = expect_output(runtime.execute(
+        &extension,
+        request(workspace.path(), json!({"mode": "write"}), &sink),
+    ));
+    assert!(!outputs["refused"].is_empty());
+    assert!(!workspace.path().join("written.txt").exists(), "nothing was written");
+    // The same guest may write when the manifest grants read-write.
+    let writer = load(&runtime, "hostile");
+    let (result, _) = run(&runtime, &writer, json!({"mode": "write"}));
+    match *expect_error(result).failure {
+        StepFailure::Failed(message) => assert_eq!(message, "wrote to a read-only workspace"),
+        other => panic!("expected the write to succeed, got {other:?}"),
+    }
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn a_log_flood_is_capped_and_the_step_finishes() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let limit = runtime.config().log_limits.max_entries_per_step;
+    let count = limit * 2;
+    let (result, logs) = run(&runtime, &extension, json!({"mode": "log-flood", "count": count}));
+    assert_eq!(expect_output(result)["logged"], count.to_string());
+    let kept = u64::try_from(logs.len()).expect("fits");
+    assert!(kept <= limit + 1, "{kept} entries kept, limit {limit}");
+    let last = logs.last().expect("entries");
+    assert_eq!(last.stream, LogStream::System, "{last:?}");
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn garbage_bytes_are_not_a_component() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"#!/bin/sh\nrm -rf / # not wasm at all\n").expect("write");
+    let err = runtime
+        .load(&manifest("garbage"), &garbage)
+        .expect_err("garbage must not load");
+    assert!(matches!(*err.kind, LoadErrorKind::NotWasm(_)), "{err}");
+    assert!(err.to_string().starts_with("cannot load extension `test/garbage@0.1.0`"), "{err}");
+    // A truncated component is malformed, not a crash.
+    let bytes = std::fs::read(&components().hostile).expect("component");
+    std::fs::write(&garbage, &bytes[..bytes.len() / 2]).expect("write");
+    let err = runtime
+        .load(&manifest("garbage"), &garbage)
+        .expect_err("a truncated component must not load");
+    assert!(matches!(*err.kind, LoadErrorKind::Compile(_)), "{err}");
+    next_step_succeeds(&runtime, &load(&runtime, "hostile"));
+}
+
+#[test]
+fn a_wrong_contract_version_is_refused_before_running() {
+    let runtime = runtime();
+    let err = runtime
+        .load(&manifest("wrong-contract"), &components().wrong_contract)
+        .expect_err("contract 9.0.0 must be refused");
+    match &*err.kind {
+        LoadErrorKind::IncompatibleContract { targets, .. } => assert_eq!(targets, "9.0.0"),
+        other => panic!("expected an incompatible contract, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("test/wrong-contract@0.1.0"), "{text}");
+    assert!(text.contains("9.0.0") && text.contains("0.1.0"), "{text}");
+    assert!(text.contains("rebuild"), "says what to do: {text}");
+    next_step_succeeds(&runtime, &load(&runtime, "hostile"));
+}
+
+#[test]
+fn a_component_without_the_export_is_refused() {
+    let runtime = runtime();
+    let err = runtime
+        .load(&manifest("missing-export"), &components().missing_export)
+        .expect_err("no export");
+    assert!(matches!(*err.kind, LoadErrorKind::MissingExport { .. }), "{err}");
+    assert!(err.to_string().contains("labhit:extension/pipeline-step"), "{err}");
+    next_step_succeeds(&runtime, &load(&runtime, "hostile"));
+}
+
+/// Resident set size of this process in bytes, from `/proc/self/statm`.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    pages * 4096
+}
+
+#[test]
+fn a_thousand_failing_steps_leave_host_memory_flat() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let fail = |n: usize| {
+        for _ in 0..n {
+            let mut step = StepRequest::new("hostile");
+            step.with = json!({"mode": "panic"}).into();
+            step.workspace = Some(workspace.path().to_owned());
+            let err = runtime.execute(&extension, step).expect_err("panics");
+            assert!(matches!(*err.failure, StepFailure::Panic { .. }), "{err}");
+        }
+    };
+    fail(200);
+    let before = rss_bytes();
+    fail(1000);
+    let after = rss_bytes();
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 8 << 20,
+        "RSS grew by {growth} bytes over 1000 failing steps ({before} -> {after})"
+    );
+    next_step_succeeds(&runtime, &extension);
+}

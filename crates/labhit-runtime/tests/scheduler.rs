@@ -1,0 +1,378 @@
+//! Scheduler behaviour with in-test stage runners: ordering, failure propagation, parallelism
+//! bound, fail-fast, cancellation and gates. No sleeps decide anything: stages wait on each
+//! other through condition variables or the cancellation flag, always with a deadline so a
+//! broken scheduler fails the test instead of hanging it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use labhit_protocol::pipeline::PipelineFile;
+use labhit_protocol::run::{LogStream, PipelineRun, RunStatus, StageStatus};
+use labhit_runtime::CollectingSink;
+use labhit_runtime::gates::{Gates, PreApproved};
+use labhit_runtime::policy::{GitRef, Policies, Policy};
+use labhit_runtime::scheduler::{
+    RunInfo, RunLog, Scheduler, SchedulerOptions, StageOutcome, StageTask,
+};
+
+/// Long enough never to be hit by a working scheduler.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn pipeline(stages: &str) -> PipelineFile {
+    let text = format!("engine: \"1\"\npipeline:\n  name: test\n  stages:\n{stages}");
+    PipelineFile::from_yaml(&text).unwrap_or_else(|d| panic!("bad test pipeline: {d:?}\n{text}"))
+}
+
+/// `n` independent `run: "true"` stages named s0, s1, ….
+fn independent(n: usize) -> PipelineFile {
+    let stages: String = (0..n).map(|i| format!("    s{i}:\n      run: \"true\"\n")).collect();
+    pipeline(&stages)
+}
+
+fn scheduler(jobs: usize) -> Scheduler {
+    Scheduler::new(SchedulerOptions {
+        jobs,
+        ..SchedulerOptions::default()
+    })
+}
+
+fn status(run: &PipelineRun, stage: &str) -> StageStatus {
+    run.stage(stage).unwrap_or_else(|| panic!("no stage {stage}")).status
+}
+
+fn reason(run: &PipelineRun, stage: &str) -> String {
+    run.stage(stage)
+        .and_then(|s| s.reason.clone())
+        .unwrap_or_default()
+}
+
+/// Fails the stages named in `failing`, succeeds the others, recording the start order.
+struct Scripted {
+    failing: BTreeSet<&'static str>,
+    started: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new(failing: &[&'static str]) -> Self {
+        Self {
+            failing: failing.iter().copied().collect(),
+            started: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn run(&self, task: &StageTask<'_>) -> StageOutcome {
+        self.started.lock().unwrap().push(task.id.to_string());
+        if self.failing.contains(task.id.as_str()) {
+            StageOutcome::failed(Some(2), "command exited with code 2")
+        } else {
+            StageOutcome::succeeded()
+        }
+    }
+}
+
+#[test]
+fn a_stage_starts_after_all_its_dependencies() {
+    let file = pipeline(
+        "    a: {run: x}\n    b: {run: x, after: a}\n    c: {run: x, after: a}\n    d: {run: x, after: [b, c]}\n",
+    );
+    let runner = Scripted::new(&[]);
+    let run = scheduler(4).run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let order = runner.started.lock().unwrap().clone();
+    let pos = |s: &str| order.iter().position(|x| x == s).unwrap();
+    assert_eq!(pos("a"), 0);
+    assert_eq!(pos("d"), 3);
+    let ids: Vec<&str> = run.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d"], "stages are listed in topological order");
+    for stage in &run.stages {
+        assert!(stage.started_at.is_some() && stage.finished_at.is_some());
+        assert_eq!(stage.exit_code, Some(0));
+    }
+}
+
+#[test]
+fn a_failed_middle_stage_skips_downstream_and_the_other_branch_finishes() {
+    // a -> b -> c, and an independent branch a -> x -> y.
+    let file = pipeline(
+        "    a: {run: x}\n    b: {run: x, after: a}\n    c: {run: x, after: b}\n    x: {run: x, after: a}\n    y: {run: x, after: x}\n",
+    );
+    let runner = Scripted::new(&["b"]);
+    let sink = Arc::new(CollectingSink::new());
+    let log = RunLog::new(labhit_protocol::ids::RunId::from_uuid(uuid()), sink.clone());
+    let run = scheduler(2).run(&file, &|t: &StageTask<'_>| runner.run(t), &log, RunInfo::default());
+
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(status(&run, "a"), StageStatus::Succeeded);
+    assert_eq!(status(&run, "b"), StageStatus::Failed);
+    assert_eq!(run.stage("b").unwrap().exit_code, Some(2));
+    assert_eq!(reason(&run, "b"), "command exited with code 2");
+    assert_eq!(status(&run, "c"), StageStatus::Skipped);
+    assert_eq!(reason(&run, "c"), "skipped: `b` failed");
+    assert_eq!(status(&run, "x"), StageStatus::Succeeded);
+    assert_eq!(status(&run, "y"), StageStatus::Succeeded);
+    assert!(!runner.started.lock().unwrap().contains(&"c".to_owned()));
+
+    // The JSON summary says exactly that.
+    let json = serde_json::to_value(&run).unwrap();
+    let stages: BTreeMap<&str, (&str, Option<&str>)> = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap(),
+                (s["status"].as_str().unwrap(), s["reason"].as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(json["status"], "failed");
+    assert_eq!(stages["c"], ("skipped", Some("skipped: `b` failed")));
+    assert_eq!(stages["y"], ("succeeded", None));
+
+    // Every decision is logged, numbered in one sequence.
+    let entries = sink.entries();
+    assert!(entries.iter().enumerate().all(|(i, e)| e.sequence == i as u64));
+    assert!(entries.iter().all(|e| e.stream == LogStream::System));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.stage.as_ref().is_some_and(|s| s.as_str() == "c")
+                && e.message == "skipped: `b` failed"),
+        "{:?}",
+        sink.messages()
+    );
+}
+
+fn uuid() -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x1234)
+}
+
+/// Stages that each wait until `jobs` stages run at once (or every stage has started),
+/// recording the highest concurrency seen.
+struct Concurrency {
+    jobs: usize,
+    total: usize,
+    state: Mutex<(usize, usize, usize)>, // (running, started, max)
+    changed: Condvar,
+}
+
+impl Concurrency {
+    fn run(&self, _task: &StageTask<'_>) -> StageOutcome {
+        let mut state = self.state.lock().unwrap();
+        state.0 += 1;
+        state.1 += 1;
+        state.2 = state.2.max(state.0);
+        self.changed.notify_all();
+        let deadline = Instant::now() + DEADLINE;
+        while state.0 < self.jobs && state.1 < self.total {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "parallelism never reached {}", self.jobs);
+            state = self.changed.wait_timeout(state, left).unwrap().0;
+        }
+        state.0 -= 1;
+        self.changed.notify_all();
+        StageOutcome::succeeded()
+    }
+}
+
+#[test]
+fn the_parallelism_bound_is_respected_and_reached() {
+    for jobs in [1, 2, 3] {
+        let total = 7;
+        let runner = Concurrency {
+            jobs,
+            total,
+            state: Mutex::new((0, 0, 0)),
+            changed: Condvar::new(),
+        };
+        let run = scheduler(jobs).run(
+            &independent(total),
+            &|t: &StageTask<'_>| runner.run(t),
+            &RunLog::null(),
+            RunInfo::default(),
+        );
+        assert_eq!(run.status, RunStatus::Succeeded);
+        let (_, started, max) = *runner.state.lock().unwrap();
+        assert_eq!(started, total);
+        assert_eq!(max, jobs, "jobs = {jobs}");
+    }
+}
+
+/// Waits (with a deadline) until the stage's cancellation flag goes true.
+fn wait_for_cancel(task: &StageTask<'_>) -> StageOutcome {
+    let deadline = Instant::now() + DEADLINE;
+    while !task.cancellation.is_cancelled() {
+        assert!(Instant::now() < deadline, "stage `{}` was never cancelled", task.id);
+        std::thread::yield_now();
+    }
+    StageOutcome::cancelled("cancelled while running")
+}
+
+#[test]
+fn fail_fast_cancels_running_stages_and_skips_the_rest() {
+    // `slow` runs until cancelled; `bad` fails once `slow` is running; `late` and `after-slow`
+    // never start.
+    let file = pipeline(
+        "    slow: {run: x}\n    bad: {run: x}\n    late: {run: x}\n    after-slow: {run: x, after: slow}\n",
+    );
+    let slow_running = (Mutex::new(false), Condvar::new());
+    let runner = |task: &StageTask<'_>| match task.id.as_str() {
+        "slow" => {
+            *slow_running.0.lock().unwrap() = true;
+            slow_running.1.notify_all();
+            wait_for_cancel(task)
+        }
+        "bad" => {
+            let guard = slow_running.0.lock().unwrap();
+            let (_guard, timeout) = slow_running
+                .1
+                .wait_timeout_while(guard, DEADLINE, |running| !*running)
+                .unwrap();
+            assert!(!timeout.timed_out());
+            StageOutcome::failed(Some(1), "boom")
+        }
+        _ => StageOutcome::succeeded(),
+    };
+    let mut scheduler = scheduler(2);
+    scheduler.options.fail_fast = true;
+    let run = scheduler.run(&file, &runner, &RunLog::null(), RunInfo::default());
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(status(&run, "bad"), StageStatus::Failed);
+    assert_eq!(status(&run, "slow"), StageStatus::Cancelled);
+    assert_eq!(status(&run, "late"), StageStatus::Skipped);
+    assert_eq!(
+        reason(&run, "late"),
+        "skipped: `--fail-fast` after `bad` did not succeed"
+    );
+    assert_eq!(status(&run, "after-slow"), StageStatus::Skipped);
+}
+
+#[test]
+fn without_fail_fast_independent_stages_finish() {
+    let file = pipeline("    bad: {run: x}\n    good: {run: x}\n    more: {run: x}\n");
+    let runner = Scripted::new(&["bad"]);
+    let run = scheduler(1).run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    assert_eq!(status(&run, "good"), StageStatus::Succeeded);
+    assert_eq!(status(&run, "more"), StageStatus::Succeeded);
+    assert_eq!(run.status, RunStatus::Failed);
+}
+
+#[test]
+fn cancellation_stops_running_stages_and_ends_the_run_cancelled() {
+    // `first` plays the user pressing Ctrl-C while it runs, then waits to be cancelled.
+    let file = pipeline(
+        "    first: {run: x}\n    second: {run: x, after: first}\n    third: {run: x, after: first}\n",
+    );
+    let scheduler = scheduler(2);
+    let user = scheduler.cancellation.clone();
+    let runs = AtomicUsize::new(0);
+    let runner = |task: &StageTask<'_>| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        user.cancel();
+        wait_for_cancel(task)
+    };
+    let run = scheduler.run(&file, &runner, &RunLog::null(), RunInfo::default());
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(status(&run, "first"), StageStatus::Cancelled);
+    // Downstream of a cancelled stage: skipped (naming it) or cancelled before it started.
+    for stage in ["second", "third"] {
+        assert!(
+            matches!(status(&run, stage), StageStatus::Skipped | StageStatus::Cancelled),
+            "{stage}: {:?}",
+            run.stage(stage)
+        );
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn cancellation_before_the_start_cancels_everything() {
+    let scheduler = scheduler(2);
+    scheduler.cancellation.cancel();
+    let runner = Scripted::new(&[]);
+    let run = scheduler.run(&independent(5), &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(run.stages.iter().all(|s| s.status == StageStatus::Cancelled));
+    assert!(runner.started.lock().unwrap().is_empty());
+}
+
+#[test]
+fn gates_deny_without_approval_and_open_with_it() {
+    let file = pipeline(
+        "    build: {run: x}\n    deploy: {run: x, after: build, gate: {approval: required, policy: main-only}}\n    notify: {run: x, after: deploy}\n",
+    );
+    let policies = Policies::from_map(BTreeMap::from([(
+        "main-only".to_owned(),
+        Policy {
+            branches: vec!["main".to_owned()],
+            allow: true,
+            ..Policy::default()
+        },
+    )]));
+    let mut gates = Gates::new();
+    gates.policies = Some(policies);
+    gates.git_ref = Some(GitRef::new("main"));
+
+    let runner = Scripted::new(&[]);
+    let mut s = scheduler(2);
+    s.gates = gates.clone();
+    let run = s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(status(&run, "deploy"), StageStatus::Denied);
+    assert!(reason(&run, "deploy").contains("--approve deploy"), "{}", reason(&run, "deploy"));
+    assert_eq!(reason(&run, "notify"), "skipped: `deploy` was denied");
+    assert!(!runner.started.lock().unwrap().contains(&"deploy".to_owned()));
+
+    let runner = Scripted::new(&[]);
+    gates.approved = PreApproved::Stages(BTreeSet::from(["deploy".to_owned()]));
+    s.gates = gates.clone();
+    let run = s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(
+        reason(&run, "deploy"),
+        "policy `main-only` allows: branch `main` matches `main`; approved by `--approve deploy`"
+    );
+
+    // Approved, but the policy refuses the ref.
+    gates.git_ref = Some(GitRef::new("feature"));
+    s.gates = gates;
+    let run = s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    assert_eq!(status(&run, "deploy"), StageStatus::Denied);
+    assert!(reason(&run, "deploy").starts_with("policy `main-only` denied"));
+}
+
+#[test]
+fn cached_stages_unblock_their_dependents() {
+    let file = pipeline("    a: {run: x}\n    b: {run: x, after: a}\n");
+    let runner = |task: &StageTask<'_>| {
+        let mut outcome = StageOutcome::succeeded();
+        if task.id.as_str() == "a" {
+            outcome.status = StageStatus::Cached;
+        }
+        outcome
+    };
+    let run = scheduler(2).run(&file, &runner, &RunLog::null(), RunInfo::default());
+    assert_eq!(status(&run, "a"), StageStatus::Cached);
+    assert_eq!(status(&run, "b"), StageStatus::Succeeded);
+    assert_eq!(run.status, RunStatus::Succeeded);
+}
+
+#[test]
+fn status_changes_are_reported() {
+    let file = pipeline("    a: {run: x}\n    b: {run: x, after: a}\n");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut s = scheduler(1);
+    let record = Arc::clone(&seen);
+    s.on_status = Some(Arc::new(move |id, status| {
+        record.lock().unwrap().push(format!("{id}:{status}"));
+    }));
+    let runner = Scripted::new(&["a"]);
+    s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        ["a:queued", "b:queued", "a:running", "a:failed", "b:skipped"]
+    );
+}
