@@ -7,6 +7,7 @@
 mod ci;
 mod codegen;
 mod doc_examples;
+mod example;
 mod extensions;
 
 use std::path::PathBuf;
@@ -41,6 +42,13 @@ enum Command {
         #[arg(long)]
         p1: bool,
     },
+    /// Build the example extensions and run `examples/pipeline.yaml` end to end with
+    /// `labhit run … --extensions target/extensions --approve deploy`.
+    Example {
+        /// Run the pipeline this many times (the second run finds `prepare` cached).
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
+    },
     /// Run every CI check: codegen drift, rustfmt, clippy, buf lint, cargo-deny, all tests.
     Ci {
         /// Skip the slow `cargo package` check.
@@ -61,6 +69,7 @@ fn main() -> Result<()> {
             codegen::run(&project_root(), mode)
         }
         Command::Extensions { out, p1 } => extensions::run(&project_root(), out, p1),
+        Command::Example { runs } => example::run(&project_root(), runs),
         Command::Ci { quick } => ci::run(&project_root(), quick),
     }
 }

@@ -6,6 +6,9 @@
 //!   Schemas. One line per check, `✓` or `✗`.
 //! * [`run`]: `labhit ext run MANIFEST --workspace DIR` executes one step through the
 //!   reference runtime, streaming the step's log to stderr as it happens.
+//! * [`list`]: `labhit ext list` shows what the registry
+//!   ([`labhit_runtime::registry`]) finds on its search path, with invalid bundles and
+//!   conflicts.
 //!
 //! Both read the manifest the same way ([`read_manifest`]) and create the runtime the same
 //! way ([`runtime`]): no pooling (one step at a time), the compile cache in its default
@@ -13,6 +16,7 @@
 //! `~/.cache/labhit/components`).
 
 pub(crate) mod check;
+pub(crate) mod list;
 pub(crate) mod run;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +37,8 @@ pub(crate) enum Command {
     Check(check::Args),
     /// Run one step of an extension against a workspace directory.
     Run(run::Args),
+    /// List the installed extension bundles, with invalid ones and conflicts.
+    List(list::Args),
 }
 
 /// `--format` of `ext check` and `ext run`.
@@ -48,23 +54,29 @@ pub(crate) enum Format {
 /// step's own code and redacts secrets from its errors, so `ext` prints its own errors.
 pub(crate) fn main(command: &Command, color: ColorWhen) -> std::process::ExitCode {
     match command {
-        Command::Check(args) => match check::run(args, color) {
-            Ok(exit) => std::process::ExitCode::from(exit as u8),
-            Err(err) if crate::is_broken_pipe(&err) => std::process::ExitCode::SUCCESS,
-            Err(err) => {
-                let mut stderr = anstream::AutoStream::new(std::io::stderr(), color.choice());
-                let style = anstyle::Style::new()
-                    .bold()
-                    .fg_color(Some(anstyle::AnsiColor::Red.into()));
-                // Nothing sensible is left to do when stderr itself is gone.
-                let _ = std::io::Write::write_fmt(
-                    &mut stderr,
-                    format_args!("labhit: {style}error{style:#}: {err:#}\n"),
-                );
-                std::process::ExitCode::from(Exit::Fatal as u8)
-            }
-        },
+        Command::Check(args) => fatal_to_exit(check::run(args, color), color),
+        Command::List(args) => fatal_to_exit(list::run(args, color), color),
         Command::Run(args) => run::main(args, color),
+    }
+}
+
+/// The exit code of a subcommand that returns `Err` only for fatal problems.
+fn fatal_to_exit(result: Result<Exit>, color: ColorWhen) -> std::process::ExitCode {
+    match result {
+        Ok(exit) => std::process::ExitCode::from(exit as u8),
+        Err(err) if crate::is_broken_pipe(&err) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            let mut stderr = anstream::AutoStream::new(std::io::stderr(), color.choice());
+            let style = anstyle::Style::new()
+                .bold()
+                .fg_color(Some(anstyle::AnsiColor::Red.into()));
+            // Nothing sensible is left to do when stderr itself is gone.
+            let _ = std::io::Write::write_fmt(
+                &mut stderr,
+                format_args!("labhit: {style}error{style:#}: {err:#}\n"),
+            );
+            std::process::ExitCode::from(Exit::Fatal as u8)
+        }
     }
 }
 
@@ -91,9 +103,26 @@ pub(crate) fn component_path(manifest_path: &Path, manifest: &Manifest) -> PathB
         .join(&manifest.extension.component)
 }
 
-/// Reads `path` (a manifest, or a bundle directory holding `extension.toml`). Unreadable is
-/// `Err` (fatal); invalid is a [`ManifestFile`] with diagnostics.
-pub(crate) fn read_manifest(path: &Path) -> Result<ManifestFile> {
+/// Reads the manifest `what` names: an `extension.toml`, a bundle directory holding one, or
+/// (when no such path exists) an installed extension `category/name[@req]`, resolved by the
+/// registry on its search path with `extensions` first. Unreadable or unresolvable is `Err`
+/// (fatal); invalid is a [`ManifestFile`] with diagnostics.
+pub(crate) fn read_manifest(what: &Path, extensions: &[PathBuf]) -> Result<ManifestFile> {
+    if !what.exists()
+        && let Some(reference) = what
+            .to_str()
+            .and_then(|s| s.parse::<labhit_protocol::pipeline::UseRef>().ok())
+    {
+        let registry = labhit_runtime::registry::Registry::discover(extensions);
+        let bundle = registry
+            .resolve(&reference)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(ManifestFile {
+            path: bundle.manifest_path.clone(),
+            manifest: Ok(bundle.manifest.clone()),
+        });
+    }
+    let path = what;
     let path = if path.is_dir() {
         path.join(files::MANIFEST_NAME)
     } else {

@@ -11,6 +11,7 @@ mod files;
 mod graph;
 mod output;
 mod render;
+mod run;
 mod schema;
 mod validate;
 
@@ -81,6 +82,8 @@ enum Command {
     Graph(graph::Args),
     /// Print the JSON Schema of the pipeline file or of the extension manifest.
     Schema(schema::Args),
+    /// Run a pipeline on this machine: DAG, gates, executors, cache, summary.
+    Run(run::Args),
     /// Check an extension bundle or run one step of it.
     Ext {
         #[command(subcommand)]
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args, cli.color),
         Command::Graph(args) => graph::run(&args, cli.color),
         Command::Schema(args) => schema::run(&args),
+        Command::Run(args) => run::run(&args, cli.color),
         Command::Ext { command } => return ext::main(&command, cli.color),
     };
     match result {

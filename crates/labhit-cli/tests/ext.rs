@@ -30,8 +30,12 @@ fn examples() -> &'static (tempfile::TempDir, Vec<PathBuf>) {
     static BUILT: OnceLock<(tempfile::TempDir, Vec<PathBuf>)> = OnceLock::new();
     BUILT.get_or_init(|| {
         let out = tempfile::tempdir().expect("tempdir");
-        let extensions = labhit_guest_build::discover(&root().join("extensions")).expect("discover");
-        assert!(!extensions.is_empty(), "the workspace has example extensions");
+        let extensions =
+            labhit_guest_build::discover(&root().join("extensions")).expect("discover");
+        assert!(
+            !extensions.is_empty(),
+            "the workspace has example extensions"
+        );
         let bundles = extensions
             .iter()
             .map(|extension| {
@@ -76,12 +80,21 @@ fn hostile_component(crate_name: &str) -> PathBuf {
 
 /// A bundle in `dir/<name>/` made of the hostile manifest `manifest` and `component` bytes.
 fn bundle(dir: &Path, manifest: &str, component: Option<(&str, &[u8])>) -> PathBuf {
-    let text = std::fs::read_to_string(hostile_dir().join("manifests").join(format!("{manifest}.toml")))
-        .expect("manifest");
+    let text = std::fs::read_to_string(
+        hostile_dir()
+            .join("manifests")
+            .join(format!("{manifest}.toml")),
+    )
+    .expect("manifest");
     bundle_text(dir, manifest, &text, component)
 }
 
-fn bundle_text(dir: &Path, name: &str, manifest: &str, component: Option<(&str, &[u8])>) -> PathBuf {
+fn bundle_text(
+    dir: &Path,
+    name: &str,
+    manifest: &str,
+    component: Option<(&str, &[u8])>,
+) -> PathBuf {
     let bundle = dir.join(name);
     std::fs::create_dir_all(&bundle).expect("mkdir");
     std::fs::write(bundle.join("extension.toml"), manifest).expect("write");
@@ -119,13 +132,27 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {:?}\n--- stdout\n{}\n--- stderr\n{}", self.0.status.code(), self.stdout(), self.stderr())
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.0.status.code(),
+            self.stdout(),
+            self.stderr()
+        )
     }
 }
 
 fn labhit(args: &[&str]) -> Run {
+    labhit_env(args, &[])
+}
+
+fn labhit_env(args: &[&str], env: &[(&str, &Path)]) -> Run {
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-ext-cache");
-    let output = Command::new(env!("CARGO_BIN_EXE_labhit"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command
         .args(args)
         .env("LABHIT_CACHE_DIR", cache)
         .env_remove("CLICOLOR_FORCE")
@@ -177,10 +204,19 @@ fn check_passes_on_every_example_bundle() {
         assert!(stdout.contains("all 8 checks passed"), "{stdout}");
         assert!(!stdout.contains('✗'), "{stdout}");
 
-        let run = labhit(&["ext", "check", path(&bundle.join("extension.toml")), "--format", "json"]);
+        let run = labhit(&[
+            "ext",
+            "check",
+            path(&bundle.join("extension.toml")),
+            "--format",
+            "json",
+        ]);
         assert_eq!(run.code(), 0, "{run:?}");
         assert_eq!(run.json()["ok"], true);
-        assert!(check_statuses(&run).iter().all(|(_, s)| s == "pass"), "{run:?}");
+        assert!(
+            check_statuses(&run).iter().all(|(_, s)| s == "pass"),
+            "{run:?}"
+        );
     }
 }
 
@@ -193,9 +229,20 @@ fn check_accepts_a_wasip1_module() {
         .expect("util/checksum");
     let dir = tempfile::tempdir().expect("tempdir");
     // The core module itself (not the adapted component the builder also writes).
-    let built = builder().build(&checksum.dir, Target::P1).expect("builds for wasip1");
+    let built = builder()
+        .build(&checksum.dir, Target::P1)
+        .expect("builds for wasip1");
     let core = built.component.with_extension("").with_extension("wasm");
-    let bundle = checksum.bundle(&core, dir.path()).expect("bundle");
+    // Written by hand: `Extension::bundle` insists on a component.
+    let manifest = std::fs::read_to_string(checksum.dir.join("extension.toml")).expect("manifest");
+    let core = std::fs::read(&core).expect("core module");
+    assert_eq!(&core[..8], b"\0asm\x01\0\0\0", "a core module");
+    let bundle = bundle_text(
+        dir.path(),
+        "checksum",
+        &manifest,
+        Some(("checksum.wasm", &core)),
+    );
     let run = labhit(&["ext", "check", path(&bundle), "--format", "json"]);
     assert_eq!(run.code(), 0, "{run:?}");
     let json = run.json();
@@ -212,17 +259,29 @@ fn check_fails_with_the_reason_on_broken_bundles() {
     let hostile = std::fs::read(hostile_component("guest")).expect("component");
     let cases: Vec<(PathBuf, &str, &str)> = vec![
         (
-            bundle(dir.path(), "garbage", Some(("garbage.wasm", b"\x7fELF garbage bytes"))),
+            bundle(
+                dir.path(),
+                "garbage",
+                Some(("garbage.wasm", b"\x7fELF garbage bytes")),
+            ),
             "component",
             "not a WebAssembly file",
         ),
         (
-            bundle(dir.path(), "wrong-contract", Some(("wrong_contract.wasm", &wrong))),
+            bundle(
+                dir.path(),
+                "wrong-contract",
+                Some(("wrong_contract.wasm", &wrong)),
+            ),
             "contract",
             "targets contract 9.0.0",
         ),
         (
-            bundle(dir.path(), "missing-export", Some(("missing_export.wasm", &missing))),
+            bundle(
+                dir.path(),
+                "missing-export",
+                Some(("missing_export.wasm", &missing)),
+            ),
             "exports",
             "does not export `labhit:extension/pipeline-step`",
         ),
@@ -249,7 +308,12 @@ fn check_fails_with_the_reason_on_broken_bundles() {
             "requires contract `^9`",
         ),
         (
-            bundle_text(dir.path(), "invalid", "[extension]\nname = \"Bad Name\"\n", None),
+            bundle_text(
+                dir.path(),
+                "invalid",
+                "[extension]\nname = \"Bad Name\"\n",
+                None,
+            ),
             "manifest",
             "extension.toml:",
         ),
@@ -261,7 +325,11 @@ fn check_fails_with_the_reason_on_broken_bundles() {
         assert_eq!(json["ok"], false);
         let (status, message) = check(&json, failing);
         assert_eq!(status, "fail", "{}: {json:#}", manifest.display());
-        assert!(message.contains(reason), "{}: {message}", manifest.display());
+        assert!(
+            message.contains(reason),
+            "{}: {message}",
+            manifest.display()
+        );
 
         let human = labhit(&["ext", "check", path(&manifest)]);
         assert_eq!(human.code(), 1, "{human:?}");
@@ -290,20 +358,47 @@ fn run_produces_outputs_and_artifacts() {
     std::fs::write(workspace.path().join("b.txt"), "beta\n").expect("write");
     let bundle = example("util/checksum");
     let with = r#"{"patterns": ["*.txt"]}"#;
-    let run = labhit(&["ext", "run", path(&bundle), "--workspace", path(workspace.path()), "--with", with]);
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        path(workspace.path()),
+        "--with",
+        with,
+    ]);
     assert_eq!(run.code(), 0, "{run:?}");
     let stdout = run.stdout();
-    assert!(stdout.contains("util/checksum@0.1.0 stage `ext-run`: exit code 0"), "{stdout}");
+    assert!(
+        stdout.contains("util/checksum@0.1.0 stage `ext-run`: exit code 0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("  files     2"), "{stdout}");
     assert!(stdout.contains("  SHA256SUMS  text/plain"), "{stdout}");
-    assert!(run.stderr().contains("INFO [log] hashed 2 files"), "logs stream to stderr: {run:?}");
+    assert!(
+        run.stderr().contains("INFO [log] hashed 2 files"),
+        "logs stream to stderr: {run:?}"
+    );
     assert!(workspace.path().join("SHA256SUMS").is_file());
 
     let with_file = workspace.path().join("with.json");
-    std::fs::write(&with_file, r#"{"patterns": ["a.txt"], "output": "one.sums"}"#).expect("write");
+    std::fs::write(
+        &with_file,
+        r#"{"patterns": ["a.txt"], "output": "one.sums"}"#,
+    )
+    .expect("write");
     let run = labhit(&[
-        "ext", "run", path(&bundle), "--workspace", path(workspace.path()),
-        "--with-file", path(&with_file), "--format", "json", "--stage", "hash",
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        path(workspace.path()),
+        "--with-file",
+        path(&with_file),
+        "--format",
+        "json",
+        "--stage",
+        "hash",
     ]);
     assert_eq!(run.code(), 0, "{run:?}");
     let json = run.json();
@@ -320,16 +415,53 @@ fn run_produces_outputs_and_artifacts() {
 fn run_rejects_with_that_breaks_the_input_schema() {
     let workspace = tempfile::tempdir().expect("tempdir");
     let bundle = example("util/checksum");
-    let run = labhit(&["ext", "run", path(&bundle), "--workspace", path(workspace.path()), "--with", r#"{"patterns": 3}"#]);
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        path(workspace.path()),
+        "--with",
+        r#"{"patterns": 3}"#,
+    ]);
     assert_eq!(run.code(), 1, "{run:?}");
-    assert!(run.stderr().contains("`with` does not satisfy the input schema of `util/checksum@0.1.0`"), "{run:?}");
+    assert!(
+        run.stderr()
+            .contains("`with` does not satisfy the input schema of `util/checksum@0.1.0`"),
+        "{run:?}"
+    );
     assert!(run.stderr().contains("at `patterns`"), "{run:?}");
-    let run = labhit(&["ext", "run", path(&bundle), "--workspace", path(workspace.path()), "--with", "[1]"]);
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        path(workspace.path()),
+        "--with",
+        "[1]",
+    ]);
     assert_eq!(run.code(), 1, "{run:?}");
-    assert!(run.stderr().contains("`with` must be a JSON object"), "{run:?}");
-    let run = labhit(&["ext", "run", path(&bundle), "--with", r#"{"patterns": ["x"]}"#]);
+    assert!(
+        run.stderr().contains("`with` must be a JSON object"),
+        "{run:?}"
+    );
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&bundle),
+        "--with",
+        r#"{"patterns": ["x"]}"#,
+    ]);
     assert_eq!(run.code(), 2, "a workspace is needed: {run:?}");
-    let run = labhit(&["ext", "run", path(&bundle), "--workspace", "/nonexistent/ws", "--with", r#"{"patterns": ["x"]}"#]);
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        "/nonexistent/ws",
+        "--with",
+        r#"{"patterns": ["x"]}"#,
+    ]);
     assert_eq!(run.code(), 3, "{run:?}");
 }
 
@@ -339,24 +471,57 @@ fn run_exits_with_the_step_exit_code_and_errors_name_the_step() {
     let workspace = tempfile::tempdir().expect("tempdir");
     let bundle = hostile_bundle(dir.path(), "hostile");
     let ws = path(workspace.path());
-    let run = labhit(&["ext", "run", path(&bundle), "--workspace", ws, "--with", r#"{"mode": "exit", "count": 7}"#]);
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        ws,
+        "--with",
+        r#"{"mode": "exit", "count": 7}"#,
+    ]);
     assert_eq!(run.code(), 7, "{run:?}");
     assert!(run.stdout().contains("exit code 7"), "{run:?}");
 
-    let run = labhit(&["ext", "run", path(&bundle), "--workspace", ws, "--with", r#"{"mode": "panic"}"#, "--stage", "boom"]);
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        ws,
+        "--with",
+        r#"{"mode": "panic"}"#,
+        "--stage",
+        "boom",
+    ]);
     assert_eq!(run.code(), 1, "{run:?}");
     assert!(
         run.stderr().contains("stage `boom`: extension `test/hostile@0.1.0` panicked: hostile guest panicked on purpose"),
         "{run:?}"
     );
     let run = labhit(&[
-        "ext", "run", path(&bundle), "--workspace", ws, "--with", r#"{"mode": "loop"}"#, "--timeout", "1s", "--format", "json",
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        ws,
+        "--with",
+        r#"{"mode": "loop"}"#,
+        "--timeout",
+        "1s",
+        "--format",
+        "json",
     ]);
     assert_eq!(run.code(), 1, "{run:?}");
     let json = run.json();
     assert_eq!(json["error"]["code"], "timeout");
     assert_eq!(json["exit_code"], Value::Null);
-    assert!(json["error"]["message"].as_str().expect("message").contains("test/hostile@0.1.0"));
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("test/hostile@0.1.0")
+    );
 }
 
 #[test]
@@ -368,8 +533,17 @@ fn secret_values_never_appear_in_anything_printed() {
     let secret_arg = format!("DEPLOY_TOKEN={secret}");
     for format in ["human", "json"] {
         let run = labhit(&[
-            "ext", "run", path(&example("deploy/render")), "--workspace", path(workspace.path()),
-            "--with", with, "--secret", &secret_arg, "--format", format,
+            "ext",
+            "run",
+            path(&example("deploy/render")),
+            "--workspace",
+            path(workspace.path()),
+            "--with",
+            with,
+            "--secret",
+            &secret_arg,
+            "--format",
+            format,
         ]);
         assert_eq!(run.code(), 0, "{run:?}");
         assert!(!run.all().contains(secret), "{run:?}");
@@ -385,9 +559,17 @@ fn secret_values_never_appear_in_anything_printed() {
     let secret_arg = format!("DECLARED={secret}");
     for format in ["human", "json"] {
         let run = labhit(&[
-            "ext", "run", path(&bundle), "--workspace", path(workspace.path()),
-            "--with", r#"{"mode": "echo-secret", "name": "DECLARED"}"#, "--secret", &secret_arg,
-            "--format", format,
+            "ext",
+            "run",
+            path(&bundle),
+            "--workspace",
+            path(workspace.path()),
+            "--with",
+            r#"{"mode": "echo-secret", "name": "DECLARED"}"#,
+            "--secret",
+            &secret_arg,
+            "--format",
+            format,
         ]);
         assert_eq!(run.code(), 1, "{run:?}");
         assert!(run.all().contains("failing with ***"), "{run:?}");
@@ -397,9 +579,122 @@ fn secret_values_never_appear_in_anything_printed() {
 
     // Secrets in bad `--secret` arguments are not echoed either.
     let run = labhit(&[
-        "ext", "run", path(&bundle), "--workspace", path(workspace.path()),
-        "--secret", &format!("lower={secret}"),
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        path(workspace.path()),
+        "--secret",
+        &format!("lower={secret}"),
     ]);
     assert_eq!(run.code(), 2, "{run:?}");
     assert!(!run.all().contains(secret), "{run:?}");
+}
+
+#[test]
+fn list_shows_bundles_conflicts_and_invalid_bundles() {
+    let first = tempfile::tempdir().expect("tempdir");
+    let second = tempfile::tempdir().expect("tempdir");
+    let data_home = tempfile::tempdir().expect("tempdir");
+    let hostile = std::fs::read(hostile_component("guest")).expect("component");
+    bundle(first.path(), "hostile", Some(("hostile.wasm", &hostile)));
+    bundle(second.path(), "hostile", Some(("hostile.wasm", &hostile)));
+    let broken = bundle(second.path(), "garbage", Some(("garbage.wasm", b"garbage")));
+    // The default directory lives under XDG_DATA_HOME; one more bundle there.
+    let default = data_home.path().join("labhit/extensions");
+    bundle(
+        &default,
+        "hostile-readonly",
+        Some(("hostile.wasm", &hostile)),
+    );
+
+    let env = [
+        ("LABHIT_EXTENSIONS", second.path()),
+        ("XDG_DATA_HOME", data_home.path()),
+    ];
+    let run = labhit_env(
+        &[
+            "ext",
+            "list",
+            "--extensions",
+            path(first.path()),
+            "--format",
+            "json",
+        ],
+        &env,
+    );
+    assert_eq!(run.code(), 1, "{run:?}");
+    let json = run.json();
+    let ids: Vec<&str> = json["bundles"]
+        .as_array()
+        .expect("bundles")
+        .iter()
+        .map(|b| b["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["test/hostile@0.1.0", "test/hostile-readonly@0.1.0"]);
+    let origins: Vec<&str> = json["searched"]
+        .as_array()
+        .expect("searched")
+        .iter()
+        .map(|s| s["origin"].as_str().expect("origin"))
+        .collect();
+    assert_eq!(origins, ["explicit", "env", "default"]);
+    assert_eq!(json["conflicts"][0]["id"], "test/hostile@0.1.0");
+    assert_eq!(json["invalid"][0]["path"], path(&broken));
+    assert!(
+        json["invalid"][0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("is not a WebAssembly file"),
+        "{json:#}"
+    );
+
+    let human = labhit_env(&["ext", "list", "--extensions", path(first.path())], &env);
+    assert_eq!(human.code(), 1, "{human:?}");
+    assert!(
+        human
+            .stdout()
+            .contains("conflict: `test/hostile@0.1.0` is installed more than once"),
+        "{human:?}"
+    );
+    assert!(human.stdout().contains("invalid: "), "{human:?}");
+
+    // `ext check` and `ext run` resolve `category/name@req` on the same search path.
+    let run = labhit_env(
+        &[
+            "ext",
+            "check",
+            "test/hostile@^0.1",
+            "--extensions",
+            path(first.path()),
+        ],
+        &env,
+    );
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(
+        run.stdout().contains(&format!(
+            "checking {}",
+            path(&first.path().join("hostile/extension.toml"))
+        )),
+        "{run:?}"
+    );
+    let run = labhit_env(
+        &[
+            "ext",
+            "check",
+            "test/hostlie",
+            "--extensions",
+            path(first.path()),
+        ],
+        &env,
+    );
+    assert_eq!(run.code(), 3, "{run:?}");
+    assert!(
+        run.stderr()
+            .contains("no extension `test/hostlie` is installed; did you mean `test/hostile`?"),
+        "{run:?}"
+    );
+
+    let missing = labhit(&["ext", "list", "--extensions", "/nonexistent/extensions"]);
+    assert_eq!(missing.code(), 3, "{missing:?}");
 }

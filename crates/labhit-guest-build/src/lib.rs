@@ -12,8 +12,10 @@
 //!   target directory (`target/guests` in this workspace). A separate target directory means
 //!   nested builds started from tests never wait on the lock of the main `target/`;
 //!   cargo's own caching makes a rebuild of an unchanged crate a no-op;
-//! * [`Extension::bundle`] writes an installable bundle: `extension.toml` plus the component
-//!   named as the manifest's `component`.
+//! * [`Extension::bundle`] checks that the component exports `pipeline-step` of a contract
+//!   version the manifest's `contract` requirement accepts ([`contract_version`]), and writes
+//!   an installable bundle: `extension.toml` plus the component named as the manifest's
+//!   `component`.
 //!
 //! Not published: this is tooling of the `labhit-contracts` workspace.
 
@@ -89,6 +91,14 @@ pub enum Error {
         crate_dir: PathBuf,
         /// The target.
         target: Target,
+    },
+    /// The component does not export `pipeline-step` of a contract the manifest accepts.
+    #[error("`{path}`: {message}")]
+    Contract {
+        /// The component.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// The preview1 core module could not be turned into a component.
     #[error("cannot adapt the wasm32-wasip1 module `{path}` into a component: {message}")]
@@ -332,6 +342,45 @@ pub fn adapt_p1(core: &[u8]) -> anyhow::Result<Vec<u8>> {
         .encode()
 }
 
+/// The contract version a component targets: the version of its export
+/// `labhit:extension/pipeline-step@X.Y.Z`, read the way a host reads it.
+pub fn contract_version(component: &[u8]) -> Result<semver::Version, String> {
+    // The preamble: magic, then a version and a layer; layer 1 is a component, 0 a core module.
+    match (component.get(..4), component.get(6..8)) {
+        (Some(b"\0asm"), Some([1, 0])) => {}
+        (Some(b"\0asm"), _) => {
+            return Err(
+                "is a core wasm module, not a component (build for wasm32-wasip2, \
+                        or adapt the wasm32-wasip1 module)"
+                    .to_owned(),
+            );
+        }
+        _ => return Err("is not a component: no wasm preamble".to_owned()),
+    }
+    let (resolve, world) = match wit_parser::decoding::decode(component) {
+        Ok(wit_parser::decoding::DecodedWasm::Component(resolve, world)) => (resolve, world),
+        Ok(_) => return Err("is a WIT package, not a component".to_owned()),
+        Err(err) => return Err(format!("is not a component: {err:#}")),
+    };
+    let exports: Vec<String> = resolve.worlds[world]
+        .exports
+        .keys()
+        .map(|key| resolve.name_world_key(key))
+        .collect();
+    exports
+        .iter()
+        .find_map(|name| {
+            let version = name.strip_prefix("labhit:extension/pipeline-step@")?;
+            semver::Version::parse(version).ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "exports no `labhit:extension/pipeline-step@<version>` (exports: {})",
+                exports.join(", ")
+            )
+        })
+}
+
 /// An extension crate: a directory with `Cargo.toml` and a valid `extension.toml`.
 #[derive(Debug, Clone)]
 pub struct Extension {
@@ -370,9 +419,22 @@ impl Extension {
     }
 
     /// Writes the bundle `out/<category>/<name>/`: `extension.toml` and `component`, named
-    /// as the manifest's `component`. Returns the bundle directory.
+    /// as the manifest's `component`, after checking that the component targets a contract
+    /// version the manifest's `contract` accepts. Returns the bundle directory.
     pub fn bundle(&self, component: &Path, out: &Path) -> Result<PathBuf> {
         let identity = &self.manifest.extension;
+        let wasm = std::fs::read(component).map_err(io("cannot read", component))?;
+        let contract_error = |message: String| Error::Contract {
+            path: component.to_owned(),
+            message,
+        };
+        let version = contract_version(&wasm).map_err(contract_error)?;
+        if !identity.contract.matches(&version) {
+            return Err(contract_error(format!(
+                "exports contract {version}, but extension.toml requires `contract = \"{}\"`",
+                identity.contract
+            )));
+        }
         let dir = out
             .join(identity.category.as_str())
             .join(identity.name.as_str());
@@ -380,7 +442,6 @@ impl Extension {
         let manifest_src = self.dir.join("extension.toml");
         let manifest = std::fs::read(&manifest_src).map_err(io("cannot read", &manifest_src))?;
         write_if_changed(&dir.join("extension.toml"), &manifest)?;
-        let wasm = std::fs::read(component).map_err(io("cannot read", component))?;
         let target = dir.join(&identity.component);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
@@ -451,19 +512,16 @@ component = "hello.wasm"
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id(), "util/hello");
 
+        // Bundling checks the component (real components are bundled by the host tests of
+        // labhit-wit and by `cargo xtask extensions`): a core module is refused.
         let wasm = root.path().join("built.wasm");
-        std::fs::write(&wasm, b"\0asm").expect("write");
+        std::fs::write(&wasm, b"\0asm\x01\0\0\0").expect("write");
         let out = root.path().join("out");
-        let bundle = found[0].bundle(&wasm, &out).expect("bundles");
-        assert_eq!(bundle, out.join("util/hello"));
-        assert_eq!(
-            std::fs::read(bundle.join("hello.wasm")).expect("wasm"),
-            b"\0asm"
-        );
-        assert_eq!(
-            std::fs::read_to_string(bundle.join("extension.toml")).expect("manifest"),
-            MANIFEST
-        );
+        let err = found[0]
+            .bundle(&wasm, &out)
+            .expect_err("a core module is no component");
+        assert!(err.to_string().contains("is a core wasm module"), "{err}");
+        assert!(!out.exists(), "nothing bundled");
     }
 
     #[test]

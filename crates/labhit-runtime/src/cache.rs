@@ -77,7 +77,12 @@ pub fn default_dir() -> Option<PathBuf> {
     }
     std::env::var_os("HOME")
         .filter(|d| !d.is_empty())
-        .map(|home| PathBuf::from(home).join(".cache").join("labhit").join("components"))
+        .map(|home| {
+            PathBuf::from(home)
+                .join(".cache")
+                .join("labhit")
+                .join("components")
+        })
 }
 
 /// The fingerprint of `engine`'s compilation settings (16 hex digits).
@@ -119,8 +124,12 @@ impl ComponentCache {
     /// file as found on disk).
     pub fn entry_paths(&self, source: &[u8]) -> Option<(PathBuf, PathBuf)> {
         let key = sha256_hex(source);
-        self.entries_dir()
-            .map(|dir| (dir.join(format!("{key}.cwasm")), dir.join(format!("{key}.json"))))
+        self.entries_dir().map(|dir| {
+            (
+                dir.join(format!("{key}.cwasm")),
+                dir.join(format!("{key}.json")),
+            )
+        })
     }
 
     /// Loads the compiled form of `source` from the cache, or compiles the component that
@@ -237,8 +246,12 @@ impl ComponentCache {
         let artifact = component
             .serialize()
             .map_err(|err| format!("cannot serialize the compiled component: {err}"))?;
-        std::fs::create_dir_all(dir)
-            .map_err(|err| format!("cannot create the cache directory `{}`: {err}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|err| {
+            format!(
+                "cannot create the cache directory `{}`: {err}",
+                dir.display()
+            )
+        })?;
         let record = serde_json::json!({
             "format": FORMAT,
             "key": key,
@@ -316,7 +329,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = engine();
         let cache = ComponentCache::new(&engine, Some(dir.path().to_owned()));
-        assert_eq!(load(&cache, &engine, EMPTY_COMPONENT).outcome, CacheOutcome::Miss);
+        assert_eq!(
+            load(&cache, &engine, EMPTY_COMPONENT).outcome,
+            CacheOutcome::Miss
+        );
         let second = load(&cache, &engine, EMPTY_COMPONENT);
         assert_eq!(second.outcome, CacheOutcome::Hit);
         assert!(second.notes.is_empty());
@@ -343,7 +359,10 @@ mod tests {
             CacheOutcome::Rebuilt { reason } => assert!(reason.contains("checksum"), "{reason}"),
             other => panic!("expected a rebuild, got {other:?}"),
         }
-        assert_eq!(load(&cache, &engine, EMPTY_COMPONENT).outcome, CacheOutcome::Hit);
+        assert_eq!(
+            load(&cache, &engine, EMPTY_COMPONENT).outcome,
+            CacheOutcome::Hit
+        );
 
         let bytes = std::fs::read(&artifact).expect("artifact");
         std::fs::write(&artifact, &bytes[..bytes.len() / 3]).expect("truncate");
@@ -351,7 +370,10 @@ mod tests {
             CacheOutcome::Rebuilt { reason } => assert!(reason.contains("truncated"), "{reason}"),
             other => panic!("expected a rebuild, got {other:?}"),
         }
-        assert_eq!(load(&cache, &engine, EMPTY_COMPONENT).outcome, CacheOutcome::Hit);
+        assert_eq!(
+            load(&cache, &engine, EMPTY_COMPONENT).outcome,
+            CacheOutcome::Hit
+        );
     }
 
     fn other_entry(cache: &ComponentCache, engine: &Engine, source: &[u8]) {
@@ -399,7 +421,10 @@ mod tests {
             CacheOutcome::Rebuilt { reason } => assert!(reason.contains("wasmtime"), "{reason}"),
             other => panic!("expected a rebuild, got {other:?}"),
         }
-        assert_eq!(load(&cache, &engine, EMPTY_COMPONENT).outcome, CacheOutcome::Hit);
+        assert_eq!(
+            load(&cache, &engine, EMPTY_COMPONENT).outcome,
+            CacheOutcome::Hit
+        );
 
         // A record that is not JSON.
         std::fs::write(&record, "{").expect("record");
@@ -435,6 +460,9 @@ mod tests {
     fn a_disabled_cache_compiles() {
         let engine = engine();
         let cache = ComponentCache::new(&engine, None);
-        assert_eq!(load(&cache, &engine, EMPTY_COMPONENT).outcome, CacheOutcome::Disabled);
+        assert_eq!(
+            load(&cache, &engine, EMPTY_COMPONENT).outcome,
+            CacheOutcome::Disabled
+        );
     }
 }

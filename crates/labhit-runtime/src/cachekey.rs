@@ -102,6 +102,8 @@ pub fn cache_key(input: &CacheKeyInput<'_>) -> SnapshotRef {
 mod tests {
     use super::*;
 
+    type Edit = Box<dyn Fn(&mut Fixture)>;
+
     struct Fixture {
         step: CommandStep,
         env: BTreeMap<String, String>,
@@ -157,27 +159,49 @@ mod tests {
     fn every_input_changes_the_key() {
         let dir = workspace();
         let base = Fixture::new(dir.path()).key();
-        let changes: Vec<(&str, Box<dyn Fn(&mut Fixture)>)> = vec![
+        let changes: Vec<(&str, Edit)> = vec![
             ("script", Box::new(|f| f.step.script.push(' '))),
             (
                 "shell",
                 Box::new(|f| f.step.shell = Some(vec!["bash".into(), "-c".into()])),
             ),
-            ("image", Box::new(|f| f.step.image = Some("alpine:3".into()))),
-            ("env value", Box::new(|f| {
-                f.env.insert("CI".into(), "false".into());
-            })),
-            ("env name", Box::new(|f| {
-                f.env.insert("X".into(), String::new());
-            })),
-            ("executor", Box::new(|f| f.executor = "extension:ci/shell@1.0.0".into())),
-            ("parent", Box::new(|f| f.parent = Some(SnapshotRef::new("p")))),
-            ("upstream", Box::new(|f| f.upstream.push(SnapshotRef::new("u")))),
+            (
+                "image",
+                Box::new(|f| f.step.image = Some("alpine:3".into())),
+            ),
+            (
+                "env value",
+                Box::new(|f| {
+                    f.env.insert("CI".into(), "false".into());
+                }),
+            ),
+            (
+                "env name",
+                Box::new(|f| {
+                    f.env.insert("X".into(), String::new());
+                }),
+            ),
+            (
+                "executor",
+                Box::new(|f| f.executor = "extension:ci/shell@1.0.0".into()),
+            ),
+            (
+                "parent",
+                Box::new(|f| f.parent = Some(SnapshotRef::new("p"))),
+            ),
+            (
+                "upstream",
+                Box::new(|f| f.upstream.push(SnapshotRef::new("u"))),
+            ),
         ];
         for (what, change) in changes {
             let mut fixture = Fixture::new(dir.path());
             change(&mut fixture);
-            assert_ne!(fixture.key(), base, "changing the {what} must change the key");
+            assert_ne!(
+                fixture.key(),
+                base,
+                "changing the {what} must change the key"
+            );
         }
     }
 

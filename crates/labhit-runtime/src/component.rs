@@ -142,11 +142,25 @@ mod tests {
 
     #[test]
     fn detects_kinds_and_refuses_non_wasm() {
-        assert_eq!(detect(b"\0asm\x0d\0\x01\0").ok(), Some(SourceKind::Component));
-        assert_eq!(detect(b"\0asm\x01\0\0\0").ok(), Some(SourceKind::Preview1Module));
-        for bad in [&b""[..], b"\0asm", b"#!/bin/sh\necho hi\n", b"\0asm\x02\0\0\0"] {
+        assert_eq!(
+            detect(b"\0asm\x0d\0\x01\0").ok(),
+            Some(SourceKind::Component)
+        );
+        assert_eq!(
+            detect(b"\0asm\x01\0\0\0").ok(),
+            Some(SourceKind::Preview1Module)
+        );
+        for bad in [
+            &b""[..],
+            b"\0asm",
+            b"#!/bin/sh\necho hi\n",
+            b"\0asm\x02\0\0\0",
+        ] {
             let err = detect(bad).expect_err("refused");
-            assert!(err.to_string().starts_with("not a WebAssembly file"), "{err}");
+            assert!(
+                err.to_string().starts_with("not a WebAssembly file"),
+                "{err}"
+            );
         }
     }
 
@@ -167,8 +181,12 @@ mod tests {
     fn a_component_without_the_export_is_refused() {
         let engine = Engine::default();
         let component = Component::new(&engine, b"\0asm\x0d\0\x01\0").expect("empty component");
-        let err = check_contract(&engine, &component, &labhit_protocol::version::contract_version())
-            .expect_err("no export");
+        let err = check_contract(
+            &engine,
+            &component,
+            &labhit_protocol::version::contract_version(),
+        )
+        .expect_err("no export");
         assert!(err.to_string().contains("exports: none"), "{err}");
     }
 

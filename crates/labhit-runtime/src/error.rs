@@ -100,7 +100,9 @@ pub enum LoadErrorKind {
     #[error("the component cannot be linked: {0}")]
     Link(String),
     /// The manifest asks for more memory than this runtime allows any extension.
-    #[error("its manifest memory limit of {requested} bytes exceeds this runtime's maximum of {max} bytes")]
+    #[error(
+        "its manifest memory limit of {requested} bytes exceeds this runtime's maximum of {max} bytes"
+    )]
     MemoryLimitTooLarge {
         /// `limits.memory` of the manifest.
         requested: u64,

@@ -35,10 +35,10 @@ pub mod policy;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;
-pub mod snapshot;
-pub mod workspace;
 pub mod scheduler;
+pub mod snapshot;
 pub mod summary;
+pub mod workspace;
 
 pub use labhit_protocol as protocol;
 
@@ -46,6 +46,8 @@ pub use cache::CacheOutcome;
 pub use component::SourceKind;
 pub use error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
 pub use host::cancellation::Cancellation;
-pub use host::secrets::{DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError};
-pub use logs::{CollectingSink, LogCursor, LogLimits, LogSink, NullSink, Redactor, REDACTED};
+pub use host::secrets::{
+    DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError,
+};
+pub use logs::{CollectingSink, LogCursor, LogLimits, LogSink, NullSink, REDACTED, Redactor};
 pub use runtime::{LoadedExtension, Runtime, RuntimeConfig, StepOutcome, StepRequest};

@@ -83,7 +83,9 @@ impl LogSink for CollectingSink {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in a sink must not poison the log of every later step.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The sequence counter of a run's log stream. Clones share the counter, so every step of
@@ -368,7 +370,10 @@ impl StepLog {
             .map(|(k, v)| {
                 (
                     redact_with(&state.redactor, &k),
-                    truncate(redact_with(&state.redactor, &v), self.limits.max_message_bytes),
+                    truncate(
+                        redact_with(&state.redactor, &v),
+                        self.limits.max_message_bytes,
+                    ),
                 )
             })
             .collect();
@@ -451,7 +456,11 @@ mod tests {
     fn check(form: &str) {
         assert_ne!(form, "");
         let text = format!("before {form} after");
-        assert_eq!(redactor().redact(&text), "before *** after", "form {form:?}");
+        assert_eq!(
+            redactor().redact(&text),
+            "before *** after",
+            "form {form:?}"
+        );
     }
 
     #[test]
@@ -545,7 +554,12 @@ mod tests {
             "pw hunter2",
             vec![("k".into(), "aHVudGVyMg==".into())],
         );
-        log.emit(LogLevel::Warn, LogStream::Stderr, "a very long line indeed", vec![]);
+        log.emit(
+            LogLevel::Warn,
+            LogStream::Stderr,
+            "a very long line indeed",
+            vec![],
+        );
         log.emit(LogLevel::Warn, LogStream::Stderr, "dropped", vec![]);
         log.finish();
         let entries = sink.entries();
@@ -553,10 +567,17 @@ mod tests {
         assert_eq!(entries[0].message, "pw ***");
         assert_eq!(entries[0].fields["k"], "***");
         assert_eq!(entries[0].sequence, 7);
-        assert_eq!(entries[0].stage.as_ref().map(StageId::as_str), Some("build"));
+        assert_eq!(
+            entries[0].stage.as_ref().map(StageId::as_str),
+            Some("build")
+        );
         assert_eq!(entries[1].message, "a very long  … [truncated 11 bytes]");
         assert_eq!(entries[2].stream, LogStream::System);
-        assert!(entries[2].message.starts_with("1 log entries"), "{}", entries[2].message);
+        assert!(
+            entries[2].message.starts_with("1 log entries"),
+            "{}",
+            entries[2].message
+        );
         assert_eq!(entries[2].sequence, 9);
     }
 
@@ -569,9 +590,17 @@ mod tests {
             LogCursor::new(),
             LogLimits::default(),
         );
-        log.emit(LogLevel::Error, LogStream::Log, "extension panicked: boom", vec![]);
+        log.emit(
+            LogLevel::Error,
+            LogStream::Log,
+            "extension panicked: boom",
+            vec![],
+        );
         assert_eq!(log.panic_message().as_deref(), Some("boom"));
-        assert_eq!(log.last_error().as_deref(), Some("extension panicked: boom"));
+        assert_eq!(
+            log.last_error().as_deref(),
+            Some("extension panicked: boom")
+        );
         log.emit(
             LogLevel::Warn,
             LogStream::Stderr,

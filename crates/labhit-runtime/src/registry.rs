@@ -321,7 +321,10 @@ impl fmt::Display for ResolveError {
                 if let Some(near) = suggestion {
                     write!(f, "; did you mean `{near}`?")?;
                 } else if available.is_empty() {
-                    write!(f, "; no extensions were found (pass `--extensions DIR` or set `{ENV_VAR}`)")?;
+                    write!(
+                        f,
+                        "; no extensions were found (pass `--extensions DIR` or set `{ENV_VAR}`)"
+                    )?;
                 } else {
                     write!(f, "; installed: {}", available.join(", "))?;
                 }
@@ -380,7 +383,10 @@ impl Registry {
                 }
                 Ok(_) => registry.invalid.push(Invalid {
                     path: dir.path.clone(),
-                    reason: format!("extensions directory (from {}) is not a directory", dir.origin),
+                    reason: format!(
+                        "extensions directory (from {}) is not a directory",
+                        dir.origin
+                    ),
                 }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if dir.origin == Origin::Explicit {
@@ -490,7 +496,12 @@ impl Registry {
                 invalid: self.invalid.len(),
             });
         }
-        candidates.sort_by(|a, b| b.manifest.extension.version.cmp(&a.manifest.extension.version));
+        candidates.sort_by(|a, b| {
+            b.manifest
+                .extension
+                .version
+                .cmp(&a.manifest.extension.version)
+        });
         let found = match &reference.version {
             Some(req) => candidates
                 .iter()
@@ -500,17 +511,19 @@ impl Registry {
                 .find(|b| b.manifest.extension.version.pre.is_empty())
                 .or(candidates.first()),
         };
-        found.copied().ok_or_else(|| ResolveError::NoMatchingVersion {
-            wanted,
-            requirement: reference
-                .version
-                .as_ref()
-                .map_or_else(|| "*".to_owned(), ToString::to_string),
-            available: candidates
-                .iter()
-                .map(|b| b.manifest.extension.version.to_string())
-                .collect(),
-        })
+        found
+            .copied()
+            .ok_or_else(|| ResolveError::NoMatchingVersion {
+                wanted,
+                requirement: reference
+                    .version
+                    .as_ref()
+                    .map_or_else(|| "*".to_owned(), ToString::to_string),
+                available: candidates
+                    .iter()
+                    .map(|b| b.manifest.extension.version.to_string())
+                    .collect(),
+            })
     }
 
     /// [`resolve`](Self::resolve) from text such as `util/checksum@^0.1`.
@@ -642,17 +655,26 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         for v in ["0.1.0", "0.2.0", "0.2.5", "1.0.0", "1.1.0-beta.1"] {
-            bundle(root, &format!("util/checksum-{v}"), &manifest("util", "checksum", v, "^0.1"), Some(COMPONENT));
+            bundle(
+                root,
+                &format!("util/checksum-{v}"),
+                &manifest("util", "checksum", v, "^0.1"),
+                Some(COMPONENT),
+            );
         }
         let registry = Registry::discover_in(explicit(&[root]));
         assert!(registry.invalid().is_empty(), "{:?}", registry.invalid());
         assert_eq!(registry.bundles().len(), 5);
-        let version = |r: &str| resolve(&registry, r).map(|b| b.manifest.extension.version.to_string());
+        let version =
+            |r: &str| resolve(&registry, r).map(|b| b.manifest.extension.version.to_string());
         assert_eq!(version("util/checksum").unwrap(), "1.0.0");
         assert_eq!(version("util/checksum@^0.2").unwrap(), "0.2.5");
         assert_eq!(version("util/checksum@=0.2.0").unwrap(), "0.2.0");
         assert_eq!(version("util/checksum@~0.1").unwrap(), "0.1.0");
-        assert_eq!(version("util/checksum@>=1.1.0-beta.1").unwrap(), "1.1.0-beta.1");
+        assert_eq!(
+            version("util/checksum@>=1.1.0-beta.1").unwrap(),
+            "1.1.0-beta.1"
+        );
         let err = version("util/checksum@^2").unwrap_err();
         assert_eq!(
             err,
@@ -663,15 +685,28 @@ mod tests {
     #[test]
     fn a_pre_release_alone_is_used_without_a_requirement() {
         let tmp = tempfile::tempdir().unwrap();
-        bundle(tmp.path(), "a", &manifest("test", "beta", "0.3.0-rc.1", "^0.1"), Some(COMPONENT));
+        bundle(
+            tmp.path(),
+            "a",
+            &manifest("test", "beta", "0.3.0-rc.1", "^0.1"),
+            Some(COMPONENT),
+        );
         let registry = Registry::discover_in(explicit(&[tmp.path()]));
-        assert_eq!(resolve(&registry, "test/beta").unwrap().id(), "test/beta@0.3.0-rc.1");
+        assert_eq!(
+            resolve(&registry, "test/beta").unwrap().id(),
+            "test/beta@0.3.0-rc.1"
+        );
     }
 
     #[test]
     fn unknown_names_suggest_the_nearest() {
         let tmp = tempfile::tempdir().unwrap();
-        bundle(tmp.path(), "a", &manifest("util", "checksum", "0.1.0", "^0.1"), Some(COMPONENT));
+        bundle(
+            tmp.path(),
+            "a",
+            &manifest("util", "checksum", "0.1.0", "^0.1"),
+            Some(COMPONENT),
+        );
         let registry = Registry::discover_in(explicit(&[tmp.path()]));
         assert_eq!(
             resolve(&registry, "util/checksun").unwrap_err(),
@@ -683,24 +718,65 @@ mod tests {
         );
         let empty = Registry::discover_in(Vec::new());
         assert!(
-            resolve(&empty, "a/b").unwrap_err().contains("no extensions were found"),
+            resolve(&empty, "a/b")
+                .unwrap_err()
+                .contains("no extensions were found"),
             "names the way out"
         );
-        assert!(resolve(&registry, "Util/x").unwrap_err().contains("is not an extension reference"));
+        assert!(
+            resolve(&registry, "Util/x")
+                .unwrap_err()
+                .contains("is not an extension reference")
+        );
     }
 
     #[test]
     fn bad_bundles_are_reported_and_do_not_hide_good_ones() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        let good = bundle(root, "util/good", &manifest("util", "good", "0.1.0", "^0.1"), Some(COMPONENT));
-        let p1 = bundle(root, "util/p1", &manifest("util", "p1", "0.1.0", "^0.1"), Some(CORE));
-        let missing = bundle(root, "util/missing", &manifest("util", "missing", "0.1.0", "^0.1"), None);
-        let garbage = bundle(root, "util/garbage", &manifest("util", "garbage", "0.1.0", "^0.1"), Some(b"#!/bin/sh\necho hi\n"));
+        let good = bundle(
+            root,
+            "util/good",
+            &manifest("util", "good", "0.1.0", "^0.1"),
+            Some(COMPONENT),
+        );
+        let p1 = bundle(
+            root,
+            "util/p1",
+            &manifest("util", "p1", "0.1.0", "^0.1"),
+            Some(CORE),
+        );
+        let missing = bundle(
+            root,
+            "util/missing",
+            &manifest("util", "missing", "0.1.0", "^0.1"),
+            None,
+        );
+        let garbage = bundle(
+            root,
+            "util/garbage",
+            &manifest("util", "garbage", "0.1.0", "^0.1"),
+            Some(b"#!/bin/sh\necho hi\n"),
+        );
         let bad_toml = bundle(root, "util/bad", "[extension]\nname = 3\n", None);
-        let bad_name = bundle(root, "util/upper", &manifest("Util", "upper", "0.1.0", "^0.1"), Some(COMPONENT));
-        let future = bundle(root, "util/future", &manifest("util", "future", "1.0.0", "^9"), Some(COMPONENT));
-        let dir_component = bundle(root, "util/dir", &manifest("util", "dir", "0.1.0", "^0.1"), None);
+        let bad_name = bundle(
+            root,
+            "util/upper",
+            &manifest("Util", "upper", "0.1.0", "^0.1"),
+            Some(COMPONENT),
+        );
+        let future = bundle(
+            root,
+            "util/future",
+            &manifest("util", "future", "1.0.0", "^9"),
+            Some(COMPONENT),
+        );
+        let dir_component = bundle(
+            root,
+            "util/dir",
+            &manifest("util", "dir", "0.1.0", "^0.1"),
+            None,
+        );
         std::fs::create_dir(root.join("util/dir/dir.wasm")).unwrap();
         // Hidden directories are not searched.
         bundle(root, ".cache/x", "not toml at all [", None);
@@ -719,18 +795,40 @@ mod tests {
             .map(|i| (i.path.clone(), i.reason.clone()))
             .collect();
         assert_eq!(reasons.len(), 6, "{reasons:#?}");
-        assert!(reasons[&missing].contains("missing.wasm` does not exist"), "{}", reasons[&missing]);
-        assert!(reasons[&garbage].contains("is not a WebAssembly file"), "{}", reasons[&garbage]);
-        assert!(reasons[&bad_toml].contains("invalid type"), "{}", reasons[&bad_toml]);
-        assert!(reasons[&bad_name].contains("Util"), "{}", reasons[&bad_name]);
+        assert!(
+            reasons[&missing].contains("missing.wasm` does not exist"),
+            "{}",
+            reasons[&missing]
+        );
+        assert!(
+            reasons[&garbage].contains("is not a WebAssembly file"),
+            "{}",
+            reasons[&garbage]
+        );
+        assert!(
+            reasons[&bad_toml].contains("invalid type"),
+            "{}",
+            reasons[&bad_toml]
+        );
+        assert!(
+            reasons[&bad_name].contains("Util"),
+            "{}",
+            reasons[&bad_name]
+        );
         assert!(
             reasons[&future].contains("requires contract `^9`, but this host implements 0.1.0"),
             "{}",
             reasons[&future]
         );
-        assert!(reasons[&dir_component].contains("is a directory"), "{}", reasons[&dir_component]);
         assert!(
-            resolve(&registry, "util/nope").unwrap_err().ends_with("(6 invalid bundle(s) were skipped)")
+            reasons[&dir_component].contains("is a directory"),
+            "{}",
+            reasons[&dir_component]
+        );
+        assert!(
+            resolve(&registry, "util/nope")
+                .unwrap_err()
+                .ends_with("(6 invalid bundle(s) were skipped)")
         );
     }
 
@@ -742,7 +840,12 @@ mod tests {
         let a = bundle(first.path(), "checksum", &m, Some(COMPONENT));
         let b = bundle(second.path(), "checksum", &m, Some(COMPONENT));
         let c = bundle(second.path(), "copy", &m, Some(COMPONENT));
-        bundle(second.path(), "newer", &manifest("util", "checksum", "0.1.1", "^0.1"), Some(COMPONENT));
+        bundle(
+            second.path(),
+            "newer",
+            &manifest("util", "checksum", "0.1.1", "^0.1"),
+            Some(COMPONENT),
+        );
 
         let registry = Registry::discover_in(explicit(&[first.path(), second.path()]));
         assert_eq!(registry.bundles().len(), 2);
@@ -754,11 +857,21 @@ mod tests {
                 shadowed: vec![b.clone(), c],
             }]
         );
-        assert!(registry.conflicts()[0].to_string().starts_with(
-            "`util/checksum@0.1.0` is installed more than once; using "
-        ));
-        assert_eq!(resolve(&registry, "util/checksum@=0.1.0").unwrap().manifest_path, a);
-        assert_eq!(resolve(&registry, "util/checksum").unwrap().id(), "util/checksum@0.1.1");
+        assert!(
+            registry.conflicts()[0]
+                .to_string()
+                .starts_with("`util/checksum@0.1.0` is installed more than once; using ")
+        );
+        assert_eq!(
+            resolve(&registry, "util/checksum@=0.1.0")
+                .unwrap()
+                .manifest_path,
+            a
+        );
+        assert_eq!(
+            resolve(&registry, "util/checksum").unwrap().id(),
+            "util/checksum@0.1.1"
+        );
     }
 
     #[test]
@@ -767,10 +880,22 @@ mod tests {
         let file = tmp.path().join("file");
         std::fs::write(&file, "").unwrap();
         let dirs = vec![
-            SearchDir { path: tmp.path().join("nope"), origin: Origin::Explicit },
-            SearchDir { path: tmp.path().join("env-nope"), origin: Origin::Env },
-            SearchDir { path: tmp.path().join("default-nope"), origin: Origin::Default },
-            SearchDir { path: file.clone(), origin: Origin::Env },
+            SearchDir {
+                path: tmp.path().join("nope"),
+                origin: Origin::Explicit,
+            },
+            SearchDir {
+                path: tmp.path().join("env-nope"),
+                origin: Origin::Env,
+            },
+            SearchDir {
+                path: tmp.path().join("default-nope"),
+                origin: Origin::Default,
+            },
+            SearchDir {
+                path: file.clone(),
+                origin: Origin::Env,
+            },
         ];
         let registry = Registry::discover_in(dirs);
         let invalid: Vec<String> = registry.invalid().iter().map(ToString::to_string).collect();
@@ -783,7 +908,12 @@ mod tests {
     #[test]
     fn symlink_cycles_end() {
         let tmp = tempfile::tempdir().unwrap();
-        bundle(tmp.path(), "a/ext", &manifest("util", "ext", "0.1.0", "^0.1"), Some(COMPONENT));
+        bundle(
+            tmp.path(),
+            "a/ext",
+            &manifest("util", "ext", "0.1.0", "^0.1"),
+            Some(COMPONENT),
+        );
         #[cfg(unix)]
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("a/loop")).unwrap();
         let registry = Registry::discover_in(explicit(&[tmp.path()]));
@@ -810,7 +940,10 @@ mod tests {
                 ("/y".to_owned(), Origin::Explicit),
                 ("/e1".to_owned(), Origin::Env),
                 ("/e2".to_owned(), Origin::Env),
-                ("/home/u/.local/share/labhit/extensions".to_owned(), Origin::Default),
+                (
+                    "/home/u/.local/share/labhit/extensions".to_owned(),
+                    Origin::Default
+                ),
             ]
         );
         assert!(default_dir().is_none_or(|d| d.ends_with("labhit/extensions")));

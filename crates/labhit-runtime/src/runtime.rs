@@ -493,8 +493,10 @@ impl Runtime {
             request.log_cursor.clone(),
             inner.config.log_limits,
         ));
-        let stdout = LineStream::stdout(Arc::clone(&log), inner.config.log_limits.max_message_bytes);
-        let stderr = LineStream::stderr(Arc::clone(&log), inner.config.log_limits.max_message_bytes);
+        let stdout =
+            LineStream::stdout(Arc::clone(&log), inner.config.log_limits.max_message_bytes);
+        let stderr =
+            LineStream::stderr(Arc::clone(&log), inner.config.log_limits.max_message_bytes);
 
         let mut spec = StepSpec::new(
             request.run_id,
@@ -510,8 +512,8 @@ impl Runtime {
         spec.env = request.env.clone();
         spec.workspace_access = access;
         spec.command = request.command.clone();
-        let input =
-            types::StepInput::try_from(&spec).map_err(|e| fail(StepFailure::Setup(e.to_string())))?;
+        let input = types::StepInput::try_from(&spec)
+            .map_err(|e| fail(StepFailure::Setup(e.to_string())))?;
 
         let workspace = match (access, &request.workspace) {
             (FilesystemAccess::None, _) => None,
@@ -576,7 +578,9 @@ impl Runtime {
             Ok(Ok(output)) => output,
             Ok(Err(error)) => {
                 let failure = match error {
-                    types::StepError::InvalidConfig(m) => StepFailure::InvalidConfig(log.redact(&m)),
+                    types::StepError::InvalidConfig(m) => {
+                        StepFailure::InvalidConfig(log.redact(&m))
+                    }
                     types::StepError::Failed(m) => StepFailure::Failed(log.redact(&m)),
                     types::StepError::Cancelled(m) => StepFailure::Cancelled(log.redact(&m)),
                     types::StepError::Internal(m) => StepFailure::Internal(log.redact(&m)),
@@ -632,7 +636,11 @@ fn classify_trap(
     memory_limit: u64,
     grace: Duration,
 ) -> StepFailure {
-    match host.clock.interrupted.or_else(|| err.downcast_ref::<Interruption>().copied()) {
+    match host
+        .clock
+        .interrupted
+        .or_else(|| err.downcast_ref::<Interruption>().copied())
+    {
         Some(Interruption::Deadline) => return StepFailure::Timeout { timeout },
         Some(Interruption::Cancelled) => return StepFailure::Interrupted { grace },
         None => {}

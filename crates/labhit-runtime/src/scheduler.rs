@@ -724,6 +724,11 @@ impl Scheduler {
     }
 }
 
+/// A fresh random run id.
+pub fn new_run_id() -> RunId {
+    RunId::from_uuid(uuid::Uuid::new_v4())
+}
+
 /// The current time (chrono's `clock` feature is off in this workspace).
 pub fn now() -> chrono::DateTime<Utc> {
     chrono::DateTime::from(std::time::SystemTime::now())

@@ -353,7 +353,10 @@ impl RunWorkspace {
             }
             WorkspaceSource::GitWorktree { repo, git_ref } => {
                 let target = workspace.to_string_lossy().into_owned();
-                git(repo, &["worktree", "add", "--detach", "--quiet", &target, git_ref])?;
+                git(
+                    repo,
+                    &["worktree", "add", "--detach", "--quiet", &target, git_ref],
+                )?;
                 Some(repo.clone())
             }
         };

@@ -20,8 +20,8 @@ use labhit_guest_build::{Builder, Target};
 use labhit_protocol::manifest::Manifest;
 use labhit_protocol::run::LogStream;
 use labhit_runtime::{
-    CollectingSink, LoadErrorKind, LoadedExtension, MapSecrets, Runtime, RuntimeConfig,
-    StepError, StepFailure, StepOutcome, StepRequest,
+    CollectingSink, LoadErrorKind, LoadedExtension, MapSecrets, Runtime, RuntimeConfig, StepError,
+    StepFailure, StepOutcome, StepRequest,
 };
 use serde_json::json;
 
@@ -59,7 +59,9 @@ fn components() -> &'static Components {
 }
 
 fn manifest(name: &str) -> Manifest {
-    let path = fixtures_dir().join("manifests").join(format!("{name}.toml"));
+    let path = fixtures_dir()
+        .join("manifests")
+        .join(format!("{name}.toml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Manifest::from_toml(&text).unwrap_or_else(|d| panic!("{}: {d:?}", path.display()))
 }
@@ -88,7 +90,10 @@ fn run(
     runtime: &Runtime,
     extension: &LoadedExtension,
     with: serde_json::Value,
-) -> (Result<StepOutcome, StepError>, Vec<labhit_protocol::run::LogEntry>) {
+) -> (
+    Result<StepOutcome, StepError>,
+    Vec<labhit_protocol::run::LogEntry>,
+) {
     let workspace = tempfile::tempdir().expect("tempdir");
     let sink = Arc::new(CollectingSink::new());
     let result = runtime.execute(extension, request(workspace.path(), with, &sink));
@@ -104,7 +109,10 @@ fn expect_error(result: Result<StepOutcome, StepError>) -> StepError {
                 text.starts_with("stage `hostile`: extension `test/hostile"),
                 "the error names stage and extension: {text}"
             );
-            assert!(text.contains("@0.1.0"), "the error names the version: {text}");
+            assert!(
+                text.contains("@0.1.0"),
+                "the error names the version: {text}"
+            );
             err
         }
     }
@@ -143,10 +151,19 @@ fn an_infinite_loop_stops_at_its_deadline() {
             timeout: Duration::from_millis(200)
         }
     );
-    assert!(err.to_string().contains("ran past its deadline of 200ms"), "{err}");
+    assert!(
+        err.to_string().contains("ran past its deadline of 200ms"),
+        "{err}"
+    );
     // Deadline ± one tick (10 ms), plus generous slack for a loaded CI machine.
-    assert!(elapsed >= Duration::from_millis(200), "stopped early: {elapsed:?}");
-    assert!(elapsed < Duration::from_millis(1500), "stopped late: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(200),
+        "stopped early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "stopped late: {elapsed:?}"
+    );
     next_step_succeeds(&runtime, &extension);
 }
 
@@ -177,7 +194,11 @@ fn a_memory_bomb_hits_the_memory_limit() {
     let (result, _) = run(&runtime, &extension, json!({"mode": "memory-bomb"}));
     let err = expect_error(result);
     assert_eq!(*err.failure, StepFailure::MemoryLimit { limit: 32 << 20 });
-    assert!(err.to_string().contains("exceeded its memory limit of 33554432 bytes"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("exceeded its memory limit of 33554432 bytes"),
+        "{err}"
+    );
     next_step_succeeds(&runtime, &extension);
 }
 
@@ -204,12 +225,16 @@ fn a_panic_keeps_its_message() {
     let err = expect_error(result);
     match &*err.failure {
         StepFailure::Panic { message } => {
-            assert!(message.contains("hostile guest panicked on purpose"), "{message}");
+            assert!(
+                message.contains("hostile guest panicked on purpose"),
+                "{message}"
+            );
         }
         other => panic!("expected a panic, got {other:?}"),
     }
     assert!(
-        logs.iter().any(|e| e.message.contains("hostile guest panicked on purpose")),
+        logs.iter()
+            .any(|e| e.message.contains("hostile guest panicked on purpose")),
         "the panic is in the log: {logs:?}"
     );
     next_step_succeeds(&runtime, &extension);
@@ -260,8 +285,11 @@ fn symlinks_leading_outside_the_workspace_are_refused() {
     let outside = tempfile::tempdir().expect("tempdir");
     std::fs::write(outside.path().join("secret.txt"), "outside the sandbox").expect("write");
     let workspace = tempfile::tempdir().expect("tempdir");
-    std::os::unix::fs::symlink(outside.path().join("secret.txt"), workspace.path().join("file-link"))
-        .expect("symlink");
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        workspace.path().join("file-link"),
+    )
+    .expect("symlink");
     std::os::unix::fs::symlink(outside.path(), workspace.path().join("dir-link")).expect("symlink");
     for path in ["file-link", "dir-link/secret.txt"] {
         let sink = Arc::new(CollectingSink::new());
@@ -271,7 +299,10 @@ fn symlinks_leading_outside_the_workspace_are_refused() {
             &sink,
         );
         let outputs = expect_output(runtime.execute(&extension, step));
-        assert!(outputs["refused"].starts_with(&format!("/workspace/{path}: ")), "{outputs:?}");
+        assert!(
+            outputs["refused"].starts_with(&format!("/workspace/{path}: ")),
+            "{outputs:?}"
+        );
     }
     next_step_succeeds(&runtime, &extension);
 }
@@ -283,7 +314,9 @@ fn undeclared_secrets_are_denied() {
     let workspace = tempfile::tempdir().expect("tempdir");
     let sink = Arc::new(CollectingSink::new());
     let mut secrets = MapSecrets::new();
-    secrets.insert("UNDECLARED", "would-leak").insert("DECLARED", "fine");
+    secrets
+        .insert("UNDECLARED", "would-leak")
+        .insert("DECLARED", "fine");
     let mut step = request(
         workspace.path(),
         json!({"mode": "secret", "name": "UNDECLARED"}),
@@ -292,10 +325,22 @@ fn undeclared_secrets_are_denied() {
     step.secrets = Arc::new(secrets);
     let outputs = expect_output(runtime.execute(&extension, step));
     assert_eq!(outputs["secret"], "Denied");
-    let (result, _) = run(&runtime, &extension, json!({"mode": "secret", "name": "bad name"}));
+    let (result, _) = run(
+        &runtime,
+        &extension,
+        json!({"mode": "secret", "name": "bad name"}),
+    );
     assert_eq!(expect_output(result)["secret"], "InvalidName");
-    let (result, _) = run(&runtime, &extension, json!({"mode": "secret", "name": "DECLARED"}));
-    assert_eq!(expect_output(result)["secret"], "NotFound", "no store value in this step");
+    let (result, _) = run(
+        &runtime,
+        &extension,
+        json!({"mode": "secret", "name": "DECLARED"}),
+    );
+    assert_eq!(
+        expect_output(result)["secret"],
+        "NotFound",
+        "no store value in this step"
+    );
     next_step_succeeds(&runtime, &extension);
 }
 
@@ -314,9 +359,15 @@ fn secret_values_are_redacted_from_logs_outputs_and_errors() {
     );
     step.secrets = Arc::new(secrets);
     let err = expect_error(runtime.execute(&extension, step));
-    assert_eq!(*err.failure, StepFailure::Failed("failing with ***".to_owned()));
+    assert_eq!(
+        *err.failure,
+        StepFailure::Failed("failing with ***".to_owned())
+    );
     let logs = sink.take();
-    assert!(logs.iter().any(|e| e.message == "the secret is ***"), "{logs:?}");
+    assert!(
+        logs.iter().any(|e| e.message == "the secret is ***"),
+        "{logs:?}"
+    );
     assert!(
         logs.iter()
             .any(|e| e.stream == LogStream::Stdout && e.message == "stdout says ***"),
@@ -337,7 +388,10 @@ fn writes_to_a_read_only_workspace_are_refused() {
         request(workspace.path(), json!({"mode": "write"}), &sink),
     ));
     assert!(!outputs["refused"].is_empty());
-    assert!(!workspace.path().join("written.txt").exists(), "nothing was written");
+    assert!(
+        !workspace.path().join("written.txt").exists(),
+        "nothing was written"
+    );
     // The same guest may write when the manifest grants read-write.
     let writer = load(&runtime, "hostile");
     let (result, _) = run(&runtime, &writer, json!({"mode": "write"}));
@@ -354,7 +408,11 @@ fn a_log_flood_is_capped_and_the_step_finishes() {
     let extension = load(&runtime, "hostile");
     let limit = runtime.config().log_limits.max_entries_per_step;
     let count = limit * 2;
-    let (result, logs) = run(&runtime, &extension, json!({"mode": "log-flood", "count": count}));
+    let (result, logs) = run(
+        &runtime,
+        &extension,
+        json!({"mode": "log-flood", "count": count}),
+    );
     assert_eq!(expect_output(result)["logged"], count.to_string());
     let kept = u64::try_from(logs.len()).expect("fits");
     assert!(kept <= limit + 1, "{kept} entries kept, limit {limit}");
@@ -373,7 +431,11 @@ fn garbage_bytes_are_not_a_component() {
         .load(&manifest("garbage"), &garbage)
         .expect_err("garbage must not load");
     assert!(matches!(*err.kind, LoadErrorKind::NotWasm(_)), "{err}");
-    assert!(err.to_string().starts_with("cannot load extension `test/garbage@0.1.0`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot load extension `test/garbage@0.1.0`"),
+        "{err}"
+    );
     // A truncated component is malformed, not a crash.
     let bytes = std::fs::read(&components().hostile).expect("component");
     std::fs::write(&garbage, &bytes[..bytes.len() / 2]).expect("write");
@@ -407,8 +469,14 @@ fn a_component_without_the_export_is_refused() {
     let err = runtime
         .load(&manifest("missing-export"), &components().missing_export)
         .expect_err("no export");
-    assert!(matches!(*err.kind, LoadErrorKind::MissingExport { .. }), "{err}");
-    assert!(err.to_string().contains("labhit:extension/pipeline-step"), "{err}");
+    assert!(
+        matches!(*err.kind, LoadErrorKind::MissingExport { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("labhit:extension/pipeline-step"),
+        "{err}"
+    );
     next_step_succeeds(&runtime, &load(&runtime, "hostile"));
 }
 

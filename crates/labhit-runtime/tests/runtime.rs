@@ -123,7 +123,10 @@ fn expect_failure(result: Result<StepOutcome, StepError>) -> (StepError, StepFai
 /// The next step on the same runtime still works.
 fn still_works(fixture: &Fixture, extension: &LoadedExtension) {
     let step = step("noop");
-    assert_eq!(ok(fixture.runtime.execute(extension, step.request)).exit_code, 0);
+    assert_eq!(
+        ok(fixture.runtime.execute(extension, step.request)).exit_code,
+        0
+    );
 }
 
 // ---- example extensions -------------------------------------------------------------
@@ -210,14 +213,21 @@ fn render_example_uses_a_declared_secret_without_logging_it() {
     })
     .into();
     let token = "tok-3xampl3-value";
-    step.request.secrets = Arc::new([("DEPLOY_TOKEN", token)].into_iter().collect::<MapSecrets>());
+    step.request.secrets = Arc::new(
+        [("DEPLOY_TOKEN", token)]
+            .into_iter()
+            .collect::<MapSecrets>(),
+    );
     let outcome = ok(fixture.runtime.execute(&extension, step.request));
     let rendered =
         std::fs::read_to_string(step.workspace.path().join("dist/app.txt")).expect("rendered");
     assert_eq!(rendered, format!("app demo token={token}\n"));
     assert_eq!(outcome.outputs["output"], "dist/app.txt");
     assert_eq!(outcome.outputs["bytes"], rendered.len().to_string());
-    assert!(outcome.artifacts.is_empty(), "a file with a secret is no artifact");
+    assert!(
+        outcome.artifacts.is_empty(),
+        "a file with a secret is no artifact"
+    );
     assert_no_secret(&step.sink.entries(), &[token.to_owned()]);
 }
 
@@ -233,13 +243,20 @@ fn a_preview1_module_is_adapted_and_runs() {
             .replace(".component.wasm", ".wasm"),
     );
     let bytes = std::fs::read(&core).expect("core module");
-    assert_eq!(&bytes[4..8], [1, 0, 0, 0], "cargo's output is a core module");
+    assert_eq!(
+        &bytes[4..8],
+        [1, 0, 0, 0],
+        "cargo's output is a core module"
+    );
     let extension = fixture
         .runtime
         .load(&probe_manifest("read-write"), &core)
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(extension.source_kind(), SourceKind::Preview1Module);
-    assert_eq!(extension.contract_version().to_string(), labhit_protocol::CONTRACT_VERSION);
+    assert_eq!(
+        extension.contract_version().to_string(),
+        labhit_protocol::CONTRACT_VERSION
+    );
     let step = step("write");
     let outcome = ok(fixture.runtime.execute(&extension, step.request));
     assert_eq!(outcome.outputs["write"], "ok");
@@ -261,17 +278,29 @@ fn the_workspace_grant_is_enforced() {
     let ro = probe(&fixture, "read");
     let step_ro = step("write");
     let outcome = ok(fixture.runtime.execute(&ro, step_ro.request));
-    assert!(outcome.outputs["write"].starts_with("refused"), "{:?}", outcome.outputs);
+    assert!(
+        outcome.outputs["write"].starts_with("refused"),
+        "{:?}",
+        outcome.outputs
+    );
     assert!(!step_ro.workspace.path().join("probe.txt").exists());
 
     let none = probe(&fixture, "none");
     let mut step_none = step("env");
     step_none.request.workspace = None;
     let outcome = ok(fixture.runtime.execute(&none, step_none.request));
-    assert!(outcome.outputs["root"].starts_with("error"), "{:?}", outcome.outputs);
+    assert!(
+        outcome.outputs["root"].starts_with("error"),
+        "{:?}",
+        outcome.outputs
+    );
     let step_none = step("write");
     let outcome = ok(fixture.runtime.execute(&none, step_none.request));
-    assert!(outcome.outputs["write"].starts_with("refused"), "{:?}", outcome.outputs);
+    assert!(
+        outcome.outputs["write"].starts_with("refused"),
+        "{:?}",
+        outcome.outputs
+    );
 }
 
 #[test]
@@ -363,14 +392,21 @@ fn secret_values_and_their_encodings_never_reach_the_log() {
         assert_no_secret(&entries, &forms);
         let streams: Vec<LogStream> = entries.iter().map(|e| e.stream).collect();
         for stream in [LogStream::Log, LogStream::Stdout, LogStream::Stderr] {
-            assert!(streams.contains(&stream), "{stream:?} captured: {entries:?}");
+            assert!(
+                streams.contains(&stream),
+                "{stream:?} captured: {entries:?}"
+            );
         }
         let stdout = entries
             .iter()
             .find(|e| e.stream == LogStream::Stdout)
             .expect("stdout line");
         assert_eq!(stdout.level, LogLevel::Info);
-        assert!(stdout.message.starts_with("stdout: *** | ***"), "{}", stdout.message);
+        assert!(
+            stdout.message.starts_with("stdout: *** | ***"),
+            "{}",
+            stdout.message
+        );
         let stderr = entries
             .iter()
             .find(|e| e.stream == LogStream::Stderr)
@@ -385,12 +421,19 @@ fn secret_values_and_their_encodings_never_reach_the_log() {
         );
         let sequences: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
         assert_eq!(sequences, (0..entries.len() as u64).collect::<Vec<_>>());
-        assert!(entries.iter().all(|e| e.stage.as_ref().map(|s| s.as_str()) == Some("probe-stage")));
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.stage.as_ref().map(|s| s.as_str()) == Some("probe-stage"))
+        );
         if fail {
             let (err, _) = expect_failure(result);
             let text = err.to_string();
             for form in &forms {
-                assert!(!text.contains(form.as_str()), "`{form}` leaked into `{text}`");
+                assert!(
+                    !text.contains(form.as_str()),
+                    "`{form}` leaked into `{text}`"
+                );
             }
             assert!(text.contains("failed with ***"), "{text}");
         } else {
@@ -410,7 +453,11 @@ fn the_network_is_denied() {
     let mut step = step("net");
     step.request.workspace = None;
     let outcome = ok(fixture.runtime.execute(&extension, step.request));
-    assert!(outcome.outputs["net"].starts_with("refused"), "{:?}", outcome.outputs);
+    assert!(
+        outcome.outputs["net"].starts_with("refused"),
+        "{:?}",
+        outcome.outputs
+    );
 }
 
 // ---- failures are results --------------------------------------------------------------
@@ -475,7 +522,11 @@ fn a_memory_bomb_hits_the_memory_limit() {
     let mut step = step("memory");
     step.request.workspace = None;
     let (err, failure) = expect_failure(fixture.runtime.execute(&extension, step.request));
-    assert_eq!(failure, StepFailure::MemoryLimit { limit: 32 << 20 }, "{err}");
+    assert_eq!(
+        failure,
+        StepFailure::MemoryLimit { limit: 32 << 20 },
+        "{err}"
+    );
     still_works(&fixture, &extension);
 }
 
@@ -506,8 +557,12 @@ fn exit_invalid_config_and_bad_artifacts_are_typed() {
     // `wasi:cli/exit` 0.2 carries only success or failure: any non-zero status is 1.
     assert_eq!(failure, StepFailure::Exit { status: 1 });
 
-    let (err, failure) = expect_failure(fixture.runtime.execute(&extension, step("invalid").request));
-    assert_eq!(failure, StepFailure::InvalidConfig("`mode` is invalid".to_owned()));
+    let (err, failure) =
+        expect_failure(fixture.runtime.execute(&extension, step("invalid").request));
+    assert_eq!(
+        failure,
+        StepFailure::InvalidConfig("`mode` is invalid".to_owned())
+    );
     assert_eq!(
         err.to_string(),
         "stage `probe-stage`: extension `test/probe@0.3.1` rejected its config: `mode` is invalid"
@@ -518,7 +573,10 @@ fn exit_invalid_config_and_bad_artifacts_are_typed() {
             .runtime
             .execute(&extension, step("escape-artifact").request),
     );
-    assert!(matches!(failure, StepFailure::InvalidOutput(_)), "{failure:?}");
+    assert!(
+        matches!(failure, StepFailure::InvalidOutput(_)),
+        "{failure:?}"
+    );
     still_works(&fixture, &extension);
 }
 
@@ -595,7 +653,11 @@ fn the_second_load_is_a_cache_hit_and_a_corrupt_entry_is_rebuilt() {
     assert_eq!(second.cache_outcome(), &CacheOutcome::Hit);
 
     let bytes = std::fs::read(&path).expect("component");
-    let (artifact, _) = fixture.runtime.cache().entry_paths(&bytes).expect("enabled");
+    let (artifact, _) = fixture
+        .runtime
+        .cache()
+        .entry_paths(&bytes)
+        .expect("enabled");
     let mut cached = std::fs::read(&artifact).expect("artifact");
     let middle = cached.len() / 2;
     cached[middle] ^= 0x55;
@@ -620,12 +682,20 @@ fn malformed_files_are_refused_with_the_extension_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let component = std::fs::read(build(&probe_dir(), Target::P2)).expect("component");
     let cases: [(&str, Vec<u8>, fn(&LoadErrorKind) -> bool); 5] = [
-        ("empty.wasm", Vec::new(), |k| matches!(k, LoadErrorKind::NotWasm(_))),
-        ("script.wasm", b"#!/bin/sh\n".to_vec(), |k| matches!(k, LoadErrorKind::NotWasm(_))),
-        ("truncated.wasm", component[..component.len() / 2].to_vec(), |k| {
-            matches!(k, LoadErrorKind::Compile(_))
+        ("empty.wasm", Vec::new(), |k| {
+            matches!(k, LoadErrorKind::NotWasm(_))
         }),
-        ("core.wasm", b"\0asm\x01\0\0\0\xff".to_vec(), |k| matches!(k, LoadErrorKind::Adapt(_))),
+        ("script.wasm", b"#!/bin/sh\n".to_vec(), |k| {
+            matches!(k, LoadErrorKind::NotWasm(_))
+        }),
+        (
+            "truncated.wasm",
+            component[..component.len() / 2].to_vec(),
+            |k| matches!(k, LoadErrorKind::Compile(_)),
+        ),
+        ("core.wasm", b"\0asm\x01\0\0\0\xff".to_vec(), |k| {
+            matches!(k, LoadErrorKind::Adapt(_))
+        }),
         ("empty-module.wasm", b"\0asm\x01\0\0\0".to_vec(), |k| {
             matches!(k, LoadErrorKind::MissingExport { .. })
         }),
@@ -636,7 +706,10 @@ fn malformed_files_are_refused_with_the_extension_named() {
         let err = fixture.runtime.load(&manifest, &path).expect_err(name);
         assert!(expected(&err.kind), "{name}: {err}");
         let text = err.to_string();
-        assert!(text.contains("test/probe@0.3.1") && text.contains(name), "{text}");
+        assert!(
+            text.contains("test/probe@0.3.1") && text.contains(name),
+            "{text}"
+        );
     }
     let missing = fixture
         .runtime
@@ -651,7 +724,11 @@ fn malformed_files_are_refused_with_the_extension_named() {
         StepRequest::new("deploy"),
     ));
     assert!(matches!(failure, StepFailure::Load(_)));
-    assert!(err.to_string().starts_with("stage `deploy`: extension `test/probe@0.3.1`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("stage `deploy`: extension `test/probe@0.3.1`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -663,7 +740,10 @@ fn a_manifest_contract_requirement_is_checked() {
         .runtime
         .load(&manifest, &build(&probe_dir(), Target::P2))
         .expect_err("incompatible");
-    assert!(matches!(*err.kind, LoadErrorKind::ManifestContract { .. }), "{err}");
+    assert!(
+        matches!(*err.kind, LoadErrorKind::ManifestContract { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("labhit:extension@0.1.0"), "{err}");
 }
 
@@ -677,5 +757,8 @@ fn a_memory_limit_above_the_runtime_maximum_is_refused() {
         .runtime
         .load(&probe_manifest("none"), &build(&probe_dir(), Target::P2))
         .expect_err("too large");
-    assert!(matches!(*err.kind, LoadErrorKind::MemoryLimitTooLarge { .. }), "{err}");
+    assert!(
+        matches!(*err.kind, LoadErrorKind::MemoryLimitTooLarge { .. }),
+        "{err}"
+    );
 }

@@ -63,7 +63,7 @@ impl Scripted {
     }
 
     fn run(&self, task: &StageTask<'_>) -> StageOutcome {
-        self.started.lock().unwrap().push(task.id.to_string());
+        self.started.lock().expect("lock").push(task.id.to_string());
         if self.failing.contains(task.id.as_str()) {
             StageOutcome::failed(Some(2), "command exited with code 2")
         } else {
@@ -80,8 +80,8 @@ fn a_stage_starts_after_all_its_dependencies() {
     let runner = Scripted::new(&[]);
     let run = scheduler(4).run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
     assert_eq!(run.status, RunStatus::Succeeded);
-    let order = runner.started.lock().unwrap().clone();
-    let pos = |s: &str| order.iter().position(|x| x == s).unwrap();
+    let order = runner.started.lock().expect("lock").clone();
+    let pos = |s: &str| order.iter().position(|x| x == s).expect("valid");
     assert_eq!(pos("a"), 0);
     assert_eq!(pos("d"), 3);
     let ids: Vec<&str> = run.stages.iter().map(|s| s.stage.as_str()).collect();
@@ -106,24 +106,24 @@ fn a_failed_middle_stage_skips_downstream_and_the_other_branch_finishes() {
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(status(&run, "a"), StageStatus::Succeeded);
     assert_eq!(status(&run, "b"), StageStatus::Failed);
-    assert_eq!(run.stage("b").unwrap().exit_code, Some(2));
+    assert_eq!(run.stage("b").expect("valid").exit_code, Some(2));
     assert_eq!(reason(&run, "b"), "command exited with code 2");
     assert_eq!(status(&run, "c"), StageStatus::Skipped);
     assert_eq!(reason(&run, "c"), "skipped: `b` failed");
     assert_eq!(status(&run, "x"), StageStatus::Succeeded);
     assert_eq!(status(&run, "y"), StageStatus::Succeeded);
-    assert!(!runner.started.lock().unwrap().contains(&"c".to_owned()));
+    assert!(!runner.started.lock().expect("lock").contains(&"c".to_owned()));
 
     // The JSON summary says exactly that.
-    let json = serde_json::to_value(&run).unwrap();
+    let json = serde_json::to_value(&run).expect("valid");
     let stages: BTreeMap<&str, (&str, Option<&str>)> = json["stages"]
         .as_array()
-        .unwrap()
+        .expect("valid")
         .iter()
         .map(|s| {
             (
-                s["stage"].as_str().unwrap(),
-                (s["status"].as_str().unwrap(), s["reason"].as_str()),
+                s["stage"].as_str().expect("valid"),
+                (s["status"].as_str().expect("valid"), s["reason"].as_str()),
             )
         })
         .collect();
@@ -160,7 +160,7 @@ struct Concurrency {
 
 impl Concurrency {
     fn run(&self, _task: &StageTask<'_>) -> StageOutcome {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock().expect("lock");
         state.0 += 1;
         state.1 += 1;
         state.2 = state.2.max(state.0);
@@ -169,7 +169,7 @@ impl Concurrency {
         while state.0 < self.jobs && state.1 < self.total {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "parallelism never reached {}", self.jobs);
-            state = self.changed.wait_timeout(state, left).unwrap().0;
+            state = self.changed.wait_timeout(state, left).expect("lock").0;
         }
         state.0 -= 1;
         self.changed.notify_all();
@@ -194,7 +194,7 @@ fn the_parallelism_bound_is_respected_and_reached() {
             RunInfo::default(),
         );
         assert_eq!(run.status, RunStatus::Succeeded);
-        let (_, started, max) = *runner.state.lock().unwrap();
+        let (_, started, max) = *runner.state.lock().expect("lock");
         assert_eq!(started, total);
         assert_eq!(max, jobs, "jobs = {jobs}");
     }
@@ -220,16 +220,16 @@ fn fail_fast_cancels_running_stages_and_skips_the_rest() {
     let slow_running = (Mutex::new(false), Condvar::new());
     let runner = |task: &StageTask<'_>| match task.id.as_str() {
         "slow" => {
-            *slow_running.0.lock().unwrap() = true;
+            *slow_running.0.lock().expect("lock") = true;
             slow_running.1.notify_all();
             wait_for_cancel(task)
         }
         "bad" => {
-            let guard = slow_running.0.lock().unwrap();
+            let guard = slow_running.0.lock().expect("lock");
             let (_guard, timeout) = slow_running
                 .1
                 .wait_timeout_while(guard, DEADLINE, |running| !*running)
-                .unwrap();
+                .expect("valid");
             assert!(!timeout.timed_out());
             StageOutcome::failed(Some(1), "boom")
         }
@@ -295,7 +295,7 @@ fn cancellation_before_the_start_cancels_everything() {
     let run = scheduler.run(&independent(5), &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
     assert_eq!(run.status, RunStatus::Cancelled);
     assert!(run.stages.iter().all(|s| s.status == StageStatus::Cancelled));
-    assert!(runner.started.lock().unwrap().is_empty());
+    assert!(runner.started.lock().expect("lock").is_empty());
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn gates_deny_without_approval_and_open_with_it() {
     assert_eq!(status(&run, "deploy"), StageStatus::Denied);
     assert!(reason(&run, "deploy").contains("--approve deploy"), "{}", reason(&run, "deploy"));
     assert_eq!(reason(&run, "notify"), "skipped: `deploy` was denied");
-    assert!(!runner.started.lock().unwrap().contains(&"deploy".to_owned()));
+    assert!(!runner.started.lock().expect("lock").contains(&"deploy".to_owned()));
 
     let runner = Scripted::new(&[]);
     gates.approved = PreApproved::Stages(BTreeSet::from(["deploy".to_owned()]));
@@ -366,11 +366,11 @@ fn status_changes_are_reported() {
     let mut s = scheduler(1);
     let record = Arc::clone(&seen);
     s.on_status = Some(Arc::new(move |id, status| {
-        record.lock().unwrap().push(format!("{id}:{status}"));
+        record.lock().expect("lock").push(format!("{id}:{status}"));
     }));
     let runner = Scripted::new(&["a"]);
     s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
-    let seen = seen.lock().unwrap().clone();
+    let seen = seen.lock().expect("lock").clone();
     assert_eq!(
         seen,
         ["a:queued", "b:queued", "a:running", "a:failed", "b:skipped"]

@@ -347,6 +347,21 @@ fn components_export_the_contract_version() {
         .split_once('@')
         .expect("versioned");
     assert_eq!(exports, [format!("{package}/pipeline-step@{version}")]);
+
+    // `labhit_guest_build::contract_version` (the check bundles go through) reads the same.
+    for target in [Target::P2, Target::P1] {
+        let built = builder()
+            .build(&fixture_dir(), target)
+            .unwrap_or_else(|err| panic!("{err}"));
+        let bytes = std::fs::read(&built.component).expect("component readable");
+        assert_eq!(
+            labhit_guest_build::contract_version(&bytes)
+                .expect("a contract version")
+                .to_string(),
+            labhit_protocol::CONTRACT_VERSION,
+            "{target}"
+        );
+    }
 }
 
 /// An example extension of the workspace, built for `wasm32-wasip2` and compiled.
@@ -365,7 +380,17 @@ fn example(id: &str) -> Example {
     let built = builder()
         .build(&extension.dir, Target::P2)
         .unwrap_or_else(|err| panic!("{err}"));
-    let component = Component::from_file(engine(), &built.component).expect("compiles");
+    // The bundle `cargo xtask extensions` writes: it checks the exported contract version
+    // against the manifest.
+    let out = tempfile::tempdir().expect("tempdir");
+    let bundle = extension
+        .bundle(&built.component, out.path())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let component = Component::from_file(
+        engine(),
+        bundle.join(&extension.manifest.extension.component),
+    )
+    .expect("compiles");
     Example {
         extension,
         component,

@@ -4,7 +4,7 @@
 //! prints): `schema/pipeline.schema.json`, `schema/extension-manifest.schema.json` and one
 //! `schema/wire/<type>.schema.json` per wire type. Each file is pretty-printed JSON with keys
 //! in sorted order (so the output does not depend on serde_json's `preserve_order` feature),
-//! a trailing newline, and a top-level `"$comment"` carrying [`HEADER`], since JSON has no
+//! a trailing newline, and a top-level `"$comment"` carrying [`super::HEADER`], since JSON has no
 //! comments.
 
 use std::path::Path;
@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use labhit_protocol::schema;
 use serde_json::Value;
 
-use super::{GeneratedFile, HEADER};
+use super::GeneratedFile;
 
 /// Where the schemas go, relative to the workspace root.
 const DIR: &str = "schema";
@@ -55,7 +55,7 @@ mod tests {
         assert!(files.len() >= 3);
         for file in &files {
             let value: Value = serde_json::from_str(&file.contents).expect("valid JSON");
-            assert_eq!(value["$comment"], HEADER, "{}", file.path.display());
+            assert_eq!(value["$comment"], super::super::HEADER, "{}", file.path.display());
             assert!(
                 value["$id"]
                     .as_str()

@@ -29,6 +29,7 @@ use crate::{ColorWhen, Exit};
     "Examples:\n",
     "  labhit ext check target/extensions/util/checksum/extension.toml\n",
     "  labhit ext check target/extensions/util/checksum          (the bundle directory)\n",
+    "  labhit ext check util/checksum@^0.1 --extensions target/extensions   (an installed one)\n",
     "  labhit ext check ext/extension.toml --format json | jq '.checks[] | select(.status != \"pass\")'\n",
     "\n",
     "Checks: manifest, component (loads and compiles; wasip1 modules are adapted), exports\n",
@@ -46,9 +47,15 @@ use crate::{ColorWhen, Exit};
     "  3  fatal: the manifest is missing or unreadable, or the runtime could not start\n",
 ))]
 pub(crate) struct Args {
-    /// The bundle's `extension.toml` (or the directory holding it)
+    /// The bundle's `extension.toml`, the directory holding it, or an installed extension
+    /// `category/name[@req]` (newest matching version on the search path; see `ext list`)
     #[arg(value_name = "MANIFEST")]
     manifest: PathBuf,
+
+    /// A directory of extension bundles to search first when MANIFEST is `category/name`;
+    /// repeatable
+    #[arg(long = "extensions", value_name = "DIR")]
+    extensions: Vec<PathBuf>,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -108,7 +115,7 @@ struct Report {
 
 /// Runs `labhit ext check`.
 pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
-    let file = read_manifest(&args.manifest)?;
+    let file = read_manifest(&args.manifest, &args.extensions)?;
     let mut checks = Vec::new();
     let (extension, version) = match &file.manifest {
         Err(diagnostics) => {
@@ -118,7 +125,15 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
                 .collect::<Vec<_>>()
                 .join("\n");
             checks.push(Check::fail("manifest", message));
-            for name in ["component", "exports", "contract", "links", "limits", "inputs", "outputs"] {
+            for name in [
+                "component",
+                "exports",
+                "contract",
+                "links",
+                "limits",
+                "inputs",
+                "outputs",
+            ] {
                 checks.push(Check::skip(name, "the manifest is invalid"));
             }
             (None, None)
@@ -133,7 +148,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
                 ),
             ));
             let runtime = super::runtime()?;
-            checks.extend(component_checks(&runtime, manifest, &file.component_path(manifest)));
+            checks.extend(component_checks(
+                &runtime,
+                manifest,
+                &file.component_path(manifest),
+            ));
             checks.push(schema_check("inputs", "input", manifest.inputs_schema()));
             checks.push(schema_check(
                 "outputs",
@@ -183,22 +202,46 @@ fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
         };
         let mut lines = check.message.lines();
         let first = lines.next().unwrap_or_default();
-        let skipped = if check.status == Status::Skip { "skipped: " } else { "" };
-        writeln!(out, "  {style}{mark}{style:#} {:<10} {skipped}{first}", check.name)?;
+        let skipped = if check.status == Status::Skip {
+            "skipped: "
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  {style}{mark}{style:#} {:<10} {skipped}{first}",
+            check.name
+        )?;
         for line in lines {
             writeln!(out, "    {:<10} {line}", "")?;
         }
     }
-    let failed = report.checks.iter().filter(|c| c.status == Status::Fail).count();
+    let failed = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .count();
     if failed == 0 {
-        writeln!(out, "{green}all {} checks passed{green:#}", report.checks.len())?;
+        writeln!(
+            out,
+            "{green}all {} checks passed{green:#}",
+            report.checks.len()
+        )?;
     } else {
-        let skipped = report.checks.iter().filter(|c| c.status == Status::Skip).count();
+        let skipped = report
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Skip)
+            .count();
         writeln!(
             out,
             "{red}{failed} of {} checks failed{red:#}{}",
             report.checks.len(),
-            if skipped > 0 { format!(", {skipped} skipped") } else { String::new() }
+            if skipped > 0 {
+                format!(", {skipped} skipped")
+            } else {
+                String::new()
+            }
         )?;
     }
     Ok(())
@@ -239,7 +282,11 @@ fn component_checks(
         relaxed.limits.memory = None;
         Check::fail(
             "limits",
-            format!("memory limit of {memory} bytes exceeds this host's maximum of {max} bytes"),
+            format!(
+                "memory limit of {} exceeds this host's maximum of {}",
+                bytes(memory),
+                bytes(max)
+            ),
         )
     } else {
         let timeout = manifest
@@ -250,10 +297,19 @@ fn component_checks(
         Check::pass(
             "limits",
             format!(
-                "memory {memory} bytes{}, timeout {}s{}",
-                if manifest.limits.memory.is_none() { " (default)" } else { "" },
-                timeout.as_secs(),
-                if manifest.limits.timeout.is_none() { " (default)" } else { "" },
+                "memory {}{}, timeout {}{}",
+                bytes(memory),
+                if manifest.limits.memory.is_none() {
+                    " (default)"
+                } else {
+                    ""
+                },
+                seconds(timeout.as_secs()),
+                if manifest.limits.timeout.is_none() {
+                    " (default)"
+                } else {
+                    ""
+                },
             ),
         )
     };
@@ -275,7 +331,10 @@ fn component_checks(
             vec![
                 Check::pass(
                     "component",
-                    format!("`{shown}`: {kind}, {how} in {} ms", loaded.load_time().as_millis()),
+                    format!(
+                        "`{shown}`: {kind}, {how} in {} ms",
+                        loaded.load_time().as_millis()
+                    ),
                 ),
                 Check::pass(
                     "exports",
@@ -310,16 +369,19 @@ fn component_checks(
                     Check::pass("exports", "exports `labhit:extension/pipeline-step`"),
                     Check::fail(
                         "contract",
-                        contract_req.clone().map_or(reason.clone(), |m| format!("{reason}; {m}")),
+                        contract_req
+                            .clone()
+                            .map_or(reason.clone(), |m| format!("{reason}; {m}")),
                     ),
                     Check::skip("links", "the contract version is incompatible"),
                 ],
                 LoadErrorKind::Link(_) => vec![
                     Check::pass("component", format!("`{shown}` compiles")),
                     Check::pass("exports", "exports `labhit:extension/pipeline-step`"),
-                    contract_req
-                        .clone()
-                        .map_or_else(|| Check::pass("contract", "compatible"), |m| Check::fail("contract", m)),
+                    contract_req.clone().map_or_else(
+                        || Check::pass("contract", "compatible"),
+                        |m| Check::fail("contract", m),
+                    ),
                     Check::fail("links", reason),
                 ],
                 _ => vec![
@@ -345,11 +407,57 @@ fn schema_check(name: &'static str, what: &str, schema: Option<serde_json::Value
     };
     if let Err(err) = jsonschema::meta::validate(&schema) {
         let at = err.instance_path().as_str().to_owned();
-        let at = if at.is_empty() { String::new() } else { format!(" at `{at}`") };
-        return Check::fail(name, format!("the {what} schema is not a valid JSON Schema{at}: {err}"));
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{at}`")
+        };
+        return Check::fail(
+            name,
+            format!("the {what} schema is not a valid JSON Schema{at}: {err}"),
+        );
     }
     match jsonschema::validator_for(&schema) {
         Ok(_) => Check::pass(name, format!("the {what} schema is a valid JSON Schema")),
         Err(err) => Check::fail(name, format!("the {what} schema cannot be used: {err}")),
+    }
+}
+
+/// `64Mi`, `1Gi`, `1500 bytes`: the manifest's own units where they fit.
+fn bytes(n: u64) -> String {
+    for (shift, unit) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// `5m`, `1h30m`, `45s`: the manifest's duration form.
+fn seconds(total: u64) -> String {
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_and_durations_use_manifest_units() {
+        assert_eq!(super::bytes(64 << 20), "64Mi");
+        assert_eq!(super::bytes(1 << 30), "1Gi");
+        assert_eq!(super::bytes(1500), "1500 bytes");
+        assert_eq!(super::seconds(300), "5m");
+        assert_eq!(super::seconds(5400), "1h30m");
+        assert_eq!(super::seconds(45), "45s");
     }
 }

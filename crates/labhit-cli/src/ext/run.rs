@@ -37,6 +37,7 @@ const FATAL: u8 = 3;
     "Examples:\n",
     "  labhit ext run target/extensions/util/checksum --workspace . --with '{\"patterns\": [\"src/**/*.rs\"]}'\n",
     "  labhit ext run ext/extension.toml --workspace ws --with-file with.json --format json\n",
+    "  labhit ext run util/checksum@^0.1 --extensions target/extensions --workspace . --with-file w.json\n",
     "  labhit ext run deploy/extension.toml --workspace ws --secret DEPLOY_TOKEN=\"$TOKEN\" --timeout 30s\n",
     "\n",
     "The step's log goes to stderr as it happens: `HH:MM:SS.mmm LEVEL [stream] message`, where\n",
@@ -62,9 +63,15 @@ const FATAL: u8 = 3;
     "Exit codes 1-3 can therefore also be the step's own exit code; `--format json` tells them apart.\n",
 ))]
 pub(crate) struct Args {
-    /// The bundle's `extension.toml` (or the directory holding it)
+    /// The bundle's `extension.toml`, the directory holding it, or an installed extension
+    /// `category/name[@req]` (newest matching version on the search path; see `ext list`)
     #[arg(value_name = "MANIFEST")]
     manifest: PathBuf,
+
+    /// A directory of extension bundles to search first when MANIFEST is `category/name`;
+    /// repeatable
+    #[arg(long = "extensions", value_name = "DIR")]
+    extensions: Vec<PathBuf>,
 
     /// The stage workspace, preopened at `/workspace` as the manifest grants (required unless
     /// the manifest grants no filesystem access)
@@ -198,7 +205,7 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
         message: format!("`--stage`: {e}"),
     })?;
 
-    let file = read_manifest(&args.manifest)?;
+    let file = read_manifest(&args.manifest, &args.extensions)?;
     let manifest = match file.manifest {
         Ok(manifest) => manifest,
         Err(diagnostics) => {
@@ -213,7 +220,11 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
             )));
         }
     };
-    let name = format!("{}@{}", manifest.qualified_name(), manifest.extension.version);
+    let name = format!(
+        "{}@{}",
+        manifest.qualified_name(),
+        manifest.extension.version
+    );
 
     let with_text = match (&args.with, &args.with_file) {
         (Some(text), _) => Some(text.clone()),
@@ -316,9 +327,8 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
             if let Some(problem) = output_schema_problem(&manifest, &outcome) {
                 report.error = Some(JsonError {
                     code: "output-schema",
-                    message: redactor.redact(&format!(
-                        "stage `{stage}`: extension `{name}` {problem}"
-                    )),
+                    message: redactor
+                        .redact(&format!("stage `{stage}`: extension `{name}` {problem}")),
                 });
                 STEP_ERROR
             } else {
@@ -454,7 +464,12 @@ fn print_human(report: &JsonReport, color: ColorWhen) -> Result<()> {
         writeln!(out, "outputs: none")?;
     } else {
         writeln!(out, "outputs:")?;
-        let width = report.outputs.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+        let width = report
+            .outputs
+            .keys()
+            .map(|k| k.chars().count())
+            .max()
+            .unwrap_or(0);
         for (name, value) in &report.outputs {
             let pad = width - name.chars().count();
             writeln!(out, "  {name}{:pad$}  {value}", "")?;
@@ -464,8 +479,18 @@ fn print_human(report: &JsonReport, color: ColorWhen) -> Result<()> {
         writeln!(out, "artifacts: none")?;
     } else {
         writeln!(out, "artifacts:")?;
-        let width = report.artifacts.iter().map(|a| a.path.chars().count()).max().unwrap_or(0);
-        let mime_width = report.artifacts.iter().map(|a| a.mime.chars().count()).max().unwrap_or(0);
+        let width = report
+            .artifacts
+            .iter()
+            .map(|a| a.path.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mime_width = report
+            .artifacts
+            .iter()
+            .map(|a| a.mime.chars().count())
+            .max()
+            .unwrap_or(0);
         for artifact in &report.artifacts {
             let pad = width - artifact.path.chars().count();
             let mime_pad = mime_width - artifact.mime.chars().count();

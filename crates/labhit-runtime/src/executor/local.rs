@@ -113,6 +113,16 @@ impl LocalExecutor {
         if ctx.cancellation.is_cancelled() {
             return Err(ExecError::Cancelled { stage: stage() });
         }
+        if !ctx.workspace.is_dir() {
+            return Err(ExecError::Workspace {
+                stage: stage(),
+                source: crate::workspace::WorkspaceError::Io {
+                    action: "run in",
+                    path: ctx.workspace.to_owned(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+                },
+            });
+        }
         let argv = input.step.argv();
         let mut command = Command::new(&argv[0]);
         command
@@ -137,10 +147,26 @@ impl LocalExecutor {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let max_line = ctx.log_limits.max_message_bytes.max(256);
         if let Some(pipe) = child.stdout.take() {
-            spawn_reader(pipe, log, LogLevel::Info, LogStream::Stdout, max_line, &open, &done_tx);
+            spawn_reader(
+                pipe,
+                log,
+                LogLevel::Info,
+                LogStream::Stdout,
+                max_line,
+                &open,
+                &done_tx,
+            );
         }
         if let Some(pipe) = child.stderr.take() {
-            spawn_reader(pipe, log, LogLevel::Warn, LogStream::Stderr, max_line, &open, &done_tx);
+            spawn_reader(
+                pipe,
+                log,
+                LogLevel::Warn,
+                LogStream::Stderr,
+                max_line,
+                &open,
+                &done_tx,
+            );
         }
         drop(done_tx);
         let (exit_tx, exit_rx) = mpsc::channel();
@@ -228,12 +254,7 @@ fn signal_group(pgid: u32, signal: &str) {
             .status()
     };
     if quiet(Command::new("kill").args(["-s", signal, "--", &group])).is_err() {
-        let _ = quiet(Command::new("sh").args([
-            "-c",
-            "kill -s \"$0\" -- \"$1\"",
-            signal,
-            &group,
-        ]));
+        let _ = quiet(Command::new("sh").args(["-c", "kill -s \"$0\" -- \"$1\"", signal, &group]));
     }
 }
 
@@ -254,7 +275,10 @@ fn spawn_reader(
         let mut line = Vec::new();
         loop {
             line.clear();
-            match (&mut reader).take(max_line as u64).read_until(b'\n', &mut line) {
+            match (&mut reader)
+                .take(max_line as u64)
+                .read_until(b'\n', &mut line)
+            {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -381,14 +405,21 @@ impl LocalExecutor {
                 Ok(StepResult::success(Vec::new()))
             }
             CacheDecision::MissBuildAs { tag } => {
-                let before = scan(ctx.workspace, ctx)?;
+                let scanned;
+                let before = match ctx.start_manifest {
+                    Some(manifest) => manifest,
+                    None => {
+                        scanned = scan(ctx.workspace, ctx)?;
+                        &scanned
+                    }
+                };
                 let exit_code = self.run(input, ctx, log)?;
                 if exit_code != 0 {
                     return Ok(StepResult::failure(exit_code));
                 }
                 let info = self
                     .snapshots
-                    .commit(tag, ctx.workspace, &before)
+                    .commit(tag, ctx.workspace, before)
                     .map_err(snapshot_error(tag))?;
                 log.emit(
                     LogLevel::Info,

@@ -33,7 +33,7 @@ use crate::host::cancellation::Cancellation;
 use crate::host::secrets::{NoSecrets, SecretStore};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink};
 use crate::snapshot::SnapshotError;
-use crate::workspace::WorkspaceError;
+use crate::workspace::{WorkspaceError, WorkspaceManifest};
 
 pub use extension::ExtensionExecutor;
 pub use local::LocalExecutor;
@@ -56,8 +56,11 @@ pub trait Executor: Send + Sync {
     }
 
     /// Runs (or, on `CacheDecision::Hit`, restores and skips) one `run:` step.
-    fn execute(&self, input: &ExecutorInput, ctx: &ExecContext<'_>)
-    -> Result<StepResult, ExecError>;
+    fn execute(
+        &self,
+        input: &ExecutorInput,
+        ctx: &ExecContext<'_>,
+    ) -> Result<StepResult, ExecError>;
 }
 
 /// What the runner gives an executor besides the [`ExecutorInput`]: where the stage's files
@@ -87,6 +90,10 @@ pub struct ExecContext<'a> {
     /// Secret values the runner put into `input.env`: redacted (with their common encodings)
     /// from every log entry the step produces.
     pub secret_values: Vec<String>,
+    /// The workspace's manifest as the step starts, when the runner already scanned it (for
+    /// the cache key). A `miss_build_as` step then records its effect against it instead of
+    /// scanning the workspace a second time; it must be current.
+    pub start_manifest: Option<&'a WorkspaceManifest>,
 }
 
 impl<'a> ExecContext<'a> {
@@ -103,6 +110,7 @@ impl<'a> ExecContext<'a> {
             timeout: None,
             secrets: Arc::new(NoSecrets),
             secret_values: Vec::new(),
+            start_manifest: None,
         }
     }
 

@@ -210,7 +210,12 @@ impl SecretAccess {
             }
             Ok(None) => Err(secrets::SecretError::NotFound),
             Err(err) => {
-                log.emit(LogLevel::Warn, LogStream::System, &err.to_string(), Vec::new());
+                log.emit(
+                    LogLevel::Warn,
+                    LogStream::System,
+                    &err.to_string(),
+                    Vec::new(),
+                );
                 Err(secrets::SecretError::NotFound)
             }
         }

@@ -55,7 +55,10 @@ pub(crate) fn build(spec: WasiSpec<'_>) -> Result<(WasiCtx, ResourceTable), Stri
     builder.allow_blocking_current_thread(true);
     builder.stdout(spec.stdout).stderr(spec.stderr);
     builder.envs(spec.env);
-    builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     builder.socket_addr_check(|_addr, _use| Box::pin(async { false }));
     let perms = match spec.access {
         FilesystemAccess::None => None,
@@ -227,6 +230,9 @@ mod tests {
         let err = LineStream::stderr(log, 100);
         err.write_bytes(b"warn\n");
         let last = sink.entries().pop().expect("entry");
-        assert_eq!((last.level, last.stream), (LogLevel::Warn, LogStream::Stderr));
+        assert_eq!(
+            (last.level, last.stream),
+            (LogLevel::Warn, LogStream::Stderr)
+        );
     }
 }

@@ -70,7 +70,7 @@ use crate::workspace::WorkspaceManifest;
 #[derive(Clone)]
 pub enum StagePlan {
     /// A `use:` stage: the loaded extension.
-    Extension(LoadedExtension),
+    Extension(Box<LoadedExtension>),
     /// A `run:` stage: the executor that runs its script.
     Command(Arc<dyn Executor>),
     /// The stage cannot run: why (an extension that failed to load, …). It fails with this.
@@ -170,14 +170,13 @@ impl PipelineRunner {
         request.log_sink = log.sink();
         request.log_cursor = LogCursor::new();
         request.cancellation = task.cancellation.clone();
-        let result = if access == FilesystemAccess::ReadWrite {
+        if access == FilesystemAccess::ReadWrite {
             let _exclusive = self.lock.write().unwrap_or_else(|p| p.into_inner());
             self.finish_extension(task, runtime.execute(ext, request))
         } else {
             let _shared = self.lock.read().unwrap_or_else(|p| p.into_inner());
             self.finish_extension(task, runtime.execute(ext, request))
-        };
-        result
+        }
     }
 
     fn finish_extension(

@@ -191,6 +191,15 @@ fn case_name(start: &BytesStart<'_>) -> Result<String, String> {
     })
 }
 
+/// `1 test`, `2 tests`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The extension.
 pub struct Junit;
 
@@ -240,10 +249,10 @@ impl Extension for Junit {
             }
             info!(
                 ctx,
-                "{path}: {} tests, {} failures, {} errors, {} skipped",
-                counts.tests,
-                counts.failures,
-                counts.errors,
+                "{path}: {}, {}, {}, {} skipped",
+                count(counts.tests, "test"),
+                count(counts.failures, "failure"),
+                count(counts.errors, "error"),
                 counts.skipped
             );
             total.merge(counts);
@@ -256,9 +265,9 @@ impl Extension for Junit {
         let failed = total.failures + total.errors > 0;
         let skipped_fails = config.fail_on_skipped && total.skipped > 0;
         let summary = format!(
-            "{} tests in {} reports: {} passed, {} failed, {} errored, {} skipped",
-            total.tests,
-            paths.len(),
+            "{} in {}: {} passed, {} failed, {} errored, {} skipped",
+            count(total.tests, "test"),
+            count(paths.len() as u64, "report"),
             total.passed,
             total.failures,
             total.errors,
@@ -345,7 +354,8 @@ mod tests {
             (artifact.path(), artifact.mime()),
             ("reports/unit.xml", "application/xml")
         );
-        assert!(host.logged("3 tests in 1 reports: 2 passed, 0 failed, 0 errored, 1 skipped"));
+        assert!(host.logged("3 tests in 1 report: 2 passed, 0 failed, 0 errored, 1 skipped"));
+        assert!(host.logged("reports/unit.xml: 3 tests, 0 failures, 0 errors, 1 skipped"));
     }
 
     #[test]

@@ -132,7 +132,8 @@ impl Extension for Checksum {
         let mut hasher = config.algorithm.hasher();
         hasher.update(manifest.as_bytes());
         let digest = hasher.hex();
-        info!(ctx, "hashed {} files into {output}", files.len());
+        let plural = if files.len() == 1 { "" } else { "s" };
+        info!(ctx, "hashed {} file{plural} into {output}", files.len());
         let artifact = ctx.artifact(&output)?.with_mime("text/plain");
         Ok(Output::new()
             .output("files", files.len())

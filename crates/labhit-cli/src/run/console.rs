@@ -1,0 +1,252 @@
+//! What `labhit run` shows while it runs: live log lines on stderr with a `[stage]` prefix,
+//! a progress line under them (only when stderr is a terminal), the approval prompt, and the
+//! copy of every log entry in the run directory's `log.jsonl`.
+//!
+//! One lock serialises everything written to the terminal, so a log line never tears the
+//! progress line or a prompt.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead as _, BufWriter, Write as _};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anstyle::{AnsiColor, Style};
+use labhit_protocol::pipeline::{PipelineFile, StageId};
+use labhit_protocol::run::{LogEntry, LogLevel, LogStream, StageStatus};
+use labhit_runtime::gates::ApprovalPrompt;
+use labhit_runtime::scheduler::StatusHook;
+use labhit_runtime::{LogSink, Redactor};
+
+use crate::ColorWhen;
+
+/// The terminal side of a run. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Console {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    choice: anstream::ColorChoice,
+    redactor: Redactor,
+    progress: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    statuses: BTreeMap<String, StageStatus>,
+    order: Vec<String>,
+    progress_shown: bool,
+    log_file: Option<BufWriter<File>>,
+}
+
+impl Console {
+    /// A console writing to stderr; `progress` draws the progress line.
+    pub(crate) fn new(color: ColorWhen, redactor: Redactor, progress: bool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                choice: color.choice(),
+                redactor,
+                progress,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copies every later log entry to `path` as JSON lines.
+    pub(crate) fn attach_log_file(&self, path: &Path) -> anyhow::Result<()> {
+        let file = File::create(path)
+            .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", path.display()))?;
+        self.lock().log_file = Some(BufWriter::new(file));
+        Ok(())
+    }
+
+    /// Writes `text` (one or more lines) to stderr above the progress line.
+    fn write(&self, state: &mut State, text: &str) {
+        let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
+        if state.progress_shown {
+            // Nothing sensible is left to do when stderr itself is gone.
+            let _ = write!(stderr, "\r\x1b[2K");
+            state.progress_shown = false;
+        }
+        let _ = writeln!(stderr, "{text}");
+        if self.inner.progress {
+            let line = progress_line(state);
+            let _ = write!(stderr, "{line}");
+            state.progress_shown = true;
+        }
+        let _ = stderr.flush();
+    }
+
+    /// A `labhit: …` line.
+    pub(crate) fn note(&self, message: &str) {
+        let dim = Style::new().dimmed();
+        let text = format!("{dim}labhit:{dim:#} {}", self.inner.redactor.redact(message));
+        let mut state = self.lock();
+        self.write(&mut state, &text);
+    }
+
+    /// A `labhit: warning: …` line.
+    pub(crate) fn warn(&self, message: &str) {
+        let style = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));
+        let text = format!(
+            "labhit: {style}warning{style:#}: {}",
+            self.inner.redactor.redact(message)
+        );
+        let mut state = self.lock();
+        self.write(&mut state, &text);
+    }
+
+    /// Clears the progress line and flushes the log file.
+    pub(crate) fn finish(&self) {
+        let mut state = self.lock();
+        if state.progress_shown {
+            let mut stderr =
+                anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
+            let _ = write!(stderr, "\r\x1b[2K");
+            let _ = stderr.flush();
+            state.progress_shown = false;
+        }
+        if let Some(file) = state.log_file.as_mut() {
+            let _ = file.flush();
+        }
+    }
+
+    /// The log sink of the run.
+    pub(crate) fn sink(&self) -> Arc<dyn LogSink> {
+        let console = self.clone();
+        Arc::new(move |entry: LogEntry| console.entry(entry))
+    }
+
+    fn entry(&self, mut entry: LogEntry) {
+        let redactor = &self.inner.redactor;
+        entry.message = redactor.redact(&entry.message);
+        for value in entry.fields.values_mut() {
+            *value = redactor.redact(value);
+        }
+        let mut line = match &entry.stage {
+            Some(stage) => {
+                let style = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
+                format!("{style}[{stage}]{style:#} ")
+            }
+            None => {
+                let dim = Style::new().dimmed();
+                format!("{dim}labhit:{dim:#} ")
+            }
+        };
+        let style = match (entry.level, entry.stream) {
+            (LogLevel::Error, _) => Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+            (LogLevel::Warn, LogStream::System) => {
+                Style::new().fg_color(Some(AnsiColor::Yellow.into()))
+            }
+            (_, LogStream::System) => Style::new().dimmed(),
+            _ => Style::new(),
+        };
+        line.push_str(&format!("{style}{}{style:#}", entry.message));
+        for (key, value) in &entry.fields {
+            line.push_str(&format!(" {key}={value}"));
+        }
+        let mut state = self.lock();
+        if let Some(file) = state.log_file.as_mut()
+            && let Ok(json) = serde_json::to_string(&entry)
+        {
+            let _ = writeln!(file, "{json}");
+        }
+        self.write(&mut state, &line);
+    }
+
+    /// The scheduler's status hook: keeps the progress line current.
+    pub(crate) fn status_hook(&self, pipeline: &PipelineFile) -> StatusHook {
+        {
+            let mut state = self.lock();
+            state.order = pipeline
+                .pipeline
+                .stages
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect();
+        }
+        let console = self.clone();
+        Arc::new(move |id: &StageId, status: StageStatus| {
+            let mut state = console.lock();
+            state.statuses.insert(id.to_string(), status);
+            if console.inner.progress && state.progress_shown {
+                let mut stderr =
+                    anstream::AutoStream::new(std::io::stderr().lock(), console.inner.choice);
+                let _ = write!(stderr, "\r\x1b[2K{}", progress_line(&state));
+                let _ = stderr.flush();
+            }
+        })
+    }
+
+    /// The approval prompt (for a terminal on stdin).
+    pub(crate) fn prompt(&self) -> Arc<dyn ApprovalPrompt> {
+        Arc::new(Prompt {
+            console: self.clone(),
+        })
+    }
+}
+
+fn progress_line(state: &State) -> String {
+    let total = state.order.len();
+    let done = state
+        .statuses
+        .values()
+        .filter(|s| s.is_terminal())
+        .count();
+    let running: Vec<&str> = state
+        .order
+        .iter()
+        .filter(|id| state.statuses.get(*id) == Some(&StageStatus::Running))
+        .map(String::as_str)
+        .collect();
+    let waiting = state
+        .statuses
+        .values()
+        .filter(|s| **s == StageStatus::WaitingForApproval)
+        .count();
+    let bold = Style::new().bold();
+    let mut line = format!("{bold}[{done}/{total}]{bold:#}");
+    if !running.is_empty() {
+        line.push_str(&format!(" running: {}", running.join(", ")));
+    }
+    if waiting > 0 {
+        line.push_str(&format!(" · {waiting} waiting for approval"));
+    }
+    line
+}
+
+struct Prompt {
+    console: Console,
+}
+
+impl ApprovalPrompt for Prompt {
+    fn ask(&self, stage: &str, why: &str) -> Result<bool, String> {
+        let mut state = self.console.lock();
+        let style = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));
+        let mut stderr =
+            anstream::AutoStream::new(std::io::stderr().lock(), self.console.inner.choice);
+        if state.progress_shown {
+            let _ = write!(stderr, "\r\x1b[2K");
+            state.progress_shown = false;
+        }
+        let _ = write!(
+            stderr,
+            "{style}approve stage `{stage}`?{style:#} ({why}) [y/N] "
+        );
+        let _ = stderr.flush();
+        drop(stderr);
+        let mut answer = String::new();
+        let read = std::io::stdin().lock().read_line(&mut answer);
+        match read {
+            Ok(0) => Err("standard input is closed".to_owned()),
+            Ok(_) => Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! End-to-end tests of `labhit run` on the real example pipeline with the real example
+//! extensions.
+//!
+//! Each test gets a project directory of its own (a temporary copy of
+//! `examples/pipeline.yaml` and `.labhit/policies.toml`), its own run and snapshot-cache
+//! directories, and `--ref main`. The example extensions are built once per test process
+//! with `labhit-guest-build` (the logic of `cargo xtask extensions`) and bundled into one
+//! directory given as `--extensions`. Compiled components are cached in
+//! `CARGO_TARGET_TMPDIR` (through `LABHIT_CACHE_DIR`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use labhit_guest_build::{Builder, Target};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every example extension, built once and bundled into one directory.
+fn extensions() -> &'static Path {
+    static BUILT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = tempfile::tempdir().expect("tempdir");
+            let builder = Builder::for_workspace(&root());
+            for extension in
+                labhit_guest_build::discover(&root().join("extensions")).expect("discover")
+            {
+                let built = builder
+                    .build(&extension.dir, Target::P2)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                extension
+                    .bundle(&built.component, out.path())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            out
+        })
+        .path()
+}
+
+/// A project with a pipeline file and the repository's policy file.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(pipeline: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join(".labhit")).expect("mkdir");
+        std::fs::copy(
+            root().join(".labhit/policies.toml"),
+            dir.path().join(".labhit/policies.toml"),
+        )
+        .expect("copy the policy file");
+        std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write");
+        Self { dir }
+    }
+
+    fn example() -> Self {
+        let text =
+            std::fs::read_to_string(root().join("examples/pipeline.yaml")).expect("example");
+        Self::new(&text)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn edit(&self, from: &str, to: &str) {
+        let path = self.path().join("pipeline.yaml");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains(from), "{from:?} not in the pipeline");
+        std::fs::write(&path, text.replacen(from, to, 1)).expect("write");
+    }
+
+    /// `labhit run pipeline.yaml --format json` with `extra` arguments.
+    fn run(&self, extra: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
+        command
+            .current_dir(self.path())
+            .env("LABHIT_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("labhit-cache"))
+            .env_remove("LABHIT_EXTENSIONS")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .args(["run", "pipeline.yaml", "--format", "json", "--ref", "main"])
+            .arg("--extensions")
+            .arg(extensions())
+            .arg("--cache-dir")
+            .arg(self.path().join("cache"))
+            .arg("--run-dir")
+            .arg(self.path().join("runs"))
+            .args(extra);
+        Run(command.output().expect("run labhit"))
+    }
+}
+
+struct Run(Output);
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.0.status.code(),
+            String::from_utf8_lossy(&self.0.stdout),
+            String::from_utf8_lossy(&self.0.stderr)
+        )
+    }
+}
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    fn stage(&self, id: &str) -> Value {
+        self.json()["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .find(|s| s["stage"] == id)
+            .unwrap_or_else(|| panic!("no stage {id}: {self:?}"))
+            .clone()
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.stage(id)["status"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+#[test]
+fn the_example_runs_and_the_second_run_is_cached() {
+    let project = Project::example();
+    let first = project.run(&["--approve", "deploy"]);
+    assert_eq!(first.code(), 0, "{first:?}");
+    assert_eq!(first.json()["status"], "succeeded");
+    for stage in ["prepare", "checksum", "test-report", "deploy"] {
+        assert_eq!(first.status(stage), "succeeded", "{stage}: {first:?}");
+    }
+    let stderr = first.stderr();
+    assert!(stderr.contains("[prepare] executor `local` is UNSANDBOXED"), "{stderr}");
+    assert!(
+        stderr.contains("[prepare] `sandbox.image` (debian:12-slim) is not honoured"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[checksum] hashed 2 files"), "{stderr}");
+    assert_eq!(first.stage("test-report")["outputs"]["tests"], "3");
+
+    // The run directory: summary.json equal to stdout, the log, the artifacts.
+    let id = first.json()["id"].as_str().expect("id").to_owned();
+    let run_dir = project.path().join("runs").join(&id);
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary, first.json());
+    let log = std::fs::read_to_string(run_dir.join("log.jsonl")).expect("log");
+    assert!(log.lines().count() > 10);
+    assert!(run_dir.join("artifacts/checksum/dist/SHA256SUMS").is_file());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("workspace/dist/deploy.txt")).expect("rendered"),
+        "app labhit-example (staging)"
+    );
+
+    let second = project.run(&["--approve", "deploy"]);
+    assert_eq!(second.code(), 0, "{second:?}");
+    assert_eq!(second.status("prepare"), "cached", "{second:?}");
+    assert_eq!(second.status("deploy"), "succeeded");
+    let id = second.json()["id"].as_str().expect("id").to_owned();
+    let restored = project.path().join("runs").join(id).join("workspace/reports/unit.xml");
+    assert!(restored.is_file(), "the cache hit restored the stage's files");
+
+    // A changed script is a miss.
+    project.edit("hello from labhit", "hello again from labhit");
+    let third = project.run(&["--approve", "deploy"]);
+    assert_eq!(third.code(), 0, "{third:?}");
+    assert_eq!(third.status("prepare"), "succeeded", "{third:?}");
+
+    // --no-cache neither reads nor writes the cache.
+    let fourth = project.run(&["--approve", "deploy", "--no-cache"]);
+    assert_eq!(fourth.status("prepare"), "succeeded", "{fourth:?}");
+}
+
+#[test]
+fn without_approval_the_gated_stage_is_denied() {
+    let project = Project::example();
+    let run = project.run(&[]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert_eq!(run.json()["status"], "failed");
+    assert_eq!(run.status("deploy"), "denied");
+    let reason = run.stage("deploy")["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("--approve deploy"), "{reason}");
+    assert_eq!(run.status("checksum"), "succeeded");
+    assert!(project.path().join("runs").read_dir().expect("runs").next().is_some());
+
+    // Approved, but off `main`: the policy denies.
+    let run = project.run(&["--approve-all", "--ref", "feature/x"]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert_eq!(run.status("deploy"), "denied");
+    let reason = run.stage("deploy")["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.starts_with("policy `main-only` denied"), "{reason}");
+}
+
+#[test]
+fn a_failed_middle_stage_skips_downstream_and_the_other_branch_finishes() {
+    let project = Project::new(
+        r#"engine: "1"
+pipeline:
+  name: failing
+  stages:
+    prepare:
+      run: mkdir -p reports && echo '<testsuite tests="1"><testcase name="a"/></testsuite>' > reports/a.xml
+    build:
+      after: prepare
+      run: echo building && exit 3
+    package:
+      after: build
+      run: echo never
+    report:
+      after: prepare
+      use: test/junit@^0.1
+      with: {reports: ["reports/*.xml"]}
+"#,
+    );
+    let run = project.run(&["--jobs", "2"]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["status"], "failed");
+    assert_eq!(run.status("prepare"), "succeeded");
+    assert_eq!(run.status("build"), "failed");
+    assert_eq!(run.stage("build")["exit_code"], 3);
+    assert_eq!(
+        run.stage("build")["reason"],
+        "the command exited with code 3"
+    );
+    assert_eq!(run.status("package"), "skipped");
+    assert_eq!(run.stage("package")["reason"], "skipped: `build` failed");
+    assert_eq!(run.status("report"), "succeeded");
+    assert!(run.stderr().contains("[build] building"), "{run:?}");
+}
+
+#[test]
+fn problems_in_the_file_stop_the_run_before_it_starts() {
+    let project = Project::new(
+        r#"engine: "1"
+pipeline:
+  name: broken
+  stages:
+    a:
+      use: util/no-such-thing
+"#,
+    );
+    let run = project.run(&[]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr().contains("no-such-thing"), "{run:?}");
+    assert!(!project.path().join("runs").exists(), "nothing ran");
+}
+
+#[test]
+fn usage_errors_exit_2_and_a_missing_file_3() {
+    let project = Project::example();
+    assert_eq!(project.run(&["--approve", "nope"]).code(), 2);
+    assert_eq!(project.run(&["--secret", "novalue"]).code(), 2);
+    assert_eq!(project.run(&["--jobs", "0"]).code(), 2);
+    let missing = Command::new(env!("CARGO_BIN_EXE_labhit"))
+        .current_dir(project.path())
+        .args(["run", "missing.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(missing.status.code(), Some(3));
+}
+
+#[test]
+fn help_lists_examples_and_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_labhit"))
+        .args(["run", "--help"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Examples:"), "{text}");
+    assert!(text.contains("Exit codes:"), "{text}");
+    assert!(text.contains("--approve <STAGE>"), "{text}");
+}

@@ -1,0 +1,715 @@
+//! The local executor, the snapshot store and run workspaces, end to end on real processes
+//! and directories.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput, StepResult};
+use labhit_protocol::ids::{ArchiveId, RunId, SnapshotRef, StepId};
+use labhit_protocol::pipeline::StageId;
+use labhit_protocol::run::{LogLevel, LogStream};
+use labhit_runtime::executor::{ExecContext, ExecError, Executor, LocalExecutor};
+use labhit_runtime::snapshot::{SnapshotError, SnapshotStore};
+use labhit_runtime::workspace::{RunWorkspace, WorkspaceManifest, WorkspaceSource};
+use labhit_runtime::{Cancellation, CollectingSink, LogSink};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn stage() -> StageId {
+    StageId::new("build").expect("valid stage id")
+}
+
+fn input(script: &str, decision: CacheDecision) -> ExecutorInput {
+    ExecutorInput {
+        step: CommandStep::new(script),
+        workspace_archive_id: ArchiveId(uuid::Uuid::nil()),
+        env: BTreeMap::new(),
+        workdir: "/workspace".to_owned(),
+        run_id: RunId(uuid::Uuid::nil()),
+        step_id: StepId(uuid::Uuid::nil()),
+        cache_lookup: decision,
+        parent_snapshot: None,
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: SnapshotStore,
+    executor: LocalExecutor,
+    workspace: std::path::PathBuf,
+    sink: Arc<CollectingSink>,
+    stage: StageId,
+}
+
+impl Setup {
+    /// A new workspace whose executor uses `store`.
+    fn sharing(store: &SnapshotStore) -> Self {
+        Self {
+            executor: LocalExecutor::new(store.clone()),
+            store: store.clone(),
+            ..Setup::new()
+        }
+    }
+
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SnapshotStore::new(dir.path().join("snapshots"));
+        let workspace = dir.path().join("workspace");
+        fs::create_dir(&workspace).expect("mkdir workspace");
+        Self {
+            executor: LocalExecutor::new(store.clone()),
+            store,
+            workspace,
+            _dir: dir,
+            sink: Arc::new(CollectingSink::new()),
+            stage: stage(),
+        }
+    }
+
+    fn ctx(&self) -> ExecContext<'_> {
+        let mut ctx = ExecContext::new(&self.stage, &self.workspace);
+        ctx.log = self.sink.clone();
+        ctx
+    }
+
+    fn run(&self, input: &ExecutorInput) -> Result<StepResult, ExecError> {
+        self.executor.execute(input, &self.ctx())
+    }
+
+    fn lines(&self, stream: LogStream) -> Vec<String> {
+        self.sink
+            .entries()
+            .into_iter()
+            .filter(|e| e.stream == stream)
+            .map(|e| e.message)
+            .collect()
+    }
+}
+
+#[test]
+fn output_is_streamed_line_by_line_in_order() -> TestResult {
+    let setup = Setup::new();
+    let result = setup.run(&input(
+        "echo one; echo two >&2; echo three; printf 'no newline'",
+        CacheDecision::MissNoCommit,
+    ))?;
+    assert_eq!(result, StepResult::success(Vec::new()));
+    assert_eq!(
+        setup.lines(LogStream::Stdout),
+        ["one", "three", "no newline"]
+    );
+    assert_eq!(setup.lines(LogStream::Stderr), ["two"]);
+    let entries = setup.sink.entries();
+    for entry in &entries {
+        assert_eq!(entry.stage.as_ref(), Some(&setup.stage));
+        let expected = match entry.stream {
+            LogStream::Stdout => LogLevel::Info,
+            LogStream::Stderr => LogLevel::Warn,
+            _ => continue,
+        };
+        assert_eq!(entry.level, expected);
+    }
+    let sequences: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
+    let mut sorted = sequences.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), sequences.len(), "sequences are unique");
+    Ok(())
+}
+
+#[test]
+fn lines_arrive_while_the_command_runs() -> TestResult {
+    // The sink cancels the step when it sees the first line: if output were only delivered
+    // at the end, the `sleep 30` would run to completion.
+    let setup = Setup::new();
+    let cancellation = Cancellation::new();
+    let trigger = cancellation.clone();
+    let collected = setup.sink.clone();
+    let sink = move |entry: labhit_protocol::run::LogEntry| {
+        if entry.message == "ready" {
+            trigger.cancel();
+        }
+        collected.emit(entry);
+    };
+    let mut ctx = setup.ctx();
+    ctx.log = Arc::new(sink);
+    ctx.cancellation = cancellation;
+    let start = Instant::now();
+    let err = setup
+        .executor
+        .execute(
+            &input("echo ready; sleep 30", CacheDecision::MissNoCommit),
+            &ctx,
+        )
+        .expect_err("cancelled");
+    assert!(matches!(err, ExecError::Cancelled { .. }), "{err}");
+    assert_eq!(err.to_string(), "stage `build`: command was cancelled");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(setup.lines(LogStream::Stdout), ["ready"]);
+    Ok(())
+}
+
+#[test]
+fn exit_codes_are_reported() -> TestResult {
+    let setup = Setup::new();
+    assert_eq!(
+        setup
+            .run(&input("exit 3", CacheDecision::MissNoCommit))?
+            .exit_code,
+        3
+    );
+    // `sh -e`: the first failing command ends the script.
+    let result = setup.run(&input(
+        "false; echo unreachable",
+        CacheDecision::MissNoCommit,
+    ))?;
+    assert_eq!(result.exit_code, 1);
+    assert!(setup.lines(LogStream::Stdout).is_empty());
+    // Killed by a signal: 128 + signal.
+    let result = setup.run(&input("kill -KILL $$", CacheDecision::MissNoCommit))?;
+    assert_eq!(result.exit_code, 137);
+    Ok(())
+}
+
+#[test]
+fn a_missing_shell_is_a_spawn_error() {
+    let setup = Setup::new();
+    let mut step = input("true", CacheDecision::MissNoCommit);
+    step.step.shell = Some(vec!["/nonexistent/shell".to_owned(), "-c".to_owned()]);
+    let err = setup.run(&step).expect_err("no such shell");
+    assert!(matches!(err, ExecError::Spawn { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("stage `build`: cannot start `/nonexistent/shell`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_deadline_kills_the_whole_process_group() -> TestResult {
+    let setup = Setup::new();
+    let mut ctx = setup.ctx();
+    ctx.timeout = Some(Duration::from_secs(1));
+    let start = Instant::now();
+    // A background child in the same group must die with the shell.
+    let err = setup
+        .executor
+        .execute(
+            &input(
+                "sleep 30 & echo $! > bg.pid; sleep 30",
+                CacheDecision::MissNoCommit,
+            ),
+            &ctx,
+        )
+        .expect_err("deadline");
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(err, ExecError::Timeout { timeout, .. } if timeout == Duration::from_secs(1)),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "stage `build`: command ran past its deadline of 1s and was killed"
+    );
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    let pid = fs::read_to_string(setup.workspace.join("bg.pid"))?;
+    assert!(
+        !running(pid.trim()),
+        "background process {} survived",
+        pid.trim()
+    );
+    Ok(())
+}
+
+/// Whether process `pid` exists and is not a zombie waiting for its (new) parent to reap it.
+fn running(pid: &str) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn the_step_timeout_applies_too() {
+    let setup = Setup::new();
+    let mut step = input("sleep 30", CacheDecision::MissNoCommit);
+    step.step.timeout_secs = Some(1);
+    let start = Instant::now();
+    let err = setup.run(&step).expect_err("deadline");
+    assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn only_the_granted_env_is_visible() -> TestResult {
+    let setup = Setup::new();
+    assert!(
+        std::env::var_os("CARGO_MANIFEST_DIR").is_some(),
+        "cargo sets it for tests"
+    );
+    let mut step = input(
+        "echo \"leak=${CARGO_MANIFEST_DIR:-unset}\"; echo \"granted=$GRANTED\"; echo \"path=$PATH\"; env | cut -d= -f1 | sort | tr '\\n' ' '",
+        CacheDecision::MissNoCommit,
+    );
+    step.env.insert("GRANTED".to_owned(), "yes".to_owned());
+    assert!(setup.run(&step)?.is_success());
+    let out = setup.lines(LogStream::Stdout);
+    assert_eq!(out[0], "leak=unset");
+    assert_eq!(out[1], "granted=yes");
+    assert_eq!(
+        out[2],
+        format!("path={}", labhit_runtime::executor::local::DEFAULT_PATH)
+    );
+    let names: Vec<&str> = out[3].split_whitespace().collect();
+    for name in &names {
+        assert!(
+            ["GRANTED", "HOME", "PATH", "PWD", "OLDPWD", "SHLVL", "_"].contains(name),
+            "unexpected variable {name} in {names:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn secret_values_are_redacted_from_output() -> TestResult {
+    let setup = Setup::new();
+    let mut ctx = setup.ctx();
+    ctx.secret_values = vec!["hunter2".to_owned()];
+    let mut step = input("echo \"token=$TOKEN\"", CacheDecision::MissNoCommit);
+    step.env.insert("TOKEN".to_owned(), "hunter2".to_owned());
+    setup.executor.execute(&step, &ctx)?;
+    assert_eq!(setup.lines(LogStream::Stdout), ["token=***"]);
+    Ok(())
+}
+
+#[test]
+fn the_local_executor_announces_what_it_does_not_honour() {
+    let setup = Setup::new();
+    assert_eq!(setup.executor.name(), "local");
+    assert!(!setup.executor.sandboxed());
+    assert!(
+        setup
+            .executor
+            .unhonoured(&CommandStep::new("true"))
+            .is_empty()
+    );
+    assert_eq!(
+        setup.executor.unhonoured(&CommandStep::example()),
+        ["image", "cpu_millis", "memory_bytes"]
+    );
+}
+
+const BUILD: &str = "echo run >> counter.txt; mkdir -p out/bin; printf 'bin' > out/bin/app; \
+                     chmod 755 out/bin/app; ln -s bin/app out/link; rm gone.txt";
+
+fn seed(workspace: &Path) -> TestResult {
+    fs::write(workspace.join("gone.txt"), "old")?;
+    fs::write(workspace.join("keep.txt"), "keep")?;
+    Ok(())
+}
+
+#[test]
+fn miss_build_as_commits_and_hit_restores_without_running() -> TestResult {
+    let setup = Setup::new();
+    seed(&setup.workspace)?;
+    let tag = SnapshotRef::new("labhit-cache:test-build");
+    let result = setup.run(&input(
+        BUILD,
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    ))?;
+    assert_eq!(result.committed_snapshot.as_ref(), Some(&tag));
+    assert_eq!(
+        result.validate(&CacheDecision::MissBuildAs { tag: tag.clone() }),
+        Ok(())
+    );
+    assert!(setup.store.exists(&tag));
+    let built = WorkspaceManifest::scan(&setup.workspace)?;
+
+    // A fresh workspace in the state the stage started from: the hit reproduces the build.
+    let other = Setup::sharing(&setup.store);
+    seed(&other.workspace)?;
+    let hit = other.run(&input(BUILD, CacheDecision::Hit { tag: tag.clone() }))?;
+    assert_eq!(hit, StepResult::success(Vec::new()));
+    assert_eq!(WorkspaceManifest::scan(&other.workspace)?, built);
+    // The command did not run: the counter has the one line of the build.
+    assert_eq!(
+        fs::read_to_string(other.workspace.join("counter.txt"))?,
+        "run\n"
+    );
+    assert!(!other.workspace.join("gone.txt").exists());
+    assert_eq!(
+        fs::metadata(other.workspace.join("out/bin/app"))?
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs::read_link(other.workspace.join("out/link"))?,
+        Path::new("bin/app")
+    );
+    assert!(other.lines(LogStream::Stdout).is_empty());
+    assert!(
+        other.lines(LogStream::System)[0].starts_with("cache hit: restored snapshot"),
+        "{:?}",
+        other.lines(LogStream::System)
+    );
+
+    // A hit on the built workspace does not run the command either.
+    setup.run(&input(BUILD, CacheDecision::Hit { tag }))?;
+    assert_eq!(
+        fs::read_to_string(setup.workspace.join("counter.txt"))?,
+        "run\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_failed_step_never_commits() -> TestResult {
+    let setup = Setup::new();
+    let tag = SnapshotRef::new("labhit-cache:test-failed");
+    let result = setup.run(&input(
+        "echo partial > f.txt; exit 4",
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    ))?;
+    assert_eq!(result, StepResult::failure(4));
+    assert!(!setup.store.exists(&tag));
+
+    let mut ctx = setup.ctx();
+    ctx.timeout = Some(Duration::from_secs(1));
+    let err = setup
+        .executor
+        .execute(
+            &input(
+                "echo partial > g.txt; sleep 30",
+                CacheDecision::MissBuildAs { tag: tag.clone() },
+            ),
+            &ctx,
+        )
+        .expect_err("deadline");
+    assert!(matches!(err, ExecError::Timeout { .. }));
+    assert!(!setup.store.exists(&tag));
+    Ok(())
+}
+
+#[test]
+fn miss_no_commit_commits_nothing() -> TestResult {
+    let setup = Setup::new();
+    let result = setup.run(&input("echo x > f.txt", CacheDecision::MissNoCommit))?;
+    assert_eq!(result.committed_snapshot, None);
+    assert!(!setup.store.dir().join("tags").exists());
+    Ok(())
+}
+
+fn blobs(store: &SnapshotStore) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for shard in fs::read_dir(store.dir().join("blobs")).expect("blobs") {
+        let shard = shard.expect("entry").path();
+        if shard.is_dir() {
+            for blob in fs::read_dir(shard).expect("shard") {
+                found.push(blob.expect("entry").path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_corrupt_snapshot_is_a_miss() -> TestResult {
+    let setup = Setup::new();
+    let tag = SnapshotRef::new("labhit-cache:test-corrupt");
+    setup.run(&input(
+        "echo content > f.txt",
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    ))?;
+    assert!(setup.store.exists(&tag));
+    for blob in blobs(&setup.store) {
+        fs::write(blob, "tampered!")?;
+    }
+    assert!(
+        !setup.store.exists(&tag),
+        "a corrupt snapshot is not trusted"
+    );
+    // The corrupt entry was discarded: a plain miss now.
+    assert!(matches!(
+        setup.store.verify(&tag),
+        Err(SnapshotError::NotFound)
+    ));
+
+    let fresh = Setup::sharing(&setup.store);
+    let err = fresh
+        .run(&input("true", CacheDecision::Hit { tag: tag.clone() }))
+        .expect_err("nothing to restore");
+    assert!(
+        matches!(
+            err,
+            ExecError::Snapshot {
+                source: SnapshotError::NotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!fresh.workspace.join("f.txt").exists());
+
+    // Rebuilding rewrites it.
+    fresh.run(&input(
+        "echo content > f.txt",
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    ))?;
+    assert!(fresh.store.exists(&tag));
+    Ok(())
+}
+
+#[test]
+fn a_tampered_manifest_is_a_miss() -> TestResult {
+    let setup = Setup::new();
+    let tag = SnapshotRef::new("labhit-cache:test-manifest");
+    setup.run(&input(
+        "echo content > f.txt",
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    ))?;
+    let tags = setup.store.dir().join("tags");
+    let manifest = fs::read_dir(&tags)?.next().ok_or("no manifest")??.path();
+    let text = fs::read_to_string(&manifest)?;
+    fs::write(&manifest, text.replace("f.txt", "../../x"))?;
+    let err = setup.store.verify(&tag).expect_err("tampered");
+    assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
+    assert!(!manifest.exists());
+    Ok(())
+}
+
+#[test]
+fn restore_never_writes_through_a_symlink() -> TestResult {
+    let setup = Setup::new();
+    let tag = SnapshotRef::new("labhit-cache:test-symlink");
+    fs::create_dir(setup.workspace.join("d"))?;
+    let before = WorkspaceManifest::scan(&setup.workspace)?;
+    fs::write(setup.workspace.join("d/f.txt"), "inside")?;
+    setup.store.commit(&tag, &setup.workspace, &before)?;
+
+    let target = tempfile::tempdir()?;
+    let outside = tempfile::tempdir()?;
+    std::os::unix::fs::symlink(outside.path(), target.path().join("d"))?;
+    let err = setup
+        .store
+        .restore(&tag, target.path())
+        .expect_err("refused");
+    assert!(matches!(err, SnapshotError::Unsafe { .. }), "{err}");
+    assert!(!outside.path().join("f.txt").exists());
+    Ok(())
+}
+
+#[test]
+fn a_copied_workspace_skips_build_output_and_keeps_modes_and_links() -> TestResult {
+    let project = tempfile::tempdir()?;
+    let p = project.path();
+    fs::create_dir_all(p.join(".git/objects"))?;
+    fs::create_dir_all(p.join("target/debug"))?;
+    fs::create_dir_all(p.join("node_modules/x"))?;
+    fs::create_dir_all(p.join("src"))?;
+    fs::write(p.join("src/main.rs"), "fn main() {}")?;
+    fs::write(p.join("run.sh"), "#!/bin/sh")?;
+    fs::set_permissions(p.join("run.sh"), fs::Permissions::from_mode(0o755))?;
+    std::os::unix::fs::symlink("/etc/hostname", p.join("outside-link"))?;
+
+    let base = labhit_runtime::workspace::default_runs_base(p);
+    let run_id = RunId(uuid::Uuid::from_u128(7));
+    let run = RunWorkspace::create(&base, run_id, &WorkspaceSource::copy(p))?;
+    let ws = run.path().to_owned();
+    assert_eq!(ws, base.join(run_id.to_string()).join("workspace"));
+    assert!(ws.join("src/main.rs").is_file());
+    assert!(!ws.join(".git").exists());
+    assert!(!ws.join("target").exists());
+    assert!(!ws.join("node_modules").exists());
+    assert!(
+        !ws.join(".labhit/runs").exists(),
+        "the run directory is not copied into itself"
+    );
+    assert_eq!(
+        fs::metadata(ws.join("run.sh"))?.permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs::read_link(ws.join("outside-link"))?,
+        Path::new("/etc/hostname")
+    );
+    assert!(
+        fs::symlink_metadata(ws.join("outside-link"))?
+            .file_type()
+            .is_symlink()
+    );
+
+    // The project and the copy have the same content.
+    let project_manifest = WorkspaceManifest::scan(p)?;
+    let copy_manifest = WorkspaceManifest::scan(&ws)?;
+    for (path, entry) in copy_manifest.entries() {
+        assert_eq!(project_manifest.get(path), Some(entry), "{path}");
+    }
+    assert!(matches!(
+        RunWorkspace::create(&base, run_id, &WorkspaceSource::copy(p)),
+        Err(labhit_runtime::workspace::WorkspaceError::Exists { .. })
+    ));
+    run.remove()?;
+    assert!(!ws.exists());
+    Ok(())
+}
+
+#[test]
+fn a_git_worktree_workspace_is_the_committed_tree() -> TestResult {
+    let repo = tempfile::tempdir()?;
+    let git = |args: &[&str]| -> Result<(), Box<dyn std::error::Error>> {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("git {args:?} failed").into())
+        }
+    };
+    git(&["init", "--quiet"])?;
+    fs::write(repo.path().join("a.txt"), "committed")?;
+    git(&["add", "a.txt"])?;
+    git(&["commit", "--quiet", "-m", "one"])?;
+    fs::write(repo.path().join("a.txt"), "dirty")?;
+
+    let runs = tempfile::tempdir()?;
+    let run = RunWorkspace::create(
+        runs.path(),
+        RunId(uuid::Uuid::from_u128(9)),
+        &WorkspaceSource::GitWorktree {
+            repo: repo.path().to_owned(),
+            git_ref: "HEAD".to_owned(),
+        },
+    )?;
+    assert_eq!(fs::read_to_string(run.path().join("a.txt"))?, "committed");
+    let manifest = WorkspaceManifest::scan(run.path())?;
+    assert!(
+        manifest.get(".git").is_none(),
+        "the worktree's .git file is not content"
+    );
+    let ws = run.path().to_owned();
+    run.remove()?;
+    assert!(!ws.exists());
+    Ok(())
+}
+
+#[test]
+fn a_start_manifest_from_the_runner_is_used_for_the_commit() -> TestResult {
+    let setup = Setup::new();
+    seed(&setup.workspace)?;
+    let start = WorkspaceManifest::scan(&setup.workspace)?;
+    let tag = SnapshotRef::new("labhit-cache:test-start-manifest");
+    let mut ctx = setup.ctx();
+    ctx.start_manifest = Some(&start);
+    let result = setup.executor.execute(
+        &input(BUILD, CacheDecision::MissBuildAs { tag: tag.clone() }),
+        &ctx,
+    )?;
+    assert_eq!(result.committed_snapshot.as_ref(), Some(&tag));
+    let other = Setup::sharing(&setup.store);
+    seed(&other.workspace)?;
+    other.run(&input(BUILD, CacheDecision::Hit { tag }))?;
+    assert_eq!(
+        WorkspaceManifest::scan(&other.workspace)?,
+        WorkspaceManifest::scan(&setup.workspace)?
+    );
+    Ok(())
+}
+
+mod extension {
+    //! [`ExtensionExecutor`] around the probe fixture of the runtime tests.
+
+    use std::path::{Path, PathBuf};
+
+    use labhit_guest_build::{Builder, Target};
+    use labhit_protocol::manifest::Manifest;
+    use labhit_runtime::executor::ExtensionExecutor;
+    use labhit_runtime::{Runtime, RuntimeConfig};
+
+    use super::*;
+
+    fn probe(executor: bool) -> (Runtime, labhit_runtime::LoadedExtension, tempfile::TempDir) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/probe");
+        let component = Builder::for_workspace(&root)
+            .build(&dir, Target::P2)
+            .unwrap_or_else(|err| panic!("{err}"))
+            .component;
+        let mut text = fs::read_to_string(dir.join("extension.toml")).expect("manifest");
+        if executor {
+            text = text.replace("[capabilities]", "[capabilities]\nexecutor = true");
+        }
+        let manifest = Manifest::from_toml(&text).unwrap_or_else(|d| panic!("{d:?}"));
+        let cache = tempfile::tempdir().expect("tempdir");
+        let runtime = Runtime::new(RuntimeConfig::with_cache_dir(cache.path())).expect("runtime");
+        let loaded = runtime.load(&manifest, &component).expect("load");
+        (runtime, loaded, cache)
+    }
+
+    #[test]
+    fn an_extension_without_the_capability_is_refused() {
+        let (runtime, loaded, _cache) = probe(false);
+        let err = ExtensionExecutor::new(runtime, loaded).expect_err("not an executor");
+        assert_eq!(
+            err.to_string(),
+            "extension `test/probe@0.3.1` does not declare the `executor` capability, so it cannot run `run:` scripts"
+        );
+    }
+
+    #[test]
+    fn the_result_is_checked_against_the_decision() -> TestResult {
+        let (runtime, loaded, _cache) = probe(true);
+        let executor = ExtensionExecutor::new(runtime, loaded)?
+            .with_config("test/probe", serde_json::json!({"mode": "noop"}).into());
+        assert_eq!(executor.name(), "extension:test/probe@0.3.1");
+        assert!(executor.sandboxed());
+        let setup = Setup::new();
+        let ctx = setup.ctx();
+        let result = executor.execute(&input("true", CacheDecision::MissNoCommit), &ctx)?;
+        assert_eq!(result, StepResult::success(Vec::new()));
+
+        // The probe commits nothing, which a successful `miss_build_as` must not do.
+        let tag = SnapshotRef::new("labhit-cache:ext");
+        let err = executor
+            .execute(&input("true", CacheDecision::MissBuildAs { tag }), &ctx)
+            .expect_err("no commit");
+        assert!(matches!(err, ExecError::Refused { .. }), "{err}");
+        assert!(err.to_string().contains("did not commit"), "{err}");
+        Ok(())
+    }
+}
+
+#[test]
+fn a_missing_workspace_is_a_workspace_error() {
+    let setup = Setup::new();
+    let missing = setup.workspace.join("missing");
+    let ctx = ExecContext::new(&setup.stage, &missing);
+    let err = setup
+        .executor
+        .execute(&input("true", CacheDecision::MissNoCommit), &ctx)
+        .expect_err("no workspace");
+    assert!(matches!(err, ExecError::Workspace { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("stage `build`: workspace: cannot run in `"),
+        "{err}"
+    );
+}
