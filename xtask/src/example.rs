@@ -50,7 +50,11 @@ pub(crate) fn run(root: &Path, runs: u32) -> Result<()> {
         }
     }
     for (i, time) in times.iter().enumerate() {
-        println!("run {}: {:.2}s (including `cargo run`)", i + 1, time.as_secs_f64());
+        println!(
+            "run {}: {:.2}s (including `cargo run`)",
+            i + 1,
+            time.as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -119,7 +119,8 @@ pub(crate) struct Args {
     secrets: Vec<String>,
 
     /// The snapshot cache directory [default: $LABHIT_CACHE_DIR/snapshots, else
-    /// ~/.cache/labhit/snapshots]
+    /// ~/.cache/labhit/snapshots]. Keep it outside the project: the project's content is
+    /// part of every cache key
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
@@ -205,7 +206,9 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let run_dir = workspace.run_dir().to_owned();
     console.attach_log_file(&run_dir.join(summary::LOG_FILE))?;
 
-    let jobs = args.jobs.map_or_else(labhit_runtime::scheduler::default_jobs, usize::from);
+    let jobs = args
+        .jobs
+        .map_or_else(labhit_runtime::scheduler::default_jobs, usize::from);
     let snapshots = match (&args.cache_dir, SnapshotStore::open_default()) {
         (Some(dir), _) => Some(SnapshotStore::new(dir)),
         (None, default) => default,
@@ -240,9 +243,8 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
                 Ok(bundle) => match runtime.load(&bundle.manifest, &bundle.component_path) {
                     Err(e) => StagePlan::Broken(e.to_string()),
                     Ok(loaded) if stage.run.is_some() => {
-                        let with = labhit_protocol::Value::Object(
-                            stage.with.clone().unwrap_or_default(),
-                        );
+                        let with =
+                            labhit_protocol::Value::Object(stage.with.clone().unwrap_or_default());
                         match ExtensionExecutor::new(runtime.clone(), loaded) {
                             Ok(exec) => StagePlan::Command(Arc::new(
                                 exec.with_config(reference.to_string(), with),
@@ -257,7 +259,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         runner.plans.insert(id.to_string(), plan);
     }
     runner.runtime = runtime;
-    runner.snapshots = if args.no_cache { None } else { snapshots.clone() };
+    runner.snapshots = if args.no_cache {
+        None
+    } else {
+        snapshots.clone()
+    };
     runner.secrets = Arc::new(secrets);
     runner.env = BTreeMap::from([
         ("CI".to_owned(), "true".to_owned()),
@@ -415,7 +421,13 @@ fn workspace_source(project: &Path) -> WorkspaceSource {
     let ignored = std::process::Command::new("git")
         .arg("-C")
         .arg(project)
-        .args(["ls-files", "--others", "--ignored", "--exclude-standard", "--directory"])
+        .args([
+            "ls-files",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+            "--directory",
+        ])
         .stderr(std::process::Stdio::null())
         .output();
     if let Ok(output) = ignored

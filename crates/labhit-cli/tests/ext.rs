@@ -577,6 +577,25 @@ fn secret_values_never_appear_in_anything_printed() {
         assert!(!run.all().contains(secret), "{run:?}");
     }
 
+    // `--secret NAME` takes the value from the environment.
+    let run = labhit_env(
+        &[
+            "ext",
+            "run",
+            path(&bundle),
+            "--workspace",
+            path(workspace.path()),
+            "--with",
+            r#"{"mode": "echo-secret", "name": "DECLARED"}"#,
+            "--secret",
+            "DECLARED",
+        ],
+        &[("DECLARED", Path::new(secret))],
+    );
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr().contains("the secret is ***"), "{run:?}");
+    assert!(!run.all().contains(secret), "{run:?}");
+
     // Secrets in bad `--secret` arguments are not echoed either.
     let run = labhit(&[
         "ext",

@@ -44,6 +44,8 @@ fn extensions() -> &'static Path {
 /// A project with a pipeline file and the repository's policy file.
 struct Project {
     dir: tempfile::TempDir,
+    /// Run and cache directories, outside the project (whose content is part of cache keys).
+    state: tempfile::TempDir,
 }
 
 impl Project {
@@ -56,17 +58,23 @@ impl Project {
         )
         .expect("copy the policy file");
         std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write");
-        Self { dir }
+        Self {
+            dir,
+            state: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     fn example() -> Self {
-        let text =
-            std::fs::read_to_string(root().join("examples/pipeline.yaml")).expect("example");
+        let text = std::fs::read_to_string(root().join("examples/pipeline.yaml")).expect("example");
         Self::new(&text)
     }
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    fn runs(&self) -> PathBuf {
+        self.state.path().join("runs")
     }
 
     fn edit(&self, from: &str, to: &str) {
@@ -81,17 +89,25 @@ impl Project {
         let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
         command
             .current_dir(self.path())
-            .env("LABHIT_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("labhit-cache"))
+            .env(
+                "LABHIT_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("labhit-cache"),
+            )
             .env_remove("LABHIT_EXTENSIONS")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .args(["run", "pipeline.yaml", "--format", "json", "--ref", "main"])
+            .args(["run", "pipeline.yaml", "--format", "json"])
+            .args(if extra.contains(&"--ref") {
+                &[][..]
+            } else {
+                &["--ref", "main"][..]
+            })
             .arg("--extensions")
             .arg(extensions())
             .arg("--cache-dir")
-            .arg(self.path().join("cache"))
+            .arg(self.state.path().join("cache"))
             .arg("--run-dir")
-            .arg(self.path().join("runs"))
+            .arg(self.runs())
             .args(extra);
         Run(command.output().expect("run labhit"))
     }
@@ -135,7 +151,10 @@ impl Run {
     }
 
     fn status(&self, id: &str) -> String {
-        self.stage(id)["status"].as_str().unwrap_or_default().to_owned()
+        self.stage(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -149,7 +168,10 @@ fn the_example_runs_and_the_second_run_is_cached() {
         assert_eq!(first.status(stage), "succeeded", "{stage}: {first:?}");
     }
     let stderr = first.stderr();
-    assert!(stderr.contains("[prepare] executor `local` is UNSANDBOXED"), "{stderr}");
+    assert!(
+        stderr.contains("[prepare] executor `local` is UNSANDBOXED"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("[prepare] `sandbox.image` (debian:12-slim) is not honoured"),
         "{stderr}"
@@ -159,7 +181,7 @@ fn the_example_runs_and_the_second_run_is_cached() {
 
     // The run directory: summary.json equal to stdout, the log, the artifacts.
     let id = first.json()["id"].as_str().expect("id").to_owned();
-    let run_dir = project.path().join("runs").join(&id);
+    let run_dir = project.runs().join(&id);
     let summary: Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("summary.json")).expect("summary"))
             .expect("json");
@@ -177,8 +199,11 @@ fn the_example_runs_and_the_second_run_is_cached() {
     assert_eq!(second.status("prepare"), "cached", "{second:?}");
     assert_eq!(second.status("deploy"), "succeeded");
     let id = second.json()["id"].as_str().expect("id").to_owned();
-    let restored = project.path().join("runs").join(id).join("workspace/reports/unit.xml");
-    assert!(restored.is_file(), "the cache hit restored the stage's files");
+    let restored = project.runs().join(id).join("workspace/reports/unit.xml");
+    assert!(
+        restored.is_file(),
+        "the cache hit restored the stage's files"
+    );
 
     // A changed script is a miss.
     project.edit("hello from labhit", "hello again from labhit");
@@ -198,16 +223,22 @@ fn without_approval_the_gated_stage_is_denied() {
     assert_eq!(run.code(), 1, "{run:?}");
     assert_eq!(run.json()["status"], "failed");
     assert_eq!(run.status("deploy"), "denied");
-    let reason = run.stage("deploy")["reason"].as_str().unwrap_or_default().to_owned();
+    let reason = run.stage("deploy")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(reason.contains("--approve deploy"), "{reason}");
     assert_eq!(run.status("checksum"), "succeeded");
-    assert!(project.path().join("runs").read_dir().expect("runs").next().is_some());
+    assert!(project.runs().read_dir().expect("runs").next().is_some());
 
     // Approved, but off `main`: the policy denies.
     let run = project.run(&["--approve-all", "--ref", "feature/x"]);
     assert_eq!(run.code(), 1, "{run:?}");
     assert_eq!(run.status("deploy"), "denied");
-    let reason = run.stage("deploy")["reason"].as_str().unwrap_or_default().to_owned();
+    let reason = run.stage("deploy")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(reason.starts_with("policy `main-only` denied"), "{reason}");
 }
 
@@ -263,7 +294,7 @@ pipeline:
     let run = project.run(&[]);
     assert_eq!(run.code(), 1, "{run:?}");
     assert!(run.stderr().contains("no-such-thing"), "{run:?}");
-    assert!(!project.path().join("runs").exists(), "nothing ran");
+    assert!(!project.runs().exists(), "nothing ran");
 }
 
 #[test]
@@ -290,4 +321,85 @@ fn help_lists_examples_and_exit_codes() {
     assert!(text.contains("Examples:"), "{text}");
     assert!(text.contains("Exit codes:"), "{text}");
     assert!(text.contains("--approve <STAGE>"), "{text}");
+}
+
+#[test]
+fn sigint_cancels_the_run_cleanly() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let marker = state.path().join("started");
+    let project = Project::new(&format!(
+        r#"engine: "1"
+pipeline:
+  name: slow
+  stages:
+    slow:
+      run: touch '{}' && sleep 60
+    after-slow:
+      after: slow
+      run: echo never
+"#,
+        marker.display()
+    ));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
+    command
+        .current_dir(project.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .args([
+            "run",
+            "pipeline.yaml",
+            "--format",
+            "json",
+            "--no-cache",
+            "--run-dir",
+        ])
+        .arg(project.runs());
+    let child = command.spawn().expect("spawn labhit");
+    // Wait (with a deadline) until the stage's command is running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stage never started"
+        );
+        std::thread::yield_now();
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let run = Run(child.wait_with_output().expect("wait"));
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert_eq!(run.json()["status"], "cancelled", "{run:?}");
+    assert_eq!(run.status("slow"), "cancelled", "{run:?}");
+    assert_ne!(run.status("after-slow"), "succeeded", "{run:?}");
+    assert!(
+        run.stderr().contains("Ctrl-C: cancelling the run"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_stage_past_its_deadline_fails_and_the_other_branch_finishes() {
+    let project = Project::new(
+        r#"engine: "1"
+pipeline:
+  name: deadline
+  stages:
+    slow:
+      run: sleep 30
+      sandbox: {timeout: 1s}
+    quick:
+      run: echo done
+"#,
+    );
+    let run = project.run(&["--no-cache"]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert_eq!(run.status("slow"), "failed");
+    let reason = run.stage("slow")["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("deadline of 1s"), "{reason}");
+    assert_eq!(run.status("quick"), "succeeded");
 }

@@ -241,7 +241,10 @@ mod tests {
         let g = gate(true, None);
         let decision = Gates::new().decide("deploy", Some(&g));
         assert!(!decision.is_open());
-        assert!(decision.reason().contains("--approve deploy"), "{decision:?}");
+        assert!(
+            decision.reason().contains("--approve deploy"),
+            "{decision:?}"
+        );
 
         let mut gates = Gates::new();
         gates.approved = PreApproved::Stages(BTreeSet::from(["deploy".to_owned()]));
@@ -266,7 +269,12 @@ mod tests {
         assert!(gates.may_prompt("deploy", &g));
         assert!(gates.decide("deploy", Some(&g)).is_open());
         gates.prompt = Some(Arc::new(Answer(Ok(false))));
-        assert!(gates.decide("deploy", Some(&g)).reason().contains("refused"));
+        assert!(
+            gates
+                .decide("deploy", Some(&g))
+                .reason()
+                .contains("refused")
+        );
         gates.prompt = Some(Arc::new(Answer(Err("stdin closed".to_owned()))));
         assert!(!gates.decide("deploy", Some(&g)).is_open());
     }
@@ -296,7 +304,10 @@ mod tests {
         let g = gate(false, Some("careful"));
         let decision = gates.decide("deploy", Some(&g));
         assert!(!decision.is_open());
-        assert!(decision.reason().contains("policy `careful` requires"), "{decision:?}");
+        assert!(
+            decision.reason().contains("policy `careful` requires"),
+            "{decision:?}"
+        );
     }
 
     #[test]

@@ -380,7 +380,10 @@ allow = false
         let p = file(TEXT);
         let v = p.evaluate("main-only", Some(&GitRef::new("main")));
         assert!(v.allowed && !v.requires_approval, "{v:?}");
-        assert_eq!(v.reason, "policy `main-only` allows: branch `main` matches `main`");
+        assert_eq!(
+            v.reason,
+            "policy `main-only` allows: branch `main` matches `main`"
+        );
         let v = p.evaluate("main-only", Some(&GitRef::new("refs/heads/main")));
         assert!(v.allowed);
         let v = p.evaluate("main-only", Some(&GitRef::new("feature/x")));

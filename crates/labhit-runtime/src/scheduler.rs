@@ -35,7 +35,6 @@
 
 pub mod stages;
 
-
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -406,7 +405,10 @@ impl Scheduler {
             .copied()
             .filter(|&i| blocked_on[i] == 0)
             .collect();
-        let runs: Vec<StageRun> = nodes.iter().map(|n| StageRun::queued(n.id.clone())).collect();
+        let runs: Vec<StageRun> = nodes
+            .iter()
+            .map(|n| StageRun::queued(n.id.clone()))
+            .collect();
         let total = nodes.len();
         let shared = Shared {
             nodes,
@@ -504,7 +506,10 @@ impl Scheduler {
     fn stop(&self, shared: &Shared<'_>, state: &mut State, log: &RunLog, why: Stop) {
         shared.stop_flag.cancel();
         let (status, reason) = match &why {
-            Stop::Cancelled => (StageStatus::Cancelled, "cancelled before it started".to_owned()),
+            Stop::Cancelled => (
+                StageStatus::Cancelled,
+                "cancelled before it started".to_owned(),
+            ),
             Stop::FailFast(stage) => (
                 StageStatus::Skipped,
                 format!("skipped: `--fail-fast` after `{stage}` did not succeed"),
@@ -625,7 +630,10 @@ impl Scheduler {
         let mut outcome = runner.run_stage(&task);
         if !matches!(
             outcome.status,
-            StageStatus::Succeeded | StageStatus::Failed | StageStatus::Cached | StageStatus::Cancelled
+            StageStatus::Succeeded
+                | StageStatus::Failed
+                | StageStatus::Cached
+                | StageStatus::Cancelled
         ) {
             outcome.reason = Some(format!(
                 "the stage runner reported status `{}`, which a finished stage cannot have",

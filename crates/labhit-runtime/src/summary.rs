@@ -160,7 +160,8 @@ fn render(run: &PipelineRun, tty: bool) -> String {
             [
                 s.stage.to_string(),
                 s.status.to_string(),
-                s.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                s.exit_code
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string()),
                 duration_text(s),
                 detail(s),
             ]
@@ -246,11 +247,17 @@ mod tests {
         let text = render_plain(&run());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines[0].starts_with("build   succeeded  0  93.0s"), "{text}");
+        assert!(
+            lines[0].starts_with("build   succeeded  0  93.0s"),
+            "{text}"
+        );
         assert!(lines[0].contains("version=1.4.2"), "{text}");
         assert!(lines[1].starts_with("deploy  denied"), "{text}");
         assert!(lines[1].ends_with("approval required"), "{text}");
-        assert!(lines[2].contains(": failed (1 succeeded, 1 denied)"), "{text}");
+        assert!(
+            lines[2].contains(": failed (1 succeeded, 1 denied)"),
+            "{text}"
+        );
         assert!(!text.contains('\x1b'));
     }
 

@@ -27,7 +27,9 @@ fn pipeline(stages: &str) -> PipelineFile {
 
 /// `n` independent `run: "true"` stages named s0, s1, ….
 fn independent(n: usize) -> PipelineFile {
-    let stages: String = (0..n).map(|i| format!("    s{i}:\n      run: \"true\"\n")).collect();
+    let stages: String = (0..n)
+        .map(|i| format!("    s{i}:\n      run: \"true\"\n"))
+        .collect();
     pipeline(&stages)
 }
 
@@ -39,7 +41,9 @@ fn scheduler(jobs: usize) -> Scheduler {
 }
 
 fn status(run: &PipelineRun, stage: &str) -> StageStatus {
-    run.stage(stage).unwrap_or_else(|| panic!("no stage {stage}")).status
+    run.stage(stage)
+        .unwrap_or_else(|| panic!("no stage {stage}"))
+        .status
 }
 
 fn reason(run: &PipelineRun, stage: &str) -> String {
@@ -78,14 +82,23 @@ fn a_stage_starts_after_all_its_dependencies() {
         "    a: {run: x}\n    b: {run: x, after: a}\n    c: {run: x, after: a}\n    d: {run: x, after: [b, c]}\n",
     );
     let runner = Scripted::new(&[]);
-    let run = scheduler(4).run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    let run = scheduler(4).run(
+        &file,
+        &|t: &StageTask<'_>| runner.run(t),
+        &RunLog::null(),
+        RunInfo::default(),
+    );
     assert_eq!(run.status, RunStatus::Succeeded);
     let order = runner.started.lock().expect("lock").clone();
     let pos = |s: &str| order.iter().position(|x| x == s).expect("valid");
     assert_eq!(pos("a"), 0);
     assert_eq!(pos("d"), 3);
     let ids: Vec<&str> = run.stages.iter().map(|s| s.stage.as_str()).collect();
-    assert_eq!(ids, ["a", "b", "c", "d"], "stages are listed in topological order");
+    assert_eq!(
+        ids,
+        ["a", "b", "c", "d"],
+        "stages are listed in topological order"
+    );
     for stage in &run.stages {
         assert!(stage.started_at.is_some() && stage.finished_at.is_some());
         assert_eq!(stage.exit_code, Some(0));
@@ -101,7 +114,12 @@ fn a_failed_middle_stage_skips_downstream_and_the_other_branch_finishes() {
     let runner = Scripted::new(&["b"]);
     let sink = Arc::new(CollectingSink::new());
     let log = RunLog::new(labhit_protocol::ids::RunId::from_uuid(uuid()), sink.clone());
-    let run = scheduler(2).run(&file, &|t: &StageTask<'_>| runner.run(t), &log, RunInfo::default());
+    let run = scheduler(2).run(
+        &file,
+        &|t: &StageTask<'_>| runner.run(t),
+        &log,
+        RunInfo::default(),
+    );
 
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(status(&run, "a"), StageStatus::Succeeded);
@@ -112,7 +130,13 @@ fn a_failed_middle_stage_skips_downstream_and_the_other_branch_finishes() {
     assert_eq!(reason(&run, "c"), "skipped: `b` failed");
     assert_eq!(status(&run, "x"), StageStatus::Succeeded);
     assert_eq!(status(&run, "y"), StageStatus::Succeeded);
-    assert!(!runner.started.lock().expect("lock").contains(&"c".to_owned()));
+    assert!(
+        !runner
+            .started
+            .lock()
+            .expect("lock")
+            .contains(&"c".to_owned())
+    );
 
     // The JSON summary says exactly that.
     let json = serde_json::to_value(&run).expect("valid");
@@ -133,7 +157,12 @@ fn a_failed_middle_stage_skips_downstream_and_the_other_branch_finishes() {
 
     // Every decision is logged, numbered in one sequence.
     let entries = sink.entries();
-    assert!(entries.iter().enumerate().all(|(i, e)| e.sequence == i as u64));
+    assert!(
+        entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.sequence == i as u64)
+    );
     assert!(entries.iter().all(|e| e.stream == LogStream::System));
     assert!(
         entries
@@ -204,7 +233,11 @@ fn the_parallelism_bound_is_respected_and_reached() {
 fn wait_for_cancel(task: &StageTask<'_>) -> StageOutcome {
     let deadline = Instant::now() + DEADLINE;
     while !task.cancellation.is_cancelled() {
-        assert!(Instant::now() < deadline, "stage `{}` was never cancelled", task.id);
+        assert!(
+            Instant::now() < deadline,
+            "stage `{}` was never cancelled",
+            task.id
+        );
         std::thread::yield_now();
     }
     StageOutcome::cancelled("cancelled while running")
@@ -253,7 +286,12 @@ fn fail_fast_cancels_running_stages_and_skips_the_rest() {
 fn without_fail_fast_independent_stages_finish() {
     let file = pipeline("    bad: {run: x}\n    good: {run: x}\n    more: {run: x}\n");
     let runner = Scripted::new(&["bad"]);
-    let run = scheduler(1).run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    let run = scheduler(1).run(
+        &file,
+        &|t: &StageTask<'_>| runner.run(t),
+        &RunLog::null(),
+        RunInfo::default(),
+    );
     assert_eq!(status(&run, "good"), StageStatus::Succeeded);
     assert_eq!(status(&run, "more"), StageStatus::Succeeded);
     assert_eq!(run.status, RunStatus::Failed);
@@ -279,7 +317,10 @@ fn cancellation_stops_running_stages_and_ends_the_run_cancelled() {
     // Downstream of a cancelled stage: skipped (naming it) or cancelled before it started.
     for stage in ["second", "third"] {
         assert!(
-            matches!(status(&run, stage), StageStatus::Skipped | StageStatus::Cancelled),
+            matches!(
+                status(&run, stage),
+                StageStatus::Skipped | StageStatus::Cancelled
+            ),
             "{stage}: {:?}",
             run.stage(stage)
         );
@@ -292,9 +333,18 @@ fn cancellation_before_the_start_cancels_everything() {
     let scheduler = scheduler(2);
     scheduler.cancellation.cancel();
     let runner = Scripted::new(&[]);
-    let run = scheduler.run(&independent(5), &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    let run = scheduler.run(
+        &independent(5),
+        &|t: &StageTask<'_>| runner.run(t),
+        &RunLog::null(),
+        RunInfo::default(),
+    );
     assert_eq!(run.status, RunStatus::Cancelled);
-    assert!(run.stages.iter().all(|s| s.status == StageStatus::Cancelled));
+    assert!(
+        run.stages
+            .iter()
+            .all(|s| s.status == StageStatus::Cancelled)
+    );
     assert!(runner.started.lock().expect("lock").is_empty());
 }
 
@@ -318,17 +368,37 @@ fn gates_deny_without_approval_and_open_with_it() {
     let runner = Scripted::new(&[]);
     let mut s = scheduler(2);
     s.gates = gates.clone();
-    let run = s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    let run = s.run(
+        &file,
+        &|t: &StageTask<'_>| runner.run(t),
+        &RunLog::null(),
+        RunInfo::default(),
+    );
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(status(&run, "deploy"), StageStatus::Denied);
-    assert!(reason(&run, "deploy").contains("--approve deploy"), "{}", reason(&run, "deploy"));
+    assert!(
+        reason(&run, "deploy").contains("--approve deploy"),
+        "{}",
+        reason(&run, "deploy")
+    );
     assert_eq!(reason(&run, "notify"), "skipped: `deploy` was denied");
-    assert!(!runner.started.lock().expect("lock").contains(&"deploy".to_owned()));
+    assert!(
+        !runner
+            .started
+            .lock()
+            .expect("lock")
+            .contains(&"deploy".to_owned())
+    );
 
     let runner = Scripted::new(&[]);
     gates.approved = PreApproved::Stages(BTreeSet::from(["deploy".to_owned()]));
     s.gates = gates.clone();
-    let run = s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    let run = s.run(
+        &file,
+        &|t: &StageTask<'_>| runner.run(t),
+        &RunLog::null(),
+        RunInfo::default(),
+    );
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(
         reason(&run, "deploy"),
@@ -338,7 +408,12 @@ fn gates_deny_without_approval_and_open_with_it() {
     // Approved, but the policy refuses the ref.
     gates.git_ref = Some(GitRef::new("feature"));
     s.gates = gates;
-    let run = s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    let run = s.run(
+        &file,
+        &|t: &StageTask<'_>| runner.run(t),
+        &RunLog::null(),
+        RunInfo::default(),
+    );
     assert_eq!(status(&run, "deploy"), StageStatus::Denied);
     assert!(reason(&run, "deploy").starts_with("policy `main-only` denied"));
 }
@@ -369,7 +444,12 @@ fn status_changes_are_reported() {
         record.lock().expect("lock").push(format!("{id}:{status}"));
     }));
     let runner = Scripted::new(&["a"]);
-    s.run(&file, &|t: &StageTask<'_>| runner.run(t), &RunLog::null(), RunInfo::default());
+    s.run(
+        &file,
+        &|t: &StageTask<'_>| runner.run(t),
+        &RunLog::null(),
+        RunInfo::default(),
+    );
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(
         seen,

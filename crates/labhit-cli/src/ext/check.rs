@@ -426,7 +426,7 @@ fn schema_check(name: &'static str, what: &str, schema: Option<serde_json::Value
 /// `64Mi`, `1Gi`, `1500 bytes`: the manifest's own units where they fit.
 fn bytes(n: u64) -> String {
     for (shift, unit) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }

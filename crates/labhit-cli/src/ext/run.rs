@@ -39,6 +39,7 @@ const FATAL: u8 = 3;
     "  labhit ext run ext/extension.toml --workspace ws --with-file with.json --format json\n",
     "  labhit ext run util/checksum@^0.1 --extensions target/extensions --workspace . --with-file w.json\n",
     "  labhit ext run deploy/extension.toml --workspace ws --secret DEPLOY_TOKEN=\"$TOKEN\" --timeout 30s\n",
+    "  DEPLOY_TOKEN=… labhit ext run deploy/extension.toml --workspace ws --secret DEPLOY_TOKEN\n",
     "\n",
     "The step's log goes to stderr as it happens: `HH:MM:SS.mmm LEVEL [stream] message`, where\n",
     "stream is `log` (the `log` import), `stdout`, `stderr` or `system`. Outputs and artifacts go\n",
@@ -86,8 +87,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     with_file: Option<PathBuf>,
 
-    /// A secret the extension may read if its manifest declares NAME; repeatable
-    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    /// A secret the extension may read if its manifest declares NAME; repeatable. `--secret
+    /// NAME` alone takes the value from the environment variable NAME, which keeps it out of
+    /// the process list and the shell history
+    #[arg(long = "secret", value_name = "NAME[=VALUE]")]
     secrets: Vec<String>,
 
     /// An environment variable granted to the step; repeatable
@@ -117,10 +120,13 @@ pub(crate) fn main(args: &Args, color: ColorWhen) -> std::process::ExitCode {
     let mut redactor = Redactor::new();
     // Collect the secret values first, whatever else is wrong, so every message is redacted.
     for spec in &args.secrets {
-        if let Some((_, value)) = spec.split_once('=') {
-            redactor.add(value);
-        } else {
-            redactor.add(spec);
+        match spec.split_once('=') {
+            Some((_, value)) => redactor.add(value),
+            None => {
+                if let Ok(value) = std::env::var(spec) {
+                    redactor.add(&value);
+                }
+            }
         }
     }
     let code = match run(args, color, &redactor) {
@@ -192,7 +198,21 @@ fn pairs(specs: &[String], what: &str) -> Result<BTreeMap<String, String>> {
 }
 
 fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
-    let secrets = pairs(&args.secrets, "secret")?;
+    let mut specs = Vec::new();
+    for spec in &args.secrets {
+        if spec.contains('=') {
+            specs.push(spec.clone());
+        } else {
+            let value = std::env::var(spec).map_err(|_| Problem {
+                code: 2,
+                message: format!(
+                    "`--secret {spec}` takes its value from the environment variable `{spec}`, which is not set"
+                ),
+            })?;
+            specs.push(format!("{spec}={value}"));
+        }
+    }
+    let secrets = pairs(&specs, "secret")?;
     for name in secrets.keys() {
         labhit_protocol::manifest::SecretName::new(name.clone()).map_err(|e| Problem {
             code: 2,

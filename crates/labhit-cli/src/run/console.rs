@@ -86,7 +86,10 @@ impl Console {
     /// A `labhit: …` line.
     pub(crate) fn note(&self, message: &str) {
         let dim = Style::new().dimmed();
-        let text = format!("{dim}labhit:{dim:#} {}", self.inner.redactor.redact(message));
+        let text = format!(
+            "{dim}labhit:{dim:#} {}",
+            self.inner.redactor.redact(message)
+        );
         let mut state = self.lock();
         self.write(&mut state, &text);
     }
@@ -106,8 +109,7 @@ impl Console {
     pub(crate) fn finish(&self) {
         let mut state = self.lock();
         if state.progress_shown {
-            let mut stderr =
-                anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
+            let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
             let _ = write!(stderr, "\r\x1b[2K");
             let _ = stderr.flush();
             state.progress_shown = false;
@@ -194,11 +196,7 @@ impl Console {
 
 fn progress_line(state: &State) -> String {
     let total = state.order.len();
-    let done = state
-        .statuses
-        .values()
-        .filter(|s| s.is_terminal())
-        .count();
+    let done = state.statuses.values().filter(|s| s.is_terminal()).count();
     let running: Vec<&str> = state
         .order
         .iter()

@@ -2,10 +2,10 @@
 //! runs `run:` scripts.
 //!
 //! The stage's command, the host's cache decision and the parent snapshot travel to the guest
-//! in `step-input.command` (built by the runtime from an
-//! [`ExecutorCommand`](labhit_wit::convert::ExecutorCommand)); the guest's `step-output` comes
-//! back as a [`StepResult`], checked against the decision ([`StepResult::validate`]): a
-//! failed step never commits, and a successful `miss_build_as` must commit to the decided tag.
+//! in `step-input.command` (built by the runtime from an [`ExecutorCommand`]); the guest's
+//! `step-output` comes back as a [`StepResult`], checked against the decision
+//! ([`StepResult::validate`]): a failed step never commits, and a successful `miss_build_as`
+//! must commit to the decided tag.
 //! The extension runs in the runtime's sandbox (its manifest's limits, filesystem scope and
 //! secrets), with the stage workspace preopened as the manifest grants.
 

@@ -389,6 +389,9 @@ impl LocalExecutor {
         };
         match &input.cache_lookup {
             CacheDecision::Hit { tag } => {
+                if ctx.cancellation.is_cancelled() {
+                    return Err(ExecError::Cancelled { stage: stage() });
+                }
                 let info = self
                     .snapshots
                     .restore(tag, ctx.workspace)

@@ -49,12 +49,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+use labhit_protocol::Value;
 use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput, StepResult};
 use labhit_protocol::ids::{ArchiveId, SnapshotRef, StepId};
 use labhit_protocol::manifest::FilesystemAccess;
 use labhit_protocol::pipeline::Stage;
 use labhit_protocol::run::StageStatus;
-use labhit_protocol::Value;
 
 use super::{StageOutcome, StageRunner, StageTask};
 use crate::cachekey::{CacheKeyInput, cache_key};
@@ -158,7 +158,11 @@ impl PipelineRunner {
         let mut request = StepRequest::new(task.id.as_str());
         request.run_id = task.run_id;
         request.step_id = StepId::from_uuid(uuid::Uuid::new_v4());
-        request.use_ref = stage.uses.as_ref().map(ToString::to_string).unwrap_or_default();
+        request.use_ref = stage
+            .uses
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         request.with = stage
             .with
             .clone()
@@ -242,7 +246,10 @@ impl PipelineRunner {
             let value = match setting {
                 "image" => step.image.clone().unwrap_or_default(),
                 "cpu_millis" => step.cpu_millis.map(|m| format!("{m}m")).unwrap_or_default(),
-                "memory_bytes" => step.memory_bytes.map(|b| format!("{b} bytes")).unwrap_or_default(),
+                "memory_bytes" => step
+                    .memory_bytes
+                    .map(|b| format!("{b} bytes"))
+                    .unwrap_or_default(),
                 _ => String::new(),
             };
             let key = match setting {
@@ -275,7 +282,10 @@ impl PipelineRunner {
                 let manifest = match WorkspaceManifest::scan(&self.workspace) {
                     Ok(m) => m,
                     Err(e) => {
-                        return StageOutcome::failed(None, format!("cannot scan the workspace: {e}"));
+                        return StageOutcome::failed(
+                            None,
+                            format!("cannot scan the workspace: {e}"),
+                        );
                     }
                 };
                 let key = cache_key(&CacheKeyInput {
@@ -289,7 +299,9 @@ impl PipelineRunner {
                 if store.exists(&key) {
                     log.info(
                         task.id,
-                        &format!("cache: hit `{key}`: restoring its snapshot, skipping the command"),
+                        &format!(
+                            "cache: hit `{key}`: restoring its snapshot, skipping the command"
+                        ),
                     );
                     CacheDecision::Hit { tag: key }
                 } else {
@@ -429,14 +441,22 @@ pub fn command_step(script: &str, stage: &Stage) -> CommandStep {
     let mut step = CommandStep::new(script);
     if let Some(sandbox) = &stage.sandbox {
         step.image = sandbox.image.clone();
-        step.timeout_secs = sandbox.timeout.as_ref().map(|t| t.as_secs()).filter(|s| *s > 0);
+        step.timeout_secs = sandbox
+            .timeout
+            .as_ref()
+            .map(|t| t.as_secs())
+            .filter(|s| *s > 0);
         if let Some(resources) = &sandbox.resources {
             step.cpu_millis = resources
                 .cpu
                 .as_ref()
                 .map(|c| (c.cores() * 1000.0).round() as u64)
                 .filter(|m| *m > 0);
-            step.memory_bytes = resources.memory.as_ref().map(|m| m.bytes()).filter(|b| *b > 0);
+            step.memory_bytes = resources
+                .memory
+                .as_ref()
+                .map(|m| m.bytes())
+                .filter(|b| *b > 0);
         }
     }
     step
