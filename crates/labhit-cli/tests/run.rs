@@ -399,7 +399,10 @@ pipeline:
     let run = project.run(&["--no-cache"]);
     assert_eq!(run.code(), 1, "{run:?}");
     assert_eq!(run.status("slow"), "failed");
-    let reason = run.stage("slow")["reason"].as_str().unwrap_or_default().to_owned();
+    let reason = run.stage("slow")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(reason.contains("deadline of 1s"), "{reason}");
     assert_eq!(run.status("quick"), "succeeded");
 }

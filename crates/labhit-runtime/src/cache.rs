@@ -11,10 +11,13 @@
 //! The engine fingerprint hashes wasmtime's version, [`Engine::precompile_compatibility_hash`]
 //! (every setting that changes compiled code) and this cache's format version, so a changed
 //! engine never even looks at old entries. The record states the format, the key, the
-//! fingerprint, and the size and sha256 of the artifact. Before an artifact is handed to
-//! wasmtime it is read in full and its size and sha256 are compared with the record; any
-//! mismatch (corrupt, truncated, foreign or half-written entry) is reported in
-//! [`CacheOutcome::Rebuilt`], the entry is recompiled and rewritten. Both files are written to
+//! fingerprint, and the size and CRC-32 checksum of the artifact. Before an artifact is
+//! handed to wasmtime it is read in full and its size and checksum are compared with the
+//! record; any mismatch (corrupt, truncated, foreign or half-written entry) is reported in
+//! [`CacheOutcome::Rebuilt`], the entry is recompiled and rewritten. (The checksum guards
+//! against accidents, not against someone who can write the cache directory: such a person
+//! could rewrite the record as well, whatever hash it held. A CRC keeps a cached start well
+//! under a millisecond; a sha256 of the artifact alone cost about 0.25 ms.) Both files are written to
 //! a temporary name and renamed into place, so readers never see a partial file. A cache
 //! directory that cannot be written is not an error: the component is compiled and used, and
 //! the problem is reported in the outcome's notes.
@@ -28,7 +31,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Version of the entry layout; part of the fingerprint.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The environment variable that overrides the default cache directory.
 pub const CACHE_DIR_ENV: &str = "LABHIT_CACHE_DIR";
@@ -210,11 +213,13 @@ impl ComponentCache {
                 "the cache record belongs to another component, engine or format".into(),
             );
         }
-        let (Some(size), Some(sha256)) = (
+        let (Some(size), Some(checksum)) = (
             field("artifact_size").as_u64(),
-            field("artifact_sha256").as_str().map(str::to_owned),
+            field("artifact_crc32").as_u64(),
         ) else {
-            return Lookup::Refused("the cache record lacks the artifact's size or sha256".into());
+            return Lookup::Refused(
+                "the cache record lacks the artifact's size or checksum".into(),
+            );
         };
         let artifact = match std::fs::read(artifact_path) {
             Ok(artifact) => artifact,
@@ -226,10 +231,11 @@ impl ComponentCache {
                 artifact.len()
             ));
         }
-        if sha256_hex(&artifact) != sha256 {
+        if u64::from(crc32fast::hash(&artifact)) != checksum {
             return Lookup::Refused("the cached artifact does not match its checksum".into());
         }
-        match deserialize_verified(engine, &artifact) {
+        drop(artifact);
+        match deserialize_verified(engine, artifact_path) {
             Ok(component) => Lookup::Hit(component),
             Err(err) => Lookup::Refused(format!("wasmtime refused the cached artifact: {err}")),
         }
@@ -258,7 +264,7 @@ impl ComponentCache {
             "engine": self.fingerprint,
             "wasmtime": env!("CARGO_PKG_VERSION"),
             "artifact_size": artifact.len() as u64,
-            "artifact_sha256": sha256_hex(&artifact),
+            "artifact_crc32": crc32fast::hash(&artifact),
         });
         write_atomic(artifact_path, &artifact)?;
         write_atomic(record_path, record.to_string().as_bytes())
@@ -271,20 +277,22 @@ enum Lookup {
     Refused(String),
 }
 
-/// Turns verified artifact bytes into a component.
+/// Maps a verified artifact file as a component.
 #[allow(unsafe_code)]
-fn deserialize_verified(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: `Component::deserialize` trusts its input to be an artifact produced by
+fn deserialize_verified(engine: &Engine, artifact: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: `Component::deserialize_file` trusts the file to be an artifact produced by
     // `Component::serialize`/`Engine::precompile_component` of a compatible wasmtime, because
-    // it maps it as executable code. These bytes are exactly that: they were read from this
-    // runtime's own cache directory, under a fingerprint of this engine's configuration,
-    // and their size and sha256 were compared with the record written next to them when
-    // this runtime serialized the component (written atomically, after the artifact). So
-    // corruption, truncation, a half-written file or an entry of another component or engine
-    // is refused before this call, and the bytes checked are the bytes used: they are in
-    // memory, not re-read from a file that could change in between. wasmtime additionally
-    // checks its own header (version, target, configuration) and refuses a mismatch.
-    unsafe { Component::deserialize(engine, artifact) }
+    // it maps it as executable code, and trusts it not to change while mapped. The file is
+    // one this runtime wrote: it lives in this runtime's own cache directory, under a
+    // fingerprint of this engine's configuration, and the caller has just read it in full
+    // and compared its size and checksum with the record this runtime wrote next to it after
+    // serializing the component. So corruption, truncation, a half-written file or an entry
+    // of another component or engine is refused before this call. Entries are only ever
+    // replaced by an atomic rename (never written in place), so a file that is mapped is
+    // never modified; a rename between the check and the mapping can only install another
+    // complete artifact for the same key and engine. wasmtime additionally checks its own
+    // header (version, target, configuration) and refuses a mismatch.
+    unsafe { Component::deserialize_file(engine, artifact) }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -414,7 +422,7 @@ mod tests {
         let key = sha256_hex(EMPTY_COMPONENT);
         let record_json = serde_json::json!({
             "format": FORMAT, "key": key, "engine": cache.fingerprint,
-            "artifact_size": junk.len(), "artifact_sha256": sha256_hex(junk),
+            "artifact_size": junk.len(), "artifact_crc32": crc32fast::hash(junk),
         });
         std::fs::write(&record, record_json.to_string()).expect("record");
         match load(&cache, &engine, EMPTY_COMPONENT).outcome {

@@ -173,13 +173,17 @@ impl Redactor {
 
     /// `text` with every known form of every secret replaced.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+        self.redact_owned(text.to_owned())
+    }
+
+    /// Like [`Redactor::redact`], reusing `text`'s allocation when nothing matches.
+    pub fn redact_owned(&self, mut text: String) -> String {
         for pattern in &self.patterns {
-            if out.contains(pattern.as_str()) {
-                out = out.replace(pattern.as_str(), REDACTED);
+            if text.contains(pattern.as_str()) {
+                text = text.replace(pattern.as_str(), REDACTED);
             }
         }
-        out
+        text
     }
 }
 
@@ -318,12 +322,7 @@ impl StepLog {
 
     /// `text` with every secret handed out so far redacted.
     pub(crate) fn redact(&self, text: &str) -> String {
-        let state = lock(&self.state);
-        if state.redactor.is_empty() {
-            text.to_owned()
-        } else {
-            state.redactor.redact(text)
-        }
+        lock(&self.state).redactor.redact(text)
     }
 
     /// The last message logged at error level, redacted.
@@ -344,8 +343,20 @@ impl StepLog {
         message: &str,
         fields: Vec<(String, String)>,
     ) {
+        self.emit_owned(level, stream, message.to_owned(), fields);
+    }
+
+    /// Like [`StepLog::emit`], taking the message by value (no copy when nothing is
+    /// redacted).
+    pub(crate) fn emit_owned(
+        &self,
+        level: LogLevel,
+        stream: LogStream,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) {
         let mut state = lock(&self.state);
-        let message = redact_with(&state.redactor, message);
+        let message = state.redactor.redact_owned(message);
         if stream == LogStream::Stderr {
             if state.panic_header {
                 state.panic = Some(message.clone());
@@ -369,9 +380,9 @@ impl StepLog {
             .into_iter()
             .map(|(k, v)| {
                 (
-                    redact_with(&state.redactor, &k),
+                    state.redactor.redact_owned(k),
                     truncate(
-                        redact_with(&state.redactor, &v),
+                        state.redactor.redact_owned(v),
                         self.limits.max_message_bytes,
                     ),
                 )
@@ -417,14 +428,6 @@ impl StepLog {
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from(std::time::SystemTime::now())
-}
-
-fn redact_with(redactor: &Redactor, text: &str) -> String {
-    if redactor.is_empty() {
-        text.to_owned()
-    } else {
-        redactor.redact(text)
-    }
 }
 
 fn truncate(mut text: String, max: usize) -> String {

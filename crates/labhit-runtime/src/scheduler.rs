@@ -313,6 +313,9 @@ struct State {
     /// Dependencies not yet succeeded, per stage.
     blocked_on: Vec<usize>,
     ready: VecDeque<usize>,
+    /// Taken by a worker (its gate or runner may be under way): a stop leaves it to that
+    /// worker.
+    claimed: Vec<bool>,
     done: usize,
     stop: Option<Stop>,
     started: Option<chrono::DateTime<Utc>>,
@@ -413,6 +416,7 @@ impl Scheduler {
         let shared = Shared {
             nodes,
             state: Mutex::new(State {
+                claimed: vec![false; runs.len()],
                 runs,
                 blocked_on,
                 ready,
@@ -484,13 +488,7 @@ impl Scheduler {
     fn watch(&self, shared: &Shared<'_>, log: &RunLog, total: usize) {
         let mut state = shared.lock();
         while state.done < total {
-            if self.cancellation.is_cancelled() && state.stop.is_none() {
-                log.system(
-                    None,
-                    LogLevel::Warn,
-                    "cancellation requested: stopping running stages, not starting new ones",
-                );
-                self.stop(shared, &mut state, log, Stop::Cancelled);
+            if self.stop_if_cancelled(shared, &mut state, log) {
                 continue;
             }
             state = shared
@@ -500,6 +498,20 @@ impl Scheduler {
                 .unwrap_or_else(|p| p.into_inner().0);
         }
         shared.changed.notify_all();
+    }
+
+    /// Turns the caller's cancellation into a stop (once); whether it did.
+    fn stop_if_cancelled(&self, shared: &Shared<'_>, state: &mut State, log: &RunLog) -> bool {
+        if !self.cancellation.is_cancelled() || state.stop.is_some() {
+            return false;
+        }
+        log.system(
+            None,
+            LogLevel::Warn,
+            "cancellation requested: stopping running stages, not starting new ones",
+        );
+        self.stop(shared, state, log, Stop::Cancelled);
+        true
     }
 
     /// Stops the run: raises the stages' flag and ends every stage not started yet.
@@ -519,7 +531,7 @@ impl Scheduler {
         state.ready.clear();
         let now = now();
         for i in 0..shared.nodes.len() {
-            if state.runs[i].status == StageStatus::Queued {
+            if state.runs[i].status == StageStatus::Queued && !state.claimed[i] {
                 let run = &mut state.runs[i];
                 run.status = status;
                 run.reason = Some(reason.clone());
@@ -540,16 +552,11 @@ impl Scheduler {
                     if state.done >= total {
                         return;
                     }
-                    if self.cancellation.is_cancelled() && state.stop.is_none() {
-                        log.system(
-                            None,
-                            LogLevel::Warn,
-                            "cancellation requested: stopping running stages, not starting new ones",
-                        );
-                        self.stop(shared, &mut state, log, Stop::Cancelled);
+                    if self.stop_if_cancelled(shared, &mut state, log) {
                         continue;
                     }
                     if let Some(i) = state.ready.pop_front() {
+                        state.claimed[i] = true;
                         let node = &shared.nodes[i];
                         let waiting = node
                             .stage
@@ -604,14 +611,21 @@ impl Scheduler {
                 Some(reason)
             }
         };
-        if shared.stop_flag.is_cancelled() {
-            return (
-                StageOutcome::cancelled("cancelled before it started"),
-                gate_reason,
-            );
-        }
         {
             let mut state = shared.lock();
+            if let Some(stop) = &state.stop {
+                let outcome = match stop {
+                    Stop::Cancelled => StageOutcome::cancelled("cancelled before it started"),
+                    Stop::FailFast(failed) => {
+                        let mut outcome = StageOutcome::cancelled(format!(
+                            "skipped: `--fail-fast` after `{failed}` did not succeed"
+                        ));
+                        outcome.status = StageStatus::Skipped;
+                        outcome
+                    }
+                };
+                return (outcome, gate_reason);
+            }
             let now = now();
             state.started.get_or_insert(now);
             let run = &mut state.runs[i];

@@ -510,6 +510,7 @@ fn a_thousand_failing_steps_leave_host_memory_flat() {
     fail(1000);
     let after = rss_bytes();
     let growth = after.saturating_sub(before);
+    eprintln!("RSS {before} -> {after} bytes over 1000 failing steps");
     assert!(
         growth < 8 << 20,
         "RSS grew by {growth} bytes over 1000 failing steps ({before} -> {after})"

@@ -681,7 +681,8 @@ fn malformed_files_are_refused_with_the_extension_named() {
     let manifest = probe_manifest("none");
     let dir = tempfile::tempdir().expect("tempdir");
     let component = std::fs::read(build(&probe_dir(), Target::P2)).expect("component");
-    let cases: [(&str, Vec<u8>, fn(&LoadErrorKind) -> bool); 5] = [
+    type Expected = fn(&LoadErrorKind) -> bool;
+    let cases: [(&str, Vec<u8>, Expected); 5] = [
         ("empty.wasm", Vec::new(), |k| {
             matches!(k, LoadErrorKind::NotWasm(_))
         }),

@@ -456,3 +456,105 @@ fn status_changes_are_reported() {
         ["a:queued", "b:queued", "a:running", "a:failed", "b:skipped"]
     );
 }
+
+mod real_runner {
+    //! The real [`PipelineRunner`] with the built-in local executor: one shared workspace,
+    //! writers serialised, host-side caching.
+
+    use std::sync::Arc;
+
+    use labhit_protocol::run::{RunStatus, StageStatus};
+    use labhit_runtime::CollectingSink;
+    use labhit_runtime::executor::LocalExecutor;
+    use labhit_runtime::scheduler::stages::{PipelineRunner, StagePlan};
+    use labhit_runtime::scheduler::{RunInfo, RunLog};
+    use labhit_runtime::snapshot::SnapshotStore;
+
+    use super::{pipeline, scheduler, status};
+
+    /// Runs `text` in a fresh workspace (a copy of `project`) with the snapshot store `cache`.
+    fn run_in(
+        text: &str,
+        project: &std::path::Path,
+        cache: &std::path::Path,
+    ) -> (
+        labhit_protocol::run::PipelineRun,
+        tempfile::TempDir,
+        Vec<String>,
+    ) {
+        let file = pipeline(text);
+        let run_dir = tempfile::tempdir().expect("tempdir");
+        let workspace = run_dir.path().join("workspace");
+        labhit_runtime::workspace::copy_project(project, &workspace, &[]).expect("copy");
+        let store = SnapshotStore::new(cache);
+        let local = Arc::new(LocalExecutor::new(store.clone()));
+        let mut runner = PipelineRunner::new(&workspace, run_dir.path());
+        runner.snapshots = Some(store);
+        for (id, _) in file.pipeline.stages.iter() {
+            runner
+                .plans
+                .insert(id.to_string(), StagePlan::Command(local.clone()));
+        }
+        let sink = Arc::new(CollectingSink::new());
+        let log = RunLog::new(labhit_runtime::scheduler::new_run_id(), sink.clone());
+        let run = scheduler(2).run(&file, &runner, &log, RunInfo::default());
+        (run, run_dir, sink.messages())
+    }
+
+    const PIPELINE: &str = "    make:\n      run: mkdir -p out && echo one > out/a.txt\n    \
+        left:\n      after: make\n      run: test ! -e busy && touch busy && cat out/a.txt > out/left.txt && rm busy\n    \
+        right:\n      after: make\n      run: test ! -e busy && touch busy && cat out/a.txt > out/right.txt && rm busy\n";
+
+    #[test]
+    fn writers_share_one_workspace_in_turn_and_a_second_run_is_cached() {
+        let project = tempfile::tempdir().expect("tempdir");
+        std::fs::write(project.path().join("input.txt"), "x").expect("write");
+        let cache = tempfile::tempdir().expect("tempdir");
+
+        let (first, dir, messages) = run_in(PIPELINE, project.path(), cache.path());
+        assert_eq!(
+            first.status,
+            RunStatus::Succeeded,
+            "{first:#?}\n{messages:#?}"
+        );
+        let ws = dir.path().join("workspace");
+        assert_eq!(
+            std::fs::read_to_string(ws.join("out/left.txt")).expect("left"),
+            "one\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.join("out/right.txt")).expect("right"),
+            "one\n"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("UNSANDBOXED")),
+            "the local executor is announced: {messages:#?}"
+        );
+
+        let (second, dir, messages) = run_in(PIPELINE, project.path(), cache.path());
+        for stage in ["make", "left", "right"] {
+            assert_eq!(
+                status(&second, stage),
+                StageStatus::Cached,
+                "{stage}: {messages:#?}"
+            );
+        }
+        let ws = dir.path().join("workspace");
+        assert_eq!(
+            std::fs::read_to_string(ws.join("out/left.txt")).expect("left"),
+            "one\n"
+        );
+
+        // A changed script is a miss, and so is everything that sees its new effect.
+        let changed = PIPELINE.replace("echo one", "echo two");
+        let (third, dir, _) = run_in(&changed, project.path(), cache.path());
+        for stage in ["make", "left", "right"] {
+            assert_eq!(status(&third, stage), StageStatus::Succeeded, "{stage}");
+        }
+        let ws = dir.path().join("workspace");
+        assert_eq!(
+            std::fs::read_to_string(ws.join("out/right.txt")).expect("right"),
+            "two\n"
+        );
+    }
+}

@@ -38,6 +38,8 @@ struct State {
     statuses: BTreeMap<String, StageStatus>,
     order: Vec<String>,
     progress_shown: bool,
+    /// The run is over: no more progress line.
+    finished: bool,
     log_file: Option<BufWriter<File>>,
 }
 
@@ -71,11 +73,11 @@ impl Console {
         let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
         if state.progress_shown {
             // Nothing sensible is left to do when stderr itself is gone.
-            let _ = write!(stderr, "\r\x1b[2K");
+            clear_line();
             state.progress_shown = false;
         }
         let _ = writeln!(stderr, "{text}");
-        if self.inner.progress {
+        if self.inner.progress && !state.finished {
             let line = progress_line(state);
             let _ = write!(stderr, "{line}");
             state.progress_shown = true;
@@ -108,9 +110,10 @@ impl Console {
     /// Clears the progress line and flushes the log file.
     pub(crate) fn finish(&self) {
         let mut state = self.lock();
+        state.finished = true;
         if state.progress_shown {
             let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
-            let _ = write!(stderr, "\r\x1b[2K");
+            clear_line();
             let _ = stderr.flush();
             state.progress_shown = false;
         }
@@ -180,7 +183,8 @@ impl Console {
             if console.inner.progress && state.progress_shown {
                 let mut stderr =
                     anstream::AutoStream::new(std::io::stderr().lock(), console.inner.choice);
-                let _ = write!(stderr, "\r\x1b[2K{}", progress_line(&state));
+                clear_line();
+                let _ = write!(stderr, "{}", progress_line(&state));
                 let _ = stderr.flush();
             }
         })
@@ -192,6 +196,12 @@ impl Console {
             console: self.clone(),
         })
     }
+}
+
+/// Clears the terminal line the progress line is on. Written past `anstream`, which strips
+/// every escape sequence when colors are off; only ever called when stderr is a terminal.
+fn clear_line() {
+    let _ = std::io::stderr().write_all(b"\r\x1b[2K");
 }
 
 fn progress_line(state: &State) -> String {
@@ -230,7 +240,7 @@ impl ApprovalPrompt for Prompt {
         let mut stderr =
             anstream::AutoStream::new(std::io::stderr().lock(), self.console.inner.choice);
         if state.progress_shown {
-            let _ = write!(stderr, "\r\x1b[2K");
+            clear_line();
             state.progress_shown = false;
         }
         let _ = write!(

@@ -18,6 +18,6 @@ impl types::Host for StepHost {}
 impl log::Host for StepHost {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
         self.log
-            .emit(LogLevel::from(level), LogStream::Log, &message, fields);
+            .emit_owned(LogLevel::from(level), LogStream::Log, message, fields);
     }
 }

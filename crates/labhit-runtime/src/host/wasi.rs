@@ -129,8 +129,9 @@ impl LineStream {
 
     fn emit(&self, line: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = String::from_utf8_lossy(line);
-        self.log.emit(self.level, self.stream, &text, Vec::new());
+        let text = String::from_utf8_lossy(line).into_owned();
+        self.log
+            .emit_owned(self.level, self.stream, text, Vec::new());
     }
 
     /// Delivers a last line that had no newline.
