@@ -310,6 +310,18 @@ fn check_fails_with_the_reason_on_broken_bundles() {
         (
             bundle_text(
                 dir.path(),
+                "huge",
+                &std::fs::read_to_string(hostile_dir().join("manifests/hostile.toml"))
+                    .expect("manifest")
+                    .replace("memory = \"32Mi\"", "memory = \"64Gi\""),
+                Some(("hostile.wasm", &hostile)),
+            ),
+            "limits",
+            "memory limit of 64Gi exceeds this host's maximum",
+        ),
+        (
+            bundle_text(
+                dir.path(),
                 "invalid",
                 "[extension]\nname = \"Bad Name\"\n",
                 None,

@@ -20,6 +20,10 @@
 //! | [`runtime`] | [`Runtime`], [`StepRequest`], [`StepOutcome`] |
 //! | [`error`] | [`LoadError`], [`StepError`] and their kinds |
 //!
+//! The modules above are the extension host. The pipeline side (registry, scheduler,
+//! executors, gates, policies, workspaces, snapshots, run summaries) lives in the other
+//! modules and uses it through [`Runtime`].
+//!
 //! `Runtime` is `Send + Sync` and cheap to clone; steps may run on several threads at once.
 
 pub mod cache;

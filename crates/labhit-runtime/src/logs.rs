@@ -356,6 +356,12 @@ impl StepLog {
         fields: Vec<(String, String)>,
     ) {
         let mut state = lock(&self.state);
+        let over_limit = state.emitted >= self.limits.max_entries_per_step;
+        if over_limit && level != LogLevel::Error && stream != LogStream::Stderr {
+            // Dropped, and not needed for the failure report: skip the work.
+            state.dropped += 1;
+            return;
+        }
         let message = state.redactor.redact_owned(message);
         if stream == LogStream::Stderr {
             if state.panic_header {
@@ -371,7 +377,7 @@ impl StepLog {
             }
             state.last_error = Some(message.clone());
         }
-        if state.emitted >= self.limits.max_entries_per_step {
+        if over_limit {
             state.dropped += 1;
             return;
         }
