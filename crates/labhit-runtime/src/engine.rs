@@ -156,6 +156,22 @@ fn config(pooling: Option<PoolingAllocationConfig>) -> Config {
     config
 }
 
+/// Whether the kernel offers PAGEMAP_SCAN (Linux 6.7 and later).
+fn pagemap_scan_supported() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|release| kernel_version(&release))
+        .is_some_and(|version| version >= (6, 7))
+}
+
+/// `(major, minor)` of a kernel release string such as `6.18.2-amd64`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 fn pooling_config(settings: EngineSettings, max_memory: usize) -> PoolingAllocationConfig {
     let steps = settings.max_concurrent_steps;
     let mut pool = PoolingAllocationConfig::new();
@@ -168,9 +184,15 @@ fn pooling_config(settings: EngineSettings, max_memory: usize) -> PoolingAllocat
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .max_memory_size(max_memory)
         // Reset tables with memset instead of giving their pages back to the kernel (measured:
-        // slightly cheaper per step). Linear memories keep wasmtime's default (`madvise`):
-        // keeping 1 MiB resident and clearing it with memset made a no-op step ~75 % slower.
+        // slightly cheaper per step).
         .table_keep_resident(1 << 16)
+        // Keep up to 1 MiB of each linear memory resident and, where the kernel has
+        // PAGEMAP_SCAN (Linux ≥ 6.7), reset only the pages a step actually touched. Measured
+        // on 2 cores: a no-op step ~20 → ~10 µs and 2-thread throughput ~40k → 100k+ steps/s.
+        // Without PAGEMAP_SCAN (`Auto` falls back) keeping memory resident is slower than
+        // `madvise`, so the resident size is only raised when the scan is available.
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(if pagemap_scan_supported() { 1 << 20 } else { 0 })
         // Give memory back to the kernel in batches: every `madvise` flushes the TLBs of all
         // cores, which made concurrent steps stall each other (measured: ~25 % fewer no-op
         // steps per second on 2 threads, ~20 % slower single steps with batches of 1). The
@@ -183,6 +205,14 @@ fn pooling_config(settings: EngineSettings, max_memory: usize) -> PoolingAllocat
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    #[test]
+    fn kernel_versions_parse() {
+        assert_eq!(kernel_version("6.18.2-amd64\n"), Some((6, 18)));
+        assert_eq!(kernel_version("5.10.0"), Some((5, 10)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert!((6, 6) < (6, 7) && (7, 0) > (6, 7));
+    }
 
     /// `(module (func (export "spin") (loop (br 0))))`, assembled by hand.
     const SPIN: &[u8] = &[

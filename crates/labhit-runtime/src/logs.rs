@@ -283,7 +283,32 @@ pub(crate) struct StepLog {
     sink: Arc<dyn LogSink>,
     cursor: LogCursor,
     limits: LogLimits,
+    clock: StepClock,
     state: Mutex<StepLogState>,
+}
+
+/// Timestamps for one step: the wall clock read once at the start plus monotonic time since,
+/// which is cheaper per entry than converting `SystemTime` each time and never goes backwards
+/// within a step.
+struct StepClock {
+    wall: chrono::DateTime<chrono::Utc>,
+    start: std::time::Instant,
+}
+
+impl StepClock {
+    fn new() -> Self {
+        Self {
+            wall: chrono::DateTime::from(std::time::SystemTime::now()),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::TimeDelta::from_std(self.start.elapsed())
+            .ok()
+            .and_then(|elapsed| self.wall.checked_add_signed(elapsed))
+            .unwrap_or(self.wall)
+    }
 }
 
 #[derive(Default)]
@@ -311,6 +336,7 @@ impl StepLog {
             sink,
             cursor,
             limits,
+            clock: StepClock::new(),
             state: Mutex::new(StepLogState::default()),
         }
     }
@@ -400,7 +426,7 @@ impl StepLog {
             stage: self.stage.clone(),
             level,
             stream,
-            timestamp: now(),
+            timestamp: self.clock.now(),
             message: truncate(message, self.limits.max_message_bytes),
             fields,
         };
@@ -420,7 +446,7 @@ impl StepLog {
                 stage: self.stage.clone(),
                 level: LogLevel::Warn,
                 stream: LogStream::System,
-                timestamp: now(),
+                timestamp: self.clock.now(),
                 message: format!(
                     "{dropped} log entries of this step were dropped (limit: {} entries per step)",
                     self.limits.max_entries_per_step
@@ -430,10 +456,6 @@ impl StepLog {
             self.sink.emit(entry);
         }
     }
-}
-
-fn now() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from(std::time::SystemTime::now())
 }
 
 fn truncate(mut text: String, max: usize) -> String {

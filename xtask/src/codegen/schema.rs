@@ -55,7 +55,12 @@ mod tests {
         assert!(files.len() >= 3);
         for file in &files {
             let value: Value = serde_json::from_str(&file.contents).expect("valid JSON");
-            assert_eq!(value["$comment"], super::super::HEADER, "{}", file.path.display());
+            assert_eq!(
+                value["$comment"],
+                super::super::HEADER,
+                "{}",
+                file.path.display()
+            );
             assert!(
                 value["$id"]
                     .as_str()
