@@ -2,6 +2,8 @@
 //!
 //! * `cargo xtask codegen` regenerates every generated file of the repository;
 //! * `cargo xtask codegen --check` fails with a diff when any of them is stale;
+//! * `cargo xtask extensions` builds every example extension into an installable bundle;
+//! * `cargo xtask example` builds them and runs `examples/pipeline.yaml` end to end;
 //! * `cargo xtask ci` runs every check CI runs.
 
 mod ci;
