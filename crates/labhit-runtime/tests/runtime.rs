@@ -476,9 +476,11 @@ fn a_stuck_guest_stops_at_its_deadline() {
     let elapsed = start.elapsed();
     assert_eq!(failure, StepFailure::Timeout { timeout }, "{err}");
     assert!(elapsed >= timeout, "stopped early: {elapsed:?}");
-    // One tick of precision, plus scheduling slack for a loaded 2-core machine.
+    // One tick of precision, plus generous scheduling slack: CI runs every test binary in
+    // parallel on 2 cores. The precision itself (± one tick) is what the epoch mechanism
+    // guarantees; this bound only proves the guest was stopped, not left spinning.
     assert!(
-        elapsed < timeout + tick + Duration::from_millis(200),
+        elapsed < timeout + tick + Duration::from_millis(1500),
         "stopped late: {elapsed:?}"
     );
     let text = err.to_string();
