@@ -71,6 +71,10 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     step("doctests", || {
         cargo(root, &["test", "--workspace", "--locked", "--doc"])
     })?;
+    step(
+        "example pipeline, twice (the README's first command)",
+        || crate::example::run(root, 2),
+    )?;
     if !quick {
         step("cargo package (contract crates are self-contained)", || {
             cargo(
@@ -83,6 +87,10 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
                     "labhit-protocol",
                     "-p",
                     "labhit-proto",
+                    "-p",
+                    "labhit-wit",
+                    "-p",
+                    "labhit-sdk",
                 ],
             )
         })?;
