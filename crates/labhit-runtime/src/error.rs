@@ -223,19 +223,9 @@ pub(crate) fn humantime(d: Duration) -> String {
     if ms < 1000 {
         return format!("{ms}ms");
     }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
+    // Whole seconds in the pipeline format's canonical form (`1h30m`, `45s`).
+    labhit_protocol::pipeline::DurationSpec::from_secs(d.as_secs())
+        .map_or_else(|_| "0s".to_owned(), |spec| spec.to_string())
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use labhit_protocol::manifest::Manifest;
+use labhit_protocol::pipeline::{ByteSize, DurationSpec};
 use labhit_runtime::LoadErrorKind;
 use serde::Serialize;
 
@@ -423,30 +424,17 @@ fn schema_check(name: &'static str, what: &str, schema: Option<serde_json::Value
     }
 }
 
-/// `64Mi`, `1Gi`, `1500 bytes`: the manifest's own units where they fit.
+/// `64Mi`, `1Gi`, `1500 bytes`: the manifest's memory form ([`ByteSize`]'s canonical text).
 fn bytes(n: u64) -> String {
-    for (shift, unit) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
-            return format!("{}{unit}", n >> shift);
-        }
+    match ByteSize::from_bytes(n) {
+        Ok(size) if n.is_multiple_of(1 << 10) => size.to_string(),
+        _ => format!("{n} bytes"),
     }
-    format!("{n} bytes")
 }
 
-/// `5m`, `1h30m`, `45s`: the manifest's duration form.
+/// `5m`, `1h30m`, `45s`: the manifest's duration form ([`DurationSpec`]'s canonical text).
 fn seconds(total: u64) -> String {
-    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
+    DurationSpec::from_secs(total).map_or_else(|_| "0s".to_owned(), |d| d.to_string())
 }
 
 #[cfg(test)]
