@@ -23,6 +23,26 @@ impl Position {
     pub const fn new(line: u32, column: u32) -> Self {
         Self { line, column }
     }
+
+    /// The position just past the last character of `prefix` (the text before it).
+    pub fn after(prefix: &str) -> Self {
+        let line = prefix.matches('\n').count() + 1;
+        let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Self::new(
+            u32::try_from(line).unwrap_or(u32::MAX),
+            u32::try_from(column).unwrap_or(u32::MAX),
+        )
+    }
+
+    /// The position of byte `offset` of `source` (clamped to its end; an offset inside a
+    /// character counts from that character's start).
+    pub fn at_byte(source: &str, offset: usize) -> Self {
+        let mut end = offset.min(source.len());
+        while !source.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::after(&source[..end])
+    }
 }
 
 /// A range in a source file; `end` is exclusive and may equal `start` for a point.
@@ -279,6 +299,19 @@ mod tests {
             let json = serde_json::to_string(rule).unwrap();
             assert_eq!(json, format!("\"{}\"", rule.code()));
         }
+    }
+
+    #[test]
+    fn positions_from_text() {
+        assert_eq!(Position::after(""), Position::new(1, 1));
+        assert_eq!(Position::after("ab\ncé"), Position::new(2, 3));
+        assert_eq!(Position::at_byte("ab\ncé", 4), Position::new(2, 2));
+        assert_eq!(
+            Position::at_byte("ab\ncé", 5),
+            Position::new(2, 2),
+            "inside `é`"
+        );
+        assert_eq!(Position::at_byte("ab", 99), Position::new(1, 3));
     }
 
     #[test]

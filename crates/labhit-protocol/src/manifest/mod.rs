@@ -303,7 +303,9 @@ impl Manifest {
             )]);
         }
         let text = std::str::from_utf8(source).map_err(|e| {
-            let at = position_of(source, e.valid_up_to());
+            // The bytes before the first invalid one are valid UTF-8 by construction.
+            let prefix = std::str::from_utf8(&source[..e.valid_up_to()]).unwrap_or_default();
+            let at = Position::after(prefix);
             vec![Diagnostic::error(
                 Rule::Syntax,
                 Span::point(at),
@@ -318,8 +320,8 @@ impl Manifest {
         let manifest: Manifest = toml::from_str(source).map_err(|e| {
             let span = e.span().map_or_else(Span::file_start, |r| {
                 Span::new(
-                    position_of(source.as_bytes(), r.start),
-                    position_of(source.as_bytes(), r.end),
+                    Position::at_byte(source, r.start),
+                    Position::at_byte(source, r.end),
                 )
             });
             let message = e.message().trim_end().to_owned();
@@ -407,24 +409,6 @@ impl Manifest {
             .as_ref()
             .map(|m| Value::Object(m.clone()).to_json())
     }
-}
-
-/// Line and column (1-based) of a byte offset.
-fn position_of(source: &[u8], offset: usize) -> Position {
-    let before = &source[..offset.min(source.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count()
-        + 1;
-    Position::new(
-        u32::try_from(line).unwrap_or(u32::MAX),
-        u32::try_from(column).unwrap_or(u32::MAX),
-    )
 }
 
 #[cfg(test)]

@@ -159,10 +159,9 @@ pub(crate) fn load(
     let text = match std::str::from_utf8(source) {
         Ok(text) => text,
         Err(err) => {
-            let good = &source[..err.valid_up_to()];
-            // `good` is valid UTF-8 by construction.
-            let prefix = std::str::from_utf8(good).unwrap_or_default();
-            let at = end_of(prefix);
+            // The bytes before the first invalid one are valid UTF-8 by construction.
+            let prefix = std::str::from_utf8(&source[..err.valid_up_to()]).unwrap_or_default();
+            let at = Position::after(prefix);
             diags.push(
                 Diagnostic::error(
                     Rule::Syntax,
@@ -179,7 +178,7 @@ pub(crate) fn load(
     };
     let mut loader = Loader {
         events: Parser::new_from_str(text),
-        eof: end_of(text),
+        eof: Position::after(text),
         limits: *limits,
         nodes: 0,
         anchors: HashMap::new(),
@@ -196,13 +195,6 @@ pub(crate) fn load(
 
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// The position just past the last character of `text`.
-fn end_of(text: &str) -> Position {
-    let line = text.matches('\n').count() + 1;
-    let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Position::new(to_u32(line), to_u32(column))
 }
 
 fn position(marker: saphyr_parser::Marker) -> Position {
