@@ -216,7 +216,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let local_store = snapshots
         .clone()
         .unwrap_or_else(|| SnapshotStore::new(run_dir.join("snapshots")));
-    let local: Arc<dyn Executor> = Arc::new(LocalExecutor::new(local_store));
+    let local: Arc<dyn Executor> = Arc::new(LocalExecutor::new(local_store.clone()));
 
     let needs_runtime = pipeline
         .pipeline
@@ -247,7 +247,8 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
                             labhit_protocol::Value::Object(stage.with.clone().unwrap_or_default());
                         match ExtensionExecutor::new(runtime.clone(), loaded) {
                             Ok(exec) => StagePlan::Command(Arc::new(
-                                exec.with_config(reference.to_string(), with),
+                                exec.with_config(reference.to_string(), with)
+                                    .with_snapshots(local_store.clone()),
                             )),
                             Err(e) => StagePlan::Broken(e.to_string()),
                         }

@@ -99,6 +99,9 @@ pub enum LoadErrorKind {
     /// The component imports something the host does not provide (or with the wrong type).
     #[error("the component cannot be linked: {0}")]
     Link(String),
+    /// The manifest's `outputs` is not a JSON Schema the runtime can check outputs with.
+    #[error("its manifest's `outputs` is not a valid JSON Schema: {0}; fix it (`labhit ext check` shows it too)")]
+    OutputSchema(String),
     /// The manifest asks for more memory than this runtime allows any extension.
     #[error(
         "its manifest memory limit of {requested} bytes exceeds this runtime's maximum of {max} bytes"

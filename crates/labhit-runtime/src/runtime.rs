@@ -151,6 +151,8 @@ pub struct LoadedExtension {
     memory_bytes: u64,
     timeout: Duration,
     load_time: Duration,
+    /// The manifest's `outputs`, compiled once at load time.
+    outputs_schema: Option<Arc<jsonschema::Validator>>,
 }
 
 impl std::fmt::Debug for LoadedExtension {
@@ -410,6 +412,13 @@ impl Runtime {
             .timeout
             .as_ref()
             .map_or(inner.config.default_timeout, |t| t.to_std());
+        let outputs_schema = match &manifest.outputs {
+            None => None,
+            Some(schema) => Some(Arc::new(
+                jsonschema::validator_for(&Value::Object(schema.clone()).to_json())
+                    .map_err(|e| fail(LoadErrorKind::OutputSchema(e.to_string())))?,
+            )),
+        };
         let source = component::detect(bytes).map_err(fail)?;
         let engine = inner.engine.engine();
         let loaded = inner
@@ -444,6 +453,7 @@ impl Runtime {
             memory_bytes,
             timeout,
             load_time: start.elapsed(),
+            outputs_schema,
         })
     }
 
@@ -598,8 +608,14 @@ impl Runtime {
                 )));
             }
         };
-        let outcome = check_output(output, &log, workspace, request.command.as_ref())
-            .map_err(|m| fail(StepFailure::InvalidOutput(log.redact(&m))))?;
+        let outcome = check_output(
+            output,
+            &log,
+            workspace,
+            request.command.as_ref(),
+            extension.outputs_schema.as_deref(),
+        )
+        .map_err(|m| fail(StepFailure::InvalidOutput(log.redact(&m))))?;
         Ok(StepOutcome {
             elapsed: start.elapsed(),
             ..outcome
@@ -665,14 +681,42 @@ fn classify_trap(
     }
 }
 
-/// Checks a `step-output` against the contract and redacts its outputs.
+/// Checks a `step-output` against the contract and redacts its outputs: artifacts inside the
+/// workspace, a snapshot only as the cache decision allows, and, for a successful step, the
+/// outputs against the manifest's output schema (a failed step is failed already; its
+/// partial outputs are kept as they are).
 fn check_output(
     output: types::StepOutput,
     log: &StepLog,
     workspace: Option<&Path>,
     command: Option<&ExecutorCommand>,
+    outputs_schema: Option<&jsonschema::Validator>,
 ) -> Result<StepOutcome, String> {
     let outcome = labhit_wit::convert::StepOutcome::try_from(output).map_err(|e| e.to_string())?;
+    if let Some(validator) = outputs_schema
+        && outcome.result.exit_code == 0
+    {
+        let instance = serde_json::Value::Object(
+            outcome
+                .outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        );
+        let problems: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| match e.instance_path().as_str() {
+                "" => e.to_string(),
+                path => format!("{path}: {e}"),
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(format!(
+                "its outputs break the manifest's output schema: {}",
+                problems.join("; ")
+            ));
+        }
+    }
     let result = outcome.result;
     for artifact in &result.artifacts {
         let path = artifact.path.as_str();

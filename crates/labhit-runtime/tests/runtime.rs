@@ -583,6 +583,44 @@ fn exit_invalid_config_and_bad_artifacts_are_typed() {
 }
 
 #[test]
+fn outputs_are_checked_against_the_output_schema() {
+    let fixture = runtime();
+    let path = build(&probe_dir(), Target::P2);
+    let with_outputs = |schema: &str| {
+        let text = std::fs::read_to_string(probe_dir().join("extension.toml")).expect("manifest");
+        manifest(&format!("{text}\n[outputs]\n{schema}\n"))
+    };
+    // `write` returns `{"write": "ok"}`.
+    let matching = with_outputs(
+        "type = \"object\"\nrequired = [\"write\"]\nproperties.write = { const = \"ok\" }",
+    );
+    let extension = fixture.runtime.load(&matching, &path).expect("load");
+    let outcome = ok(fixture.runtime.execute(&extension, step("write").request));
+    assert_eq!(outcome.outputs["write"], "ok");
+
+    let strict = with_outputs("type = \"object\"\nrequired = [\"write\", \"files\"]");
+    let extension = fixture.runtime.load(&strict, &path).expect("load");
+    let (err, failure) = expect_failure(fixture.runtime.execute(&extension, step("write").request));
+    assert!(matches!(failure, StepFailure::InvalidOutput(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("its outputs break the manifest's output schema: \"files\" is a required property"),
+        "{err}"
+    );
+
+    let broken = with_outputs("type = \"no-such-type\"");
+    let err = fixture
+        .runtime
+        .load(&broken, &path)
+        .expect_err("an invalid output schema is refused at load time");
+    assert!(
+        err.to_string()
+            .contains("its manifest's `outputs` is not a valid JSON Schema"),
+        "{err}"
+    );
+}
+
+#[test]
 fn cancellation_reaches_the_guest() {
     let fixture = runtime();
     let extension = probe(&fixture, "none");

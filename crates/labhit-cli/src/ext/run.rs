@@ -344,19 +344,10 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
     let code = match result {
         Ok(outcome) => {
             fill(&mut report, &outcome, redactor);
-            if let Some(problem) = output_schema_problem(&manifest, &outcome) {
-                report.error = Some(JsonError {
-                    code: "output-schema",
-                    message: redactor
-                        .redact(&format!("stage `{stage}`: extension `{name}` {problem}")),
-                });
-                STEP_ERROR
-            } else {
-                report.ok = outcome.exit_code == 0;
-                match outcome.exit_code {
-                    0 => 0,
-                    n => u8::try_from(n).unwrap_or(STEP_ERROR),
-                }
+            report.ok = outcome.exit_code == 0;
+            match outcome.exit_code {
+                0 => 0,
+                n => u8::try_from(n).unwrap_or(STEP_ERROR),
             }
         }
         Err(err) => {
@@ -381,36 +372,6 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
         print_error(&error.message, color);
     }
     Ok(code)
-}
-
-/// The outputs checked against the manifest's output schema, when it declares one.
-fn output_schema_problem(
-    manifest: &labhit_protocol::manifest::Manifest,
-    outcome: &StepOutcome,
-) -> Option<String> {
-    let schema = manifest
-        .outputs
-        .as_ref()
-        .map(|m| labhit_protocol::Value::Object(m.clone()).to_json())?;
-    let instance = serde_json::Value::Object(
-        outcome
-            .outputs
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect(),
-    );
-    match JsonSchemaValidator.validate(&schema, &instance) {
-        Err(e) => Some(format!("declares an invalid output schema: {e}")),
-        Ok(violations) if violations.is_empty() => None,
-        Ok(violations) => Some(format!(
-            "returned outputs that break its output schema: {}",
-            violations
-                .iter()
-                .map(|v| v.message.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
-    }
 }
 
 #[derive(Debug, Serialize)]

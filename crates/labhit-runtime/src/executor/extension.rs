@@ -8,6 +8,16 @@
 //! must commit to the decided tag.
 //! The extension runs in the runtime's sandbox (its manifest's limits, filesystem scope and
 //! secrets), with the stage workspace preopened as the manifest grants.
+//!
+//! # Snapshots
+//!
+//! The command runs in the stage workspace (`/workspace` in the guest), so with
+//! [`ExtensionExecutor::with_snapshots`] the host keeps its snapshots, exactly as for the
+//! local executor: on `hit` it restores the snapshot into the workspace and then calls the
+//! guest with `hit` (which skips the command and reports success without a commit); after a
+//! successful `miss_build_as` that reports the commit, it records the workspace's change as
+//! the decided tag. Without a store the decision is passed through untouched, for an
+//! executor that keeps snapshots of a filesystem of its own (a container, a VM).
 
 use std::sync::Arc;
 
@@ -16,9 +26,11 @@ use labhit_protocol::executor::{ExecutorInput, StepResult};
 use labhit_protocol::run::LogEntry;
 use labhit_wit::convert::ExecutorCommand;
 
+use super::decision::{self, OnHit};
 use super::{ExecContext, ExecError, Executor};
-use crate::logs::{LogSink, Redactor};
+use crate::logs::{LogSink, Redactor, StepLog};
 use crate::runtime::{LoadedExtension, Runtime, StepRequest};
+use crate::snapshot::SnapshotStore;
 
 /// An extension used as the executor of `run:` stages (`use: X` + `run:`).
 #[derive(Debug, Clone)]
@@ -27,6 +39,7 @@ pub struct ExtensionExecutor {
     extension: LoadedExtension,
     use_ref: String,
     with: Value,
+    snapshots: Option<SnapshotStore>,
 }
 
 /// The extension does not declare the `executor` capability.
@@ -55,6 +68,7 @@ impl ExtensionExecutor {
             extension,
             use_ref: String::new(),
             with: Value::Null,
+            snapshots: None,
         })
     }
 
@@ -63,6 +77,18 @@ impl ExtensionExecutor {
         self.use_ref = use_ref.into();
         self.with = with;
         self
+    }
+
+    /// Keeps the snapshots of `hit` and `miss_build_as` decisions in `store`, the host's
+    /// store (see the module documentation). Without it the guest keeps its own.
+    pub fn with_snapshots(mut self, store: SnapshotStore) -> Self {
+        self.snapshots = Some(store);
+        self
+    }
+
+    /// The host's snapshot store, when the host keeps this executor's snapshots.
+    pub fn snapshots(&self) -> Option<&SnapshotStore> {
+        self.snapshots.as_ref()
     }
 
     /// The wrapped extension.
@@ -115,6 +141,31 @@ impl Executor for ExtensionExecutor {
         if ctx.cancellation.is_cancelled() {
             return Err(ExecError::Cancelled { stage: stage() });
         }
+        let Some(store) = &self.snapshots else {
+            return self.call(input, ctx);
+        };
+        let log = StepLog::new(
+            input.run_id,
+            ctx.stage.as_str(),
+            Arc::clone(&ctx.log),
+            ctx.log_cursor.clone(),
+            ctx.log_limits,
+        );
+        for secret in &ctx.secret_values {
+            log.add_secret(secret);
+        }
+        let result = decision::obey(store, input, ctx, &log, OnHit::Call, || {
+            self.call(input, ctx)
+        });
+        log.finish();
+        result
+    }
+}
+
+impl ExtensionExecutor {
+    /// Calls the guest with `input` and checks its answer against the decision.
+    fn call(&self, input: &ExecutorInput, ctx: &ExecContext<'_>) -> Result<StepResult, ExecError> {
+        let stage = || ctx.stage.as_str().to_owned();
         let log_sink: Arc<dyn LogSink> = if ctx.secret_values.is_empty() {
             Arc::clone(&ctx.log)
         } else {

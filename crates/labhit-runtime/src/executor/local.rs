@@ -27,7 +27,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -37,10 +36,10 @@ use std::time::{Duration, Instant};
 use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput, StepResult};
 use labhit_protocol::run::{LogLevel, LogStream};
 
+use super::decision::{self, OnHit};
 use super::{ExecContext, ExecError, Executor};
 use crate::logs::StepLog;
 use crate::snapshot::SnapshotStore;
-use crate::workspace::WorkspaceManifest;
 
 /// `PATH` of commands run by the local executor unless the granted env sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -378,82 +377,17 @@ impl LocalExecutor {
         ctx: &ExecContext<'_>,
         log: &Arc<StepLog>,
     ) -> Result<StepResult, ExecError> {
-        let stage = || ctx.stage.as_str().to_owned();
-        let snapshot_error = |tag: &labhit_protocol::ids::SnapshotRef| {
-            let tag = tag.clone();
-            move |source| ExecError::Snapshot {
-                stage: stage(),
-                tag,
-                source,
-            }
-        };
-        match &input.cache_lookup {
-            CacheDecision::Hit { tag } => {
-                if ctx.cancellation.is_cancelled() {
-                    return Err(ExecError::Cancelled { stage: stage() });
-                }
-                let info = self
-                    .snapshots
-                    .restore(tag, ctx.workspace)
-                    .map_err(snapshot_error(tag))?;
-                log.emit(
-                    LogLevel::Info,
-                    LogStream::System,
-                    &format!(
-                        "cache hit: restored snapshot `{tag}` ({} entries written, {} deleted); command skipped",
-                        info.changed, info.deleted
-                    ),
-                    Vec::new(),
-                );
-                Ok(StepResult::success(Vec::new()))
-            }
-            CacheDecision::MissBuildAs { tag } => {
-                let scanned;
-                let before = match ctx.start_manifest {
-                    Some(manifest) => manifest,
-                    None => {
-                        scanned = scan(ctx.workspace, ctx)?;
-                        &scanned
-                    }
-                };
-                let exit_code = self.run(input, ctx, log)?;
-                if exit_code != 0 {
-                    return Ok(StepResult::failure(exit_code));
-                }
-                let info = self
-                    .snapshots
-                    .commit(tag, ctx.workspace, before)
-                    .map_err(snapshot_error(tag))?;
-                log.emit(
-                    LogLevel::Info,
-                    LogStream::System,
-                    &format!(
-                        "committed snapshot `{tag}` ({} entries written, {} deleted, {} bytes)",
-                        info.changed, info.deleted, info.bytes
-                    ),
-                    Vec::new(),
-                );
-                Ok(StepResult {
+        decision::obey(&self.snapshots, input, ctx, log, OnHit::Skip, || {
+            let exit_code = self.run(input, ctx, log)?;
+            Ok(match (&input.cache_lookup, exit_code) {
+                (CacheDecision::MissBuildAs { tag }, 0) => StepResult {
                     exit_code: 0,
                     committed_snapshot: Some(tag.clone()),
                     artifacts: Vec::new(),
-                })
-            }
-            CacheDecision::MissNoCommit => {
-                let exit_code = self.run(input, ctx, log)?;
-                Ok(if exit_code == 0 {
-                    StepResult::success(Vec::new())
-                } else {
-                    StepResult::failure(exit_code)
-                })
-            }
-        }
+                },
+                (_, 0) => StepResult::success(Vec::new()),
+                (_, code) => StepResult::failure(code),
+            })
+        })
     }
-}
-
-fn scan(workspace: &Path, ctx: &ExecContext<'_>) -> Result<WorkspaceManifest, ExecError> {
-    WorkspaceManifest::scan(workspace).map_err(|source| ExecError::Workspace {
-        stage: ctx.stage.as_str().to_owned(),
-        source,
-    })
 }

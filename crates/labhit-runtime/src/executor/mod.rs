@@ -13,10 +13,15 @@
 //!
 //! Two executors exist: [`LocalExecutor`] (built in, unsandboxed: `sh -e -c` on the host) and
 //! [`ExtensionExecutor`] (a WebAssembly extension that declares the `executor` capability).
+//! Both run the command in the stage workspace, so the host keeps the snapshots for both in
+//! its [`SnapshotStore`](crate::snapshot::SnapshotStore): it restores a `hit` before the
+//! executor runs and commits the workspace's change after a successful `miss_build_as` (see
+//! `executor/decision.rs`).
 //! A command that ends — with any exit code — is an `Ok(StepResult)`; a command that could not
 //! be started, ran past its deadline, was cancelled, or whose snapshot could not be restored
 //! or committed is an [`ExecError`] naming the stage.
 
+mod decision;
 pub mod extension;
 pub mod local;
 
