@@ -348,13 +348,16 @@ impl Manifest {
         } else {
             Err(problems
                 .into_iter()
-                .map(|m| Diagnostic::error(Rule::InvalidManifest, Span::file_start(), m))
+                .map(|problem| {
+                    let span = locate(source, problem.key, problem.index);
+                    Diagnostic::error(Rule::InvalidManifest, span, problem.message)
+                })
                 .collect())
         }
     }
 
     /// Checks that go beyond the shape: component path, I/O schemas, network entries.
-    fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         let component = &self.extension.component;
         let path = std::path::Path::new(component);
@@ -365,39 +368,53 @@ impl Manifest {
             )
         });
         if component.is_empty() || escapes || component.contains('\\') {
-            out.push(format!(
-                "`extension.component` is `{component}`; it must be a relative path inside the extension's directory"
+            out.push(Problem::at(
+                &["extension", "component"],
+                format!(
+                    "`extension.component` is `{component}`; it must be a relative path inside the extension's directory"
+                ),
             ));
         } else if !component.ends_with(".wasm") {
-            out.push(format!(
-                "`extension.component` is `{component}`; it must name a `.wasm` file"
+            out.push(Problem::at(
+                &["extension", "component"],
+                format!("`extension.component` is `{component}`; it must name a `.wasm` file"),
             ));
         }
         if self.extension.description.trim().is_empty() {
-            out.push(
+            out.push(Problem::at(
+                &["extension", "description"],
                 "`extension.description` is empty; say in one line what the extension does".into(),
-            );
+            ));
         }
         if let Some(Value::String(t)) = self.inputs.as_ref().and_then(|schema| schema.get("type"))
             && t != "object"
         {
-            out.push(format!(
-                "`inputs` must describe an object (`type = \"object\"`), not `{t}`"
+            out.push(Problem::at(
+                &["inputs", "type"],
+                format!("`inputs` must describe an object (`type = \"object\"`), not `{t}`"),
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
-        for secret in &self.capabilities.secrets {
+        for (index, secret) in self.capabilities.secrets.iter().enumerate() {
             if !seen.insert(secret) {
-                out.push(format!(
-                    "secret `{secret}` is declared twice in `capabilities.secrets`"
-                ));
+                out.push(Problem {
+                    key: &["capabilities", "secrets"],
+                    index: Some(index),
+                    message: format!(
+                        "secret `{secret}` is declared twice in `capabilities.secrets`"
+                    ),
+                });
             }
         }
-        for host in &self.capabilities.network {
+        for (index, host) in self.capabilities.network.iter().enumerate() {
             if host.is_empty() || host.contains(['/', ' ']) {
-                out.push(format!(
-                    "`capabilities.network` entry `{host}` is not a host name or `host:port`"
-                ));
+                out.push(Problem {
+                    key: &["capabilities", "network"],
+                    index: Some(index),
+                    message: format!(
+                        "`capabilities.network` entry `{host}` is not a host name or `host:port`"
+                    ),
+                });
             }
         }
         out
@@ -409,6 +426,62 @@ impl Manifest {
             .as_ref()
             .map(|m| Value::Object(m.clone()).to_json())
     }
+}
+
+/// A problem past the TOML shape, with the key it is about.
+struct Problem {
+    /// The dotted key, as table names: `["extension", "component"]`.
+    key: &'static [&'static str],
+    /// The element of the array at `key`, when the problem is about one.
+    index: Option<usize>,
+    message: String,
+}
+
+impl Problem {
+    fn at(key: &'static [&'static str], message: String) -> Self {
+        Self {
+            key,
+            index: None,
+            message,
+        }
+    }
+}
+
+/// Where the value at `key` (and `index` of it, for an array) is written in `source`: the
+/// deepest part of the path that is found, or the start of the file.
+fn locate(source: &str, key: &[&str], index: Option<usize>) -> Span {
+    use toml::de::{DeTable, DeValue};
+    let Ok(document) = DeTable::parse(source) else {
+        return Span::file_start();
+    };
+    let to_span = |range: std::ops::Range<usize>| {
+        Span::new(
+            Position::at_byte(source, range.start),
+            Position::at_byte(source, range.end),
+        )
+    };
+    let mut table = document.get_ref();
+    let mut found = None;
+    for (depth, part) in key.iter().enumerate() {
+        let Some(value) = table
+            .iter()
+            .find(|(name, _)| name.get_ref().as_ref() == *part)
+            .map(|(_, value)| value)
+        else {
+            break;
+        };
+        found = Some(value.span());
+        match value.get_ref() {
+            DeValue::Table(inner) if depth + 1 < key.len() => table = inner,
+            DeValue::Array(items) if depth + 1 == key.len() => {
+                if let Some(item) = index.and_then(|i| items.get(i)) {
+                    found = Some(item.span());
+                }
+            }
+            _ => {}
+        }
+    }
+    found.map_or_else(Span::file_start, to_span)
 }
 
 #[cfg(test)]

@@ -73,16 +73,31 @@ fn errors_have_locations() {
 }
 
 #[test]
-fn semantic_problems() {
-    for (from, to) in [
-        ("checksum.wasm", "../escape.wasm"),
-        ("checksum.wasm", "/abs/x.wasm"),
-        ("checksum.wasm", "checksum.txt"),
-        ("Hash workspace files", " "),
-        ("[\"SIGNING_KEY\"]", "[\"A\", \"A\"]"),
+fn semantic_problems_point_at_the_value() {
+    // (replace, with, line, column) of the reported value.
+    for (from, to, line, column) in [
+        ("checksum.wasm", "../escape.wasm", 8, 13),
+        ("checksum.wasm", "/abs/x.wasm", 8, 13),
+        ("checksum.wasm", "checksum.txt", 8, 13),
+        ("Hash workspace files", " ", 7, 15),
+        ("[\"SIGNING_KEY\"]", "[\"A\", \"A\"]", 12, 17),
+        (
+            "secrets = [\"SIGNING_KEY\"]",
+            "network = [\"ok.example\", \"a b\"]",
+            12,
+            26,
+        ),
+        ("type = \"object\"", "type = \"array\"", 19, 8),
     ] {
         let errs = Manifest::from_toml(&GOOD.replace(from, to)).unwrap_err();
+        assert_eq!(errs.len(), 1, "{to}: {errs:?}");
         assert_eq!(errs[0].rule, Rule::InvalidManifest, "{to}");
+        assert_eq!(
+            (errs[0].span.start.line, errs[0].span.start.column),
+            (line, column),
+            "{to}: {}",
+            errs[0].message
+        );
     }
 }
 
