@@ -273,6 +273,7 @@ impl PipelineRunner {
                 .filter_map(|id| keys.get(id.as_str()).cloned())
                 .collect()
         };
+        let mut start_manifest = None;
         let decision = match &self.snapshots {
             None => {
                 log.info(task.id, "cache: off (`--no-cache`): miss, no commit");
@@ -296,7 +297,9 @@ impl PipelineRunner {
                     parent_snapshot: None,
                     upstream: &upstream,
                 });
-                if store.exists(&key) {
+                let exists = store.exists(&key);
+                start_manifest = Some(manifest);
+                if exists {
                     log.info(
                         task.id,
                         &format!(
@@ -313,7 +316,13 @@ impl PipelineRunner {
                 }
             }
         };
-        let outcome = self.execute(task, executor, &step, decision.clone());
+        let outcome = self.execute(
+            task,
+            executor,
+            &step,
+            decision.clone(),
+            start_manifest.as_ref(),
+        );
         if let (CacheDecision::Hit { tag }, Err(ExecError::Snapshot { source, .. })) =
             (&decision, &outcome)
         {
@@ -322,7 +331,8 @@ impl PipelineRunner {
                 &format!("cache: snapshot `{tag}` is unusable ({source}); running the command"),
             );
             let retry = CacheDecision::MissBuildAs { tag: tag.clone() };
-            let outcome = self.execute(task, executor, &step, retry.clone());
+            // A failed restore may have changed the workspace: the executor scans it afresh.
+            let outcome = self.execute(task, executor, &step, retry.clone(), None);
             return self.finish_command(task, outcome, &retry);
         }
         self.finish_command(task, outcome, &decision)
@@ -334,6 +344,7 @@ impl PipelineRunner {
         executor: &dyn Executor,
         step: &CommandStep,
         decision: CacheDecision,
+        start_manifest: Option<&WorkspaceManifest>,
     ) -> Result<StepResult, ExecError> {
         let input = ExecutorInput {
             step: step.clone(),
@@ -350,6 +361,7 @@ impl PipelineRunner {
         ctx.cancellation = task.cancellation.clone();
         ctx.timeout = timeout(task.stage);
         ctx.secrets = Arc::clone(&self.secrets);
+        ctx.start_manifest = start_manifest;
         executor.execute(&input, &ctx)
     }
 
