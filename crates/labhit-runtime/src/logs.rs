@@ -408,18 +408,22 @@ impl StepLog {
             return;
         }
         state.emitted += 1;
-        let fields: BTreeMap<String, String> = fields
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    state.redactor.redact_owned(k),
-                    truncate(
-                        state.redactor.redact_owned(v),
-                        self.limits.max_message_bytes,
-                    ),
-                )
-            })
-            .collect();
+        let fields: BTreeMap<String, String> = if fields.is_empty() {
+            BTreeMap::new()
+        } else {
+            fields
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        state.redactor.redact_owned(k),
+                        truncate(
+                            state.redactor.redact_owned(v),
+                            self.limits.max_message_bytes,
+                        ),
+                    )
+                })
+                .collect()
+        };
         let entry = LogEntry {
             run_id: self.run_id,
             sequence: self.cursor.next(),
