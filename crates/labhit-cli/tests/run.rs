@@ -164,7 +164,7 @@ fn the_example_runs_and_the_second_run_is_cached() {
     let first = project.run(&["--approve", "deploy"]);
     assert_eq!(first.code(), 0, "{first:?}");
     assert_eq!(first.json()["status"], "succeeded");
-    for stage in ["prepare", "checksum", "test-report", "deploy"] {
+    for stage in ["prepare", "checksum", "test-report", "bundle", "deploy"] {
         assert_eq!(first.status(stage), "succeeded", "{stage}: {first:?}");
     }
     let stderr = first.stderr();
@@ -177,6 +177,14 @@ fn the_example_runs_and_the_second_run_is_cached() {
         "{stderr}"
     );
     assert!(stderr.contains("[checksum] hashed 2 files"), "{stderr}");
+    assert!(
+        stderr.contains("[bundle] executor `extension:exec/sh@0.1.0` (sandboxed)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[bundle] bundled release/NOTES"),
+        "{stderr}"
+    );
     assert_eq!(first.stage("test-report")["outputs"]["tests"], "3");
 
     // The run directory: summary.json equal to stdout, the log, the artifacts.
@@ -190,6 +198,10 @@ fn the_example_runs_and_the_second_run_is_cached() {
     assert!(log.lines().count() > 10);
     assert!(run_dir.join("artifacts/checksum/dist/SHA256SUMS").is_file());
     assert_eq!(
+        std::fs::read_to_string(run_dir.join("artifacts/bundle/release/NOTES")).expect("notes"),
+        "pipeline labhit-example\n"
+    );
+    assert_eq!(
         std::fs::read_to_string(run_dir.join("workspace/dist/deploy.txt")).expect("rendered"),
         "app labhit-example (staging)"
     );
@@ -197,12 +209,17 @@ fn the_example_runs_and_the_second_run_is_cached() {
     let second = project.run(&["--approve", "deploy"]);
     assert_eq!(second.code(), 0, "{second:?}");
     assert_eq!(second.status("prepare"), "cached", "{second:?}");
+    assert_eq!(second.status("bundle"), "cached", "{second:?}");
     assert_eq!(second.status("deploy"), "succeeded");
     let id = second.json()["id"].as_str().expect("id").to_owned();
-    let restored = project.runs().join(id).join("workspace/reports/unit.xml");
+    let workspace = project.runs().join(id).join("workspace");
     assert!(
-        restored.is_file(),
+        workspace.join("reports/unit.xml").is_file(),
         "the cache hit restored the stage's files"
+    );
+    assert!(
+        workspace.join("release/NOTES").is_file(),
+        "the executor extension's cache hit restored its files"
     );
 
     // A changed script is a miss.
@@ -210,10 +227,18 @@ fn the_example_runs_and_the_second_run_is_cached() {
     let third = project.run(&["--approve", "deploy"]);
     assert_eq!(third.code(), 0, "{third:?}");
     assert_eq!(third.status("prepare"), "succeeded", "{third:?}");
+    // ... and so is a changed script of the extension executor's stage. (The pipeline file
+    // is part of the project copy every stage sees, so editing it is a miss everywhere.)
+    project.edit("bundled $file", "packed $file");
+    let fourth = project.run(&["--approve", "deploy"]);
+    assert_eq!(fourth.code(), 0, "{fourth:?}");
+    assert_eq!(fourth.status("bundle"), "succeeded", "{fourth:?}");
+    assert!(fourth.stderr().contains("[bundle] packed release/NOTES"));
 
     // --no-cache neither reads nor writes the cache.
-    let fourth = project.run(&["--approve", "deploy", "--no-cache"]);
-    assert_eq!(fourth.status("prepare"), "succeeded", "{fourth:?}");
+    let fifth = project.run(&["--approve", "deploy", "--no-cache"]);
+    assert_eq!(fifth.status("prepare"), "succeeded", "{fifth:?}");
+    assert_eq!(fifth.status("bundle"), "succeeded", "{fifth:?}");
 }
 
 #[test]

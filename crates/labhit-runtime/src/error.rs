@@ -100,7 +100,9 @@ pub enum LoadErrorKind {
     #[error("the component cannot be linked: {0}")]
     Link(String),
     /// The manifest's `outputs` is not a JSON Schema the runtime can check outputs with.
-    #[error("its manifest's `outputs` is not a valid JSON Schema: {0}; fix it (`labhit ext check` shows it too)")]
+    #[error(
+        "its manifest's `outputs` is not a valid JSON Schema: {0}; fix it (`labhit ext check` shows it too)"
+    )]
     OutputSchema(String),
     /// The manifest asks for more memory than this runtime allows any extension.
     #[error(

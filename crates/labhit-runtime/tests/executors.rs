@@ -713,3 +713,157 @@ fn a_missing_workspace_is_a_workspace_error() {
         "{err}"
     );
 }
+
+mod sh_executor {
+    //! [`ExtensionExecutor`] around the real `exec/sh` example extension, with the host's
+    //! snapshot store: the same cache contract as the local executor, end to end.
+
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    use labhit_guest_build::{Builder, Target};
+    use labhit_protocol::manifest::Manifest;
+    use labhit_runtime::executor::ExtensionExecutor;
+    use labhit_runtime::{Runtime, RuntimeConfig};
+
+    use super::*;
+
+    /// `exec/sh`, built once per test process, and a runtime to load it with.
+    fn runtime() -> &'static (Runtime, labhit_runtime::LoadedExtension, tempfile::TempDir) {
+        static LOADED: OnceLock<(Runtime, labhit_runtime::LoadedExtension, tempfile::TempDir)> =
+            OnceLock::new();
+        LOADED.get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let dir = root.join("extensions/exec/sh");
+            let component = Builder::for_workspace(&root)
+                .build(&dir, Target::P2)
+                .unwrap_or_else(|err| panic!("{err}"))
+                .component;
+            let text = fs::read_to_string(dir.join("extension.toml")).expect("manifest");
+            let manifest = Manifest::from_toml(&text).unwrap_or_else(|d| panic!("{d:?}"));
+            let cache = tempfile::tempdir().expect("tempdir");
+            let runtime =
+                Runtime::new(RuntimeConfig::with_cache_dir(cache.path())).expect("runtime");
+            let loaded = runtime.load(&manifest, &component).expect("load");
+            (runtime, loaded, cache)
+        })
+    }
+
+    fn executor(store: &SnapshotStore) -> ExtensionExecutor {
+        let (runtime, loaded, _) = runtime();
+        ExtensionExecutor::new(runtime.clone(), loaded.clone())
+            .expect("exec/sh declares `executor`")
+            .with_config("exec/sh@^0.1", Value::Object(Default::default()))
+            .with_snapshots(store.clone())
+    }
+
+    use labhit_protocol::Value;
+
+    const SCRIPT: &str = "echo run >> counter.txt\nmkdir -p out/bin\nprintf 'bin' > out/bin/app\nrm gone.txt\necho built";
+
+    #[test]
+    fn miss_build_as_commits_through_the_host_and_hit_restores_without_running() -> TestResult {
+        let setup = Setup::new();
+        seed(&setup.workspace)?;
+        let exec = executor(&setup.store);
+        assert_eq!(exec.name(), "extension:exec/sh@0.1.0");
+        assert!(exec.sandboxed());
+        let tag = SnapshotRef::new("labhit-cache:test-sh");
+        let result = exec.execute(
+            &input(SCRIPT, CacheDecision::MissBuildAs { tag: tag.clone() }),
+            &setup.ctx(),
+        )?;
+        assert_eq!(result.exit_code, 0);
+        assert_eq!(result.committed_snapshot.as_ref(), Some(&tag));
+        assert!(setup.store.exists(&tag), "the host committed the snapshot");
+        assert_eq!(
+            fs::read_to_string(setup.workspace.join("counter.txt"))?,
+            "run\n"
+        );
+        assert!(!setup.workspace.join("gone.txt").exists());
+        let messages: Vec<String> = setup
+            .sink
+            .entries()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert!(messages.iter().any(|m| m == "built"), "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("committed snapshot `labhit-cache:test-sh`")),
+            "{messages:?}"
+        );
+
+        // Another workspace in the same starting state: the host restores the snapshot and
+        // the guest skips the script (which here would fail if it ran).
+        let other = Setup::sharing(&setup.store);
+        seed(&other.workspace)?;
+        let exec = executor(&other.store);
+        let result = exec.execute(&input("exit 7", CacheDecision::Hit { tag }), &other.ctx())?;
+        assert_eq!(result, StepResult::success(Vec::new()));
+        assert_eq!(
+            WorkspaceManifest::scan(&other.workspace)?,
+            WorkspaceManifest::scan(&setup.workspace)?
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_script_commits_nothing() -> TestResult {
+        let setup = Setup::new();
+        let exec = executor(&setup.store);
+        let tag = SnapshotRef::new("labhit-cache:test-sh-fails");
+        let result = exec.execute(
+            &input(
+                "echo partial > half.txt\ncat missing.txt\necho never > never.txt",
+                CacheDecision::MissBuildAs { tag: tag.clone() },
+            ),
+            &setup.ctx(),
+        )?;
+        assert_ne!(result.exit_code, 0);
+        assert_eq!(result.committed_snapshot, None);
+        assert!(!setup.store.exists(&tag), "a failed step never commits");
+        assert!(setup.workspace.join("half.txt").is_file());
+        assert!(
+            !setup.workspace.join("never.txt").exists(),
+            "errexit stopped the script"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_snapshot_on_hit_is_a_snapshot_error() {
+        let setup = Setup::new();
+        let exec = executor(&setup.store);
+        let err = exec
+            .execute(
+                &input(
+                    "true",
+                    CacheDecision::Hit {
+                        tag: SnapshotRef::new("labhit-cache:never-committed"),
+                    },
+                ),
+                &setup.ctx(),
+            )
+            .expect_err("nothing to restore");
+        assert!(matches!(err, ExecError::Snapshot { .. }), "{err}");
+    }
+
+    #[test]
+    fn miss_no_commit_leaves_the_store_alone() -> TestResult {
+        let setup = Setup::new();
+        let exec = executor(&setup.store);
+        let result = exec.execute(
+            &input("echo hi > hi.txt", CacheDecision::MissNoCommit),
+            &setup.ctx(),
+        )?;
+        assert_eq!(result, StepResult::success(Vec::new()));
+        assert_eq!(fs::read_to_string(setup.workspace.join("hi.txt"))?, "hi\n");
+        assert!(
+            !setup.store.dir().exists() || fs::read_dir(setup.store.dir())?.next().is_none(),
+            "nothing was written to the store"
+        );
+        Ok(())
+    }
+}

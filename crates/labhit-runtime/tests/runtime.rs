@@ -603,8 +603,9 @@ fn outputs_are_checked_against_the_output_schema() {
     let (err, failure) = expect_failure(fixture.runtime.execute(&extension, step("write").request));
     assert!(matches!(failure, StepFailure::InvalidOutput(_)), "{err}");
     assert!(
-        err.to_string()
-            .contains("its outputs break the manifest's output schema: \"files\" is a required property"),
+        err.to_string().contains(
+            "its outputs break the manifest's output schema: \"files\" is a required property"
+        ),
         "{err}"
     );
 

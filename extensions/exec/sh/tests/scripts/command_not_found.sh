@@ -1,0 +1,3 @@
+echo "building"
+cargo build --release
+echo "never printed"

@@ -1,0 +1,2 @@
+echo start
+echo "today is `date`"

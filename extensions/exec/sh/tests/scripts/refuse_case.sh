@@ -1,0 +1,3 @@
+case "$CI" in
+  true) echo ci ;;
+esac

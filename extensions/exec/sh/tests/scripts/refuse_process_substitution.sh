@@ -1,0 +1,2 @@
+echo start
+diff <(echo a) <(echo b)

@@ -1,0 +1,4 @@
+echo start
+while true; do
+  echo forever
+done

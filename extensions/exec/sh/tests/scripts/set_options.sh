@@ -1,0 +1,5 @@
+set -eu
+set -o
+set +eu -o pipefail
+set -o
+set -q

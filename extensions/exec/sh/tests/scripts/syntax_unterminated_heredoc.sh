@@ -1,0 +1,3 @@
+cat <<EOF
+body without its end
+EOF2

@@ -1,0 +1,2 @@
+if [ -f README.md ]; then
+  echo yes

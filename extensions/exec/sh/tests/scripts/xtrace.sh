@@ -1,0 +1,5 @@
+set -x
+NAME=value
+echo "$NAME" > out.txt
+set +x
+echo "not traced"
