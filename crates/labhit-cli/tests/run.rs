@@ -307,19 +307,63 @@ pipeline:
 
 #[test]
 fn problems_in_the_file_stop_the_run_before_it_starts() {
+    // (stage text, what stderr must say): each is refused with file:line:col and its rule
+    // before any stage runs.
+    let cases = [
+        (
+            "use: util/no-such-thing",
+            "pipeline.yaml:6:12: error[unknown-extension]",
+        ),
+        (
+            "use: util/checksum@^9\n      with: {patterns: [\"x\"]}",
+            "pipeline.yaml:6:12: error[extension-version]",
+        ),
+        (
+            "use: util/checksum@^0.1\n      with: {patterns: []}",
+            "error[input-schema]: stage `a`: `with.patterns`",
+        ),
+        (
+            "use: util/checksum@^0.1\n      with: {patterns: [\"x\"]}\n      run: make",
+            "error[not-an-executor]",
+        ),
+    ];
+    for (stage, expected) in cases {
+        let project = Project::new(&format!(
+            "engine: \"1\"\npipeline:\n  name: broken\n  stages:\n    a:\n      {stage}\n"
+        ));
+        let run = project.run(&[]);
+        assert_eq!(run.code(), 1, "{stage}: {run:?}");
+        assert!(run.stderr().contains(expected), "{stage}: {run:?}");
+        assert!(!project.runs().exists(), "{stage}: nothing ran");
+    }
+}
+
+#[test]
+fn an_unknown_policy_denies_the_stage() {
     let project = Project::new(
         r#"engine: "1"
 pipeline:
-  name: broken
+  name: policy
   stages:
-    a:
-      use: util/no-such-thing
+    build:
+      run: echo built
+    ship:
+      after: build
+      run: echo shipped
+      gate:
+        policy: no-such-policy
 "#,
     );
-    let run = project.run(&[]);
+    let run = project.run(&["--approve-all"]);
     assert_eq!(run.code(), 1, "{run:?}");
-    assert!(run.stderr().contains("no-such-thing"), "{run:?}");
-    assert!(!project.runs().exists(), "nothing ran");
+    assert_eq!(run.status("build"), "succeeded");
+    assert_eq!(run.status("ship"), "denied", "{run:?}");
+    let reason = run.stage("ship")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(reason.contains("no-such-policy"), "{reason}");
+    assert!(!run.stderr().contains("shipped"), "{run:?}");
 }
 
 #[test]

@@ -81,13 +81,13 @@ impl Extension for Sh {
         if command.cpu_millicores.is_some() {
             warn!(
                 ctx,
-                "`sandbox.cpu` is not used: exec/sh runs scripts inside the WebAssembly sandbox"
+                "`sandbox.resources.cpu` is not used: exec/sh runs scripts inside the WebAssembly sandbox"
             );
         }
         if command.memory_bytes.is_some() {
             warn!(
                 ctx,
-                "`sandbox.memory` is not used: exec/sh is limited by the memory of its manifest"
+                "`sandbox.resources.memory` is not used: exec/sh is limited by the memory of its manifest"
             );
         }
         if let Some(timeout) = command.timeout_ms {
