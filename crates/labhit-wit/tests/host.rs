@@ -434,9 +434,75 @@ fn every_example_extension_is_covered() {
         .collect();
     assert_eq!(
         ids,
-        ["deploy/render", "test/junit", "util/checksum"],
+        ["deploy/render", "exec/sh", "test/junit", "util/checksum"],
         "add a test for the new example extension to tests/host.rs"
     );
+}
+
+#[test]
+fn example_exec_sh() {
+    use labhit_protocol::executor::{CacheDecision, CommandStep};
+    use labhit_protocol::ids::SnapshotRef;
+    use labhit_wit::convert::ExecutorCommand;
+
+    let ext = example("exec/sh");
+    let ws = tempfile::tempdir().expect("tempdir");
+    write(ws.path(), "dist/app.txt", "hello\n");
+    let caps = &ext.extension.manifest.capabilities;
+    assert!(caps.executor, "exec/sh declares the executor capability");
+    let with_command = |script: &str, cache: CacheDecision| {
+        let mut spec = spec(
+            &ext.extension.id(),
+            serde_json::json!({"artifacts": ["release/*"]}),
+            caps.filesystem,
+        );
+        spec.command = Some(ExecutorCommand {
+            step: CommandStep::new(script),
+            cache,
+            parent_snapshot: None,
+        });
+        run(&ext.component, &spec, ws.path(), &[])
+    };
+
+    // A miss runs the script in /workspace with the granted env and commits the decided tag.
+    let tag = SnapshotRef::new("labhit-cache:host-test");
+    let (outcome, run) = ok(with_command(
+        "mkdir -p release\ncp dist/app.txt release/\necho \"$GREETING\" > release/greeting",
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    ));
+    assert_eq!(outcome.result.exit_code, 0, "{:?}", run.host.logs);
+    assert_eq!(outcome.result.committed_snapshot.as_ref(), Some(&tag));
+    assert_eq!(outcome.outputs["commands"], "3");
+    let paths: Vec<&str> = outcome
+        .result
+        .artifacts
+        .iter()
+        .map(|a| a.path.as_str())
+        .collect();
+    assert_eq!(paths, ["release/app.txt", "release/greeting"]);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("release/greeting")).expect("written"),
+        "hi\n"
+    );
+
+    // A failing script is a non-zero exit code without a snapshot, not a step error.
+    let (outcome, _) = ok(with_command(
+        "cat missing.txt",
+        CacheDecision::MissBuildAs { tag },
+    ));
+    assert_eq!(outcome.result.exit_code, 1);
+    assert_eq!(outcome.result.committed_snapshot, None);
+
+    // A hit skips the script.
+    let (outcome, _) = ok(with_command(
+        "rm -r release",
+        CacheDecision::Hit {
+            tag: SnapshotRef::new("labhit-cache:host-test"),
+        },
+    ));
+    assert_eq!(outcome.result.exit_code, 0);
+    assert_eq!(outcome.outputs["commands"], "0");
+    assert!(ws.path().join("release/app.txt").is_file());
 }
 
 #[test]
