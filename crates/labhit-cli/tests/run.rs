@@ -186,6 +186,8 @@ fn the_example_runs_and_the_second_run_is_cached() {
         "{stderr}"
     );
     assert_eq!(first.stage("test-report")["outputs"]["tests"], "3");
+    // An executor extension's outputs reach the summary too.
+    assert_eq!(first.stage("bundle")["outputs"]["commands"], "6");
 
     // The run directory: summary.json equal to stdout, the log, the artifacts.
     let id = first.json()["id"].as_str().expect("id").to_owned();
@@ -210,6 +212,7 @@ fn the_example_runs_and_the_second_run_is_cached() {
     assert_eq!(second.code(), 0, "{second:?}");
     assert_eq!(second.status("prepare"), "cached", "{second:?}");
     assert_eq!(second.status("bundle"), "cached", "{second:?}");
+    assert_eq!(second.stage("bundle")["outputs"]["commands"], "0");
     assert_eq!(second.status("deploy"), "succeeded");
     let id = second.json()["id"].as_str().expect("id").to_owned();
     let workspace = project.runs().join(id).join("workspace");

@@ -192,6 +192,7 @@ impl ExtensionExecutor {
         request.cancellation = ctx.cancellation.clone();
         request.command = Some(ExecutorCommand::from_executor_input(input));
         let outcome = self.runtime.execute(&self.extension, request)?;
+        ctx.outputs.extend(outcome.outputs);
         let refused = |message: String| ExecError::Refused {
             stage: stage(),
             message: format!(

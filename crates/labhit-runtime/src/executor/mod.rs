@@ -25,8 +25,9 @@ mod decision;
 pub mod extension;
 pub mod local;
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use labhit_protocol::executor::{CommandStep, ExecutorInput, InputError, StepResult};
@@ -99,6 +100,34 @@ pub struct ExecContext<'a> {
     /// the cache key). A `miss_build_as` step then records its effect against it instead of
     /// scanning the workspace a second time; it must be current.
     pub start_manifest: Option<&'a WorkspaceManifest>,
+    /// Where the executor puts the named outputs it reports (an executor extension's
+    /// `step-output.outputs`, already checked against its output schema; the local executor
+    /// reports none). The runner shows them in the stage's summary.
+    pub outputs: StepOutputs,
+}
+
+/// Named outputs of one step, filled by the executor and read by the runner afterwards.
+#[derive(Debug, Clone, Default)]
+pub struct StepOutputs(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl StepOutputs {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `outputs`, replacing values of the same names.
+    pub fn extend(&self, outputs: impl IntoIterator<Item = (String, String)>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(outputs);
+    }
+
+    /// The outputs reported so far.
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl<'a> ExecContext<'a> {
@@ -116,6 +145,7 @@ impl<'a> ExecContext<'a> {
             secrets: Arc::new(NoSecrets),
             secret_values: Vec::new(),
             start_manifest: None,
+            outputs: StepOutputs::new(),
         }
     }
 

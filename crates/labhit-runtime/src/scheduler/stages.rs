@@ -323,7 +323,7 @@ impl PipelineRunner {
             decision.clone(),
             start_manifest.as_ref(),
         );
-        if let (CacheDecision::Hit { tag }, Err(ExecError::Snapshot { source, .. })) =
+        if let (CacheDecision::Hit { tag }, (Err(ExecError::Snapshot { source, .. }), _)) =
             (&decision, &outcome)
         {
             log.warn(
@@ -345,7 +345,7 @@ impl PipelineRunner {
         step: &CommandStep,
         decision: CacheDecision,
         start_manifest: Option<&WorkspaceManifest>,
-    ) -> Result<StepResult, ExecError> {
+    ) -> (Result<StepResult, ExecError>, BTreeMap<String, String>) {
         let input = ExecutorInput {
             step: step.clone(),
             workspace_archive_id: ArchiveId::from_uuid(uuid::Uuid::new_v4()),
@@ -362,13 +362,14 @@ impl PipelineRunner {
         ctx.timeout = timeout(task.stage);
         ctx.secrets = Arc::clone(&self.secrets);
         ctx.start_manifest = start_manifest;
-        executor.execute(&input, &ctx)
+        let result = executor.execute(&input, &ctx);
+        (result, ctx.outputs.snapshot())
     }
 
     fn finish_command(
         &self,
         task: &StageTask<'_>,
-        result: Result<StepResult, ExecError>,
+        (result, outputs): (Result<StepResult, ExecError>, BTreeMap<String, String>),
         decision: &CacheDecision,
     ) -> StageOutcome {
         match result {
@@ -381,10 +382,14 @@ impl PipelineRunner {
                 }
                 self.collect(task, &result.artifacts);
                 if !result.is_success() {
-                    return StageOutcome::failed(
-                        Some(result.exit_code),
-                        format!("the command exited with code {}", result.exit_code),
-                    );
+                    return StageOutcome {
+                        outputs,
+                        artifacts: result.artifacts,
+                        ..StageOutcome::failed(
+                            Some(result.exit_code),
+                            format!("the command exited with code {}", result.exit_code),
+                        )
+                    };
                 }
                 let status = match decision {
                     CacheDecision::Hit { tag } | CacheDecision::MissBuildAs { tag } => {
@@ -405,7 +410,7 @@ impl PipelineRunner {
                     status,
                     exit_code: Some(result.exit_code),
                     reason: None,
-                    outputs: BTreeMap::new(),
+                    outputs,
                     artifacts: result.artifacts,
                 }
             }
