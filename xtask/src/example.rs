@@ -9,7 +9,8 @@
 //! needs the approval given here and the `main-only` policy of `.labhit/policies.toml`, so the
 //! checkout must be on `main` (or pass the ref through `LABHIT_EXAMPLE_REF`, which becomes
 //! `--ref`). With `--runs 2` the pipeline runs twice and the wall time of each run is printed:
-//! the second finds the `prepare` stage in the snapshot cache.
+//! the second finds the `run:` stages `prepare` (local executor) and `bundle` (the `exec/sh`
+//! executor extension) in the snapshot cache.
 
 use std::path::Path;
 use std::process::Command;
