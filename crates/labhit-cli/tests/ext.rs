@@ -424,6 +424,54 @@ fn run_produces_outputs_and_artifacts() {
 }
 
 #[test]
+fn run_hands_a_script_to_an_executor_extension() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let bundle = example("exec/sh");
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&bundle),
+        "--workspace",
+        path(workspace.path()),
+        "--format",
+        "json",
+        "--run",
+        "mkdir -p out\necho \"$GREETING\" > out/hi.txt\ncargo build",
+        "--env",
+        "GREETING=hello",
+    ]);
+    // The script's own exit status (127: `cargo` is no builtin) is the exit code.
+    assert_eq!(run.code(), 127, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["exit_code"], 127);
+    assert_eq!(json["outputs"]["commands"], "3");
+    assert!(run.stderr().contains("cargo: command not found"), "{run:?}");
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("out/hi.txt")).expect("written"),
+        "hello\n"
+    );
+
+    // Only an executor may be handed a script.
+    let run = labhit(&[
+        "ext",
+        "run",
+        path(&example("util/checksum")),
+        "--workspace",
+        path(workspace.path()),
+        "--with",
+        r#"{"patterns": ["out/*"]}"#,
+        "--run",
+        "ls",
+    ]);
+    assert_eq!(run.code(), 2, "{run:?}");
+    assert!(
+        run.stderr()
+            .contains("does not declare the `executor` capability"),
+        "{run:?}"
+    );
+}
+
+#[test]
 fn run_rejects_with_that_breaks_the_input_schema() {
     let workspace = tempfile::tempdir().expect("tempdir");
     let bundle = example("util/checksum");

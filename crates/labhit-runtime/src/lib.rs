@@ -53,5 +53,7 @@ pub use host::cancellation::Cancellation;
 pub use host::secrets::{
     DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError,
 };
+/// The command of an executor step ([`StepRequest::command`]).
+pub use labhit_wit::convert::ExecutorCommand;
 pub use logs::{CollectingSink, LogCursor, LogLimits, LogSink, NullSink, REDACTED, Redactor};
 pub use runtime::{LoadedExtension, Runtime, RuntimeConfig, StepOutcome, StepRequest};

@@ -40,6 +40,7 @@ const FATAL: u8 = 3;
     "  labhit ext run util/checksum@^0.1 --extensions target/extensions --workspace . --with-file w.json\n",
     "  labhit ext run deploy/extension.toml --workspace ws --secret DEPLOY_TOKEN=\"$TOKEN\" --timeout 30s\n",
     "  DEPLOY_TOKEN=… labhit ext run deploy/extension.toml --workspace ws --secret DEPLOY_TOKEN\n",
+    "  labhit ext run exec/sh --extensions target/extensions --workspace ws --run 'ls; echo hi > hi.txt'\n",
     "\n",
     "The step's log goes to stderr as it happens: `HH:MM:SS.mmm LEVEL [stream] message`, where\n",
     "stream is `log` (the `log` import), `stdout`, `stderr` or `system`. Outputs and artifacts go\n",
@@ -50,7 +51,7 @@ const FATAL: u8 = 3;
     "  \"outputs\": {name: value}, \"artifacts\": [{\"path\", \"mime\", \"size\"}], \"elapsed_ms\",\n",
     "  \"error\": null | {\"code\", \"message\"}}\n",
     "  error codes: invalid-config, failed, cancelled, internal, panic, trap, timeout,\n",
-    "  memory-limit, interrupted, exit, instantiate, setup, invalid-output, load, output-schema\n",
+    "  memory-limit, interrupted, exit, instantiate, setup, invalid-output, load\n",
     "\n",
     "Exit codes:\n",
     "  0    the step succeeded\n",
@@ -104,6 +105,11 @@ pub(crate) struct Args {
     /// The stage id the step runs as
     #[arg(long, value_name = "ID", default_value = "ext-run")]
     stage: String,
+
+    /// For an executor extension (`executor = true`): the `run:` script to hand it, with the
+    /// cache decision `miss-no-commit` (run, commit nothing)
+    #[arg(long = "run", value_name = "SCRIPT")]
+    script: Option<String>,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -307,6 +313,24 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
         None => None,
     };
 
+    let command = match &args.script {
+        None => None,
+        Some(_) if !manifest.capabilities.executor => {
+            return Err(Problem {
+                code: 2,
+                message: format!(
+                    "`{name}` does not declare the `executor` capability, so it cannot run `--run` scripts"
+                ),
+            }
+            .into());
+        }
+        Some(script) => Some(labhit_runtime::ExecutorCommand {
+            step: labhit_protocol::executor::CommandStep::new(script.as_str()),
+            cache: labhit_protocol::executor::CacheDecision::MissNoCommit,
+            parent_snapshot: None,
+        }),
+    };
+
     let runtime = super::runtime()?;
     let component = super::component_path(&file.path, &manifest);
     let extension = runtime
@@ -323,6 +347,7 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
     request.workspace = workspace;
     request.timeout = args.timeout.map(|t| t.to_std());
     request.secrets = Arc::new(store);
+    request.command = command;
     let sink_redactor = redactor.clone();
     let choice = color.choice();
     request.log_sink = Arc::new(move |entry: LogEntry| {
