@@ -28,7 +28,7 @@ use labhit_wit::convert::ExecutorCommand;
 
 use super::decision::{self, OnHit};
 use super::{ExecContext, ExecError, Executor};
-use crate::logs::{LogSink, Redactor, StepLog};
+use crate::logs::{LogSink, Redactor};
 use crate::runtime::{LoadedExtension, Runtime, StepRequest};
 use crate::snapshot::SnapshotStore;
 
@@ -144,16 +144,7 @@ impl Executor for ExtensionExecutor {
         let Some(store) = &self.snapshots else {
             return self.call(input, ctx);
         };
-        let log = StepLog::new(
-            input.run_id,
-            ctx.stage.as_str(),
-            Arc::clone(&ctx.log),
-            ctx.log_cursor.clone(),
-            ctx.log_limits,
-        );
-        for secret in &ctx.secret_values {
-            log.add_secret(secret);
-        }
+        let log = ctx.step_log(input);
         let result = decision::obey(store, input, ctx, &log, OnHit::Call, || {
             self.call(input, ctx)
         });

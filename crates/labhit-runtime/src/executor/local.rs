@@ -354,16 +354,7 @@ impl Executor for LocalExecutor {
             stage: stage(),
             source,
         })?;
-        let log = Arc::new(StepLog::new(
-            input.run_id,
-            ctx.stage.as_str(),
-            Arc::clone(&ctx.log),
-            ctx.log_cursor.clone(),
-            ctx.log_limits,
-        ));
-        for secret in &ctx.secret_values {
-            log.add_secret(secret);
-        }
+        let log = Arc::new(ctx.step_log(input));
         let result = self.obey(input, ctx, &log);
         log.finish();
         result

@@ -37,7 +37,7 @@ use labhit_protocol::pipeline::StageId;
 use crate::error::StepError;
 use crate::host::cancellation::Cancellation;
 use crate::host::secrets::{NoSecrets, SecretStore};
-use crate::logs::{LogCursor, LogLimits, LogSink, NullSink};
+use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
 use crate::snapshot::SnapshotError;
 use crate::workspace::{WorkspaceError, WorkspaceManifest};
 
@@ -147,6 +147,22 @@ impl<'a> ExecContext<'a> {
             start_manifest: None,
             outputs: StepOutputs::new(),
         }
+    }
+
+    /// The log of one step of `input` in this context: entries numbered by the run's cursor,
+    /// bounded by the context's limits, with the context's secret values redacted.
+    pub(crate) fn step_log(&self, input: &ExecutorInput) -> StepLog {
+        let log = StepLog::new(
+            input.run_id,
+            self.stage.as_str(),
+            Arc::clone(&self.log),
+            self.log_cursor.clone(),
+            self.log_limits,
+        );
+        for secret in &self.secret_values {
+            log.add_secret(secret);
+        }
+        log
     }
 
     /// The effective deadline of `input`: the shorter of [`ExecContext::timeout`] and the
