@@ -3,7 +3,7 @@
 //! the format is reused while arguments remain, and missing arguments are empty (or 0).
 
 use crate::interp::Shell;
-use crate::io::{Fds, Stop};
+use crate::io::{Fds, MAX_BUFFER_BYTES, Stop};
 
 /// What formatting produced: the bytes, whether `\c` asked to stop, and errors to report.
 #[derive(Default)]
@@ -12,6 +12,21 @@ struct Formatted {
     stop: bool,
     errors: Vec<String>,
     fatal: bool,
+}
+
+/// A width or precision (`digits`, empty for none), refused above [`MAX_BUFFER_BYTES`]: no
+/// conversion may make more text than the shell keeps in memory.
+fn bounded(digits: &str, what: &str) -> Result<usize, String> {
+    if digits.is_empty() {
+        return Ok(0);
+    }
+    match digits.parse::<usize>() {
+        Ok(n) if n <= MAX_BUFFER_BYTES => Ok(n),
+        _ => Err(format!(
+            "{what} {digits} is larger than the {} MiB this shell keeps in memory",
+            MAX_BUFFER_BYTES >> 20
+        )),
+    }
 }
 
 /// `printf format [arg…]`.
@@ -134,7 +149,31 @@ fn format_once(format: &str, args: &[String], next: &mut usize, result: &mut For
                         digits.push(d);
                         i += 1;
                     }
-                    precision = Some(digits.parse::<usize>().unwrap_or(0));
+                    precision = match bounded(&digits, "precision") {
+                        Ok(p) => Some(p),
+                        Err(message) => {
+                            result.errors.push(message);
+                            result.fatal = true;
+                            return;
+                        }
+                    };
+                }
+                let width = match bounded(&width, "width") {
+                    Ok(w) => w,
+                    Err(message) => {
+                        result.errors.push(message);
+                        result.fatal = true;
+                        return;
+                    }
+                };
+                let arg_len = args.get(*next).map_or(0, String::len);
+                if result.out.len() + width.max(arg_len) > MAX_BUFFER_BYTES {
+                    result.errors.push(format!(
+                        "the output is larger than the {} MiB this shell keeps in memory",
+                        MAX_BUFFER_BYTES >> 20
+                    ));
+                    result.fatal = true;
+                    return;
                 }
                 let Some(&conv) = chars.get(i) else {
                     let spec: String = chars[start..].iter().collect();
@@ -149,7 +188,7 @@ fn format_once(format: &str, args: &[String], next: &mut usize, result: &mut For
                     plus: flags.contains('+'),
                     space: flags.contains(' '),
                     alt: flags.contains('#'),
-                    width: width.parse().unwrap_or(0),
+                    width,
                     precision,
                 };
                 let arg = args.get(*next);
@@ -337,6 +376,19 @@ mod tests {
             }
         }
         (String::from_utf8(result.out).unwrap(), result.errors)
+    }
+
+    #[test]
+    fn widths_and_output_are_bounded() {
+        for format in ["%999999999s", "%99999999999999999999999d", "%.99999999999s"] {
+            let (out, errors) = fmt(format, &["x"]);
+            assert!(out.is_empty(), "{format}");
+            assert_eq!(errors.len(), 1, "{format}: {errors:?}");
+            assert!(errors[0].contains("16 MiB"), "{format}: {errors:?}");
+        }
+        let (out, errors) = fmt("%9000000s", &["a", "b", "c"]);
+        assert_eq!(out.len(), 9_000_000, "the first fits, the second would not");
+        assert!(errors[0].contains("larger than the 16 MiB"), "{errors:?}");
     }
 
     #[test]
