@@ -68,6 +68,9 @@ pub enum Command {
     If(IfCommand),
     /// `for NAME in … do … done`.
     For(ForCommand),
+    /// An `if` or `for` with redirections after its `fi` / `done`, which apply to every
+    /// command inside it (`for f in *; do …; done > list.txt`).
+    Redirected(Box<Command>, Vec<Redirect>),
 }
 
 /// A simple command: `NAME=value` assignments or a command with arguments, plus
@@ -189,7 +192,7 @@ pub enum ParamOp {
     },
 }
 
-/// A redirection of a simple command.
+/// A redirection of a simple command, or of a whole `if` / `for`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
     /// Where it starts.

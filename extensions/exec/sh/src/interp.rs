@@ -309,6 +309,16 @@ impl<'c> Shell<'c> {
             Command::Simple(simple) => self.simple(simple, fds),
             Command::If(if_command) => self.if_command(if_command, fds),
             Command::For(for_command) => self.for_command(for_command, fds),
+            Command::Redirected(inner, redirects) => {
+                let mark = self.io.mark();
+                let result = match self.redirect(redirects, fds) {
+                    Ok(Some(local)) => self.command(inner, local),
+                    Ok(None) => Ok(1),
+                    Err(stop) => Err(stop),
+                };
+                self.io.release(mark);
+                result
+            }
         }
     }
 

@@ -240,14 +240,42 @@ impl Parser {
             }
             None => return self.simple(pos).map(Command::Simple),
         };
-        if let (redir_pos, Tok::Redir(..) | Tok::Heredoc(..)) = self.peek()? {
-            return Err(ParseError::unsupported_hint(
-                *redir_pos,
-                "a redirection of a whole `if` or `for`",
-                "redirect the commands inside it",
-            ));
+        let mut redirects = Vec::new();
+        while let Some(redirect) = self.redirection()? {
+            redirects.push(redirect);
         }
-        Ok(command)
+        Ok(if redirects.is_empty() {
+            command
+        } else {
+            Command::Redirected(Box::new(command), redirects)
+        })
+    }
+
+    /// The redirection (or here-document) at the current token, consumed; `None` when the
+    /// token is something else.
+    fn redirection(&mut self) -> Result<Option<Redirect>, ParseError> {
+        let (p, tok) = self.peek()?.clone();
+        match tok {
+            Tok::Redir(fd, op) => {
+                self.next()?;
+                self.redirect(p, fd, op).map(Some)
+            }
+            Tok::Heredoc(fd, index) => {
+                self.next()?;
+                if fd.is_some_and(|fd| fd != 0) {
+                    return Err(ParseError::unsupported(
+                        p,
+                        "a here-document on a descriptor other than 0",
+                    ));
+                }
+                Ok(Some(Redirect {
+                    pos: p,
+                    fd: 0,
+                    kind: RedirectKind::Heredoc(index),
+                }))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Parses a compound command one nesting level deeper.
@@ -388,23 +416,10 @@ impl Parser {
                     }
                     command.words.push(word);
                 }
-                Tok::Redir(fd, op) => {
-                    self.next()?;
-                    command.redirects.push(self.redirect(p, fd, op)?);
-                }
-                Tok::Heredoc(fd, index) => {
-                    self.next()?;
-                    if fd.is_some_and(|fd| fd != 0) {
-                        return Err(ParseError::unsupported(
-                            p,
-                            "a here-document on a descriptor other than 0",
-                        ));
+                Tok::Redir(..) | Tok::Heredoc(..) => {
+                    if let Some(redirect) = self.redirection()? {
+                        command.redirects.push(redirect);
                     }
-                    command.redirects.push(Redirect {
-                        pos: p,
-                        fd: 0,
-                        kind: RedirectKind::Heredoc(index),
-                    });
                 }
                 _ => break,
             }
@@ -565,7 +580,12 @@ mod tests {
         assert!(err("[[ -f x ]]").contains("[[ … ]]"));
         assert!(err("FOO=1 make").starts_with("line 1:7: an assignment before a command"));
         assert!(err("for x; do :; done").contains("without `in`"));
-        assert!(err("if true; then :; fi > log").contains("redirection of a whole"));
+        let script = parse("for f in a b; do echo $f; done > log 2>&1").expect("parses");
+        let Command::Redirected(inner, redirects) = &script.body[0].first.commands[0] else {
+            panic!("{script:?}");
+        };
+        assert!(matches!(**inner, Command::For(_)));
+        assert_eq!(redirects.len(), 2);
         assert!(err("echo 3>x").contains("file descriptor 3"));
         assert!(err("echo >&3").contains("`>&` redirection"));
     }
