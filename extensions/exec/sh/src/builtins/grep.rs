@@ -161,51 +161,13 @@ impl Matcher {
 
 /// `grep`: prints the lines that match; status 0 when one did, 1 when none, 2 on error.
 pub fn grep(sh: &mut Shell<'_>, args: &[String], fds: Fds) -> Result<i32, Stop> {
-    let mut flags = String::new();
-    let mut patterns: Vec<String> = Vec::new();
-    let mut operands = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if !operands.is_empty() || arg == "-" || !arg.starts_with('-') {
-            operands.push(arg.clone());
-            continue;
-        }
-        if arg == "--" {
-            operands.extend(iter.by_ref().cloned());
-            break;
-        }
-        let mut cluster = arg[1..].chars();
-        while let Some(c) = cluster.next() {
-            match c {
-                'F' | 'q' | 'v' | 'c' | 'i' | 'l' | 'n' | 'x' | 'h' | 'H' | 's' | 'G' => {
-                    flags.push(c);
-                }
-                'e' => {
-                    let rest: String = cluster.by_ref().collect();
-                    let value = if rest.is_empty() {
-                        iter.next().cloned()
-                    } else {
-                        Some(rest)
-                    };
-                    match value {
-                        Some(value) => patterns.push(value),
-                        None => {
-                            sh.err(fds, "grep: option requires an argument -- 'e'")?;
-                            return Ok(2);
-                        }
-                    }
-                }
-                'E' => {
-                    sh.err(fds, "grep: -E (extended regular expressions) is not supported by this sandboxed shell; basic patterns (`.`, `*`, `^`, `$`, `[…]`) and -F are")?;
-                    return Ok(2);
-                }
-                other => {
-                    sh.err(fds, &format!("grep: invalid option -- '{other}'"))?;
-                    return Ok(2);
-                }
-            }
-        }
+    let opts = parse_opts!(sh, fds, "grep", args, "FqvcilnxhHsGEe:");
+    if opts.has('E') {
+        sh.err(fds, "grep: -E (extended regular expressions) is not supported by this sandboxed shell; basic patterns (`.`, `*`, `^`, `$`, `[…]`) and -F are")?;
+        return Ok(2);
     }
+    let mut patterns: Vec<String> = opts.values('e').map(str::to_owned).collect();
+    let mut operands = opts.operands.clone();
     if patterns.is_empty() {
         if operands.is_empty() {
             sh.err(
@@ -216,7 +178,7 @@ pub fn grep(sh: &mut Shell<'_>, args: &[String], fds: Fds) -> Result<i32, Stop> 
         }
         patterns.push(operands.remove(0));
     }
-    let has = |c: char| flags.contains(c);
+    let has = |c: char| opts.has(c);
     let ignore_case = has('i');
     // A pattern with newlines is several patterns, as in grep.
     let patterns: Vec<String> = patterns

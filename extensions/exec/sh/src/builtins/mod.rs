@@ -105,6 +105,8 @@ pub fn run(sh: &mut Shell<'_>, name: &str, args: &[String], fds: Fds) -> Option<
 #[derive(Debug, Default)]
 pub struct Opts {
     flags: Vec<char>,
+    /// Options that take an argument, with it, in order.
+    values: Vec<(char, String)>,
     /// The operands, in order.
     pub operands: Vec<String>,
 }
@@ -114,14 +116,30 @@ impl Opts {
     pub fn has(&self, c: char) -> bool {
         self.flags.contains(&c)
     }
+
+    /// The arguments given to the option `c`, in order.
+    pub fn values(&self, c: char) -> impl Iterator<Item = &str> {
+        self.values
+            .iter()
+            .filter(move |(o, _)| *o == c)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The last argument given to the option `c`.
+    pub fn value(&self, c: char) -> Option<&str> {
+        self.values(c).last()
+    }
 }
 
 /// Parses `args` as POSIX utility arguments: option clusters (`-rf`) from `allowed` up to
-/// the first operand or `--`; `-` alone is an operand.
+/// the first operand or `--`; `-` alone is an operand. In `allowed`, a letter followed by
+/// `:` takes an argument, as in `getopts`: the rest of its cluster (`-n5`) or the next
+/// argument (`-n 5`).
 ///
 /// # Errors
 ///
-/// After printing `name: invalid option -- 'x'`, status 2.
+/// After printing `name: invalid option -- 'x'` or `name: option requires an argument --
+/// 'x'`, status 2.
 pub fn opts(
     sh: &mut Shell<'_>,
     fds: Fds,
@@ -131,17 +149,36 @@ pub fn opts(
 ) -> Result<Result<Opts, i32>, Stop> {
     let mut opts = Opts::default();
     let mut iter = args.iter();
-    for arg in iter.by_ref() {
+    while let Some(arg) = iter.next() {
         if arg == "--" {
             break;
         }
         match arg.strip_prefix('-') {
             Some(cluster) if !cluster.is_empty() => {
-                for c in cluster.chars() {
-                    if !allowed.contains(c) {
+                let mut chars = cluster.chars();
+                while let Some(c) = chars.next() {
+                    let Some(at) = allowed.find(c).filter(|_| c != ':') else {
                         return usage(sh, fds, name, &format!("invalid option -- '{c}'"));
+                    };
+                    if allowed[at + c.len_utf8()..].starts_with(':') {
+                        let rest: String = chars.by_ref().collect();
+                        let value = if rest.is_empty() {
+                            iter.next().cloned()
+                        } else {
+                            Some(rest)
+                        };
+                        let Some(value) = value else {
+                            return usage(
+                                sh,
+                                fds,
+                                name,
+                                &format!("option requires an argument -- '{c}'"),
+                            );
+                        };
+                        opts.values.push((c, value));
+                    } else {
+                        opts.flags.push(c);
                     }
-                    opts.flags.push(c);
                 }
             }
             _ => {

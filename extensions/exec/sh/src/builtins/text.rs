@@ -103,35 +103,23 @@ fn format_counts(which: &[char], counts: &[usize; 4]) -> String {
 /// `head [-n N] [file…]` (`head`) or `tail [-n [+]N] [file…]`; `-N` is `-n N`.
 pub fn head_tail(sh: &mut Shell<'_>, args: &[String], fds: Fds, head: bool) -> Result<i32, Stop> {
     let name = if head { "head" } else { "tail" };
-    let mut count: Option<String> = None;
-    let mut operands = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if !operands.is_empty() || arg == "-" || !arg.starts_with('-') {
-            operands.push(arg.clone());
-            continue;
-        }
-        if arg == "--" {
-            operands.extend(iter.by_ref().cloned());
+    // `-N` is the historical form of `-n N`.
+    let mut args = args.to_vec();
+    let mut i = 0;
+    while let Some(cluster) = args.get(i).and_then(|arg| arg.strip_prefix('-')) {
+        if cluster.is_empty() || cluster == "-" {
             break;
         }
-        if arg == "-n" {
-            match iter.next() {
-                Some(value) => count = Some(value.clone()),
-                None => {
-                    sh.err(fds, &format!("{name}: option requires an argument -- 'n'"))?;
-                    return Ok(2);
-                }
-            }
-        } else if let Some(value) = arg.strip_prefix("-n") {
-            count = Some(value.to_owned());
-        } else if arg[1..].chars().all(|c| c.is_ascii_digit()) {
-            count = Some(arg[1..].to_owned());
-        } else {
-            sh.err(fds, &format!("{name}: invalid option -- '{}'", &arg[1..]))?;
-            return Ok(2);
+        if cluster.bytes().all(|b| b.is_ascii_digit()) {
+            args[i] = format!("-n{cluster}");
+        } else if cluster == "n" {
+            i += 1; // its argument
         }
+        i += 1;
     }
+    let opts = parse_opts!(sh, fds, name, &args, "n:");
+    let count = opts.value('n').map(str::to_owned);
+    let operands = opts.operands;
     let count = count.unwrap_or_else(|| "10".to_owned());
     let (from_start, digits) = match count.strip_prefix('+') {
         Some(digits) if !head => (true, digits),
