@@ -133,13 +133,11 @@ impl Executor for ExtensionExecutor {
         input: &ExecutorInput,
         ctx: &ExecContext<'_>,
     ) -> Result<StepResult, ExecError> {
-        let stage = || ctx.stage.as_str().to_owned();
-        input.validate().map_err(|source| ExecError::InvalidInput {
-            stage: stage(),
-            source,
-        })?;
+        ctx.check_input(input)?;
         if ctx.cancellation.is_cancelled() {
-            return Err(ExecError::Cancelled { stage: stage() });
+            return Err(ExecError::Cancelled {
+                stage: ctx.stage.as_str().to_owned(),
+            });
         }
         let Some(store) = &self.snapshots else {
             return self.call(input, ctx);

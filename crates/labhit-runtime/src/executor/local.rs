@@ -349,11 +349,7 @@ impl Executor for LocalExecutor {
         input: &ExecutorInput,
         ctx: &ExecContext<'_>,
     ) -> Result<StepResult, ExecError> {
-        let stage = || ctx.stage.as_str().to_owned();
-        input.validate().map_err(|source| ExecError::InvalidInput {
-            stage: stage(),
-            source,
-        })?;
+        ctx.check_input(input)?;
         let log = Arc::new(ctx.step_log(input));
         let result = self.obey(input, ctx, &log);
         log.finish();

@@ -149,6 +149,15 @@ impl<'a> ExecContext<'a> {
         }
     }
 
+    /// Checks `input` against the executor contract, naming the stage on failure: the first
+    /// thing every [`Executor::execute`] does.
+    pub(crate) fn check_input(&self, input: &ExecutorInput) -> Result<(), ExecError> {
+        input.validate().map_err(|source| ExecError::InvalidInput {
+            stage: self.stage.as_str().to_owned(),
+            source,
+        })
+    }
+
     /// The log of one step of `input` in this context: entries numbered by the run's cursor,
     /// bounded by the context's limits, with the context's secret values redacted.
     pub(crate) fn step_log(&self, input: &ExecutorInput) -> StepLog {
