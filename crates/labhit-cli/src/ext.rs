@@ -50,6 +50,35 @@ pub(crate) enum Format {
     Json,
 }
 
+impl Format {
+    /// Prints `report`: as one pretty JSON document on stdout, or through `human`.
+    fn print<T: serde::Serialize>(
+        self,
+        report: &T,
+        human: impl FnOnce(&T) -> Result<()>,
+    ) -> Result<()> {
+        use std::io::Write as _;
+        match self {
+            Format::Json => {
+                let mut out = std::io::stdout().lock();
+                serde_json::to_writer_pretty(&mut out, report)?;
+                writeln!(out)?;
+                Ok(())
+            }
+            Format::Human => human(report),
+        }
+    }
+}
+
+/// The width of a table column holding `cells`, in characters.
+fn column_width<'a>(cells: impl IntoIterator<Item = &'a str>) -> usize {
+    cells
+        .into_iter()
+        .map(|cell| cell.chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
 /// Runs an `ext` subcommand and returns the process exit code. `ext run` exits with the
 /// step's own code and redacts secrets from its errors, so `ext` prints its own errors.
 pub(crate) fn main(command: &Command, color: ColorWhen) -> std::process::ExitCode {

@@ -177,14 +177,8 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         ok,
         checks,
     };
-    match args.format {
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-        }
-        Format::Human => print_human(&report, color)?,
-    }
+    args.format
+        .print(&report, |report| print_human(report, color))?;
     Ok(if ok { Exit::Clean } else { Exit::Problems })
 }
 

@@ -137,14 +137,8 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
             })
             .collect(),
     };
-    match args.format {
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-        }
-        Format::Human => print_human(&report, color)?,
-    }
+    args.format
+        .print(&report, |report| print_human(report, color))?;
     Ok(
         if report.invalid.is_empty() && report.conflicts.is_empty() {
             Exit::Clean
@@ -164,12 +158,7 @@ fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
     if report.bundles.is_empty() {
         writeln!(out, "no extensions found")?;
     }
-    let width = report
-        .bundles
-        .iter()
-        .map(|b| b.id.chars().count())
-        .max()
-        .unwrap_or(0);
+    let width = super::column_width(report.bundles.iter().map(|b| b.id.as_str()));
     for bundle in &report.bundles {
         let pad = width - bundle.id.chars().count();
         writeln!(

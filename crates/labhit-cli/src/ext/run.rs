@@ -383,14 +383,8 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
             STEP_ERROR
         }
     };
-    match args.format {
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-        }
-        Format::Human => print_human(&report, color)?,
-    }
+    args.format
+        .print(&report, |report| print_human(report, color))?;
     if let Some(error) = &report.error
         && args.format == Format::Human
     {
@@ -470,12 +464,7 @@ fn print_human(report: &JsonReport, color: ColorWhen) -> Result<()> {
         writeln!(out, "outputs: none")?;
     } else {
         writeln!(out, "outputs:")?;
-        let width = report
-            .outputs
-            .keys()
-            .map(|k| k.chars().count())
-            .max()
-            .unwrap_or(0);
+        let width = super::column_width(report.outputs.keys().map(String::as_str));
         for (name, value) in &report.outputs {
             let pad = width - name.chars().count();
             writeln!(out, "  {name}{:pad$}  {value}", "")?;
@@ -485,18 +474,8 @@ fn print_human(report: &JsonReport, color: ColorWhen) -> Result<()> {
         writeln!(out, "artifacts: none")?;
     } else {
         writeln!(out, "artifacts:")?;
-        let width = report
-            .artifacts
-            .iter()
-            .map(|a| a.path.chars().count())
-            .max()
-            .unwrap_or(0);
-        let mime_width = report
-            .artifacts
-            .iter()
-            .map(|a| a.mime.chars().count())
-            .max()
-            .unwrap_or(0);
+        let width = super::column_width(report.artifacts.iter().map(|a| a.path.as_str()));
+        let mime_width = super::column_width(report.artifacts.iter().map(|a| a.mime.as_str()));
         for artifact in &report.artifacts {
             let pad = width - artifact.path.chars().count();
             let mime_pad = mime_width - artifact.mime.chars().count();
