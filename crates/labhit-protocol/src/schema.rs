@@ -126,7 +126,13 @@ fn sorted(value: Value) -> Value {
 
 /// The file name of a wire type's schema: `ExecutorInput` → `executor-input.schema.json`.
 pub fn wire_file_name(type_name: &str) -> String {
-    let mut out = String::with_capacity(type_name.len() + 16);
+    format!("{}.schema.json", wire_name(type_name))
+}
+
+/// The kebab-case name of a wire type in file names (its schema, its golden vectors):
+/// `ExecutorInput` → `executor-input`.
+pub fn wire_name(type_name: &str) -> String {
+    let mut out = String::with_capacity(type_name.len() + 4);
     for (i, c) in type_name.chars().enumerate() {
         if c.is_ascii_uppercase() {
             if i > 0 {
@@ -137,7 +143,6 @@ pub fn wire_file_name(type_name: &str) -> String {
             out.push(c);
         }
     }
-    out.push_str(".schema.json");
     out
 }
 

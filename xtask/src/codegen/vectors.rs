@@ -81,7 +81,7 @@ pub(crate) fn generate(_root: &Path) -> Result<Vec<GeneratedFile>> {
     let mut files = Vec::new();
     for set in sets()? {
         let contents = render(&set).with_context(|| format!("rendering {}", set.type_name))?;
-        let file_name = format!("{}.json", kebab_case(set.type_name));
+        let file_name = format!("{}.json", labhit_protocol::schema::wire_name(set.type_name));
         for dir in DIRS {
             files.push(GeneratedFile::new(
                 format!("{dir}/{file_name}"),
@@ -97,22 +97,6 @@ pub(crate) fn generate(_root: &Path) -> Result<Vec<GeneratedFile>> {
         ));
     }
     Ok(files)
-}
-
-/// `ExecutorInput` → `executor-input`.
-fn kebab_case(type_name: &str) -> String {
-    let mut out = String::with_capacity(type_name.len() + 4);
-    for (i, c) in type_name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Lowercase hex without separators.
