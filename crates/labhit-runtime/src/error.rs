@@ -129,6 +129,8 @@ pub struct StepError {
     pub version: semver::Version,
     /// What happened (boxed to keep `Result`s small).
     pub failure: Box<StepFailure>,
+    /// Wall time from the start of the step to the failure (zero when it never started).
+    pub elapsed: std::time::Duration,
 }
 
 /// What ended a step. The `Display` text is phrased to follow "extension `x@1.0.0` ".
@@ -180,10 +182,12 @@ pub enum StepFailure {
         grace: Duration,
     },
     /// The guest called `wasi:cli/exit`, which ends a step as failed whatever the status.
-    #[error("called `wasi:cli/exit` with status {status} instead of returning from `execute`")]
+    #[error("called `wasi:cli/exit` {} instead of returning from `execute`", exit_status(*status))]
     Exit {
-        /// The exit status.
-        status: i32,
+        /// The exit status: `None` for WASI 0.2's `exit(err)`, which carries no code (Rust's
+        /// `std::process::exit(3)` on `wasm32-wasip2` is one), `Some(n)` for `exit(ok)` (0)
+        /// and `exit-with-code(n)`.
+        status: Option<i32>,
     },
     /// The component could not be instantiated for this step (for example the instance pool
     /// is exhausted).
@@ -233,6 +237,15 @@ pub(crate) fn humantime(d: Duration) -> String {
         .map_or_else(|_| "0s".to_owned(), |spec| spec.to_string())
 }
 
+fn exit_status(status: Option<i32>) -> String {
+    match status {
+        Some(n) => format!("with status {n}"),
+        None => "with a failure status (WASI 0.2 `exit` carries no code: return an exit code \
+                 from `execute` to report one)"
+            .to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +266,7 @@ mod tests {
             failure: Box::new(StepFailure::Timeout {
                 timeout: Duration::from_secs(5),
             }),
+            elapsed: Duration::from_secs(5),
         };
         assert_eq!(
             err.to_string(),

@@ -15,7 +15,8 @@
 //! | [`cache`] | on-disk cache of compiled components, verified before use |
 //! | [`component`] | reading `.wasm` files, preview1 adaptation, contract version check |
 //! | [`sandbox`] | the per-step store: limits, deadline, cancellation interrupt |
-//! | [`host`] | one module per host capability: `log`, `secrets`, `cancellation`, WASI |
+//! | [`cancellation`] | the [`Cancellation`] flag shared by scheduler, executors and sandbox |
+//! | [`host`] | one module per host capability: `log`, `secrets`, `cancellation`, WASI, bounded waits |
 //! | [`logs`] | the structured log stream, sinks and secret redaction |
 //! | [`runtime`] | [`Runtime`], [`StepRequest`], [`StepOutcome`] |
 //! | [`error`] | [`LoadError`], [`StepError`] and their kinds |
@@ -28,6 +29,7 @@
 
 pub mod cache;
 pub mod cachekey;
+pub mod cancellation;
 pub mod component;
 pub mod engine;
 pub mod error;
@@ -47,9 +49,9 @@ pub mod workspace;
 pub use labhit_protocol as protocol;
 
 pub use cache::CacheOutcome;
+pub use cancellation::Cancellation;
 pub use component::SourceKind;
 pub use error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
-pub use host::cancellation::Cancellation;
 pub use host::secrets::{
     DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError,
 };

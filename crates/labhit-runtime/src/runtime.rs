@@ -35,10 +35,10 @@ use labhit_wit::host::labhit::extension::types;
 use wasmtime::component::Linker;
 
 use crate::cache::{self, CacheOutcome, ComponentCache};
+use crate::cancellation::Cancellation;
 use crate::component::{self, SourceKind};
 use crate::engine::{EngineHandle, EngineSettings};
 use crate::error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
-use crate::host::cancellation::Cancellation;
 use crate::host::secrets::{NoSecrets, SecretAccess, SecretStore};
 use crate::host::wasi::{self, LineStream, WasiSpec};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
@@ -472,6 +472,7 @@ impl Runtime {
                 extension: err.extension,
                 version: err.version,
                 failure: Box::new(StepFailure::Load(err.kind.to_string())),
+                elapsed: Duration::ZERO,
             }),
         }
     }
@@ -490,6 +491,7 @@ impl Runtime {
             extension: extension.name.clone(),
             version: extension.version().clone(),
             failure: Box::new(failure),
+            elapsed: start.elapsed(),
         };
         let access = extension.manifest.capabilities.filesystem;
         let timeout = request
@@ -661,8 +663,15 @@ fn classify_trap(
         Some(Interruption::Cancelled) => return StepFailure::Interrupted { grace },
         None => {}
     }
+    if let Some(exit) = err.downcast_ref::<wasi::GuestExit>() {
+        return StepFailure::Exit {
+            status: exit.status,
+        };
+    }
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return StepFailure::Exit { status: exit.0 };
+        return StepFailure::Exit {
+            status: Some(exit.0),
+        };
     }
     if host.limiter.memory_refused {
         return StepFailure::MemoryLimit {

@@ -8,10 +8,11 @@
 //! * **Deadline**: the engine's epoch advances every tick (see [`crate::engine`]). The store's
 //!   epoch deadline is one tick ahead and an epoch-deadline callback runs on every tick: past
 //!   the step's deadline it interrupts the guest, so a stuck guest stops at its deadline ± one
-//!   tick. Time the guest spends blocked in a host call is counted, but a call is not
-//!   interrupted while it blocks.
+//!   tick. A guest blocked in a host wait (`wasi:io/poll`, `blocking-*` stream calls) is
+//!   stopped at the same deadline by [`crate::host::poll`], which bounds every such wait.
 //! * **Cancellation**: the same callback interrupts a guest that keeps running longer than
-//!   the grace period after its [`Cancellation`] was set.
+//!   the grace period after its [`Cancellation`] was set; [`crate::host::poll`] does the same
+//!   for a guest that stays blocked in a host wait.
 //! * One store per step: a trapped instance is never entered again.
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
-use crate::host::cancellation::Cancellation;
+use crate::cancellation::Cancellation;
 use crate::host::secrets::SecretAccess;
 use crate::logs::StepLog;
 
@@ -36,7 +37,7 @@ pub struct StepHost {
     pub(crate) clock: StepClock,
 }
 
-/// Why the epoch callback stopped a guest.
+/// Why the sandbox stopped a guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Interruption {
     #[error("the step ran past its deadline")]
@@ -47,9 +48,9 @@ pub(crate) enum Interruption {
 
 /// Deadline and cancellation bookkeeping of one step.
 pub(crate) struct StepClock {
+    pub(crate) started: Instant,
     pub(crate) deadline: Instant,
     pub(crate) grace: Duration,
-    pub(crate) cancelled_at: Option<Instant>,
     pub(crate) interrupted: Option<Interruption>,
 }
 
@@ -57,15 +58,26 @@ impl StepClock {
     pub(crate) fn new(timeout: Duration, grace: Duration) -> Self {
         let now = Instant::now();
         Self {
+            started: now,
             // A timeout too large for `Instant` means "practically never".
             deadline: now
                 .checked_add(timeout)
                 .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
             grace,
-            cancelled_at: None,
             interrupted: None,
         }
     }
+
+    /// When the grace period of a cancellation ends: it starts when the flag was set, or
+    /// when the step started if the flag was set before.
+    pub(crate) fn grace_ends(&self, cancellation: &Cancellation) -> Option<Instant> {
+        grace_ends(cancellation.cancelled_at()?, self.started, self.grace)
+    }
+}
+
+/// When the grace period of a cancellation set `at` ends, for a step that `started` then.
+pub(crate) fn grace_ends(at: Instant, started: Instant, grace: Duration) -> Option<Instant> {
+    at.max(started).checked_add(grace)
 }
 
 /// The memory limit of a step: [`StoreLimits`] plus a record of refused growth.
@@ -138,12 +150,13 @@ pub(crate) fn new_store(engine: &Engine, host: StepHost) -> Store<StepHost> {
             host.clock.interrupted = Some(Interruption::Deadline);
             return Err(wasmtime::Error::new(Interruption::Deadline));
         }
-        if host.cancellation.is_cancelled() {
-            let since = *host.clock.cancelled_at.get_or_insert(now);
-            if now.duration_since(since) >= host.clock.grace {
-                host.clock.interrupted = Some(Interruption::Cancelled);
-                return Err(wasmtime::Error::new(Interruption::Cancelled));
-            }
+        if host
+            .clock
+            .grace_ends(&host.cancellation)
+            .is_some_and(|end| now >= end)
+        {
+            host.clock.interrupted = Some(Interruption::Cancelled);
+            return Err(wasmtime::Error::new(Interruption::Cancelled));
         }
         Ok(UpdateDeadline::Continue(1))
     });

@@ -47,8 +47,8 @@ use labhit_protocol::run::{
     LogEntry, LogLevel, LogStream, PipelineRun, RunStatus, StageRun, StageStatus,
 };
 
+use crate::cancellation::Cancellation;
 use crate::gates::{GateDecision, Gates};
-use crate::host::cancellation::Cancellation;
 use crate::logs::{LogSink, NullSink, Redactor};
 
 /// The run's log: the `system` entries of the scheduler and runners and every step's own

@@ -20,8 +20,8 @@ use labhit_guest_build::{Builder, Target};
 use labhit_protocol::manifest::Manifest;
 use labhit_protocol::run::LogStream;
 use labhit_runtime::{
-    CollectingSink, LoadErrorKind, LoadedExtension, MapSecrets, Runtime, RuntimeConfig, StepError,
-    StepFailure, StepOutcome, StepRequest,
+    Cancellation, CollectingSink, LoadErrorKind, LoadedExtension, MapSecrets, Runtime,
+    RuntimeConfig, StepError, StepFailure, StepOutcome, StepRequest,
 };
 use serde_json::json;
 
@@ -164,6 +164,131 @@ fn an_infinite_loop_stops_at_its_deadline() {
         elapsed < Duration::from_millis(1500),
         "stopped late: {elapsed:?}"
     );
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn a_guest_asleep_in_the_host_stops_at_its_deadline() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    // One hour in `wasi:io/poll`: without a bounded wait the test would hang for that hour.
+    let mut step = request(
+        workspace.path(),
+        json!({"mode": "sleep", "count": 3600}),
+        &sink,
+    );
+    step.timeout = Some(Duration::from_millis(300));
+    let start = Instant::now();
+    let err = expect_error(runtime.execute(&extension, step));
+    let elapsed = start.elapsed();
+    assert_eq!(
+        *err.failure,
+        StepFailure::Timeout {
+            timeout: Duration::from_millis(300)
+        },
+        "{err}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "stopped early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "stopped late: {elapsed:?}"
+    );
+    assert!(sink.messages().iter().any(|m| m == "sleeping"));
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn a_guest_asleep_in_the_host_is_interrupted_after_the_cancel_grace_period() {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache");
+    let config = RuntimeConfig {
+        cancel_grace: Duration::from_millis(100),
+        ..RuntimeConfig::with_cache_dir(cache)
+    };
+    let runtime = Runtime::new(config).expect("the runtime starts");
+    let extension = load(&runtime, "hostile");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let cancel = Cancellation::new();
+    let mut step = request(
+        workspace.path(),
+        json!({"mode": "sleep", "count": 3600}),
+        &Arc::new(CollectingSink::new()),
+    );
+    step.cancellation = cancel.clone();
+    // Cancel once the guest says it is about to block.
+    step.log_sink = Arc::new(move |entry: labhit_protocol::run::LogEntry| {
+        if entry.message == "sleeping" {
+            cancel.cancel();
+        }
+    });
+    let err = expect_error(runtime.execute(&extension, step));
+    assert_eq!(
+        *err.failure,
+        StepFailure::Interrupted {
+            grace: Duration::from_millis(100)
+        },
+        "{err}"
+    );
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn a_step_cancelled_before_it_starts_gets_the_whole_grace_period() {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache");
+    let config = RuntimeConfig {
+        cancel_grace: Duration::from_millis(100),
+        ..RuntimeConfig::with_cache_dir(cache)
+    };
+    let runtime = Runtime::new(config).expect("the runtime starts");
+    let extension = load(&runtime, "hostile");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let mut step = request(
+        workspace.path(),
+        json!({"mode": "sleep", "count": 3600}),
+        &sink,
+    );
+    let cancel = Cancellation::new();
+    cancel.cancel();
+    step.cancellation = cancel;
+    let start = Instant::now();
+    let err = expect_error(runtime.execute(&extension, step));
+    assert_eq!(
+        *err.failure,
+        StepFailure::Interrupted {
+            grace: Duration::from_millis(100)
+        },
+        "{err}"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
+fn a_guest_that_exits_is_reported_with_the_status_it_sent() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    // Rust's std on wasm32-wasip2 turns `exit(n)` into WASI 0.2 `exit(err)` for any n != 0:
+    // the code is lost in the guest, and the host must not invent one.
+    for (status, expected) in [(3, None), (0, Some(0)), (1, None), (42, None)] {
+        let (result, _) = run(
+            &runtime,
+            &extension,
+            json!({"mode": "process-exit", "count": status}),
+        );
+        let err = expect_error(result);
+        assert_eq!(
+            *err.failure,
+            StepFailure::Exit { status: expected },
+            "{err}"
+        );
+        if expected.is_none() {
+            assert!(err.to_string().contains("with a failure status"), "{err}");
+        }
+    }
     next_step_succeeds(&runtime, &extension);
 }
 

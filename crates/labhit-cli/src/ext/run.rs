@@ -376,6 +376,7 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
             }
         }
         Err(err) => {
+            report.elapsed_ms = u64::try_from(err.elapsed.as_millis()).unwrap_or(u64::MAX);
             report.error = Some(JsonError {
                 code: err.failure.code(),
                 message: redactor.redact(&err.to_string()),

@@ -34,8 +34,8 @@ use labhit_protocol::executor::{CommandStep, ExecutorInput, InputError, StepResu
 use labhit_protocol::ids::SnapshotRef;
 use labhit_protocol::pipeline::StageId;
 
+use crate::cancellation::Cancellation;
 use crate::error::StepError;
-use crate::host::cancellation::Cancellation;
 use crate::host::secrets::{NoSecrets, SecretStore};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
 use crate::snapshot::SnapshotError;

@@ -5,11 +5,13 @@
 //! |---|---|---|
 //! | [`log`] | `labhit:extension/log`, `types` | the step's log stream |
 //! | [`secrets`] | `labhit:extension/secrets` | declared names + a [`secrets::SecretStore`] |
-//! | [`cancellation`] | `labhit:extension/cancellation` | a shared [`cancellation::Cancellation`] flag |
+//! | [`cancellation`] | `labhit:extension/cancellation` | a shared [`crate::Cancellation`] flag |
 //! | [`wasi`] | WASI 0.2 (`wasi:cli`, `wasi:filesystem`, `wasi:clocks`, `wasi:random`, `wasi:io`, `wasi:sockets` denied) | the WASI context: one preopen, granted env, captured stdio |
+//! | [`poll`] | shadows the blocking calls of `wasi:io` (`poll`, `pollable.block`, `blocking-*` stream calls) | none: bounds each wait by the step's deadline and cancellation |
 
 pub mod cancellation;
 pub mod log;
+pub mod poll;
 pub mod secrets;
 pub mod wasi;
 
@@ -23,5 +25,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StepHost>) -> wasmtime::Result<(
     secrets::add_to_linker(linker)?;
     cancellation::add_to_linker(linker)?;
     wasi::add_to_linker(linker)?;
+    // After WASI: shadows its blocking `wasi:io` calls.
+    poll::add_to_linker(linker)?;
     Ok(())
 }

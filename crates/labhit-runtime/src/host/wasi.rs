@@ -27,7 +27,30 @@ use crate::logs::StepLog;
 use crate::sandbox::StepHost;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<StepHost>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    // `exit(err)` carries no status code; wasmtime-wasi reports it as status 1, which reads
+    // as if the guest had chosen 1. Keep "some failure status" apart from a real code.
+    linker.allow_shadowing(true);
+    let result = linker
+        .instance("wasi:cli/exit@0.2.12")
+        .and_then(|mut exit| {
+            exit.func_wrap("exit", |_store, (status,): (Result<(), ()>,)| {
+                Err::<(), _>(wasmtime::Error::new(GuestExit {
+                    status: status.is_ok().then_some(0),
+                }))
+            })
+        });
+    linker.allow_shadowing(false);
+    result
+}
+
+/// How a guest ended through `wasi:cli/exit`: `exit(ok)` is status 0, `exit(err)` a failure
+/// status the guest could not name (WASI 0.2's `exit` takes a result, not a code), and
+/// `exit-with-code(n)` surfaces as wasmtime-wasi's `I32Exit(n)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the guest called `wasi:cli/exit`")]
+pub(crate) struct GuestExit {
+    pub(crate) status: Option<i32>,
 }
 
 impl WasiView for StepHost {

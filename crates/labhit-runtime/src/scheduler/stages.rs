@@ -210,7 +210,8 @@ impl PipelineRunner {
                     StepFailure::Cancelled(_) | StepFailure::Interrupted { .. }
                 ) && task.cancellation.is_cancelled();
                 let exit_code = match *err.failure {
-                    StepFailure::Exit { status } => Some(status),
+                    // A failure status without a code is reported as the conventional 1.
+                    StepFailure::Exit { status } => Some(status.unwrap_or(1)),
                     _ => None,
                 };
                 let reason = format!("{err} [{}]", err.failure.code());
