@@ -7,8 +7,10 @@
 //! | [`secrets`] | `labhit:extension/secrets` | declared names + a [`secrets::SecretStore`] |
 //! | [`cancellation`] | `labhit:extension/cancellation` | a shared [`cancellation::Cancellation`] flag |
 //! | [`wasi`] | WASI 0.2 (`wasi:cli`, `wasi:filesystem`, `wasi:clocks`, `wasi:random`, `wasi:io`, `wasi:sockets` denied) | the WASI context: one preopen, granted env, captured stdio |
+//! | [`fs_guard`] | shadows parts of `wasi:filesystem/types` | links that stay inside, `limits.disk`, `limits.files` |
 
 pub mod cancellation;
+pub mod fs_guard;
 pub mod log;
 pub mod secrets;
 pub mod wasi;

@@ -27,7 +27,8 @@ use crate::logs::StepLog;
 use crate::sandbox::StepHost;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<StepHost>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    super::fs_guard::add_to_linker(linker)
 }
 
 impl WasiView for StepHost {
