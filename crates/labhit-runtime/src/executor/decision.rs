@@ -54,9 +54,14 @@ pub(crate) fn obey(
     on_hit: OnHit,
     run: impl FnOnce() -> Result<StepResult, ExecError>,
 ) -> Result<StepResult, ExecError> {
-    let guard = Guard::start(ctx.workspace).map_err(|e| boundary_error(ctx, log, e))?;
+    // A missing workspace is the executor's to report.
+    let guard = match ctx.workspace.is_dir() {
+        true => Some(Guard::start(ctx.workspace).map_err(|e| boundary_error(ctx, log, e))?),
+        false => None,
+    };
+    let guard = guard.as_ref();
     // The answer stands unless the step left something behind; that wins.
-    let checked = |result| check(&guard, ctx, log, result);
+    let checked = |result| check(guard, ctx, log, result);
     match &input.cache_lookup {
         CacheDecision::Hit { tag } => {
             if ctx.cancellation.is_cancelled() {
@@ -65,7 +70,7 @@ pub(crate) fn obey(
                 });
             }
             let info = check(
-                &guard,
+                guard,
                 ctx,
                 log,
                 store
@@ -124,12 +129,14 @@ pub(crate) fn obey(
 
 /// `result`, unless the boundary check after it finds something (which it removes).
 fn check<T>(
-    guard: &Guard,
+    guard: Option<&Guard>,
     ctx: &ExecContext<'_>,
     log: &StepLog,
     result: Result<T, ExecError>,
 ) -> Result<T, ExecError> {
-    guard.check().map_err(|e| boundary_error(ctx, log, e))?;
+    if let Some(guard) = guard {
+        guard.check().map_err(|e| boundary_error(ctx, log, e))?;
+    }
     result
 }
 
