@@ -202,6 +202,48 @@ pub enum StepFailure {
     /// The extension could not be loaded (only from [`Runtime::load_and_execute`](crate::Runtime::load_and_execute)).
     #[error("could not be loaded: {0}")]
     Load(String),
+    /// The guest tried to add more bytes to the workspace than `limits.disk` allows; the
+    /// write was refused with `insufficient-space`.
+    #[error(
+        "exceeded its disk limit of {limit} bytes (what one step may add to the workspace); \
+         raise `limits.disk` in its extension.toml"
+    )]
+    DiskLimit {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The guest tried to create more files, directories and links than `limits.files`
+    /// allows; the creation was refused with `quota`.
+    #[error(
+        "exceeded its file limit of {limit} (files, directories and links one step may \
+         create); raise `limits.files` in its extension.toml"
+    )]
+    FileLimit {
+        /// The limit.
+        limit: u64,
+    },
+    /// The guest tried to create a symbolic link that is absolute or leads outside the
+    /// workspace; it was refused with `not-permitted`.
+    #[error(
+        "tried to create the symbolic link `{path}` -> `{target}`, which leads outside the \
+         workspace; refused"
+    )]
+    EscapeAttempt {
+        /// The workspace-relative path of the link.
+        path: String,
+        /// The target it asked for.
+        target: String,
+    },
+    /// The step left links leading outside the workspace or special files in it; they were
+    /// removed.
+    #[error("{}", crate::boundary::BoundaryError::Trespass(found.clone()))]
+    Trespass {
+        /// What it left.
+        found: Vec<crate::boundary::Trespass>,
+    },
+    /// The workspace could not be checked for what the step left in it.
+    #[error("{0}")]
+    Boundary(String),
 }
 
 impl StepFailure {
@@ -222,6 +264,10 @@ impl StepFailure {
             StepFailure::Setup(_) => "setup",
             StepFailure::InvalidOutput(_) => "invalid-output",
             StepFailure::Load(_) => "load",
+            StepFailure::DiskLimit { .. } => "disk-limit",
+            StepFailure::FileLimit { .. } => "file-limit",
+            StepFailure::EscapeAttempt { .. } | StepFailure::Trespass { .. } => "workspace-escape",
+            StepFailure::Boundary(_) => "workspace-check",
         }
     }
 }

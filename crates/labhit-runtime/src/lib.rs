@@ -27,6 +27,7 @@
 //!
 //! `Runtime` is `Send + Sync` and cheap to clone; steps may run on several threads at once.
 
+pub mod boundary;
 pub mod cache;
 pub mod cachekey;
 pub mod cancellation;

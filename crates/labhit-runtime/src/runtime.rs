@@ -39,6 +39,7 @@ use crate::cancellation::Cancellation;
 use crate::component::{self, SourceKind};
 use crate::engine::{EngineHandle, EngineSettings};
 use crate::error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
+use crate::host::fs_guard::{FsGuard, StepBoundary};
 use crate::host::secrets::{NoSecrets, SecretAccess, SecretStore};
 use crate::host::wasi::{self, LineStream, WasiSpec};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
@@ -549,6 +550,9 @@ impl Runtime {
             stderr: stderr.clone(),
         })
         .map_err(|e| fail(StepFailure::Setup(e)))?;
+        let fs = FsGuard::new(&extension.manifest, access, workspace, Arc::clone(&log))
+            .map_err(|e| fail(StepFailure::Setup(e)))?;
+        let boundary = StepBoundary::start(access, workspace).map_err(fail)?;
 
         let host = StepHost {
             wasi,
@@ -561,6 +565,7 @@ impl Runtime {
             cancellation: request.cancellation.clone(),
             limiter: StepLimiter::new(extension.memory_bytes),
             clock: StepClock::new(timeout, inner.config.cancel_grace),
+            fs,
         };
         let mut store = sandbox::new_store(inner.engine.engine(), host);
 
@@ -585,6 +590,9 @@ impl Runtime {
         stdout.finish();
         stderr.finish();
         log.finish();
+        if let Some(failure) = boundary.finish(&store.data().fs, &log) {
+            return Err(fail(failure));
+        }
         let host = store.data();
         let output = match result {
             Ok(Ok(output)) => output,

@@ -35,6 +35,7 @@ pub struct StepHost {
     pub(crate) cancellation: Cancellation,
     pub(crate) limiter: StepLimiter,
     pub(crate) clock: StepClock,
+    pub(crate) fs: crate::host::fs_guard::FsGuard,
 }
 
 /// Why the sandbox stopped a guest.

@@ -32,6 +32,12 @@
 //! blob whose content does not match its name), so the next lookup is a plain miss and the
 //! next `miss_build_as` rewrites it. Restoring never writes through a symbolic link: a path
 //! whose parent in the workspace is a link is refused.
+//!
+//! The workspace boundary ([`crate::boundary`]) holds for snapshots too: a manifest with a
+//! link whose target is absolute or climbs out of the workspace is corrupt (a forged one),
+//! and [`SnapshotStore::commit`] refuses to record a link that resolves outside. Permission
+//! bits are masked to `0o777` when committed and again when restored: setuid, setgid and
+//! sticky bits are never recorded nor restored, whatever a manifest says.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -44,7 +50,11 @@ use labhit_protocol::ids::SnapshotRef;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::boundary::{self, Resolution};
 use crate::workspace::{Entry, WorkspaceError, WorkspaceManifest, hex};
+
+/// The permission bits a snapshot records and restores: no setuid, setgid or sticky bit.
+const MODE_MASK: u32 = 0o777;
 
 /// First word of a manifest file's header line.
 const FORMAT: &str = "labhit-snapshot/1";
@@ -215,17 +225,31 @@ impl SnapshotStore {
         let mut changed = Vec::with_capacity(diff.changed.len());
         for (path, entry) in diff.changed {
             let entry = match entry {
+                Entry::Dir { mode } => Entry::Dir {
+                    mode: mode & MODE_MASK,
+                },
+                Entry::Symlink { target } => {
+                    let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+                    if let Resolution::Outside(_) = boundary::resolve(workspace, dir, target) {
+                        return Err(SnapshotError::Unsafe {
+                            path: path.to_owned(),
+                            reason: format!(
+                                "it is a symbolic link to `{target}`, which leads outside the workspace"
+                            ),
+                        });
+                    }
+                    entry.clone()
+                }
                 Entry::File { mode, .. } => {
                     // Hash while copying: the blob and the manifest agree even if the file
                     // changed after the scan.
                     let (sha256, size) = self.store_blob(&workspace.join(path))?;
                     Entry::File {
-                        mode: *mode,
+                        mode: mode & MODE_MASK,
                         size,
                         sha256,
                     }
                 }
-                other => other.clone(),
             };
             changed.push(Change {
                 path: path.to_owned(),
@@ -294,7 +318,7 @@ impl SnapshotStore {
                     let blob = self.blob_path(sha256);
                     write_atomic(&full, |file| {
                         io::copy(&mut fs::File::open(&blob)?, file)?;
-                        file.set_permissions(fs::Permissions::from_mode(*mode))
+                        file.set_permissions(fs::Permissions::from_mode(mode & MODE_MASK))
                     })?;
                 }
                 Entry::Symlink { target } => {
@@ -311,7 +335,7 @@ impl SnapshotStore {
         for change in stored.changed.iter().rev() {
             if let Entry::Dir { mode } = change.entry {
                 let full = workspace.join(&change.path);
-                fs::set_permissions(&full, fs::Permissions::from_mode(mode))
+                fs::set_permissions(&full, fs::Permissions::from_mode(mode & MODE_MASK))
                     .map_err(io_err("set permissions of", &full))?;
             }
         }
@@ -513,12 +537,19 @@ fn decode(tag: &SnapshotRef, bytes: &[u8]) -> Result<Stored, String> {
                     sha256,
                 }
             }
-            Some("symlink") => Entry::Symlink {
-                target: item["target"]
+            Some("symlink") => {
+                let target = item["target"]
                     .as_str()
-                    .ok_or("a link target is not a string")?
-                    .to_owned(),
-            },
+                    .ok_or("a link target is not a string")?;
+                if boundary::escapes_lexically(&path, target) {
+                    return Err(format!(
+                        "entry `{path}` is a symbolic link to `{target}`, which leads outside the workspace"
+                    ));
+                }
+                Entry::Symlink {
+                    target: target.to_owned(),
+                }
+            }
             _ => return Err(format!("entry `{path}` has an unknown kind")),
         };
         changed.push(Change { path, entry });

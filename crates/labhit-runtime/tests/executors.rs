@@ -867,3 +867,182 @@ mod sh_executor {
         Ok(())
     }
 }
+
+// --- Forged snapshots and the workspace boundary (issue 9, item 2) ---
+
+/// Rewrites the only manifest in `store` with `edit` applied to its JSON body, and a
+/// correct checksum: what a forger with write access to the store can do.
+fn forge(store: &SnapshotStore, edit: impl FnOnce(&mut serde_json::Value)) -> TestResult {
+    use sha2::Digest;
+    let tags = store.dir().join("tags");
+    let manifest = fs::read_dir(&tags)?.next().ok_or("no manifest")??.path();
+    let text = fs::read_to_string(&manifest)?;
+    let (_, body) = text.split_once('\n').ok_or("no header")?;
+    let mut value: serde_json::Value = serde_json::from_str(body)?;
+    edit(&mut value);
+    let body = value.to_string();
+    let sum: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fs::write(&manifest, format!("labhit-snapshot/1 {sum}\n{body}"))?;
+    Ok(())
+}
+
+/// A snapshot `tag` of one file `f.txt` (mode 0o644) committed by `setup`.
+fn one_file_snapshot(setup: &Setup, tag: &SnapshotRef) -> TestResult {
+    let before = WorkspaceManifest::scan(&setup.workspace)?;
+    fs::write(setup.workspace.join("f.txt"), "content")?;
+    fs::set_permissions(
+        setup.workspace.join("f.txt"),
+        fs::Permissions::from_mode(0o644),
+    )?;
+    setup.store.commit(tag, &setup.workspace, &before)?;
+    fs::remove_file(setup.workspace.join("f.txt"))?;
+    Ok(())
+}
+
+#[test]
+fn forged_snapshots_with_escaping_links_or_paths_are_refused() -> TestResult {
+    let outside = tempfile::tempdir()?;
+    let victim = outside.path().join("victim");
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        (
+            "absolute link",
+            serde_json::json!({"path": "a", "kind": "symlink", "target": victim}),
+        ),
+        (
+            "climbing link",
+            serde_json::json!({"path": "d/a", "kind": "symlink", "target": "../../../victim"}),
+        ),
+        (
+            "climbing path",
+            serde_json::json!({"path": "../../victim", "kind": "dir", "mode": 0o755}),
+        ),
+        (
+            "absolute path",
+            serde_json::json!({"path": victim, "kind": "dir", "mode": 0o755}),
+        ),
+    ];
+    for (what, entry) in cases {
+        let setup = Setup::new();
+        let tag = SnapshotRef::new("labhit-cache:forged");
+        one_file_snapshot(&setup, &tag)?;
+        forge(&setup.store, |v| {
+            if let Some(changed) = v["changed"].as_array_mut() {
+                changed.push(entry);
+            }
+        })?;
+        let err = setup.store.restore(&tag, &setup.workspace).expect_err(what);
+        assert!(
+            matches!(err, SnapshotError::Corrupt { .. }),
+            "{what}: {err}"
+        );
+        assert!(
+            !setup.workspace.join("f.txt").exists(),
+            "{what}: nothing restored"
+        );
+        assert!(!victim.exists(), "{what}");
+    }
+    Ok(())
+}
+
+#[test]
+fn restored_modes_never_carry_setuid_setgid_or_sticky_bits() -> TestResult {
+    let setup = Setup::new();
+    let tag = SnapshotRef::new("labhit-cache:modes");
+    one_file_snapshot(&setup, &tag)?;
+    forge(&setup.store, |v| {
+        v["changed"][0]["mode"] = serde_json::json!(0o7755);
+        if let Some(changed) = v["changed"].as_array_mut() {
+            changed.push(serde_json::json!({"path": "d", "kind": "dir", "mode": 0o3777}));
+        }
+    })?;
+    setup.store.restore(&tag, &setup.workspace)?;
+    let mode = |p: &str| -> std::io::Result<u32> {
+        Ok(fs::metadata(setup.workspace.join(p))?.permissions().mode() & 0o7777)
+    };
+    assert_eq!(mode("f.txt")?, 0o755);
+    assert_eq!(mode("d")?, 0o777);
+
+    // A local stage that sets them: the commit records the masked mode.
+    let tag = SnapshotRef::new("labhit-cache:modes-commit");
+    setup.run(&input(
+        "touch s && chmod 4755 s",
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    ))?;
+    let fresh = Setup::sharing(&setup.store);
+    fresh.run(&input("false", CacheDecision::Hit { tag }))?;
+    assert_eq!(
+        fs::metadata(fresh.workspace.join("s"))?
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    Ok(())
+}
+
+#[test]
+fn a_local_stage_may_not_leave_escaping_links_or_fifos_and_nothing_is_committed() -> TestResult {
+    for script in [
+        "ln -s ../../outside a",
+        "ln -s /etc/passwd a",
+        "mkdir d && ln -s . up && ln -s up/.. a",
+        "mkfifo a",
+    ] {
+        let setup = Setup::new();
+        let tag = SnapshotRef::new("labhit-cache:escape");
+        let err = setup
+            .run(&input(
+                script,
+                CacheDecision::MissBuildAs { tag: tag.clone() },
+            ))
+            .expect_err(script);
+        assert!(matches!(err, ExecError::Boundary { .. }), "{script}: {err}");
+        assert_eq!(err.code(), "workspace-escape");
+        assert!(err.to_string().contains("`a`"), "{script}: {err}");
+        assert!(
+            fs::symlink_metadata(setup.workspace.join("a")).is_err(),
+            "{script}: removed"
+        );
+        assert!(!setup.store.exists(&tag), "{script}: nothing committed");
+        assert!(
+            setup.sink.messages().iter().any(|m| m.contains("`a`")),
+            "{script}: logged"
+        );
+    }
+    // Links that stay inside are fine, and the user's own escaping links stay.
+    let setup = Setup::new();
+    std::os::unix::fs::symlink("/usr/bin/env", setup.workspace.join("users-own"))?;
+    setup.run(&input(
+        "mkdir d && ln -s ../x d/l",
+        CacheDecision::MissNoCommit,
+    ))?;
+    assert!(fs::symlink_metadata(setup.workspace.join("users-own")).is_ok());
+    Ok(())
+}
+
+#[test]
+fn a_restored_link_that_escapes_through_another_link_is_removed() -> TestResult {
+    // `up -> .` and `a -> up/..` both look inside to a lexical check; together `a` is the
+    // workspace's parent. The host's check after the restore catches it.
+    let setup = Setup::new();
+    let tag = SnapshotRef::new("labhit-cache:sneaky");
+    setup.run(&input(
+        "ln -s . up",
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    ))?;
+    forge(&setup.store, |v| {
+        if let Some(changed) = v["changed"].as_array_mut() {
+            changed.push(serde_json::json!({"path": "a", "kind": "symlink", "target": "up/.."}));
+        }
+    })?;
+    let fresh = Setup::sharing(&setup.store);
+    let err = fresh
+        .run(&input("true", CacheDecision::Hit { tag }))
+        .expect_err("refused");
+    assert!(matches!(err, ExecError::Boundary { .. }), "{err}");
+    assert!(fs::symlink_metadata(fresh.workspace.join("a")).is_err());
+    Ok(())
+}

@@ -648,3 +648,222 @@ fn a_thousand_failing_steps_leave_host_memory_flat() {
     );
     next_step_succeeds(&runtime, &extension);
 }
+
+// --- The workspace boundary and the disk and file limits (issue 9, items 2 and 9) ---
+
+/// The hostile manifest with `limits` lines added and a timeout long enough for a busy
+/// machine (the limits, not the deadline, must stop these guests).
+fn manifest_with(extra_limits: &str) -> Manifest {
+    let path = fixtures_dir().join("manifests/hostile.toml");
+    let text = std::fs::read_to_string(&path).expect("manifest");
+    let text = text.replace(
+        "timeout = \"1s\"",
+        &format!("timeout = \"60s\"\n{extra_limits}"),
+    );
+    Manifest::from_toml(&text).unwrap_or_else(|d| panic!("{d:?}"))
+}
+
+/// A run directory `<dir>/run/workspace` beside a file `<dir>/outside` that no stage may
+/// touch; `../../outside` from the workspace root names it.
+struct Scene {
+    dir: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("run/workspace")).expect("mkdir");
+        std::fs::write(dir.path().join("outside"), "untouched").expect("write");
+        Self { dir }
+    }
+    fn workspace(&self) -> PathBuf {
+        self.dir.path().join("run/workspace")
+    }
+    fn outside(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("outside")).expect("outside")
+    }
+}
+
+/// Runs `echo pwned > a` with the local executor in `workspace`, as a later `run:` stage.
+fn later_local_stage_writes_a(workspace: &Path) -> labhit_protocol::executor::StepResult {
+    use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput};
+    use labhit_runtime::executor::{ExecContext, Executor, LocalExecutor};
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let executor = LocalExecutor::new(labhit_runtime::snapshot::SnapshotStore::new(
+        store_dir.path(),
+    ));
+    let stage = labhit_protocol::pipeline::StageId::new("later").expect("stage id");
+    let input = ExecutorInput {
+        step: CommandStep::new("echo pwned > a"),
+        workspace_archive_id: labhit_protocol::ids::ArchiveId(uuid::Uuid::nil()),
+        env: BTreeMap::new(),
+        workdir: "/workspace".to_owned(),
+        run_id: labhit_protocol::ids::RunId(uuid::Uuid::nil()),
+        step_id: labhit_protocol::ids::StepId(uuid::Uuid::nil()),
+        cache_lookup: CacheDecision::MissNoCommit,
+        parent_snapshot: None,
+    };
+    executor
+        .execute(&input, &ExecContext::new(&stage, workspace))
+        .expect("the later stage runs")
+}
+
+#[test]
+fn a_planted_escaping_link_is_refused_reported_and_never_followed() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    for target in ["../../outside", "sub/../../../outside", "/etc/passwd"] {
+        let scene = Scene::new();
+        let sink = Arc::new(CollectingSink::new());
+        let step = request(
+            &scene.workspace(),
+            json!({"mode": "plant-link", "path": target, "name": "a"}),
+            &sink,
+        );
+        let err = expect_error(runtime.execute(&extension, step));
+        assert_eq!(
+            *err.failure,
+            StepFailure::EscapeAttempt {
+                path: "a".into(),
+                target: target.into()
+            },
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("leads outside the workspace"),
+            "{err}"
+        );
+        assert!(
+            sink.messages()
+                .iter()
+                .any(|m| m.contains("`a` -> `") && m.contains("refused")),
+            "the attempt is in the step's log: {:?}",
+            sink.messages()
+        );
+        assert!(std::fs::symlink_metadata(scene.workspace().join("a")).is_err());
+        assert_eq!(later_local_stage_writes_a(&scene.workspace()).exit_code, 0);
+        assert_eq!(scene.outside(), "untouched", "{target}");
+    }
+    // A link that stays inside is still allowed.
+    let scene = Scene::new();
+    let sink = Arc::new(CollectingSink::new());
+    let step = request(
+        &scene.workspace(),
+        json!({"mode": "plant-link", "path": "sub/../inside.txt", "name": "a"}),
+        &sink,
+    );
+    assert!(expect_output(runtime.execute(&extension, step)).contains_key("planted"));
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn a_link_renamed_to_where_it_escapes_is_removed_and_reported() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let scene = Scene::new();
+    let sink = Arc::new(CollectingSink::new());
+    let step = request(
+        &scene.workspace(),
+        json!({"mode": "plant-link-rename", "path": "../../outside", "name": "a"}),
+        &sink,
+    );
+    let err = expect_error(runtime.execute(&extension, step));
+    let StepFailure::Trespass { found } = &*err.failure else {
+        panic!("expected a trespass: {err}");
+    };
+    assert_eq!(found.len(), 1, "{err}");
+    assert_eq!(found[0].path, "a");
+    assert!(
+        err.to_string()
+            .contains("symbolic link `a` -> `../../outside` (resolves outside the workspace)"),
+        "{err}"
+    );
+    assert_eq!(err.failure.code(), "workspace-escape");
+    assert!(std::fs::symlink_metadata(scene.workspace().join("a")).is_err());
+    assert!(
+        sink.messages()
+            .iter()
+            .any(|m| m.contains("`a` -> `../../outside`")),
+        "{:?}",
+        sink.messages()
+    );
+    assert_eq!(later_local_stage_writes_a(&scene.workspace()).exit_code, 0);
+    assert_eq!(scene.outside(), "untouched");
+}
+
+#[test]
+fn a_guest_cannot_fill_the_disk_past_limits_disk() {
+    let runtime = runtime();
+    let extension = runtime
+        .load(&manifest_with("disk = \"16Mi\""), &components().hostile)
+        .expect("load");
+    // 2 GiB asked for, through streams; then a sparse file of 1 TiB through set-size.
+    for (mode, count) in [("disk-fill", 2048), ("disk-sparse", 1 << 20)] {
+        let workspace = tempfile::tempdir().expect("tempdir");
+        let sink = Arc::new(CollectingSink::new());
+        let step = request(
+            workspace.path(),
+            json!({"mode": mode, "count": count, "name": "big"}),
+            &sink,
+        );
+        let err = expect_error(runtime.execute(&extension, step));
+        assert_eq!(
+            *err.failure,
+            StepFailure::DiskLimit { limit: 16 << 20 },
+            "{mode}: {err}"
+        );
+        assert!(err.to_string().contains("`limits.disk`"), "{err}");
+        let size = std::fs::metadata(workspace.path().join("big"))
+            .expect("file")
+            .len();
+        assert!(size <= 16 << 20, "{mode}: {size} bytes written");
+    }
+    // Within the limit, the same guest succeeds.
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let step = request(
+        workspace.path(),
+        json!({"mode": "disk-fill", "count": 8, "name": "ok"}),
+        &sink,
+    );
+    assert_eq!(
+        expect_output(runtime.execute(&extension, step))["written"],
+        "8"
+    );
+}
+
+#[test]
+fn a_guest_cannot_create_more_entries_than_limits_files() {
+    let runtime = runtime();
+    let extension = runtime
+        .load(&manifest_with("files = 1000"), &components().hostile)
+        .expect("load");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let sink = Arc::new(CollectingSink::new());
+    let step = request(
+        workspace.path(),
+        json!({"mode": "many-files", "count": 100_000, "name": "many"}),
+        &sink,
+    );
+    let err = expect_error(runtime.execute(&extension, step));
+    assert_eq!(
+        *err.failure,
+        StepFailure::FileLimit { limit: 1000 },
+        "{err}"
+    );
+    assert!(err.to_string().contains("`limits.files`"), "{err}");
+    let created = std::fs::read_dir(workspace.path().join("many"))
+        .expect("dir")
+        .count();
+    assert!(created < 1000, "{created} files created");
+    // Rewriting the same files creates nothing new.
+    let step = request(
+        workspace.path(),
+        json!({"mode": "many-files", "count": 900, "name": "many"}),
+        &sink,
+    );
+    assert_eq!(
+        expect_output(runtime.execute(&extension, step))["created"],
+        "900"
+    );
+}

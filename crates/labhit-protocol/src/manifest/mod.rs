@@ -52,7 +52,7 @@ fn example_manifest() -> serde_json::Value {
             "component": "checksum.wasm"
         },
         "capabilities": { "filesystem": "read-write", "secrets": [], "executor": false },
-        "limits": { "memory": "64Mi", "timeout": "5m" },
+        "limits": { "memory": "64Mi", "timeout": "5m", "disk": "512Mi", "files": 10000 },
         "inputs": {
             "type": "object",
             "properties": { "patterns": { "type": "array", "items": { "type": "string" } } },
@@ -282,6 +282,17 @@ pub struct Limits {
     /// `sandbox.timeout` may only shorten it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationSpec>,
+    /// Most bytes one execution may add to the workspace (growth of file sizes, never
+    /// credited back by deleting or truncating); the reference host's default is `1Gi`.
+    /// Writes past it fail with `insufficient-space` and the step fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<ByteSize>,
+    /// Most files, directories and links one execution may create in the workspace (deleting
+    /// does not give any back); the reference host's default is `100000`. Creations past it
+    /// fail with `quota` and the step fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub files: Option<std::num::NonZeroU64>,
 }
 
 impl Manifest {

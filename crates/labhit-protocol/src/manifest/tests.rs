@@ -18,6 +18,8 @@ secrets = ["SIGNING_KEY"]
 [limits]
 memory = "64Mi"
 timeout = "5m"
+disk = "512Mi"
+files = 10000
 
 [inputs]
 type = "object"
@@ -87,7 +89,7 @@ fn semantic_problems_point_at_the_value() {
             12,
             26,
         ),
-        ("type = \"object\"", "type = \"array\"", 19, 8),
+        ("type = \"object\"", "type = \"array\"", 21, 8),
     ] {
         let errs = Manifest::from_toml(&GOOD.replace(from, to)).unwrap_err();
         assert_eq!(errs.len(), 1, "{to}: {errs:?}");
@@ -114,4 +116,35 @@ fn hostile_input() {
     );
     let deep = format!("a = {}{}", "[".repeat(10_000), "]".repeat(10_000));
     assert!(Manifest::from_toml(&deep).is_err());
+}
+
+#[test]
+fn disk_and_file_limits_parse_and_bad_ones_are_located() {
+    let m = Manifest::from_toml(GOOD).expect("valid");
+    assert_eq!(m.limits.disk.map(|b| b.bytes()), Some(512 << 20));
+    assert_eq!(m.limits.files.map(std::num::NonZeroU64::get), Some(10_000));
+    // (replace, with, line, column, words the message must contain)
+    for (from, to, line, column, words) in [
+        ("disk = \"512Mi\"", "disk = \"0\"", 17, 8, "is zero"),
+        ("disk = \"512Mi\"", "disk = \"lots\"", 17, 8, "lots"),
+        (
+            "disk = \"512Mi\"",
+            "disk = -1",
+            17,
+            8,
+            "invalid extension manifest",
+        ),
+        ("files = 10000", "files = 0", 18, 9, "nonzero"),
+        ("files = 10000", "files = -5", 18, 9, "-5"),
+        ("files = 10000", "files = \"many\"", 18, 9, "invalid type"),
+    ] {
+        let d = first_error(&GOOD.replace(from, to));
+        assert_eq!(
+            (d.span.start.line, d.span.start.column),
+            (line, column),
+            "{to}: {}",
+            d.message
+        );
+        assert!(d.message.contains(words), "{to}: {}", d.message);
+    }
 }

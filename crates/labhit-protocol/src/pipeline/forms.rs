@@ -421,7 +421,7 @@ impl ByteSize {
     /// A size of `bytes` (must be positive).
     pub fn from_bytes(bytes: u64) -> Result<Self, FormError> {
         if bytes == 0 {
-            return Err(FormError::invalid("a memory size must be larger than zero"));
+            return Err(FormError::invalid("a size must be larger than zero"));
         }
         Ok(Self { bytes })
     }
@@ -469,18 +469,17 @@ impl FromStr for ByteSize {
         };
         let Some(scale) = scale.filter(|_| (1..=15).contains(&digits)) else {
             return Err(FormError::invalid(format!(
-                "`{s}` is not a memory size (expected bytes or a number with Ki, Mi, Gi, Ti, K, M, G or T, e.g. `512Mi`)"
+                "`{s}` is not a byte size (expected bytes or a number with Ki, Mi, Gi, Ti, K, M, G or T, e.g. `512Mi`)"
             )));
         };
         let number: u64 = number
             .parse()
-            .map_err(|_| FormError::invalid(format!("`{s}` is not a memory size")))?;
+            .map_err(|_| FormError::invalid(format!("`{s}` is not a byte size")))?;
         let bytes = number.checked_mul(scale).ok_or_else(|| FormError {
             rule: Rule::OutOfRange,
-            message: format!("memory size `{s}` does not fit in 64 bits"),
+            message: format!("size `{s}` does not fit in 64 bits"),
         })?;
-        Self::from_bytes(bytes)
-            .map_err(|_| FormError::invalid(format!("memory size `{s}` is zero")))
+        Self::from_bytes(bytes).map_err(|_| FormError::invalid(format!("size `{s}` is zero")))
     }
 }
 

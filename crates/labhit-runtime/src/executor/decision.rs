@@ -17,12 +17,18 @@
 //!
 //! A snapshot that cannot be restored or committed is an [`ExecError::Snapshot`]; the runner
 //! retries a broken `hit` as a miss.
+//!
+//! Around all of it the workspace boundary is checked ([`crate::boundary::Guard`]): after a
+//! restore, after the executor (whatever its result) and before a commit, every link the
+//! step added that is absolute or leads outside the workspace, and every special file, is
+//! removed and the step fails with [`ExecError::Boundary`].
 
 use labhit_protocol::executor::{CacheDecision, ExecutorInput, StepResult};
 use labhit_protocol::ids::SnapshotRef;
 use labhit_protocol::run::{LogLevel, LogStream};
 
 use super::{ExecContext, ExecError};
+use crate::boundary::{BoundaryError, Guard};
 use crate::logs::StepLog;
 use crate::snapshot::{SnapshotError, SnapshotStore};
 use crate::workspace::WorkspaceManifest;
@@ -48,6 +54,14 @@ pub(crate) fn obey(
     on_hit: OnHit,
     run: impl FnOnce() -> Result<StepResult, ExecError>,
 ) -> Result<StepResult, ExecError> {
+    // A missing workspace is the executor's to report.
+    let guard = match ctx.workspace.is_dir() {
+        true => Some(Guard::start(ctx.workspace).map_err(|e| boundary_error(ctx, log, e))?),
+        false => None,
+    };
+    let guard = guard.as_ref();
+    // The answer stands unless the step left something behind; that wins.
+    let checked = |result| check(guard, ctx, log, result);
     match &input.cache_lookup {
         CacheDecision::Hit { tag } => {
             if ctx.cancellation.is_cancelled() {
@@ -55,9 +69,14 @@ pub(crate) fn obey(
                     stage: ctx.stage.as_str().to_owned(),
                 });
             }
-            let info = store
-                .restore(tag, ctx.workspace)
-                .map_err(snapshot_error(ctx, tag))?;
+            let info = check(
+                guard,
+                ctx,
+                log,
+                store
+                    .restore(tag, ctx.workspace)
+                    .map_err(snapshot_error(ctx, tag)),
+            )?;
             log.emit(
                 LogLevel::Info,
                 LogStream::System,
@@ -69,7 +88,7 @@ pub(crate) fn obey(
             );
             match on_hit {
                 OnHit::Skip => Ok(StepResult::success(Vec::new())),
-                OnHit::Call => run(),
+                OnHit::Call => checked(run()),
             }
         }
         CacheDecision::MissBuildAs { tag } => {
@@ -86,7 +105,7 @@ pub(crate) fn obey(
                     &scanned
                 }
             };
-            let result = run()?;
+            let result = checked(run())?;
             if !result.is_success() || result.committed_snapshot.as_ref() != Some(tag) {
                 return Ok(result);
             }
@@ -104,8 +123,36 @@ pub(crate) fn obey(
             );
             Ok(result)
         }
-        CacheDecision::MissNoCommit => run(),
+        CacheDecision::MissNoCommit => checked(run()),
     }
+}
+
+/// `result`, unless the boundary check after it finds something (which it removes).
+fn check<T>(
+    guard: Option<&Guard>,
+    ctx: &ExecContext<'_>,
+    log: &StepLog,
+    result: Result<T, ExecError>,
+) -> Result<T, ExecError> {
+    if let Some(guard) = guard {
+        guard.check().map_err(|e| boundary_error(ctx, log, e))?;
+    }
+    result
+}
+
+/// The boundary failure of the step, logged.
+fn boundary_error(ctx: &ExecContext<'_>, log: &StepLog, source: BoundaryError) -> ExecError {
+    let err = ExecError::Boundary {
+        stage: ctx.stage.as_str().to_owned(),
+        source,
+    };
+    log.emit(
+        LogLevel::Error,
+        LogStream::System,
+        &err.to_string(),
+        Vec::new(),
+    );
+    err
 }
 
 fn snapshot_error(

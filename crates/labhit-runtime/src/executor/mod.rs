@@ -255,6 +255,16 @@ pub enum ExecError {
         #[source]
         source: WorkspaceError,
     },
+    /// The step (or the snapshot it restored) left a link leading outside the workspace or a
+    /// special file in it; they were removed (see [`crate::boundary`]).
+    #[error("stage `{stage}`: the step {source}")]
+    Boundary {
+        /// The stage id.
+        stage: String,
+        /// What it left.
+        #[source]
+        source: crate::boundary::BoundaryError,
+    },
     /// The executor extension failed (the error names stage, extension and version).
     #[error(transparent)]
     Extension(#[from] StepError),
@@ -279,6 +289,7 @@ impl ExecError {
             ExecError::Spawn { .. } => "spawn",
             ExecError::Snapshot { .. } => "snapshot",
             ExecError::Workspace { .. } => "workspace",
+            ExecError::Boundary { .. } => "workspace-escape",
             ExecError::Extension(err) => err.failure.code(),
             ExecError::Refused { .. } => "refused",
         }

@@ -7,9 +7,11 @@
 //! | [`secrets`] | `labhit:extension/secrets` | declared names + a [`secrets::SecretStore`] |
 //! | [`cancellation`] | `labhit:extension/cancellation` | a shared [`crate::Cancellation`] flag |
 //! | [`wasi`] | WASI 0.2 (`wasi:cli`, `wasi:filesystem`, `wasi:clocks`, `wasi:random`, `wasi:io`, `wasi:sockets` denied) | the WASI context: one preopen, granted env, captured stdio |
+//! | [`fs_guard`] | shadows parts of `wasi:filesystem/types` | links that stay inside, `limits.disk`, `limits.files` |
 //! | [`poll`] | shadows the blocking calls of `wasi:io` (`poll`, `pollable.block`, `blocking-*` stream calls) | none: bounds each wait by the step's deadline and cancellation |
 
 pub mod cancellation;
+pub mod fs_guard;
 pub mod log;
 pub mod poll;
 pub mod secrets;
@@ -25,7 +27,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StepHost>) -> wasmtime::Result<(
     secrets::add_to_linker(linker)?;
     cancellation::add_to_linker(linker)?;
     wasi::add_to_linker(linker)?;
-    // After WASI: shadows its blocking `wasi:io` calls.
+    // After WASI, these shadow some of its functions.
+    fs_guard::add_to_linker(linker)?;
     poll::add_to_linker(linker)?;
     Ok(())
 }
