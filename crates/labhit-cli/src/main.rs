@@ -10,6 +10,7 @@ mod ext;
 mod files;
 mod graph;
 mod output;
+mod printable;
 mod render;
 mod run;
 mod schema;
