@@ -233,9 +233,8 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         .clone()
         .unwrap_or_else(|| SnapshotStore::new(run_dir.join("snapshots")));
     let abort = Cancellation::new();
-    let local: Arc<dyn Executor> = Arc::new(
-        LocalExecutor::new(local_store.clone()).with_abort(abort.clone()),
-    );
+    let local: Arc<dyn Executor> =
+        Arc::new(LocalExecutor::new(local_store.clone()).with_abort(abort.clone()));
 
     let needs_runtime = pipeline
         .pipeline
@@ -443,8 +442,7 @@ impl Interrupted {
                 ));
                 self.console.finish();
                 if let Err(e) = summary::write_summary(&self.run_dir, &run) {
-                    self.console
-                        .warn(&format!("cannot write the summary: {e}"));
+                    self.console.warn(&format!("cannot write the summary: {e}"));
                 }
             });
     }

@@ -55,13 +55,7 @@ impl Progress {
         };
         let old = std::mem::replace(&mut self.statuses[i], status);
         for (s, delta) in [(old, false), (status, true)] {
-            let count = |n: &mut usize| {
-                *n = if delta {
-                    *n + 1
-                } else {
-                    n.saturating_sub(1)
-                }
-            };
+            let count = |n: &mut usize| *n = if delta { *n + 1 } else { n.saturating_sub(1) };
             if s.is_terminal() {
                 count(&mut self.done);
             }
@@ -145,10 +139,7 @@ mod tests {
         let mut p = Progress::new(ids.clone());
         let mut redraws = 0u64;
         for id in &ids {
-            for status in [
-                StageStatus::Running,
-                StageStatus::Succeeded,
-            ] {
+            for status in [StageStatus::Running, StageStatus::Succeeded] {
                 p.update(id, status);
                 let _ = p.line();
                 redraws += 1;

@@ -34,8 +34,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
-use std::process::ChildStdin;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::ChildStdin;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -154,6 +155,19 @@ impl LocalExecutor {
             });
         }
         let argv = input.step.argv();
+        // The keeper would report a missing program as exit 127; report it as what it is.
+        let path = input
+            .env
+            .get("PATH")
+            .or_else(|| self.base_env.get("PATH"))
+            .map_or("", String::as_str);
+        if let Err(source) = find_program(&argv[0], path, ctx.workspace) {
+            return Err(ExecError::Spawn {
+                stage: stage(),
+                program: argv[0].clone(),
+                source,
+            });
+        }
         let mut command = Command::new("sh");
         command
             .args(["-c", KEEPER, "labhit-stage"])
@@ -295,6 +309,33 @@ fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Checks that `program` names an executable file: as a path (relative to `cwd`) when it has
+/// a `/`, else in one of the `path` directories.
+fn find_program(program: &str, path: &str, cwd: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |candidate: &Path| {
+        std::fs::metadata(candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.contains('/') {
+        executable(&cwd.join(program))
+    } else {
+        !program.is_empty()
+            && path
+                .split(':')
+                .filter(|dir| !dir.is_empty())
+                .any(|dir| executable(&Path::new(dir).join(program)))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such executable file (searched `PATH` for a bare name)",
+        ))
+    }
 }
 
 /// Sends `signal` to the process group `pgid`. A group that no longer exists is not an error.
