@@ -46,6 +46,7 @@ use labhit_runtime::snapshot::SnapshotStore;
 use labhit_runtime::workspace::{DEFAULT_SKIP, RunWorkspace, WorkspaceSource, default_runs_base};
 use labhit_runtime::{Cancellation, MapSecrets, Redactor, Runtime, RuntimeConfig, summary};
 
+use crate::printable::printable;
 use crate::render::Styles;
 use crate::validate::{self, DEFAULT_PIPELINE};
 use crate::{ColorWhen, Exit, files};
@@ -172,10 +173,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
 
     let registry = Registry::discover(&args.extensions);
     for invalid in registry.invalid() {
-        eprintln!(
+        let _ = writeln!(
+            crate::stdio::stderr(color.choice()),
             "labhit: warning: skipping extension bundle `{}`: {}",
-            invalid.path.display(),
-            invalid.reason
+            printable(&invalid.path.display().to_string()),
+            printable(&invalid.reason)
         );
     }
     let manifests = registry.manifests();
@@ -213,10 +215,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     }
 
     let run_id = labhit_runtime::scheduler::new_run_id();
+    // Relative to the project: executors need an absolute workspace path.
     let base = args
         .run_dir
-        .clone()
-        .unwrap_or_else(|| default_runs_base(&project));
+        .as_ref()
+        .map_or_else(|| default_runs_base(&project), |dir| project.join(dir));
     let workspace = RunWorkspace::create(&base, run_id, &workspace_source(&project))
         .context("cannot create the run workspace")?;
     let run_dir = workspace.run_dir().to_owned();
@@ -368,7 +371,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
 
     // What is printed from here on is a copy of the summary: a reader that went away
     // (`labhit run | true`) changes nothing about the outcome, so write errors are ignored.
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdio::raw_stdout();
     let _ = match args.format {
         Format::Json => {
             let text = redactor.redact(&serde_json::to_string_pretty(&result)?);
@@ -376,10 +379,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         }
         Format::Human => {
             let tty = std::io::stdout().is_terminal() && color != ColorWhen::Never;
+            let shown = printable_run(&result);
             let text = if tty || color == ColorWhen::Always {
-                summary::render_table(&result)
+                summary::render_table(&shown)
             } else {
-                summary::render_plain(&result)
+                summary::render_plain(&shown)
             };
             write!(stdout, "{}", redactor.redact(&text))
         }
@@ -395,6 +399,23 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     } else {
         Exit::Problems
     })
+}
+
+/// A copy of `run` fit for a terminal: the texts that come from stages (reasons, output
+/// names and values) through [`printable`].
+fn printable_run(run: &PipelineRun) -> PipelineRun {
+    let mut shown = run.clone();
+    for stage in &mut shown.stages {
+        if let Some(reason) = &mut stage.reason {
+            *reason = printable(reason).into_owned();
+        }
+        stage.outputs = stage
+            .outputs
+            .iter()
+            .map(|(k, v)| (printable(k).into_owned(), printable(v).into_owned()))
+            .collect();
+    }
+    shown
 }
 
 /// What the signal listener of a run needs.
@@ -450,7 +471,11 @@ impl Interrupted {
 
 /// Prints a usage problem and exits 2.
 fn usage(message: &str) -> Result<Exit> {
-    eprintln!("labhit: error: {message}");
+    let _ = writeln!(
+        crate::stdio::stderr(anstream::ColorChoice::Never),
+        "labhit: error: {}",
+        printable(message)
+    );
     std::process::exit(2);
 }
 
@@ -482,8 +507,8 @@ fn check(
     };
     let (report, file) = validate::check_pipeline(files::display(&path), loaded, &options);
     if !report.diagnostics.is_empty() {
-        let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), color.choice());
-        let styles = Styles::new(stderr.current_choice() != anstream::ColorChoice::Never);
+        let mut stderr = crate::stdio::stderr(color.choice());
+        let styles = Styles::new(stderr.get_ref().current_choice() != anstream::ColorChoice::Never);
         validate::print_diagnostics(&mut stderr, &styles, std::slice::from_ref(&report))?;
         if file.is_none() {
             writeln!(

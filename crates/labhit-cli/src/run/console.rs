@@ -73,7 +73,7 @@ impl Console {
 
     /// Writes `text` (one or more lines) to stderr above the progress line.
     fn write(&self, state: &mut State, text: &str) {
-        let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
+        let mut stderr = crate::stdio::stderr(self.inner.choice);
         if state.progress_shown {
             // Nothing sensible is left to do when stderr itself is gone.
             clear_line();
@@ -120,7 +120,7 @@ impl Console {
         let mut state = self.lock();
         state.finished = true;
         if state.progress_shown {
-            let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
+            let mut stderr = crate::stdio::stderr(self.inner.choice);
             clear_line();
             let _ = stderr.flush();
             state.progress_shown = false;
@@ -193,8 +193,7 @@ impl Console {
             let mut state = console.lock();
             state.progress.update(id.as_str(), status);
             if console.inner.progress && state.progress_shown {
-                let mut stderr =
-                    anstream::AutoStream::new(std::io::stderr().lock(), console.inner.choice);
+                let mut stderr = crate::stdio::stderr(console.inner.choice);
                 clear_line();
                 let _ = write!(stderr, "{}", state.progress.line());
                 let _ = stderr.flush();
@@ -224,8 +223,7 @@ impl ApprovalPrompt for Prompt {
     fn ask(&self, stage: &str, why: &str) -> Result<bool, String> {
         let mut state = self.console.lock();
         let style = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));
-        let mut stderr =
-            anstream::AutoStream::new(std::io::stderr().lock(), self.console.inner.choice);
+        let mut stderr = crate::stdio::stderr(self.console.inner.choice);
         if state.progress_shown {
             clear_line();
             state.progress_shown = false;
