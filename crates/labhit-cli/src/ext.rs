@@ -60,9 +60,8 @@ impl Format {
         use std::io::Write as _;
         match self {
             Format::Json => {
-                let mut out = crate::stdio::raw_stdout();
-                serde_json::to_writer_pretty(&mut out, report)?;
-                writeln!(out)?;
+                let text = crate::printable::json(report)?;
+                writeln!(crate::stdio::raw_stdout(), "{text}")?;
                 Ok(())
             }
             Format::Human => human(report),

@@ -7,6 +7,10 @@
 //! (`\r`, `\n`, `\e`, `\x07`, …), DEL (`\x7f`), C1 controls (`\u{9b}`, …) and the Unicode
 //! bidi controls (`\u{202e}`, …). Every printer that puts untrusted text on the terminal goes
 //! through it; `log.jsonl` and `summary.json` keep the raw text (JSON escapes it).
+//!
+//! JSON printed to stdout goes through [`json`]: `serde_json` escapes C0 controls but not DEL,
+//! C1 or bidi controls, which [`json`] writes as `\uXXXX` escapes — the same JSON value, safe
+//! on a terminal.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -51,9 +55,40 @@ pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `value` as pretty JSON with every character [`printable`] would escape written as a
+/// `\uXXXX` escape (they can only occur inside strings, where that is the same value).
+pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    let text = serde_json::to_string_pretty(value)?;
+    if !text.chars().any(is_unsafe) {
+        return Ok(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{json, printable};
+
+    #[test]
+    fn json_escapes_what_serde_json_leaves_raw_and_means_the_same() {
+        let value = serde_json::json!({"k\u{9b}": "a\u{7f}b\u{202e}c\u{1b}d\te"});
+        let text = json(&value).expect("json");
+        assert!(!text.chars().any(super::is_unsafe), "{text}");
+        assert!(
+            text.contains(r"\u009b") && text.contains(r"\u202e"),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+        assert_eq!(back, value);
+    }
 
     #[test]
     fn controls_are_rendered_visibly() {

@@ -374,7 +374,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let mut stdout = crate::stdio::raw_stdout();
     let _ = match args.format {
         Format::Json => {
-            let text = redactor.redact(&serde_json::to_string_pretty(&result)?);
+            let text = redactor.redact(&crate::printable::json(&result)?);
             writeln!(stdout, "{text}")
         }
         Format::Human => {

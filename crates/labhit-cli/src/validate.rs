@@ -258,10 +258,9 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
 }
 
 fn print_json(reports: &[FileReport], color: ColorWhen) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(&output::report(reports))?;
-    text.push(b'\n');
+    let text = crate::printable::json(&output::report(reports))?;
     let mut stdout = crate::stdio::raw_stdout();
-    stdout.write_all(&text)?;
+    writeln!(stdout, "{text}")?;
     stdout.flush()?;
     print_fatal(reports, color)
 }
