@@ -58,13 +58,15 @@ pub(crate) fn printable(text: &str) -> Cow<'_, str> {
 /// `value` as pretty JSON with every character [`printable`] would escape written as a
 /// `\uXXXX` escape (they can only occur inside strings, where that is the same value).
 pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    // serde_json escapes every C0 control inside strings: a raw `\n` is layout.
+    let unsafe_in_json = |c: char| c != '\n' && is_unsafe(c);
     let text = serde_json::to_string_pretty(value)?;
-    if !text.chars().any(is_unsafe) {
+    if !text.chars().any(unsafe_in_json) {
         return Ok(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if is_unsafe(c) {
+        if unsafe_in_json(c) {
             let _ = write!(out, "\\u{:04x}", u32::from(c));
         } else {
             out.push(c);
@@ -81,7 +83,10 @@ mod tests {
     fn json_escapes_what_serde_json_leaves_raw_and_means_the_same() {
         let value = serde_json::json!({"k\u{9b}": "a\u{7f}b\u{202e}c\u{1b}d\te"});
         let text = json(&value).expect("json");
-        assert!(!text.chars().any(super::is_unsafe), "{text}");
+        assert!(
+            !text.chars().any(|c| c != '\n' && super::is_unsafe(c)),
+            "{text}"
+        );
         assert!(
             text.contains(r"\u009b") && text.contains(r"\u202e"),
             "{text}"

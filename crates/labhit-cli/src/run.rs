@@ -22,6 +22,7 @@
 //! specific, so cache keys stay stable across runs.
 
 mod console;
+mod orphans;
 mod progress;
 mod shutdown;
 mod signals;
@@ -361,7 +362,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         (Some(store), false) => console.note(&format!("cache: {}", store.dir().display())),
         (None, false) => console.warn("no cache directory (set LABHIT_CACHE_DIR): caching is off"),
     }
+    let reaping = orphans::become_subreaper();
     let result = scheduler.run(&pipeline, &runner, &log, info);
+    if reaping {
+        report_orphans(&console, orphans::reap());
+    }
     let summary_path = shutdown
         .finish(|| {
             console.finish();
@@ -418,6 +423,16 @@ fn printable_run(run: &PipelineRun) -> PipelineRun {
     shown
 }
 
+/// Says how many processes stages had left running outside their process groups.
+fn report_orphans(console: &console::Console, killed: usize) {
+    if killed > 0 {
+        console.warn(&format!(
+            "killed {killed} process(es) that `run:` stages left running outside their \
+             process group"
+        ));
+    }
+}
+
 /// What the signal listener of a run needs.
 struct Interrupted {
     /// The run's cancellation (first signal).
@@ -461,6 +476,7 @@ impl Interrupted {
                     "the run did not end within {}s; writing the summary and exiting",
                     shutdown::FORCE_WAIT.as_secs()
                 ));
+                report_orphans(&self.console, orphans::reap());
                 self.console.finish();
                 if let Err(e) = summary::write_summary(&self.run_dir, &run) {
                     self.console.warn(&format!("cannot write the summary: {e}"));

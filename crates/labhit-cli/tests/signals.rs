@@ -216,3 +216,37 @@ fn sigkill_of_labhit_leaves_the_log_and_no_stage_process() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
 }
+
+#[test]
+fn a_process_that_left_its_stage_group_does_not_outlive_the_run() {
+    let project = tempfile::tempdir().expect("tempdir");
+    let pid_file = project.path().join("escaped.pid");
+    let pipeline = format!(
+        "engine: \"1\"\npipeline:\n  name: escape\n  stages:\n    daemon:\n      run: |\n        setsid sh -c 'echo $$ > \"$0\"; exec sleep 300' '{p}' </dev/null >/dev/null 2>&1 &\n        while [ ! -s '{p}' ]; do :; done\n",
+        p = pid_file.display()
+    );
+    std::fs::write(project.path().join("pipeline.yaml"), pipeline).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_labhit"))
+        .current_dir(project.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .args(["run", "pipeline.yaml", "--no-cache", "--run-dir", "runs"])
+        .output()
+        .expect("run labhit");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let deadline = Instant::now() + PATIENCE;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "process {pid} outlived the run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("killed 1 process(es) that `run:` stages left running"),
+        "{stderr}"
+    );
+}
