@@ -60,9 +60,8 @@ impl Format {
         use std::io::Write as _;
         match self {
             Format::Json => {
-                let mut out = std::io::stdout().lock();
-                serde_json::to_writer_pretty(&mut out, report)?;
-                writeln!(out)?;
+                let text = crate::printable::json(report)?;
+                writeln!(crate::stdio::raw_stdout(), "{text}")?;
                 Ok(())
             }
             Format::Human => human(report),
@@ -93,16 +92,18 @@ pub(crate) fn main(command: &Command, color: ColorWhen) -> std::process::ExitCod
 fn fatal_to_exit(result: Result<Exit>, color: ColorWhen) -> std::process::ExitCode {
     match result {
         Ok(exit) => std::process::ExitCode::from(exit as u8),
-        Err(err) if crate::is_broken_pipe(&err) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            let mut stderr = anstream::AutoStream::new(std::io::stderr(), color.choice());
+            let mut stderr = crate::stdio::stderr(color.choice());
             let style = anstyle::Style::new()
                 .bold()
                 .fg_color(Some(anstyle::AnsiColor::Red.into()));
             // Nothing sensible is left to do when stderr itself is gone.
             let _ = std::io::Write::write_fmt(
                 &mut stderr,
-                format_args!("labhit: {style}error{style:#}: {err:#}\n"),
+                format_args!(
+                    "labhit: {style}error{style:#}: {}\n",
+                    crate::printable::printable(&format!("{err:#}"))
+                ),
             );
             std::process::ExitCode::from(Exit::Fatal as u8)
         }

@@ -60,8 +60,8 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let loaded = validate::load(&path, options.limits.max_bytes)?;
     let (report, checked) = validate::check_pipeline(files::display(&path), loaded, &options);
     let Some(file) = checked else {
-        let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), color.choice());
-        let styles = Styles::new(stderr.current_choice() != anstream::ColorChoice::Never);
+        let mut stderr = crate::stdio::stderr(color.choice());
+        let styles = Styles::new(stderr.get_ref().current_choice() != anstream::ColorChoice::Never);
         validate::print_diagnostics(&mut stderr, &styles, std::slice::from_ref(&report))?;
         let errors = report.count(labhit_protocol::Severity::Error);
         let warnings = report.count(labhit_protocol::Severity::Warning);
@@ -74,7 +74,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         Format::Mermaid => mermaid(&file),
         Format::Dot => dot(&file),
     };
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdio::raw_stdout();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(Exit::Clean)
@@ -87,7 +87,10 @@ fn label_lines(id: &str, stage: &Stage) -> Vec<String> {
         lines.push(format!("use: {uses}"));
     }
     if let Some(run) = &stage.run {
-        lines.push(format!("run: {}", summarize(run)));
+        lines.push(format!(
+            "run: {}",
+            crate::printable::printable(&summarize(run))
+        ));
     }
     if let Some(gate) = &stage.gate {
         let mut parts = Vec::new();

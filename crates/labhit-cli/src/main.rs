@@ -10,9 +10,11 @@ mod ext;
 mod files;
 mod graph;
 mod output;
+mod printable;
 mod render;
 mod run;
 mod schema;
+mod stdio;
 mod validate;
 
 use std::io::Write as _;
@@ -124,26 +126,20 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            let mut stderr = anstream::AutoStream::new(std::io::stderr(), cli.color.choice());
+            let mut stderr = crate::stdio::stderr(cli.color.choice());
             let style = anstyle::Style::new()
                 .bold()
                 .fg_color(Some(anstyle::AnsiColor::Red.into()));
             // Nothing sensible is left to do when stderr itself is gone.
-            let _ = writeln!(stderr, "labhit: {style}error{style:#}: {err:#}");
+            let _ = writeln!(
+                stderr,
+                "labhit: {style}error{style:#}: {}",
+                printable::printable(&format!("{err:#}"))
+            );
             ExitCode::from(Exit::Fatal as u8)
         }
     }
-}
-
-/// `labhit validate | head` closes the pipe early; that is not an error worth reporting.
-pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 #[cfg(test)]

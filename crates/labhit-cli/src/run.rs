@@ -22,11 +22,17 @@
 //! specific, so cache keys stay stable across runs.
 
 mod console;
+mod orphans;
+mod progress;
+mod shutdown;
+mod signals;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use labhit_protocol::run::{PipelineRun, RunStatus, StageRun};
 
 use anyhow::{Context as _, Result, bail};
 use clap::ValueEnum;
@@ -39,8 +45,9 @@ use labhit_runtime::scheduler::stages::{PipelineRunner, StagePlan};
 use labhit_runtime::scheduler::{RunInfo, RunLog, Scheduler, SchedulerOptions};
 use labhit_runtime::snapshot::SnapshotStore;
 use labhit_runtime::workspace::{DEFAULT_SKIP, RunWorkspace, WorkspaceSource, default_runs_base};
-use labhit_runtime::{MapSecrets, Redactor, Runtime, RuntimeConfig, summary};
+use labhit_runtime::{Cancellation, MapSecrets, Redactor, Runtime, RuntimeConfig, summary};
 
+use crate::printable::printable;
 use crate::render::Styles;
 use crate::validate::{self, DEFAULT_PIPELINE};
 use crate::{ColorWhen, Exit, files};
@@ -71,14 +78,18 @@ use crate::{ColorWhen, Exit, files};
     "example exec/sh, a sandboxed shell). Either way a successful stage's effect on the\n",
     "workspace is kept in --cache-dir, and a later run whose key matches restores it (`cached`).\n",
     "\n",
-    "Ctrl-C cancels the run cleanly (running stages are stopped, the run ends `cancelled`);\n",
-    "a second Ctrl-C exits at once.\n",
+    "Ctrl-C, SIGTERM or SIGHUP cancels the run cleanly (running stages get SIGTERM, then\n",
+    "SIGKILL after a grace period; the run ends `cancelled`); a second signal kills the\n",
+    "running stages at once. Either way summary.json (run `cancelled`) and log.jsonl are\n",
+    "written. If labhit itself is killed (SIGKILL), log.jsonl keeps every entry so far and\n",
+    "each `run:` stage's process group is killed with it.\n",
     "\n",
     "Exit codes:\n",
     "  0  every stage succeeded (or was cached)\n",
     "  1  a stage failed, was denied or was cancelled, or the pipeline file has problems\n",
     "  2  bad usage\n",
-    "  3  fatal: the file is unreadable, the workspace or the runtime could not be set up",
+    "  3  fatal: the file is unreadable, the workspace or the runtime could not be set up\n",
+    "  128+N  the run was interrupted by signal N: 130 SIGINT, 143 SIGTERM, 129 SIGHUP",
 ))]
 pub(crate) struct Args {
     /// The pipeline file [default: .labhit/pipeline.yaml]
@@ -145,6 +156,8 @@ pub(crate) enum Format {
 
 /// Runs `labhit run`.
 pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
+    // Before any thread starts, so that every thread inherits the mask.
+    let signals = signals::Signals::block().context("cannot block SIGINT, SIGTERM and SIGHUP")?;
     let mut redactor = Redactor::new();
     let mut secrets = MapSecrets::new();
     for spec in &args.secrets {
@@ -161,10 +174,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
 
     let registry = Registry::discover(&args.extensions);
     for invalid in registry.invalid() {
-        eprintln!(
+        let _ = writeln!(
+            crate::stdio::stderr(color.choice()),
             "labhit: warning: skipping extension bundle `{}`: {}",
-            invalid.path.display(),
-            invalid.reason
+            printable(&invalid.path.display().to_string()),
+            printable(&invalid.reason)
         );
     }
     let manifests = registry.manifests();
@@ -202,10 +216,11 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     }
 
     let run_id = labhit_runtime::scheduler::new_run_id();
+    // Relative to the project: executors need an absolute workspace path.
     let base = args
         .run_dir
-        .clone()
-        .unwrap_or_else(|| default_runs_base(&project));
+        .as_ref()
+        .map_or_else(|| default_runs_base(&project), |dir| project.join(dir));
     let workspace = RunWorkspace::create(&base, run_id, &workspace_source(&project))
         .context("cannot create the run workspace")?;
     let run_dir = workspace.run_dir().to_owned();
@@ -221,7 +236,9 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let local_store = snapshots
         .clone()
         .unwrap_or_else(|| SnapshotStore::new(run_dir.join("snapshots")));
-    let local: Arc<dyn Executor> = Arc::new(LocalExecutor::new(local_store.clone()));
+    let abort = Cancellation::new();
+    let local: Arc<dyn Executor> =
+        Arc::new(LocalExecutor::new(local_store.clone()).with_abort(abort.clone()));
 
     let needs_runtime = pipeline
         .pipeline
@@ -301,7 +318,38 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     });
     scheduler.gates = gates;
     scheduler.on_status = Some(console.status_hook(&pipeline));
-    install_ctrl_c(&scheduler, &console);
+    let info = RunInfo {
+        repository: project.display().to_string(),
+        git_ref: git_ref.map(|r| r.full()).unwrap_or_default(),
+        commit: git_commit(&project),
+    };
+    let shutdown = Arc::new(shutdown::Shutdown::default());
+    let skeleton = PipelineRun {
+        id: run_id,
+        pipeline: pipeline.pipeline.name.to_string(),
+        repository: info.repository.clone(),
+        git_ref: info.git_ref.clone(),
+        commit: info.commit.clone(),
+        status: RunStatus::Running,
+        created_at: labhit_runtime::scheduler::now(),
+        started_at: None,
+        finished_at: None,
+        stages: pipeline
+            .pipeline
+            .stages
+            .iter()
+            .map(|(id, _)| StageRun::queued(id.clone()))
+            .collect(),
+    };
+    let interrupted = Interrupted {
+        cancellation: scheduler.cancellation.clone(),
+        abort,
+        console: console.clone(),
+        shutdown: Arc::clone(&shutdown),
+        skeleton,
+        run_dir: run_dir.clone(),
+    };
+    signals.listen(move |signal, count| interrupted.handle(signal, count));
 
     let log = RunLog::new(run_id, console.sink()).with_redactor(redactor.clone());
     console.note(&format!(
@@ -314,35 +362,43 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         (Some(store), false) => console.note(&format!("cache: {}", store.dir().display())),
         (None, false) => console.warn("no cache directory (set LABHIT_CACHE_DIR): caching is off"),
     }
-    let info = RunInfo {
-        repository: project.display().to_string(),
-        git_ref: git_ref.map(|r| r.full()).unwrap_or_default(),
-        commit: git_commit(&project),
-    };
+    let reaping = orphans::become_subreaper();
     let result = scheduler.run(&pipeline, &runner, &log, info);
-    console.finish();
-    let summary_path = summary::write_summary(&run_dir, &result)
+    if reaping {
+        report_orphans(&console, orphans::reap());
+    }
+    let summary_path = shutdown
+        .finish(|| {
+            console.finish();
+            summary::write_summary(&run_dir, &result)
+        })
         .with_context(|| format!("cannot write the summary into `{}`", run_dir.display()))?;
 
-    let mut stdout = std::io::stdout().lock();
-    match args.format {
+    // What is printed from here on is a copy of the summary: a reader that went away
+    // (`labhit run | true`) changes nothing about the outcome, so write errors are ignored.
+    let mut stdout = crate::stdio::raw_stdout();
+    let _ = match args.format {
         Format::Json => {
-            let text = redactor.redact(&serde_json::to_string_pretty(&result)?);
-            writeln!(stdout, "{text}")?;
+            let text = redactor.redact(&crate::printable::json(&result)?);
+            writeln!(stdout, "{text}")
         }
         Format::Human => {
             let tty = std::io::stdout().is_terminal() && color != ColorWhen::Never;
+            let shown = printable_run(&result);
             let text = if tty || color == ColorWhen::Always {
-                summary::render_table(&result)
+                summary::render_table(&shown)
             } else {
-                summary::render_plain(&result)
+                summary::render_plain(&shown)
             };
-            write!(stdout, "{}", redactor.redact(&text))?;
+            write!(stdout, "{}", redactor.redact(&text))
         }
-    }
-    stdout.flush()?;
+    };
+    let _ = stdout.flush();
     drop(stdout);
     console.note(&format!("summary: {}", files::display(&summary_path)));
+    if let Some(signal) = shutdown.signal() {
+        std::process::exit(i32::from(signals::exit_code(signal)));
+    }
     Ok(if summary::exit_code(&result) == 0 {
         Exit::Clean
     } else {
@@ -350,9 +406,92 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     })
 }
 
+/// A copy of `run` fit for a terminal: the texts that come from stages (reasons, output
+/// names and values) through [`printable`].
+fn printable_run(run: &PipelineRun) -> PipelineRun {
+    let mut shown = run.clone();
+    for stage in &mut shown.stages {
+        if let Some(reason) = &mut stage.reason {
+            *reason = printable(reason).into_owned();
+        }
+        stage.outputs = stage
+            .outputs
+            .iter()
+            .map(|(k, v)| (printable(k).into_owned(), printable(v).into_owned()))
+            .collect();
+    }
+    shown
+}
+
+/// Says how many processes stages had left running outside their process groups.
+fn report_orphans(console: &console::Console, killed: usize) {
+    if killed > 0 {
+        console.warn(&format!(
+            "killed {killed} process(es) that `run:` stages left running outside their \
+             process group"
+        ));
+    }
+}
+
+/// What the signal listener of a run needs.
+struct Interrupted {
+    /// The run's cancellation (first signal).
+    cancellation: Cancellation,
+    /// The local executor's abort flag (second signal).
+    abort: Cancellation,
+    console: console::Console,
+    shutdown: Arc<shutdown::Shutdown>,
+    /// The run's identity and stages, for a summary written without the scheduler.
+    skeleton: PipelineRun,
+    run_dir: PathBuf,
+}
+
+impl Interrupted {
+    /// The first signal cancels the run; the second kills the running stages at once and,
+    /// if the run still has not ended after [`shutdown::FORCE_WAIT`], writes the summary from
+    /// what is known and exits. The exit code is `128 +` the first signal's number.
+    fn handle(&self, signal: nix::sys::signal::Signal, count: u32) {
+        self.shutdown.record(signal);
+        let name = signals::describe(signal);
+        if count == 1 {
+            self.console.warn(&format!(
+                "{name}: cancelling the run (send it again to stop the running stages at once)"
+            ));
+            self.cancellation.cancel();
+            return;
+        }
+        self.console
+            .warn(&format!("{name} again: killing the running stages now"));
+        self.cancellation.cancel();
+        self.abort.cancel();
+        let first = self.shutdown.signal().unwrap_or(signal);
+        self.shutdown
+            .force(shutdown::FORCE_WAIT, signals::exit_code(first), || {
+                let run = shutdown::interrupted_run(
+                    self.skeleton.clone(),
+                    &self.console.statuses(),
+                    &format!("interrupted: labhit stopped at once on a second {name}"),
+                );
+                self.console.warn(&format!(
+                    "the run did not end within {}s; writing the summary and exiting",
+                    shutdown::FORCE_WAIT.as_secs()
+                ));
+                report_orphans(&self.console, orphans::reap());
+                self.console.finish();
+                if let Err(e) = summary::write_summary(&self.run_dir, &run) {
+                    self.console.warn(&format!("cannot write the summary: {e}"));
+                }
+            });
+    }
+}
+
 /// Prints a usage problem and exits 2.
 fn usage(message: &str) -> Result<Exit> {
-    eprintln!("labhit: error: {message}");
+    let _ = writeln!(
+        crate::stdio::stderr(anstream::ColorChoice::Never),
+        "labhit: error: {}",
+        printable(message)
+    );
     std::process::exit(2);
 }
 
@@ -384,8 +523,8 @@ fn check(
     };
     let (report, file) = validate::check_pipeline(files::display(&path), loaded, &options);
     if !report.diagnostics.is_empty() {
-        let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), color.choice());
-        let styles = Styles::new(stderr.current_choice() != anstream::ColorChoice::Never);
+        let mut stderr = crate::stdio::stderr(color.choice());
+        let styles = Styles::new(stderr.get_ref().current_choice() != anstream::ColorChoice::Never);
         validate::print_diagnostics(&mut stderr, &styles, std::slice::from_ref(&report))?;
         if file.is_none() {
             writeln!(
@@ -401,23 +540,6 @@ fn check(
         }
     }
     Ok(file)
-}
-
-/// Ctrl-C: the first cancels the run cleanly, the second exits at once (130).
-fn install_ctrl_c(scheduler: &Scheduler, console: &console::Console) {
-    let cancellation = scheduler.cancellation.clone();
-    let shown = console.clone();
-    let result = ctrlc::set_handler(move || {
-        if cancellation.is_cancelled() {
-            shown.warn("second Ctrl-C: exiting now");
-            std::process::exit(130);
-        }
-        shown.warn("Ctrl-C: cancelling the run (press Ctrl-C again to exit at once)");
-        cancellation.cancel();
-    });
-    if let Err(e) = result {
-        console.warn(&format!("cannot install the Ctrl-C handler: {e}"));
-    }
 }
 
 /// A copy of the project without [`DEFAULT_SKIP`] and, in a git work tree, without what git

@@ -49,7 +49,7 @@ pub(crate) fn run(args: &Args) -> Result<Exit> {
         Which::Manifest => manifest_schema(),
     };
     let text = labhit_protocol::schema::to_file_text(value);
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdio::raw_stdout();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(Exit::Clean)

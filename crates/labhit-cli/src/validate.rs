@@ -211,7 +211,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         }
     }
     if !args.extensions.is_empty() && reports.is_empty() {
-        let mut stderr = anstream::AutoStream::new(std::io::stderr(), color.choice());
+        let mut stderr = crate::stdio::stderr(color.choice());
         let dirs: Vec<String> = args
             .extensions
             .iter()
@@ -252,18 +252,15 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         Format::Human => print_human(&reports, args.verbose, color),
         Format::Json => print_json(&reports, color),
     };
-    match printed {
-        // The reader went away (`labhit validate | head`): the verdict still stands.
-        Err(err) if !crate::is_broken_pipe(&err) => Err(err),
-        _ => Ok(exit_code(&reports)),
-    }
+    // Printing cannot fail (`crate::stdio`): the verdict stands whether or not anyone read it.
+    printed?;
+    Ok(exit_code(&reports))
 }
 
 fn print_json(reports: &[FileReport], color: ColorWhen) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(&output::report(reports))?;
-    text.push(b'\n');
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&text)?;
+    let text = crate::printable::json(&output::report(reports))?;
+    let mut stdout = crate::stdio::raw_stdout();
+    writeln!(stdout, "{text}")?;
     stdout.flush()?;
     print_fatal(reports, color)
 }
@@ -311,13 +308,13 @@ fn exit_code(reports: &[FileReport]) -> Exit {
 }
 
 fn print_human(reports: &[FileReport], verbose: bool, color: ColorWhen) -> Result<()> {
-    let mut stdout = anstream::AutoStream::new(std::io::stdout().lock(), color.choice());
-    let styles = Styles::new(stdout.current_choice() != anstream::ColorChoice::Never);
+    let mut stdout = crate::stdio::stdout(color.choice());
+    let styles = Styles::new(stdout.get_ref().current_choice() != anstream::ColorChoice::Never);
     print_diagnostics(&mut stdout, &styles, reports)?;
     stdout.flush()?;
     drop(stdout);
     print_fatal(reports, color)?;
-    let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), color.choice());
+    let mut stderr = crate::stdio::stderr(color.choice());
     if verbose {
         for report in reports
             .iter()
@@ -330,7 +327,7 @@ fn print_human(reports: &[FileReport], verbose: bool, color: ColorWhen) -> Resul
     let warnings = reports.iter().map(|r| r.count(Severity::Warning)).sum();
     let with_problems = reports.iter().filter(|r| !r.diagnostics.is_empty()).count();
     if let Some(line) = render::summary(errors, warnings, with_problems) {
-        let bold = if stderr.current_choice() == anstream::ColorChoice::Never {
+        let bold = if stderr.get_ref().current_choice() == anstream::ColorChoice::Never {
             anstyle::Style::new()
         } else {
             anstyle::Style::new().bold()
@@ -366,8 +363,8 @@ pub(crate) fn print_diagnostics(
 
 /// `labhit: error: …` on stderr for each file that could not be read.
 fn print_fatal(reports: &[FileReport], color: ColorWhen) -> Result<()> {
-    let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), color.choice());
-    let red = if stderr.current_choice() == anstream::ColorChoice::Never {
+    let mut stderr = crate::stdio::stderr(color.choice());
+    let red = if stderr.get_ref().current_choice() == anstream::ColorChoice::Never {
         anstyle::Style::new()
     } else {
         anstyle::Style::new()

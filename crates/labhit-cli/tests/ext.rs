@@ -777,3 +777,36 @@ fn list_shows_bundles_conflicts_and_invalid_bundles() {
     let missing = labhit(&["ext", "list", "--extensions", "/nonexistent/extensions"]);
     assert_eq!(missing.code(), 3, "{missing:?}");
 }
+
+/// What no terminal printer may let through: ESC, a bare `\r`, a C1 CSI, DEL, a bidi override.
+fn assert_no_terminal_controls(text: &str) {
+    for bad in ['\u{1b}', '\r', '\u{9b}', '\u{7f}', '\u{202e}', '\u{7}'] {
+        assert!(!text.contains(bad), "{bad:?} reached the terminal:\n{text}");
+    }
+}
+
+#[test]
+fn a_guest_cannot_send_terminal_escapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let bundle = hostile_bundle(dir.path(), "hostile");
+    for format in ["human", "json"] {
+        let run = labhit(&[
+            "ext",
+            "run",
+            path(&bundle),
+            "--workspace",
+            path(workspace.path()),
+            "--with",
+            r#"{"mode": "terminal-escapes"}"#,
+            "--format",
+            format,
+        ]);
+        assert_no_terminal_controls(&run.all());
+        // The text is shown, visibly escaped, not dropped.
+        assert!(
+            run.stderr().contains(r"\e]52;c;cHduZWQ=\x07\r\e[2K"),
+            "{run:?}"
+        );
+    }
+}

@@ -444,7 +444,7 @@ pipeline:
         .expect("kill");
     assert!(status.success());
     let run = Run(child.wait_with_output().expect("wait"));
-    assert_eq!(run.code(), 1, "{run:?}");
+    assert_eq!(run.code(), 130, "{run:?}");
     assert_eq!(run.json()["status"], "cancelled", "{run:?}");
     assert_eq!(run.status("slow"), "cancelled", "{run:?}");
     assert_ne!(run.status("after-slow"), "succeeded", "{run:?}");

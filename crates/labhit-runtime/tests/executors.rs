@@ -230,6 +230,53 @@ fn the_deadline_kills_the_whole_process_group() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn the_abort_flag_kills_a_command_that_ignores_sigterm_without_the_grace_period() {
+    let setup = Setup::new();
+    let abort = Cancellation::new();
+    let executor = LocalExecutor::new(setup.store.clone())
+        .with_kill_grace(Duration::from_secs(60))
+        .with_abort(abort.clone());
+    let cancellation = Cancellation::new();
+    let trigger = cancellation.clone();
+    let sink: Arc<dyn LogSink> = Arc::new(move |entry: labhit_protocol::run::LogEntry| {
+        if entry.message == "ready" {
+            // A first Ctrl-C (the command ignores its SIGTERM), then a second one.
+            trigger.cancel();
+            abort.cancel();
+        }
+    });
+    let mut ctx = setup.ctx();
+    ctx.log = sink;
+    ctx.cancellation = cancellation;
+    let start = Instant::now();
+    let err = executor
+        .execute(
+            &input(
+                "trap '' TERM; echo ready; sleep 30",
+                CacheDecision::MissNoCommit,
+            ),
+            &ctx,
+        )
+        .expect_err("cancelled");
+    assert!(matches!(err, ExecError::Cancelled { .. }), "{err}");
+    // Without the abort flag the command would run out its 30 s (the grace is 60 s).
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_shell_missing_from_path_is_a_spawn_error() {
+    let setup = Setup::new();
+    let mut step = input("true", CacheDecision::MissNoCommit);
+    step.step.shell = Some(vec!["no-such-shell-anywhere".to_owned(), "-c".to_owned()]);
+    let err = setup.run(&step).expect_err("no such shell");
+    assert!(matches!(err, ExecError::Spawn { .. }), "{err}");
+}
+
 /// Whether process `pid` exists and is not a zombie waiting for its (new) parent to reap it.
 fn running(pid: &str) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -184,7 +184,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
 
 fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
     use anstyle::{AnsiColor, Style};
-    let mut out = anstream::AutoStream::new(std::io::stdout(), color.choice()).lock();
+    let mut out = crate::stdio::stdout(color.choice());
     let green = Style::new().fg_color(Some(AnsiColor::Green.into())).bold();
     let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
     let dim = Style::new().dimmed();

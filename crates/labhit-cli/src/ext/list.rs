@@ -150,7 +150,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
 
 fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
     use anstyle::{AnsiColor, Style};
-    let mut out = anstream::AutoStream::new(std::io::stdout(), color.choice()).lock();
+    let mut out = crate::stdio::stdout(color.choice());
     let bold = Style::new().bold();
     let red = Style::new().bold().fg_color(Some(AnsiColor::Red.into()));
     let yellow = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use super::{Format, read_manifest};
 use crate::ColorWhen;
+use crate::printable::printable;
 
 /// Exit code of a step that ended with a typed error (and of a rejected `--with`).
 const STEP_ERROR: u8 = 1;
@@ -137,7 +138,6 @@ pub(crate) fn main(args: &Args, color: ColorWhen) -> std::process::ExitCode {
     }
     let code = match run(args, color, &redactor) {
         Ok(code) => code,
-        Err(err) if crate::is_broken_pipe(&err) => 0,
         Err(failure) => {
             let (code, err) = match failure.downcast::<Problem>() {
                 Ok(problem) => (problem.code, problem.message),
@@ -174,12 +174,16 @@ fn problem(message: impl Into<String>) -> anyhow::Error {
 }
 
 fn print_error(message: &str, color: ColorWhen) {
-    let mut stderr = anstream::AutoStream::new(std::io::stderr(), color.choice());
+    let mut stderr = crate::stdio::stderr(color.choice());
     let style = anstyle::Style::new()
         .bold()
         .fg_color(Some(anstyle::AnsiColor::Red.into()));
     // Nothing sensible is left to do when stderr itself is gone.
-    let _ = writeln!(stderr, "labhit: {style}error{style:#}: {message}");
+    let _ = writeln!(
+        stderr,
+        "labhit: {style}error{style:#}: {}",
+        crate::printable::printable(message)
+    );
 }
 
 fn pairs(specs: &[String], what: &str) -> Result<BTreeMap<String, String>> {
@@ -441,7 +445,7 @@ fn fill(report: &mut JsonReport, outcome: &StepOutcome, redactor: &Redactor) {
 
 fn print_human(report: &JsonReport, color: ColorWhen) -> Result<()> {
     use anstyle::{AnsiColor, Style};
-    let mut out = anstream::AutoStream::new(std::io::stdout(), color.choice()).lock();
+    let mut out = crate::stdio::stdout(color.choice());
     let bold = Style::new().bold();
     let (mark, style) = if report.ok {
         ("✓", bold.fg_color(Some(AnsiColor::Green.into())))
@@ -456,7 +460,10 @@ fn print_human(report: &JsonReport, color: ColorWhen) -> Result<()> {
     writeln!(
         out,
         "{style}{mark}{style:#} {bold}{}@{}{bold:#} stage `{}`: {what} in {} ms",
-        report.extension, report.version, report.stage, report.elapsed_ms
+        printable(&report.extension),
+        report.version,
+        printable(&report.stage),
+        report.elapsed_ms
     )?;
     if report.exit_code.is_none() {
         return Ok(());
@@ -465,8 +472,13 @@ fn print_human(report: &JsonReport, color: ColorWhen) -> Result<()> {
         writeln!(out, "outputs: none")?;
     } else {
         writeln!(out, "outputs:")?;
-        let width = super::column_width(report.outputs.keys().map(String::as_str));
-        for (name, value) in &report.outputs {
+        let shown: Vec<(String, String)> = report
+            .outputs
+            .iter()
+            .map(|(name, value)| (printable(name).into_owned(), printable(value).into_owned()))
+            .collect();
+        let width = super::column_width(shown.iter().map(|(name, _)| name.as_str()));
+        for (name, value) in &shown {
             let pad = width - name.chars().count();
             writeln!(out, "  {name}{:pad$}  {value}", "")?;
         }
@@ -475,15 +487,26 @@ fn print_human(report: &JsonReport, color: ColorWhen) -> Result<()> {
         writeln!(out, "artifacts: none")?;
     } else {
         writeln!(out, "artifacts:")?;
-        let width = super::column_width(report.artifacts.iter().map(|a| a.path.as_str()));
-        let mime_width = super::column_width(report.artifacts.iter().map(|a| a.mime.as_str()));
-        for artifact in &report.artifacts {
-            let pad = width - artifact.path.chars().count();
-            let mime_pad = mime_width - artifact.mime.chars().count();
+        let shown: Vec<(String, String, u64)> = report
+            .artifacts
+            .iter()
+            .map(|a| {
+                (
+                    printable(&a.path).into_owned(),
+                    printable(&a.mime).into_owned(),
+                    a.size,
+                )
+            })
+            .collect();
+        let width = super::column_width(shown.iter().map(|(path, _, _)| path.as_str()));
+        let mime_width = super::column_width(shown.iter().map(|(_, mime, _)| mime.as_str()));
+        for (path, mime, size) in &shown {
+            let pad = width - path.chars().count();
+            let mime_pad = mime_width - mime.chars().count();
             writeln!(
                 out,
-                "  {}{:pad$}  {}{:mime_pad$}  {} bytes",
-                artifact.path, "", artifact.mime, "", artifact.size
+                "  {path}{:pad$}  {mime}{:mime_pad$}  {size} bytes",
+                "", ""
             )?;
         }
     }
@@ -506,16 +529,16 @@ fn print_log(entry: &LogEntry, redactor: &Redactor, choice: anstream::ColorChoic
         entry.timestamp.format("%H:%M:%S%.3f"),
         entry.level.as_str().to_uppercase(),
         entry.stream.as_str(),
-        redactor.redact(&entry.message),
+        printable(&redactor.redact(&entry.message)),
     );
     for (key, value) in &entry.fields {
         line.push_str(&format!(
             " {dim}{}={dim:#}{}",
-            redactor.redact(key),
-            redactor.redact(value)
+            printable(&redactor.redact(key)),
+            printable(&redactor.redact(value))
         ));
     }
-    let mut stderr = anstream::AutoStream::new(std::io::stderr(), choice).lock();
+    let mut stderr = crate::stdio::stderr(choice);
     // A closed stderr must not fail the step.
     let _ = writeln!(stderr, "{line}");
 }

@@ -3,11 +3,13 @@
 //! copy of every log entry in the run directory's `log.jsonl`.
 //!
 //! One lock serialises everything written to the terminal, so a log line never tears the
-//! progress line or a prompt.
+//! progress line or a prompt. Every text from a stage, a guest or a file goes through
+//! [`printable`] on its way to the terminal; `log.jsonl` gets the raw entry, one line written
+//! (not buffered) per entry, so a labhit that is killed leaves every entry logged so far.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead as _, BufWriter, Write as _};
+use std::io::{BufRead as _, Write as _};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,7 +20,9 @@ use labhit_runtime::gates::ApprovalPrompt;
 use labhit_runtime::scheduler::StatusHook;
 use labhit_runtime::{LogSink, Redactor};
 
+use super::progress::Progress;
 use crate::ColorWhen;
+use crate::printable::printable;
 
 /// The terminal side of a run. Cheap to clone.
 #[derive(Clone)]
@@ -35,12 +39,11 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    statuses: BTreeMap<String, StageStatus>,
-    order: Vec<String>,
+    progress: Progress,
     progress_shown: bool,
     /// The run is over: no more progress line.
     finished: bool,
-    log_file: Option<BufWriter<File>>,
+    log_file: Option<File>,
 }
 
 impl Console {
@@ -64,13 +67,13 @@ impl Console {
     pub(crate) fn attach_log_file(&self, path: &Path) -> anyhow::Result<()> {
         let file = File::create(path)
             .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", path.display()))?;
-        self.lock().log_file = Some(BufWriter::new(file));
+        self.lock().log_file = Some(file);
         Ok(())
     }
 
     /// Writes `text` (one or more lines) to stderr above the progress line.
     fn write(&self, state: &mut State, text: &str) {
-        let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
+        let mut stderr = crate::stdio::stderr(self.inner.choice);
         if state.progress_shown {
             // Nothing sensible is left to do when stderr itself is gone.
             clear_line();
@@ -78,7 +81,7 @@ impl Console {
         }
         let _ = writeln!(stderr, "{text}");
         if self.inner.progress && !state.finished {
-            let line = progress_line(state);
+            let line = state.progress.line();
             let _ = write!(stderr, "{line}");
             state.progress_shown = true;
         }
@@ -90,7 +93,7 @@ impl Console {
         let dim = Style::new().dimmed();
         let text = format!(
             "{dim}labhit:{dim:#} {}",
-            self.inner.redactor.redact(message)
+            printable(&self.inner.redactor.redact(message))
         );
         let mut state = self.lock();
         self.write(&mut state, &text);
@@ -101,10 +104,15 @@ impl Console {
         let style = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));
         let text = format!(
             "labhit: {style}warning{style:#}: {}",
-            self.inner.redactor.redact(message)
+            printable(&self.inner.redactor.redact(message))
         );
         let mut state = self.lock();
         self.write(&mut state, &text);
+    }
+
+    /// Every stage's last reported status, by id.
+    pub(crate) fn statuses(&self) -> HashMap<String, StageStatus> {
+        self.lock().progress.statuses()
     }
 
     /// Clears the progress line and flushes the log file.
@@ -112,13 +120,13 @@ impl Console {
         let mut state = self.lock();
         state.finished = true;
         if state.progress_shown {
-            let mut stderr = anstream::AutoStream::new(std::io::stderr().lock(), self.inner.choice);
+            let mut stderr = crate::stdio::stderr(self.inner.choice);
             clear_line();
             let _ = stderr.flush();
             state.progress_shown = false;
         }
         if let Some(file) = state.log_file.as_mut() {
-            let _ = file.flush();
+            let _ = file.sync_data();
         }
     }
 
@@ -137,7 +145,7 @@ impl Console {
         let mut line = match &entry.stage {
             Some(stage) => {
                 let style = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
-                format!("{style}[{stage}]{style:#} ")
+                format!("{style}[{}]{style:#} ", printable(stage.as_str()))
             }
             None => {
                 let dim = Style::new().dimmed();
@@ -152,15 +160,17 @@ impl Console {
             (_, LogStream::System) => Style::new().dimmed(),
             _ => Style::new(),
         };
-        line.push_str(&format!("{style}{}{style:#}", entry.message));
+        line.push_str(&format!("{style}{}{style:#}", printable(&entry.message)));
         for (key, value) in &entry.fields {
-            line.push_str(&format!(" {key}={value}"));
+            line.push_str(&format!(" {}={}", printable(key), printable(value)));
         }
         let mut state = self.lock();
         if let Some(file) = state.log_file.as_mut()
-            && let Ok(json) = serde_json::to_string(&entry)
+            && let Ok(mut json) = serde_json::to_string(&entry)
         {
-            let _ = writeln!(file, "{json}");
+            // One write per entry, straight to the file: nothing waits in a buffer.
+            json.push('\n');
+            let _ = file.write_all(json.as_bytes());
         }
         self.write(&mut state, &line);
     }
@@ -169,22 +179,23 @@ impl Console {
     pub(crate) fn status_hook(&self, pipeline: &PipelineFile) -> StatusHook {
         {
             let mut state = self.lock();
-            state.order = pipeline
-                .pipeline
-                .stages
-                .iter()
-                .map(|(id, _)| id.to_string())
-                .collect();
+            state.progress = Progress::new(
+                pipeline
+                    .pipeline
+                    .stages
+                    .iter()
+                    .map(|(id, _)| id.to_string())
+                    .collect(),
+            );
         }
         let console = self.clone();
         Arc::new(move |id: &StageId, status: StageStatus| {
             let mut state = console.lock();
-            state.statuses.insert(id.to_string(), status);
+            state.progress.update(id.as_str(), status);
             if console.inner.progress && state.progress_shown {
-                let mut stderr =
-                    anstream::AutoStream::new(std::io::stderr().lock(), console.inner.choice);
+                let mut stderr = crate::stdio::stderr(console.inner.choice);
                 clear_line();
-                let _ = write!(stderr, "{}", progress_line(&state));
+                let _ = write!(stderr, "{}", state.progress.line());
                 let _ = stderr.flush();
             }
         })
@@ -204,31 +215,6 @@ fn clear_line() {
     let _ = std::io::stderr().write_all(b"\r\x1b[2K");
 }
 
-fn progress_line(state: &State) -> String {
-    let total = state.order.len();
-    let done = state.statuses.values().filter(|s| s.is_terminal()).count();
-    let running: Vec<&str> = state
-        .order
-        .iter()
-        .filter(|id| state.statuses.get(*id) == Some(&StageStatus::Running))
-        .map(String::as_str)
-        .collect();
-    let waiting = state
-        .statuses
-        .values()
-        .filter(|s| **s == StageStatus::WaitingForApproval)
-        .count();
-    let bold = Style::new().bold();
-    let mut line = format!("{bold}[{done}/{total}]{bold:#}");
-    if !running.is_empty() {
-        line.push_str(&format!(" running: {}", running.join(", ")));
-    }
-    if waiting > 0 {
-        line.push_str(&format!(" · {waiting} waiting for approval"));
-    }
-    line
-}
-
 struct Prompt {
     console: Console,
 }
@@ -237,15 +223,16 @@ impl ApprovalPrompt for Prompt {
     fn ask(&self, stage: &str, why: &str) -> Result<bool, String> {
         let mut state = self.console.lock();
         let style = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));
-        let mut stderr =
-            anstream::AutoStream::new(std::io::stderr().lock(), self.console.inner.choice);
+        let mut stderr = crate::stdio::stderr(self.console.inner.choice);
         if state.progress_shown {
             clear_line();
             state.progress_shown = false;
         }
         let _ = write!(
             stderr,
-            "{style}approve stage `{stage}`?{style:#} ({why}) [y/N] "
+            "{style}approve stage `{}`?{style:#} ({}) [y/N] ",
+            printable(stage),
+            printable(why)
         );
         let _ = stderr.flush();
         drop(stderr);

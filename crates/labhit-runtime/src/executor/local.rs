@@ -15,9 +15,17 @@
 //! context's secret values redacted.
 //!
 //! On the deadline (the shorter of the context's and `step.timeout_secs`) or on cancellation
-//! the whole process group gets `SIGTERM`, then `SIGKILL` after [`LocalExecutor::kill_grace`].
-//! When the shell exits, whatever it left running in its process group is killed too, so no
-//! stage outlives its step. A command killed by a signal reports `128 + signal`.
+//! the whole process group gets `SIGTERM`, then `SIGKILL` after [`LocalExecutor::kill_grace`]
+//! (at once when the executor's abort flag, [`LocalExecutor::with_abort`], is set: a second
+//! Ctrl-C). When the shell exits, whatever it left running in its process group is killed
+//! too, so no stage outlives its step. A command killed by a signal reports `128 + signal`.
+//!
+//! **When the runner dies.** The command is started by a small keeper shell ([`KEEPER`]) that
+//! leads the process group: it starts a watcher that blocks reading a pipe whose only write
+//! end the executor holds, then `exec`s the step's command line. When the runner exits for any
+//! reason, `SIGKILL` included, the kernel closes that pipe, the watcher reads end-of-file and
+//! kills the whole group. A process that leaves the group (`setsid`) escapes this and the
+//! group kills above; a sandbox is the answer to that, not the local executor.
 //!
 //! Not honoured: `sandbox.image`, cpu and memory limits ([`Executor::unhonoured`] lists them
 //! for the runner to report). `parent_snapshot` is not applied either: the local executor
@@ -27,6 +35,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::ChildStdin;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -35,9 +45,12 @@ use std::time::{Duration, Instant};
 
 use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput, StepResult};
 use labhit_protocol::run::{LogLevel, LogStream};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use super::decision::{self, OnHit};
 use super::{ExecContext, ExecError, Executor};
+use crate::host::cancellation::Cancellation;
 use crate::logs::StepLog;
 use crate::snapshot::SnapshotStore;
 
@@ -51,6 +64,15 @@ const POLL: Duration = Duration::from_millis(20);
 /// process that left the group may still hold the pipes).
 const READER_GRACE: Duration = Duration::from_secs(1);
 
+/// The keeper shell every command starts under (`sh -c KEEPER labhit-stage ARGV…`). Its
+/// standard input is the lifeline pipe: it moves it to fd 3, starts the watcher (which kills
+/// the process group, `0`, when the pipe reaches end-of-file, i.e. when the runner is gone),
+/// closes its own copy and `exec`s the command with standard input from `/dev/null`.
+pub const KEEPER: &str = "exec 3<&0 </dev/null
+(while read -r _ <&3; do :; done; kill -s KILL 0) >/dev/null 2>&1 &
+exec 3<&-
+exec \"$@\"";
+
 /// The built-in executor: runs `run:` scripts with the host's shell, unsandboxed. See the
 /// module docs for the environment, streaming, deadlines and caching.
 #[derive(Debug, Clone)]
@@ -58,6 +80,7 @@ pub struct LocalExecutor {
     snapshots: SnapshotStore,
     base_env: BTreeMap<String, String>,
     kill_grace: Duration,
+    abort: Cancellation,
 }
 
 impl LocalExecutor {
@@ -77,7 +100,16 @@ impl LocalExecutor {
                 ("HOME".to_owned(), home),
             ]),
             kill_grace: Duration::from_secs(5),
+            abort: Cancellation::new(),
         }
+    }
+
+    /// Sets the abort flag: once it is set, a command being stopped (cancelled or past its
+    /// deadline) gets `SIGKILL` at once instead of waiting out the grace period, and a running
+    /// command is stopped as if cancelled. `labhit run` sets it on a second signal.
+    pub fn with_abort(mut self, abort: Cancellation) -> Self {
+        self.abort = abort;
+        self
     }
 
     /// Sets how long a command may take to exit after `SIGTERM` before it gets `SIGKILL`
@@ -123,14 +155,28 @@ impl LocalExecutor {
             });
         }
         let argv = input.step.argv();
-        let mut command = Command::new(&argv[0]);
+        // The keeper would report a missing program as exit 127; report it as what it is.
+        let path = input
+            .env
+            .get("PATH")
+            .or_else(|| self.base_env.get("PATH"))
+            .map_or("", String::as_str);
+        if let Err(source) = find_program(&argv[0], path, ctx.workspace) {
+            return Err(ExecError::Spawn {
+                stage: stage(),
+                program: argv[0].clone(),
+                source,
+            });
+        }
+        let mut command = Command::new("sh");
         command
-            .args(&argv[1..])
+            .args(["-c", KEEPER, "labhit-stage"])
+            .args(&argv)
             .current_dir(ctx.workspace)
             .env_clear()
             .envs(&self.base_env)
             .envs(&input.env)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -141,6 +187,8 @@ impl LocalExecutor {
         })?;
         let start = Instant::now();
         let pgid = child.id();
+        // Held until the group is gone: dropping it (or the runner dying) ends the group.
+        let lifeline: Option<ChildStdin> = child.stdin.take();
 
         let open = Arc::new(AtomicBool::new(true));
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -181,7 +229,7 @@ impl LocalExecutor {
             {
                 break Ending::Timeout(limit);
             }
-            if ctx.cancellation.is_cancelled() {
+            if ctx.cancellation.is_cancelled() || self.abort.is_cancelled() {
                 break Ending::Cancelled;
             }
             let wait = deadline.map_or(POLL, |limit| POLL.min(limit - elapsed));
@@ -202,14 +250,15 @@ impl LocalExecutor {
                 _ => "run cancelled; stopping the command".to_owned(),
             };
             log.emit(LogLevel::Error, LogStream::System, &why, Vec::new());
-            signal_group(pgid, "TERM");
-            if exit_rx.recv_timeout(self.kill_grace).is_err() {
-                signal_group(pgid, "KILL");
+            signal_group(pgid, Signal::SIGTERM);
+            if !self.wait_grace(&exit_rx) {
+                signal_group(pgid, Signal::SIGKILL);
                 let _ = exit_rx.recv();
             }
         }
         // Whatever the shell left behind in its group goes with it.
-        signal_group(pgid, "KILL");
+        signal_group(pgid, Signal::SIGKILL);
+        drop(lifeline);
         finish_readers(&done_rx, &open, log);
         match ending {
             Ending::Timeout(timeout) => Err(ExecError::Timeout {
@@ -229,6 +278,27 @@ impl LocalExecutor {
     }
 }
 
+impl LocalExecutor {
+    /// Waits for the command to exit within the grace period, cut short by the abort flag;
+    /// whether it exited.
+    fn wait_grace(&self, exit: &mpsc::Receiver<std::io::Result<ExitStatus>>) -> bool {
+        let until = Instant::now() + self.kill_grace;
+        loop {
+            if self.abort.is_cancelled() {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match exit.recv_timeout(left.min(POLL)) {
+                Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
 enum Ending {
     Exited(std::io::Result<ExitStatus>),
     Timeout(Duration),
@@ -241,19 +311,37 @@ fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// Sends `signal` (`TERM`, `KILL`) to the process group `pgid`, with `kill(1)` or, failing
-/// that, the shell's built-in `kill`. A group that no longer exists is not an error.
-fn signal_group(pgid: u32, signal: &str) {
-    let group = format!("-{pgid}");
-    let quiet = |command: &mut Command| {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+/// Checks that `program` names an executable file: as a path (relative to `cwd`) when it has
+/// a `/`, else in one of the `path` directories.
+fn find_program(program: &str, path: &str, cwd: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |candidate: &Path| {
+        std::fs::metadata(candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    if quiet(Command::new("kill").args(["-s", signal, "--", &group])).is_err() {
-        let _ = quiet(Command::new("sh").args(["-c", "kill -s \"$0\" -- \"$1\"", signal, &group]));
+    let found = if program.contains('/') {
+        executable(&cwd.join(program))
+    } else {
+        !program.is_empty()
+            && path
+                .split(':')
+                .filter(|dir| !dir.is_empty())
+                .any(|dir| executable(&Path::new(dir).join(program)))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such executable file (searched `PATH` for a bare name)",
+        ))
+    }
+}
+
+/// Sends `signal` to the process group `pgid`. A group that no longer exists is not an error.
+fn signal_group(pgid: u32, signal: Signal) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        let _ = killpg(Pid::from_raw(pgid), signal);
     }
 }
 
