@@ -50,7 +50,7 @@ use nix::unistd::Pid;
 
 use super::decision::{self, OnHit};
 use super::{ExecContext, ExecError, Executor};
-use crate::host::cancellation::Cancellation;
+use crate::cancellation::Cancellation;
 use crate::logs::StepLog;
 use crate::snapshot::SnapshotStore;
 
