@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use clap::{Subcommand, ValueEnum};
 use labhit_protocol::Diagnostic;
-use labhit_protocol::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use labhit_protocol::manifest::Manifest;
+use labhit_runtime::fsio::{Limit, ReadError};
 use labhit_runtime::{Runtime, RuntimeConfig};
 
 use crate::files::{self, Contents};
@@ -120,17 +121,15 @@ pub(crate) struct ManifestFile {
 
 impl ManifestFile {
     /// The component path the manifest names, relative to the manifest's directory.
-    pub(crate) fn component_path(&self, manifest: &Manifest) -> PathBuf {
+    pub(crate) fn component_path(&self, manifest: &Manifest) -> Result<PathBuf, String> {
         component_path(&self.path, manifest)
     }
 }
 
-/// The component of `manifest` read from `manifest_path`.
-pub(crate) fn component_path(manifest_path: &Path, manifest: &Manifest) -> PathBuf {
-    manifest_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&manifest.extension.component)
+/// The component of `manifest` read from `manifest_path`; `Err` when it resolves outside the
+/// bundle directory (the registry's rule, [`labhit_runtime::registry::component_path`]).
+pub(crate) fn component_path(manifest_path: &Path, manifest: &Manifest) -> Result<PathBuf, String> {
+    labhit_runtime::registry::component_path(manifest_path, manifest)
 }
 
 /// Reads the manifest `what` names: an `extension.toml`, a bundle directory holding one, or
@@ -138,12 +137,13 @@ pub(crate) fn component_path(manifest_path: &Path, manifest: &Manifest) -> PathB
 /// registry on its search path with `extensions` first. Unreadable or unresolvable is `Err`
 /// (fatal); invalid is a [`ManifestFile`] with diagnostics.
 pub(crate) fn read_manifest(what: &Path, extensions: &[PathBuf]) -> Result<ManifestFile> {
+    files::check_extension_dirs(extensions)?;
     if !what.exists()
         && let Some(reference) = what
             .to_str()
             .and_then(|s| s.parse::<labhit_protocol::pipeline::UseRef>().ok())
     {
-        let registry = labhit_runtime::registry::Registry::discover(extensions);
+        let registry = files::registry(extensions)?;
         let bundle = registry
             .resolve(&reference)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -158,12 +158,16 @@ pub(crate) fn read_manifest(what: &Path, extensions: &[PathBuf]) -> Result<Manif
     } else {
         path.to_owned()
     };
-    let manifest = match files::read(&path, MAX_MANIFEST_BYTES)? {
+    let manifest = match files::read(&path, Limit::MANIFEST)? {
         Contents::Bytes(bytes) => Manifest::from_toml_bytes(&bytes),
-        Contents::TooLarge { .. } => {
+        Contents::TooLarge { size } => {
             bail!(
-                "`{}` is larger than the manifest limit of {MAX_MANIFEST_BYTES} bytes",
-                path.display()
+                "{}",
+                ReadError::TooLarge {
+                    path,
+                    limit: Limit::MANIFEST,
+                    size
+                }
             )
         }
     };

@@ -1,14 +1,16 @@
 //! Reading the files a command works on, and finding extension manifests.
 //!
-//! Everything here that fails is *fatal* (exit code 3): a missing file, a directory where a
-//! file belongs, a permission problem. What is wrong *inside* a file (not UTF-8, too large,
-//! bad YAML) is not fatal: it becomes a diagnostic, reported like any other problem.
+//! Everything here that fails is *fatal* (exit code 3): a missing file, a directory, FIFO or
+//! device where a file belongs, a permission problem. What is wrong *inside* a file (not
+//! UTF-8, too large, bad YAML) is not fatal: it becomes a diagnostic, reported like any other
+//! problem. Files are read with [`labhit_runtime::fsio`], the one bounded reader of the
+//! runtime and the CLI: it never blocks on a FIFO and never reads more than the limit.
 
-use std::fs::File;
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use labhit_runtime::fsio::{self, Limit, ReadError};
 
 /// The name of an extension manifest.
 pub(crate) const MANIFEST_NAME: &str = "extension.toml";
@@ -37,10 +39,19 @@ fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
+/// The limit of a pipeline file: the parser's own (`Limits::max_bytes`).
+pub(crate) fn pipeline_limit(limits: &labhit_protocol::pipeline::Limits) -> Limit {
+    Limit::new(
+        Limit::PIPELINE.what,
+        u64::try_from(limits.max_bytes).unwrap_or(u64::MAX),
+    )
+}
+
 /// Reads `path` (`-` is standard input), reading no more than `limit + 1` bytes so that an
-/// enormous file or an endless stream cannot exhaust memory.
-pub(crate) fn read(path: &Path, limit: usize) -> Result<Contents> {
-    let limit_plus_one = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+/// enormous file or an endless stream cannot exhaust memory. Anything but a regular file
+/// (and standard input) is refused without blocking.
+pub(crate) fn read(path: &Path, limit: Limit) -> Result<Contents> {
+    let limit_plus_one = limit.bytes.saturating_add(1);
     if is_stdin(path) {
         let mut bytes = Vec::new();
         io::stdin()
@@ -48,41 +59,31 @@ pub(crate) fn read(path: &Path, limit: usize) -> Result<Contents> {
             .take(limit_plus_one)
             .read_to_end(&mut bytes)
             .map_err(|e| anyhow::anyhow!("cannot read standard input: {}", describe(&e)))?;
-        return Ok(if bytes.len() > limit {
-            Contents::TooLarge { size: None }
-        } else {
-            Contents::Bytes(bytes)
-        });
+        return Ok(
+            if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit.bytes {
+                Contents::TooLarge { size: None }
+            } else {
+                Contents::Bytes(bytes)
+            },
+        );
     }
-    let shown = path.display();
-    let metadata = std::fs::metadata(path).map_err(|e| fatal(path, &e))?;
-    if metadata.is_dir() {
-        bail!("`{shown}` is a directory; give the path of a file");
+    match fsio::read(path, limit) {
+        Ok(bytes) => Ok(Contents::Bytes(bytes)),
+        Err(ReadError::TooLarge { size, .. }) => Ok(Contents::TooLarge { size }),
+        Err(
+            err @ ReadError::NotRegular {
+                kind: fsio::NotRegular::Directory,
+                ..
+            },
+        ) => bail!("{err}; give the path of a file"),
+        Err(err) => Err(err.into()),
     }
-    if metadata.is_file() && metadata.len() > limit_plus_one - 1 {
-        return Ok(Contents::TooLarge {
-            size: Some(metadata.len()),
-        });
-    }
-    let file = File::open(path).map_err(|e| fatal(path, &e))?;
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0).min(limit));
-    file.take(limit_plus_one)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fatal(path, &e))?;
-    Ok(if bytes.len() > limit {
-        Contents::TooLarge { size: None }
-    } else {
-        Contents::Bytes(bytes)
-    })
 }
 
 fn fatal(path: &Path, err: &io::Error) -> anyhow::Error {
     let shown = path.display();
     match err.kind() {
         io::ErrorKind::NotFound => anyhow::anyhow!("`{shown}` does not exist"),
-        io::ErrorKind::IsADirectory => {
-            anyhow::anyhow!("`{shown}` is a directory; give the path of a file")
-        }
         _ => anyhow::anyhow!("cannot read `{shown}`: {}", describe(err)),
     }
 }
@@ -98,20 +99,42 @@ fn describe(err: &io::Error) -> String {
     }
 }
 
+/// Checks the directories given with `--extensions`: each must exist and be a directory.
+/// Every command that takes `--extensions` (`validate`, `graph`, `run`, `ext …`) calls this
+/// first, so a mistyped directory is fatal (exit code 3) everywhere rather than an empty
+/// registry; directories of `LABHIT_EXTENSIONS` and the default directory may be missing.
+pub(crate) fn check_extension_dirs(dirs: &[PathBuf]) -> Result<()> {
+    for dir in dirs {
+        let shown = dir.display();
+        let metadata = std::fs::metadata(dir).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                anyhow::anyhow!(
+                    "extensions directory `{shown}` does not exist; check the `--extensions` path"
+                )
+            }
+            _ => anyhow::anyhow!(
+                "cannot read extensions directory `{shown}`: {}",
+                describe(&e)
+            ),
+        })?;
+        if !metadata.is_dir() {
+            bail!("`--extensions {shown}` is not a directory");
+        }
+    }
+    Ok(())
+}
+
+/// The extension registry of a command: [`check_extension_dirs`], then discovery on the
+/// search path with `explicit` first (see `labhit_runtime::registry`).
+pub(crate) fn registry(explicit: &[PathBuf]) -> Result<labhit_runtime::registry::Registry> {
+    check_extension_dirs(explicit)?;
+    Ok(labhit_runtime::registry::Registry::discover(explicit))
+}
+
 /// Every `extension.toml` under `dir`, sorted by path. Hidden directories and `target`
 /// directories are skipped; symbolic links to directories are not followed.
 pub(crate) fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
-    let shown = dir.display();
-    let metadata = std::fs::metadata(dir).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => anyhow::anyhow!("extensions directory `{shown}` does not exist"),
-        _ => anyhow::anyhow!(
-            "cannot read extensions directory `{shown}`: {}",
-            describe(&e)
-        ),
-    })?;
-    if !metadata.is_dir() {
-        bail!("`--extensions {shown}` is not a directory");
-    }
+    check_extension_dirs(std::slice::from_ref(&dir.to_path_buf()))?;
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {

@@ -57,7 +57,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
     let options = CheckOptions::default();
-    let loaded = validate::load(&path, options.limits.max_bytes)?;
+    let loaded = validate::load(&path, files::pipeline_limit(&options.limits))?;
     let (report, checked) = validate::check_pipeline(files::display(&path), loaded, &options);
     let Some(file) = checked else {
         let mut stderr = crate::stdio::stderr(color.choice());

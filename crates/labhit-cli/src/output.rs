@@ -17,11 +17,26 @@
 //! and `related` (`file`, `line`, `column`, `end_line`, `end_column`, `message`). The
 //! top-level `diagnostics` repeats every file's diagnostics in one list, in file order.
 //! A file that could not be read has `ok: false` and its reason in `error`.
+//!
+//! The document is bounded whatever the input: each file lists at most
+//! [`MAX_JSON_DIAGNOSTICS`] diagnostics (its `omitted` field, present only when non-zero,
+//! counts the rest, as does the top-level `omitted`), each diagnostic at most
+//! [`MAX_JSON_RELATED`] related places (`omitted_related` counts the rest), and messages
+//! are cut at `render::MAX_TEXT` characters, ending in `…`. `errors` and `warnings` always
+//! count every diagnostic.
+
+use std::borrow::Cow;
 
 use labhit_protocol::{Diagnostic, Severity, Span};
 use serde::Serialize;
 
+use crate::render::{MAX_TEXT, clip};
 use crate::validate::FileReport;
+
+/// Most diagnostics listed per file.
+pub(crate) const MAX_JSON_DIAGNOSTICS: usize = 1_000;
+/// Most related places listed per diagnostic.
+pub(crate) const MAX_JSON_RELATED: usize = 100;
 
 /// The whole document.
 #[derive(Debug, Serialize)]
@@ -31,6 +46,8 @@ pub(crate) struct Report<'a> {
     errors: usize,
     warnings: usize,
     fatal: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    omitted: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +57,8 @@ struct File<'a> {
     ok: bool,
     error: Option<&'a str>,
     diagnostics: Vec<JsonDiagnostic<'a>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    omitted: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,9 +68,11 @@ struct JsonDiagnostic<'a> {
     at: At,
     rule: &'static str,
     severity: Severity,
-    message: &'a str,
-    help: Option<&'a str>,
+    message: Cow<'a, str>,
+    help: Option<Cow<'a, str>>,
     related: Vec<JsonRelated<'a>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    omitted_related: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,7 +80,12 @@ struct JsonRelated<'a> {
     file: &'a str,
     #[serde(flatten)]
     at: At,
-    message: &'a str,
+    message: Cow<'a, str>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -87,17 +113,19 @@ fn diagnostic<'a>(file: &'a str, diag: &'a Diagnostic) -> JsonDiagnostic<'a> {
         at: diag.span.into(),
         rule: diag.rule.code(),
         severity: diag.severity,
-        message: &diag.message,
-        help: diag.help.as_deref(),
+        message: clip(&diag.message, MAX_TEXT),
+        help: diag.help.as_deref().map(|h| clip(h, MAX_TEXT)),
         related: diag
             .related
             .iter()
+            .take(MAX_JSON_RELATED)
             .map(|r| JsonRelated {
                 file,
                 at: r.span.into(),
-                message: &r.message,
+                message: clip(&r.message, MAX_TEXT),
             })
             .collect(),
+        omitted_related: diag.related.len().saturating_sub(MAX_JSON_RELATED),
     }
 }
 
@@ -113,8 +141,10 @@ pub(crate) fn report(reports: &[FileReport]) -> Report<'_> {
             diagnostics: r
                 .diagnostics
                 .iter()
+                .take(MAX_JSON_DIAGNOSTICS)
                 .map(|d| diagnostic(&r.path, d))
                 .collect(),
+            omitted: r.diagnostics.len().saturating_sub(MAX_JSON_DIAGNOSTICS),
         })
         .collect();
     Report {
@@ -125,6 +155,7 @@ pub(crate) fn report(reports: &[FileReport]) -> Report<'_> {
         errors: reports.iter().map(|r| r.count(Severity::Error)).sum(),
         warnings: reports.iter().map(|r| r.count(Severity::Warning)).sum(),
         fatal: reports.iter().filter(|r| r.fatal.is_some()).count(),
+        omitted: files.iter().map(|f| f.omitted).sum(),
         files,
     }
 }

@@ -14,6 +14,13 @@
 //! characters (CJK, most emoji) take two cells, combining marks none, and control characters
 //! are shown as `�` so that a file cannot drive the terminal. Colors come from `anstyle`;
 //! with colors off every style renders as nothing.
+//!
+//! Output is bounded whatever the file and the positions: any line and column (0, past the
+//! end of the line or of the file, `u32::MAX`) renders without panicking; a snippet shows at
+//! most [`CONTEXT`] characters on each side of the marked span, and marks at most
+//! [`MAX_MARK`] characters, with `…` where the line was cut; messages are cut at
+//! [`MAX_TEXT`] characters; a diagnostic shows at most [`MAX_RELATED`] related places.
+//! [`MAX_RENDERED`] bounds how many diagnostics a command prints with snippets.
 
 use std::fmt::Write as _;
 
@@ -23,6 +30,18 @@ use unicode_width::UnicodeWidthChar as _;
 
 /// Tab stops in snippets.
 pub(crate) const TAB_WIDTH: usize = 4;
+/// Characters of context shown on each side of the marked span.
+pub(crate) const CONTEXT: usize = 100;
+/// Most characters marked under a snippet (a longer span is marked up to here).
+pub(crate) const MAX_MARK: usize = 100;
+/// Most characters of a message, note or help line (more is cut, ending in `…`).
+pub(crate) const MAX_TEXT: usize = 1_000;
+/// Most related places shown per diagnostic.
+pub(crate) const MAX_RELATED: usize = 10;
+/// Most diagnostics a command prints in human form; the rest are counted.
+pub(crate) const MAX_RENDERED: usize = 100;
+/// Characters between two checkpoints of a long non-ASCII line.
+const STRIDE: usize = 1024;
 
 /// The styles of one output stream; all plain when colors are off.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +92,63 @@ impl Styles {
 
 /// The source of one file, split into lines once, for snippets.
 pub(crate) struct Source<'a> {
-    lines: Vec<&'a str>,
+    lines: Vec<Line<'a>>,
+}
+
+/// One line, indexed so that a column maps to a byte offset without scanning the whole line
+/// (a one-line file of megabytes is common for generated JSON).
+struct Line<'a> {
+    text: &'a str,
+    /// Number of characters.
+    chars: usize,
+    /// For a non-ASCII line: the byte offset of every [`STRIDE`]th character.
+    checkpoints: Vec<usize>,
+}
+
+impl<'a> Line<'a> {
+    fn new(text: &'a str) -> Self {
+        if text.is_ascii() {
+            return Self {
+                text,
+                chars: text.len(),
+                checkpoints: Vec::new(),
+            };
+        }
+        let mut checkpoints = Vec::new();
+        let mut chars = 0;
+        for (i, (at, _)) in text.char_indices().enumerate() {
+            if i % STRIDE == 0 {
+                checkpoints.push(at);
+            }
+            chars = i + 1;
+        }
+        Self {
+            text,
+            chars,
+            checkpoints,
+        }
+    }
+
+    /// The byte offset of character `index` (clamped to the end of the line).
+    fn byte(&self, index: usize) -> usize {
+        if index >= self.chars {
+            return self.text.len();
+        }
+        if self.checkpoints.is_empty() {
+            return index;
+        }
+        let from = self.checkpoints.get(index / STRIDE).copied().unwrap_or(0);
+        self.text
+            .get(from..)
+            .and_then(|rest| rest.char_indices().nth(index % STRIDE))
+            .map_or(self.text.len(), |(at, _)| from + at)
+    }
+
+    /// Characters `from..to` (clamped).
+    fn slice(&self, from: usize, to: usize) -> &'a str {
+        let (start, end) = (self.byte(from), self.byte(to));
+        self.text.get(start..end.max(start)).unwrap_or_default()
+    }
 }
 
 impl<'a> Source<'a> {
@@ -82,14 +157,14 @@ impl<'a> Source<'a> {
         Self {
             lines: text
                 .split('\n')
-                .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                .map(|l| Line::new(l.strip_suffix('\r').unwrap_or(l)))
                 .collect(),
         }
     }
 
-    fn line(&self, number: u32) -> Option<&'a str> {
+    fn line(&self, number: u32) -> Option<&Line<'a>> {
         let index = usize::try_from(number).ok()?.checked_sub(1)?;
-        self.lines.get(index).copied()
+        self.lines.get(index)
     }
 }
 
@@ -110,8 +185,9 @@ pub(crate) fn diagnostic(
         ..
     } = *styles;
     let level = styles.severity(diag.severity);
+    let related = &diag.related[..diag.related.len().min(MAX_RELATED)];
     let numbers =
-        std::iter::once(diag.span.start.line).chain(diag.related.iter().map(|r| r.span.start.line));
+        std::iter::once(diag.span.start.line).chain(related.iter().map(|r| r.span.start.line));
     let width = numbers.max().unwrap_or(1).to_string().len();
     let _ = writeln!(
         out,
@@ -123,7 +199,7 @@ pub(crate) fn diagnostic(
         clean(&diag.message),
     );
     snippet(out, styles, source, diag.span, width, '^', level);
-    for related in &diag.related {
+    for related in related {
         let _ = writeln!(
             out,
             "{location}{path}:{}:{}:{location:#} {note}note{note:#}: {}",
@@ -132,6 +208,19 @@ pub(crate) fn diagnostic(
             clean(&related.message),
         );
         snippet(out, styles, source, related.span, width, '-', note);
+    }
+    if let Some(more) = diag
+        .related
+        .len()
+        .checked_sub(MAX_RELATED)
+        .filter(|&n| n > 0)
+    {
+        let _ = writeln!(
+            out,
+            "{:width$} {gutter}={gutter:#} {note}note{note:#}: {more} more related place{} not shown",
+            "",
+            if more == 1 { "" } else { "s" }
+        );
     }
     if let Some(text) = &diag.help {
         let _ = writeln!(
@@ -144,7 +233,8 @@ pub(crate) fn diagnostic(
     out.push('\n');
 }
 
-/// The numbered source line of `span` with the span marked by `mark` characters.
+/// The numbered source line of `span` with the span marked by `mark` characters; only a
+/// window of the line around the span is shown (see the module documentation).
 fn snippet(
     out: &mut String,
     styles: &Styles,
@@ -158,36 +248,49 @@ fn snippet(
         return;
     };
     let gutter = styles.gutter;
-    let (shown, cells) = layout(line);
-    let chars = cells.len() - 1;
     let to_index = |column: u32| {
         usize::try_from(column)
             .unwrap_or(usize::MAX)
             .saturating_sub(1)
-            .min(chars)
+            .min(line.chars)
     };
     let start = to_index(span.start.column);
     let end = if span.end.line > span.start.line {
-        chars
+        line.chars
     } else if span.end.line == span.start.line {
-        to_index(span.end.column)
+        to_index(span.end.column).max(start)
     } else {
         start
     };
-    let from = cells[start];
-    let length = cells[end.max(start)].saturating_sub(from).max(1);
+    let end = end.min(start.saturating_add(MAX_MARK));
+    let from = start.saturating_sub(CONTEXT);
+    let to = end.saturating_add(CONTEXT).min(line.chars);
+    let (mut shown, cells) = layout(line.slice(from, to));
+    let cut_before = if from > 0 { "…" } else { "" };
+    if to < line.chars {
+        shown.push('…');
+    }
+    let cell = |index: usize| {
+        cells
+            .get(index.saturating_sub(from))
+            .copied()
+            .unwrap_or_default()
+    };
+    let offset = cell(start) + cut_before.chars().count();
+    let length = cell(end).saturating_sub(cell(start)).max(1);
     let marks: String = std::iter::repeat_n(mark, length).collect();
+    let pad = " ".repeat(offset);
     let _ = writeln!(out, "{:width$} {gutter}|{gutter:#}", "");
     let _ = writeln!(
         out,
-        "{gutter}{:>width$} |{gutter:#} {}",
+        "{gutter}{:>width$} |{gutter:#} {cut_before}{}",
         span.start.line,
         shown.trim_end()
     );
     let _ = writeln!(
         out,
-        "{:width$} {gutter}|{gutter:#} {:from$}{style}{marks}{style:#}",
-        "", ""
+        "{:width$} {gutter}|{gutter:#} {pad}{style}{marks}{style:#}",
+        ""
     );
 }
 
@@ -220,8 +323,10 @@ fn layout(line: &str) -> (String, Vec<usize>) {
     (shown, cells)
 }
 
-/// Text from the file (keys, values) made safe for a terminal: control characters escaped.
+/// Text from the file (keys, values) made safe for a terminal: control characters escaped,
+/// cut at [`MAX_TEXT`] characters.
 fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    let text = clip(text, MAX_TEXT);
     if text.chars().any(char::is_control) {
         text.chars()
             .map(|c| {
@@ -234,7 +339,18 @@ fn clean(text: &str) -> std::borrow::Cow<'_, str> {
             .collect::<String>()
             .into()
     } else {
-        text.into()
+        text
+    }
+}
+
+/// `text` cut to `max` characters, ending in `…` when cut.
+pub(crate) fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((at, _)) => {
+            let kept: &str = text.get(..at).unwrap_or_default();
+            format!("{kept}…").into()
+        }
     }
 }
 
@@ -313,6 +429,84 @@ mod tests {
         let diag = Diagnostic::error(Rule::UnknownKey, span(1, 1, 2), "key `\u{1b}[31m`");
         let out = render("\u{1b}[31m: 1", &diag);
         assert!(!out.contains('\u{1b}'), "{out:?}");
+    }
+
+    #[test]
+    fn far_columns_and_long_lines_are_clipped_around_the_caret() {
+        // One line of 200,000 characters with the problem at column 150,000 (past u16::MAX).
+        let mut line = "a".repeat(149_999);
+        line.push_str("TYPO");
+        line.push_str(&"b".repeat(50_000 - 4));
+        let diag = Diagnostic::error(Rule::UnknownKey, span(1, 150_000, 150_004), "typo");
+        let out = render(&line, &diag);
+        assert!(out.len() < 1_000, "{} bytes", out.len());
+        let shown = format!("1 | …{}TYPO{}…\n", "a".repeat(CONTEXT), "b".repeat(CONTEXT));
+        assert!(out.contains(&shown), "{out}");
+        let caret = format!("  | {}^^^^\n", " ".repeat(CONTEXT + 1));
+        assert!(out.contains(&caret), "{out}");
+        // A span to the end of a long line marks at most MAX_MARK characters.
+        let wide = Diagnostic::error(Rule::Syntax, span(1, 1, u32::MAX), "all");
+        let out = render(&line, &wide);
+        assert!(
+            out.contains(&format!("  | {}\n", "^".repeat(MAX_MARK))),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn long_multibyte_lines_map_columns_through_checkpoints() {
+        let line: String = "é日\tx".repeat(10_000);
+        let source = Source::new(&line);
+        let indexed = source.line(1).expect("a line");
+        assert_eq!(indexed.chars, 40_000);
+        for index in [0, 1, 2, 3, 1023, 1024, 1025, 39_999, 40_000, 99_999] {
+            let expected = line
+                .char_indices()
+                .nth(index)
+                .map_or(line.len(), |(at, _)| at);
+            assert_eq!(indexed.byte(index), expected, "character {index}");
+        }
+    }
+
+    #[test]
+    fn messages_and_related_places_are_bounded() {
+        let mut diag = Diagnostic::error(Rule::DependencyCycle, span(1, 1, 2), "x".repeat(50_000))
+            .with_help("h".repeat(50_000));
+        for _ in 0..1_000 {
+            diag = diag.with_related(span(1, 1, 2), "r".repeat(50_000));
+        }
+        let out = render("a: b", &diag);
+        assert!(out.len() < 20_000, "{} bytes", out.len());
+        assert!(out.contains("990 more related places not shown"), "{out}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any source and any positions: no panic, and the output stays within a bound that
+        /// does not depend on the size of the source.
+        #[test]
+        fn never_panics_and_stays_bounded(
+            source in proptest::string::string_regex("(?s)(.|\t|\r\n|日|é|\u{301}|\u{1b}|[a-z]{300}){0,60}").expect("regex"),
+            positions in proptest::collection::vec(
+                (proptest::prop_oneof![0..4u32, proptest::prelude::Just(u32::MAX), proptest::prelude::any::<u32>()],
+                 proptest::prop_oneof![0..400u32, proptest::prelude::Just(65_536u32), proptest::prelude::Just(u32::MAX), proptest::prelude::any::<u32>()]),
+                4,
+            ),
+            message in ".{0,2000}",
+        ) {
+            let at = |i: usize| Position::new(positions[i].0, positions[i].1);
+            let diag = Diagnostic::error(Rule::Syntax, Span::new(at(0), at(1)), message.clone())
+                .with_related(Span::new(at(2), at(3)), message)
+                .with_help("h");
+            let out = render(&source, &diag);
+            // Header, two snippets of at most 2 * CONTEXT + MAX_MARK characters (4 bytes and
+            // 2 cells each at most), messages of at most MAX_TEXT characters (escaped: 10
+            // bytes each at most).
+            let snippet = 3 * (2 * CONTEXT + MAX_MARK + 40) * 8;
+            let bound = 2 * (MAX_TEXT * 10 + 100) + 2 * snippet + 200;
+            proptest::prop_assert!(out.len() <= bound, "{} > {bound}", out.len());
+        }
     }
 
     #[test]

@@ -40,7 +40,6 @@ use labhit_protocol::pipeline::{CheckOptions, JsonSchemaValidator, Limits, Pipel
 use labhit_runtime::executor::{Executor, ExtensionExecutor, LocalExecutor};
 use labhit_runtime::gates::{Gates, PreApproved};
 use labhit_runtime::policy::{DEFAULT_POLICY_FILE, GitRef, Policies};
-use labhit_runtime::registry::Registry;
 use labhit_runtime::scheduler::stages::{PipelineRunner, StagePlan};
 use labhit_runtime::scheduler::{RunInfo, RunLog, Scheduler, SchedulerOptions};
 use labhit_runtime::snapshot::SnapshotStore;
@@ -172,7 +171,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         secrets.insert(name, value);
     }
 
-    let registry = Registry::discover(&args.extensions);
+    let registry = files::registry(&args.extensions)?;
     for invalid in registry.invalid() {
         let _ = writeln!(
             crate::stdio::stderr(color.choice()),
@@ -180,6 +179,9 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
             printable(&invalid.path.display().to_string()),
             printable(&invalid.reason)
         );
+    }
+    for conflict in registry.conflicts() {
+        eprintln!("labhit: warning: {conflict}");
     }
     let manifests = registry.manifests();
     let Some(pipeline) = check(args, &manifests, color)? else {
@@ -512,7 +514,7 @@ fn check(
         extensions: Some(manifests),
         input_validator: Some(&JsonSchemaValidator),
     };
-    let loaded = match validate::load(&path, options.limits.max_bytes) {
+    let loaded = match validate::load(&path, files::pipeline_limit(&options.limits)) {
         Ok(loaded) => loaded,
         Err(_) if defaulted && !path.exists() => {
             bail!(

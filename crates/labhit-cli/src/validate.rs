@@ -12,11 +12,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::ValueEnum;
-use labhit_protocol::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use labhit_protocol::manifest::Manifest;
 use labhit_protocol::pipeline::{
     self, CheckOptions, Checked, JsonSchemaValidator, Limits, PipelineFile,
 };
 use labhit_protocol::{Diagnostic, Rule, Severity, Span};
+use labhit_runtime::fsio::Limit;
 
 use crate::files::{self, Contents};
 use crate::render::{self, Styles};
@@ -50,6 +51,9 @@ pub(crate) const DEFAULT_PIPELINE: &str = ".labhit/pipeline.yaml";
     "                \"related\": [{\"file\", \"line\", \"column\", \"end_line\", \"end_column\", \"message\"}]}\n",
     "  Lines and columns are 1-based; columns count Unicode characters; `end_*` is exclusive.\n",
     "  `error` is set (and `ok` false) for a file that could not be read (exit code 3).\n",
+    "  Bounded output: at most 1000 diagnostics per file (`omitted`, per file and in all, counts\n",
+    "  the rest; present when non-zero), 100 related places per diagnostic (`omitted_related`),\n",
+    "  messages cut at 1000 characters. Human output shows the first 100 problems.\n",
     "\n",
     exit_codes!()
 ))]
@@ -151,7 +155,7 @@ pub(crate) enum Loaded {
 }
 
 /// Reads a file for checking, turning "too large" into a diagnostic (not fatal).
-pub(crate) fn load(path: &std::path::Path, limit: usize) -> Result<Loaded> {
+pub(crate) fn load(path: &std::path::Path, limit: Limit) -> Result<Loaded> {
     Ok(match files::read(path, limit)? {
         Contents::Bytes(bytes) => Loaded::Bytes(bytes),
         Contents::TooLarge { size } => {
@@ -159,7 +163,10 @@ pub(crate) fn load(path: &std::path::Path, limit: usize) -> Result<Loaded> {
             Loaded::TooLarge(Diagnostic::error(
                 Rule::InputLimit,
                 Span::file_start(),
-                format!("file is {size} more than the limit of {limit} bytes"),
+                format!(
+                    "file is {size} more than the limit of {} bytes",
+                    limit.bytes
+                ),
             ))
         }
     })
@@ -237,7 +244,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     };
     for path in &paths {
         let shown = files::display(path);
-        match load(path, options.limits.max_bytes) {
+        match load(path, files::pipeline_limit(&options.limits)) {
             Ok(loaded) => reports.push(check_pipeline(shown, loaded, &options).0),
             Err(err) if defaulted && !path.exists() => {
                 let err = err.context(format!(
@@ -268,7 +275,7 @@ fn print_json(reports: &[FileReport], color: ColorWhen) -> Result<()> {
 /// Parses one manifest; problems become diagnostics of the manifest file.
 fn load_manifest(path: &std::path::Path) -> (FileReport, Option<Manifest>) {
     let shown = files::display(path);
-    let bytes = match load(path, MAX_MANIFEST_BYTES) {
+    let bytes = match load(path, Limit::MANIFEST) {
         Err(err) => return (FileReport::fatal(shown, FileKind::Manifest, &err), None),
         Ok(Loaded::TooLarge(diag)) => {
             let report = FileReport {
@@ -344,19 +351,35 @@ fn print_human(reports: &[FileReport], verbose: bool, color: ColorWhen) -> Resul
     Ok(())
 }
 
-/// Writes every diagnostic of every report in human form.
+/// Writes the diagnostics of the reports in human form: at most [`render::MAX_RENDERED`]
+/// in all, then one line counting the rest.
 pub(crate) fn print_diagnostics(
     out: &mut impl std::io::Write,
     styles: &Styles,
     reports: &[FileReport],
 ) -> Result<()> {
+    let mut budget = render::MAX_RENDERED;
     for report in reports.iter().filter(|r| !r.diagnostics.is_empty()) {
+        if budget == 0 {
+            break;
+        }
         let source = render::Source::new(&report.text);
         let mut text = String::new();
-        for diag in &report.diagnostics {
+        for diag in report.diagnostics.iter().take(budget) {
             render::diagnostic(&mut text, styles, &report.path, &source, diag);
         }
+        budget = budget.saturating_sub(report.diagnostics.len());
         out.write_all(text.as_bytes())?;
+    }
+    let total: usize = reports.iter().map(|r| r.diagnostics.len()).sum();
+    if let Some(more) = total.checked_sub(render::MAX_RENDERED).filter(|&n| n > 0) {
+        writeln!(
+            out,
+            "… {more} more problem{} not shown (the first {} are above; `labhit validate --format json` lists up to {} per file)\n",
+            if more == 1 { "" } else { "s" },
+            render::MAX_RENDERED,
+            output::MAX_JSON_DIAGNOSTICS,
+        )?;
     }
     Ok(())
 }

@@ -710,3 +710,451 @@ fn oversized_files_are_diagnostics_not_fatal() {
         )
     );
 }
+
+/// Runs `labhit` in `dir` and fails the test (killing `labhit`) when it has not ended
+/// within a minute: a hang must be a failure, not a test that never stops.
+fn run_within_a_minute(dir: &Path, args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labhit"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("LABHIT_EXTENSIONS")
+        .env("XDG_DATA_HOME", dir.join("no-data-home"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running labhit");
+    let pid = child.id();
+    let (done, outcome) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+        let status = child.wait().expect("waiting for labhit");
+        let _ = done.send(Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        });
+    });
+    match outcome.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(output) => Run(output),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("`labhit {}` hung", args.join(" "));
+        }
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("running mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A one-line JSON pipeline of about 114 KB whose one typo (`aftr`) sits past column 65,535.
+fn one_line_json_pipeline() -> String {
+    let mut stages: Vec<String> = (0..2_000)
+        .map(|i| {
+            format!(
+                "\"stage-{i:04}\": {{\"run\": \"echo {i} {}\"}}",
+                "x".repeat(20)
+            )
+        })
+        .collect();
+    stages.push("\"last\": {\"run\": \"echo\", \"aftr\": [\"stage-0000\"]}".to_owned());
+    format!(
+        "{{\"engine\": \"1\", \"pipeline\": {{\"name\": \"wide\", \"stages\": {{{}}}}}}}\n",
+        stages.join(", ")
+    )
+}
+
+#[test]
+fn a_problem_far_along_one_long_line_is_shown_clipped() {
+    let ws = Workspace::new();
+    let text = one_line_json_pipeline();
+    let column = text.find("\"aftr\"").expect("the typo") + 1;
+    assert!(text.len() > 110_000 && column > 65_535, "{column}");
+    ws.write("wide.json", &text);
+    std::fs::create_dir(ws.path().join("ext")).expect("mkdir");
+    let at = format!("wide.json:1:{column}: error[unknown-key]: unknown key `aftr`");
+
+    let validate = run_within_a_minute(ws.path(), &["validate", "wide.json"]).expect(1);
+    let shown = validate.stdout();
+    assert!(shown.contains(&at), "{shown}");
+    assert!(
+        shown.contains("1 | …"),
+        "the line is cut before the caret: {shown}"
+    );
+    assert!(shown.len() < 2_000, "{} bytes:\n{shown}", shown.len());
+    let caret_line = shown
+        .lines()
+        .find(|l| l.contains('^'))
+        .expect("a caret line");
+    let text_line = shown
+        .lines()
+        .find(|l| l.starts_with("1 | "))
+        .expect("the line");
+    let caret = caret_line.find('^').expect("caret");
+    let under: String = text_line.chars().skip(caret).take(6).collect();
+    assert_eq!(under, "\"aftr\"", "the caret points at the key:\n{shown}");
+
+    let graph = run_within_a_minute(ws.path(), &["graph", "wide.json"]).expect(1);
+    assert!(graph.stderr().contains(&at), "{}", graph.stderr());
+    assert!(graph.stderr().len() < 2_000);
+
+    let run = run_within_a_minute(
+        ws.path(),
+        &[
+            "run",
+            "wide.json",
+            "--extensions",
+            "ext",
+            "--run-dir",
+            "runs",
+            "--cache-dir",
+            "cache",
+        ],
+    )
+    .expect(1);
+    assert!(run.stderr().contains(&at), "{}", run.stderr());
+    assert!(run.stderr().len() < 2_000, "{}", run.stderr());
+
+    let json = run_within_a_minute(ws.path(), &["validate", "--format", "json", "wide.json"])
+        .expect(1)
+        .json();
+    assert_eq!(json["diagnostics"][0]["column"], column);
+    assert_eq!(json["diagnostics"][0]["line"], 1);
+}
+
+#[test]
+fn ten_thousand_problems_print_a_bounded_report_quickly() {
+    // 10,000 stages, each waiting for a stage that does not exist: the "did you mean" case
+    // that took minutes, and more diagnostics than any report should print.
+    let ws = Workspace::new();
+    let mut text = "engine: \"1\"\npipeline:\n  name: many\n  stages:\n".to_owned();
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "    stage-{i:05}:\n      run: echo\n      after: [stage-{i:05}x]\n"
+        ));
+    }
+    ws.write("many.yaml", &text);
+    let human = run_within_a_minute(ws.path(), &["validate", "many.yaml"]).expect(1);
+    let out = human.stdout();
+    assert_eq!(out.matches("error[unknown-stage]").count(), 100, "{out}");
+    assert!(
+        out.contains("… 9900 more problems not shown"),
+        "{}",
+        &out[out.len().saturating_sub(500)..]
+    );
+    assert!(
+        out.contains("help: did you mean `stage-00000`?"),
+        "the first ones get suggestions"
+    );
+    assert!(human.stderr().contains("10000 errors in 1 file"));
+
+    let json = run_within_a_minute(ws.path(), &["validate", "--format", "json", "many.yaml"])
+        .expect(1)
+        .json();
+    assert_eq!(json["errors"], 10_000);
+    assert_eq!(json["omitted"], 9_000);
+    assert_eq!(json["files"][0]["omitted"], 9_000);
+    assert_eq!(
+        json["files"][0]["diagnostics"].as_array().map(Vec::len),
+        Some(1_000)
+    );
+    assert_eq!(json["diagnostics"].as_array().map(Vec::len), Some(1_000));
+}
+
+#[cfg(unix)]
+#[test]
+fn pipelines_that_are_not_regular_files_are_fatal_and_never_block() {
+    let ws = Workspace::new();
+    mkfifo(&ws.path().join("fifo.yaml"));
+    std::os::unix::fs::symlink("/dev/zero", ws.path().join("zero.yaml")).expect("symlink");
+    std::fs::create_dir(ws.path().join("dir.yaml")).expect("mkdir");
+    std::fs::create_dir(ws.path().join("ext")).expect("mkdir");
+    let cases = [
+        ("fifo.yaml", "`fifo.yaml` is a FIFO, not a regular file"),
+        (
+            "zero.yaml",
+            "`zero.yaml` is a character device, not a regular file",
+        ),
+        ("dir.yaml", "`dir.yaml` is a directory"),
+    ];
+    for (file, reason) in cases {
+        let commands: [&[&str]; 3] = [
+            &["validate", file],
+            &["graph", file],
+            &[
+                "run",
+                file,
+                "--extensions",
+                "ext",
+                "--run-dir",
+                "runs",
+                "--cache-dir",
+                "cache",
+            ],
+        ];
+        for args in commands {
+            let run = run_within_a_minute(ws.path(), args).expect(3);
+            assert!(run.stderr().contains(reason), "{args:?}: {}", run.stderr());
+        }
+    }
+}
+
+/// A bundle directory `dir/name` with a manifest naming `name.wasm` (not written).
+fn fake_bundle(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let bundle = dir.join(name);
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    std::fs::write(
+        bundle.join("extension.toml"),
+        manifest("util", name, version, ""),
+    )
+    .expect("write");
+    bundle
+}
+
+#[cfg(unix)]
+#[test]
+fn extension_files_that_are_not_regular_or_too_large_are_refused_promptly() {
+    let ws = Workspace::new();
+    let ext = ws.path().join("ext");
+    // A FIFO, a link to /dev/zero, a directory and a 300 MiB (sparse) file as components.
+    let fifo = fake_bundle(&ext, "fifo", "0.1.0");
+    mkfifo(&fifo.join("fifo.wasm"));
+    let zero = fake_bundle(&ext, "zero", "0.1.0");
+    std::os::unix::fs::symlink("/dev/zero", zero.join("zero.wasm")).expect("symlink");
+    let dir = fake_bundle(&ext, "dir", "0.1.0");
+    std::fs::create_dir(dir.join("dir.wasm")).expect("mkdir");
+    let big = fake_bundle(&ext, "big", "0.1.0");
+    let file = std::fs::File::create(big.join("big.wasm")).expect("create");
+    file.set_len(300 << 20).expect("a sparse file");
+    drop(file);
+    // A FIFO as the manifest itself.
+    std::fs::create_dir_all(ext.join("fifo-manifest")).expect("mkdir");
+    mkfifo(&ext.join("fifo-manifest/extension.toml"));
+
+    let cases = [
+        (&fifo, "fifo.wasm` is a FIFO, not a regular file"),
+        (
+            &zero,
+            "resolves to `/dev/zero`, outside the bundle directory",
+        ),
+        (&dir, "dir.wasm` is a directory, not a regular file"),
+        (&big, "more than the limit of 256 MiB for a component"),
+    ];
+    for (bundle, reason) in cases {
+        let manifest = bundle.join("extension.toml");
+        let shown = manifest.to_str().expect("UTF-8");
+        let run = run_within_a_minute(ws.path(), &["ext", "check", shown]).expect(1);
+        assert!(run.stdout().contains(reason), "{shown}: {}", run.stdout());
+    }
+    let run = run_within_a_minute(
+        ws.path(),
+        &["ext", "check", "ext/fifo-manifest/extension.toml"],
+    )
+    .expect(3);
+    assert!(
+        run.stderr()
+            .contains("`ext/fifo-manifest/extension.toml` is a FIFO, not a regular file"),
+        "{}",
+        run.stderr()
+    );
+
+    let list = run_within_a_minute(
+        ws.path(),
+        &["ext", "list", "--extensions", "ext", "--format", "json"],
+    )
+    .expect(1);
+    let json = list.json();
+    assert_eq!(
+        json["bundles"].as_array().map(Vec::len),
+        Some(0),
+        "{json:#}"
+    );
+    let reasons: Vec<String> = json["invalid"]
+        .as_array()
+        .expect("invalid")
+        .iter()
+        .map(|i| format!("{}: {}", i["path"], i["reason"]))
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:#?}");
+    for needle in [
+        "big.wasm` is not a WebAssembly file",
+        "fifo.wasm` is a FIFO",
+        "outside the bundle directory",
+        "dir.wasm` is a directory",
+        "fifo-manifest/extension.toml` is a FIFO",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(needle)),
+            "{needle}: {reasons:#?}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn policy_files_that_are_not_regular_or_too_large_deny_gates_without_blocking() {
+    let pipeline =
+        "engine: \"1\"\npipeline:\n  name: p\n  stages:\n    hello:\n      run: echo hi\n";
+    type Make = fn(&Path);
+    let cases: [(&str, Make); 3] = [
+        ("is a FIFO, not a regular file", |p| mkfifo(p)),
+        ("is a character device, not a regular file", |p| {
+            std::os::unix::fs::symlink("/dev/zero", p).expect("symlink");
+        }),
+        ("more than the limit of 1 MiB for a policy file", |p| {
+            // Real bytes (the project is copied into the run workspace).
+            std::fs::write(p, vec![b'#'; 2 << 20]).expect("write");
+        }),
+    ];
+    for (reason, make) in cases {
+        let ws = Workspace::new();
+        ws.write("pipeline.yaml", pipeline);
+        std::fs::create_dir_all(ws.path().join(".labhit")).expect("mkdir");
+        std::fs::create_dir(ws.path().join("ext")).expect("mkdir");
+        make(&ws.path().join(".labhit/policies.toml"));
+        let state = tempfile::tempdir().expect("tempdir");
+        let runs = state.path().join("runs");
+        let cache = state.path().join("cache");
+        let run = run_within_a_minute(
+            ws.path(),
+            &[
+                "run",
+                "pipeline.yaml",
+                "--extensions",
+                "ext",
+                "--run-dir",
+                runs.to_str().expect("UTF-8"),
+                "--cache-dir",
+                cache.to_str().expect("UTF-8"),
+            ],
+        )
+        .expect(0);
+        assert!(
+            run.stderr().contains("every policy gate will be denied")
+                && run.stderr().contains(reason),
+            "{reason}: {}",
+            run.stderr()
+        );
+    }
+}
+
+#[test]
+fn extension_directories_and_bundles_are_treated_alike_by_every_command() {
+    let ws = Workspace::new();
+    ws.write(
+        "pipeline.yaml",
+        "engine: \"1\"\npipeline:\n  name: p\n  stages:\n    hello:\n      run: echo hi\n",
+    );
+    // A directory named with `--extensions` that does not exist is fatal everywhere.
+    let state = tempfile::tempdir().expect("tempdir");
+    let runs = state.path().join("runs");
+    let cache = state.path().join("cache");
+    let run_args = |extensions: &str| -> Vec<String> {
+        [
+            "run",
+            "pipeline.yaml",
+            "--extensions",
+            extensions,
+            "--run-dir",
+            runs.to_str().expect("UTF-8"),
+            "--cache-dir",
+            cache.to_str().expect("UTF-8"),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let missing = "extensions directory `nope` does not exist";
+    let run_missing = run_args("nope");
+    let run_missing: Vec<&str> = run_missing.iter().map(String::as_str).collect();
+    let commands: [&[&str]; 4] = [
+        &run_missing,
+        &["validate", "pipeline.yaml", "--extensions", "nope"],
+        &["ext", "list", "--extensions", "nope"],
+        &["ext", "check", "util/x", "--extensions", "nope"],
+    ];
+    for args in commands {
+        let run = run_within_a_minute(ws.path(), args).expect(3);
+        assert!(run.stderr().contains(missing), "{args:?}: {}", run.stderr());
+    }
+
+    // The same version installed twice: `run` warns like `ext list` reports.
+    let wasm = b"\0asm\x0d\x00\x01\x00";
+    for dir in ["a", "b"] {
+        let bundle = fake_bundle(&ws.path().join(dir), "twice", "0.1.0");
+        std::fs::write(bundle.join("twice.wasm"), wasm).expect("write");
+    }
+    let conflict = "`util/twice@0.1.0` is installed more than once; using a/twice/extension.toml, ignoring b/twice/extension.toml";
+    let list = run_within_a_minute(
+        ws.path(),
+        &["ext", "list", "--extensions", "a", "--extensions", "b"],
+    )
+    .expect(1);
+    assert!(
+        list.stdout().contains(&format!("conflict: {conflict}")),
+        "{}",
+        list.stdout()
+    );
+    let mut args = run_args("a");
+    args.extend(["--extensions".to_owned(), "b".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = run_within_a_minute(ws.path(), &args).expect(0);
+    assert!(
+        run.stderr()
+            .contains(&format!("labhit: warning: {conflict}")),
+        "{}",
+        run.stderr()
+    );
+
+    // `--extensions` beats a newer version in LABHIT_EXTENSIONS.
+    let newer = fake_bundle(&ws.path().join("env"), "twice", "0.2.0");
+    std::fs::write(newer.join("twice.wasm"), wasm).expect("write");
+    let check = ws.run_with(
+        &["ext", "check", "util/twice", "--extensions", "a"],
+        &[("LABHIT_EXTENSIONS", "env")],
+    );
+    assert!(
+        check.stdout().contains("checking a/twice/extension.toml"),
+        "{}",
+        check.stdout()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_component_linked_from_outside_its_bundle_is_refused() {
+    let ws = Workspace::new();
+    let bundle = fake_bundle(&ws.path().join("ext"), "linked", "0.1.0");
+    ws.write("elsewhere/real.wasm", b"\0asm\x0d\x00\x01\x00");
+    std::os::unix::fs::symlink(
+        ws.path().join("elsewhere/real.wasm"),
+        bundle.join("linked.wasm"),
+    )
+    .expect("symlink");
+    let list = run_within_a_minute(ws.path(), &["ext", "list", "--extensions", "ext"]).expect(1);
+    assert!(
+        list.stdout().contains("outside the bundle directory"),
+        "{}",
+        list.stdout()
+    );
+    let check = run_within_a_minute(ws.path(), &["ext", "check", "ext/linked"]).expect(1);
+    assert!(
+        check.stdout().contains("outside the bundle directory"),
+        "{}",
+        check.stdout()
+    );
+}

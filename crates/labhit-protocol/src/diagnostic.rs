@@ -270,20 +270,166 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// The nearest candidate to `word` by edit distance, if it is close enough to be a typo.
+/// How much work "did you mean" may do for one file: a number of candidate comparisons.
+/// Once it is spent, later problems get no suggestion (they are still reported), so a file
+/// with thousands of misspelled names is checked in linear time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuggestionBudget {
+    left: usize,
+    spent: usize,
+}
+
+impl SuggestionBudget {
+    /// Comparisons allowed by [`SuggestionBudget::default`]: 100,000 (a few milliseconds).
+    pub const DEFAULT_COMPARISONS: usize = 100_000;
+
+    /// A budget of `comparisons` candidate comparisons.
+    pub const fn new(comparisons: usize) -> Self {
+        Self {
+            left: comparisons,
+            spent: 0,
+        }
+    }
+
+    /// How many comparisons were made so far.
+    pub const fn spent(&self) -> usize {
+        self.spent
+    }
+
+    fn take(&mut self) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        self.spent += 1;
+        true
+    }
+}
+
+impl Default for SuggestionBudget {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_COMPARISONS)
+    }
+}
+
+/// The names a misspelling may have meant, prepared once per scope (the stage ids of a file,
+/// the keys of a mapping, the installed extensions) and asked with [`Suggestions::nearest`].
+///
+/// A candidate is close enough when its Jaro-Winkler similarity to the word is above 0.8 or
+/// its optimal-string-alignment distance (insertions, deletions, substitutions and swaps of
+/// neighbours) is at most `max(2, candidate length / 3)`; the most similar close candidate
+/// wins (the first given on a tie). To keep the work bounded, only candidates between half
+/// and twice the word's length (± 2) are compared, the edit distance stops as soon as it
+/// exceeds its bound, words and candidates longer than [`Suggestions::MAX_CHARS`] characters
+/// are never compared, and every comparison spends a [`SuggestionBudget`].
+#[derive(Debug, Clone, Default)]
+pub struct Suggestions<'a> {
+    /// Distinct candidates: characters, text and position given; sorted by length.
+    candidates: Vec<(Vec<char>, &'a str, usize)>,
+}
+
+impl<'a> Suggestions<'a> {
+    /// Longest word or candidate considered, in characters.
+    pub const MAX_CHARS: usize = 128;
+
+    /// Prepares `candidates` (duplicates and over-long names dropped).
+    pub fn new(candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let mut candidates: Vec<(Vec<char>, &'a str, usize)> = candidates
+            .into_iter()
+            .filter(|c| c.len() <= Self::MAX_CHARS * 4 && seen.insert(*c))
+            .enumerate()
+            .map(|(i, c)| (c.chars().collect::<Vec<char>>(), c, i))
+            .filter(|(chars, _, _)| chars.len() <= Self::MAX_CHARS)
+            .collect();
+        candidates.sort_by_key(|(chars, _, _)| chars.len());
+        Self { candidates }
+    }
+
+    /// The candidate nearest to `word`, if one is close enough to be a typo; each
+    /// comparison spends one unit of `budget`. When the budget runs out before every
+    /// fitting candidate was compared, the answer is `None` (never a second-best guess).
+    pub fn nearest(&self, word: &str, budget: &mut SuggestionBudget) -> Option<&'a str> {
+        if word.len() > Self::MAX_CHARS * 4 {
+            return None;
+        }
+        let chars: Vec<char> = word.chars().collect();
+        let n = chars.len();
+        if n > Self::MAX_CHARS {
+            return None;
+        }
+        let shortest = (n / 2).saturating_sub(2);
+        let longest = n * 2 + 2;
+        let first = self
+            .candidates
+            .partition_point(|(c, _, _)| c.len() < shortest);
+        let mut best: Option<(f64, usize, &'a str)> = None;
+        for (candidate, text, index) in &self.candidates[first..] {
+            if candidate.len() > longest {
+                break;
+            }
+            if !budget.take() {
+                return None;
+            }
+            let score = strsim::jaro_winkler(word, text);
+            let close = score > 0.8 || {
+                let bound = 2.max(candidate.len() / 3);
+                osa_distance_within(&chars, candidate, bound).is_some()
+            };
+            let better = best.is_none_or(|(s, i, _)| score > s || (score == s && *index < i));
+            if close && better {
+                best = Some((score, *index, text));
+            }
+        }
+        best.map(|(_, _, text)| text)
+    }
+}
+
+/// The optimal-string-alignment distance of `a` and `b` when it is at most `bound`, in
+/// `O(bound * len)` time: only a band of the table is filled, and the search stops as soon
+/// as a whole row exceeds the bound.
+fn osa_distance_within(a: &[char], b: &[char], bound: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > bound {
+        return None;
+    }
+    let over = bound + 1;
+    let width = b.len() + 1;
+    let mut before: Vec<usize> = vec![over; width];
+    let mut previous: Vec<usize> = (0..width).map(|j| j.min(over)).collect();
+    let mut current: Vec<usize> = vec![over; width];
+    for i in 1..=a.len() {
+        current.fill(over);
+        current[0] = i.min(over);
+        let mut row_min = current[0];
+        let low = i.saturating_sub(bound).max(1);
+        let high = (i + bound).min(b.len());
+        for j in low..=high {
+            let substitution = previous[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            let mut value = substitution.min(previous[j] + 1).min(current[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                value = value.min(before[j - 2] + 1);
+            }
+            current[j] = value.min(over);
+            row_min = row_min.min(current[j]);
+        }
+        if row_min > bound {
+            return None;
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
+    }
+    let distance = previous[b.len()];
+    (distance <= bound).then_some(distance)
+}
+
+/// The nearest candidate to `word` by edit distance, if it is close enough to be a typo (see
+/// [`Suggestions`]; this prepares the candidates for one question and uses a default
+/// [`SuggestionBudget`]; a caller asking many questions builds a [`Suggestions`] once).
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let mut best: Option<(f64, &str)> = None;
-    for candidate in candidates {
-        let score = strsim::jaro_winkler(word, candidate);
-        let close = strsim::damerau_levenshtein(word, candidate) <= 2.max(candidate.len() / 3);
-        if (score > 0.8 || close) && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, candidate));
-        }
-    }
-    best.map(|(_, c)| c)
+    Suggestions::new(candidates).nearest(word, &mut SuggestionBudget::default())
 }
 
 #[cfg(test)]
@@ -320,6 +466,87 @@ mod tests {
         assert_eq!(did_you_mean("afer", keys), Some("after"));
         assert_eq!(did_you_mean("sandbx", keys), Some("sandbox"));
         assert_eq!(did_you_mean("uses", keys), Some("use"));
+        assert_eq!(
+            did_you_mean("atfer", keys),
+            Some("after"),
+            "a swap is one edit"
+        );
         assert_eq!(did_you_mean("completely-different", keys), None);
+        assert_eq!(did_you_mean("", keys), None);
+        assert_eq!(did_you_mean("x", [""]), Some(""));
+        assert_eq!(did_you_mean(&"a".repeat(10_000), keys), None);
+    }
+
+    #[test]
+    fn bounded_distance_agrees_with_the_full_one() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "acb",
+            "kitten",
+            "sitting",
+            "build",
+            "biuld",
+            "deploy",
+            "delpoy",
+            "日本語",
+            "日語本",
+            "stage-0001",
+            "stage-1000",
+        ];
+        for a in words {
+            for b in words {
+                let (ac, bc): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+                let full = strsim::osa_distance(a, b);
+                for bound in 0..6 {
+                    let expected = (full <= bound).then_some(full);
+                    assert_eq!(
+                        osa_distance_within(&ac, &bc, bound),
+                        expected,
+                        "{a:?} {b:?} within {bound}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_candidates_of_a_fitting_length_are_compared() {
+        // Names of every length from 1 to 120: a 10-character word is compared with names of
+        // 3 to 22 characters only.
+        let names: Vec<String> = (1..=120).map(|n| "x".repeat(n)).collect();
+        let suggestions = Suggestions::new(names.iter().map(String::as_str));
+        let mut budget = SuggestionBudget::default();
+        assert_eq!(
+            suggestions.nearest("xxxxxxxxxy", &mut budget),
+            Some("xxxxxxxxx")
+        );
+        assert_eq!(budget.spent(), 20, "compared {} names", budget.spent());
+    }
+
+    #[test]
+    fn a_spent_budget_stops_the_search() {
+        let names: Vec<String> = (0..1_000).map(|i| format!("stage-{i:04}")).collect();
+        let suggestions = Suggestions::new(names.iter().map(String::as_str));
+        let mut budget = SuggestionBudget::new(2_500);
+        let mut answered = 0;
+        for i in 0..1_000 {
+            if suggestions
+                .nearest(&format!("stgae-{i:04}"), &mut budget)
+                .is_some()
+            {
+                answered += 1;
+            }
+        }
+        assert_eq!(budget.spent(), 2_500);
+        assert_eq!(answered, 2, "the questions the budget covers are answered");
+        assert_eq!(
+            suggestions.nearest("stage-0001", &mut budget),
+            None,
+            "nothing once spent"
+        );
     }
 }

@@ -20,6 +20,7 @@
 //! | [`logs`] | the structured log stream, sinks and secret redaction |
 //! | [`runtime`] | [`Runtime`], [`StepRequest`], [`StepOutcome`] |
 //! | [`error`] | [`LoadError`], [`StepError`] and their kinds |
+//! | [`fsio`] | bounded reading of input files: regular files only, a size limit per kind |
 //!
 //! The modules above are the extension host. The pipeline side (registry, scheduler,
 //! executors, gates, policies, workspaces, snapshots, run summaries) lives in the other
@@ -35,6 +36,7 @@ pub mod component;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod fsio;
 pub mod gates;
 pub mod host;
 pub mod logs;

@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::fsio;
+
 /// Where the policy file lives, relative to the project directory.
 pub const DEFAULT_POLICY_FILE: &str = ".labhit/policies.toml";
 
@@ -163,15 +165,18 @@ pub struct PolicyVerdict {
 impl Policies {
     /// Reads the policy file at `path`; a missing file is [`Policies::Missing`], an unreadable
     /// or invalid one [`Policies::Invalid`].
+    ///
+    /// The file is read with [`fsio::read`]: a FIFO, a device or a directory in its place, or
+    /// a file over [`fsio::Limit::POLICY`] (1 MiB), is invalid and never read whole.
     pub fn load(path: &Path) -> Policies {
-        match std::fs::read_to_string(path) {
+        match fsio::read_to_string(path, fsio::Limit::POLICY) {
             Ok(text) => Policies::parse(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Policies::Missing {
+            Err(fsio::ReadError::NotFound { .. }) => Policies::Missing {
                 path: path.to_owned(),
             },
             Err(e) => Policies::Invalid {
                 path: path.to_owned(),
-                error: format!("cannot read it: {e}"),
+                error: e.to_string(),
             },
         }
     }
@@ -430,5 +435,41 @@ allow = false
         assert!(matches!(p, Policies::Invalid { .. }), "{p:?}");
         let v = p.evaluate("x", Some(&GitRef::new("main")));
         assert!(!v.allowed && v.reason.contains("invalid"), "{v:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_and_oversized_files_are_invalid_and_never_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let zero = dir.path().join("zero.toml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap();
+        for (path, reason) in [
+            (&fifo, "is a FIFO, not a regular file"),
+            (&zero, "is a character device, not a regular file"),
+            (
+                &big,
+                "is 2147483648 bytes, more than the limit of 1 MiB for a policy file",
+            ),
+        ] {
+            let loaded = Policies::load(path);
+            let Policies::Invalid { error, .. } = &loaded else {
+                panic!("{loaded:?}");
+            };
+            assert!(error.contains(reason), "{error}");
+            assert!(!loaded.evaluate("x", None).allowed);
+        }
     }
 }

@@ -15,6 +15,16 @@
 //! 3. the default directory [`default_dir`]: `$XDG_DATA_HOME/labhit/extensions`, or
 //!    `~/.local/share/labhit/extensions` when `XDG_DATA_HOME` is unset.
 //!
+//! **Resolution** ([`Registry::resolve`]) takes the groups above in that order and uses the
+//! first group that holds a version satisfying the reference; inside a group the newest
+//! satisfying version wins. So a bundle under `--extensions` beats a newer one in
+//! `LABHIT_EXTENSIONS`, which beats a newer one in the default directory.
+//!
+//! Every file of a bundle is read with [`fsio`](crate::fsio): the manifest must be a regular
+//! file of at most 1 MiB, and a FIFO or device in place of a manifest or component is
+//! refused without blocking. The component path, and what it resolves to through symbolic
+//! links, must stay inside the bundle directory ([`component_path`]).
+//!
 //! Discovery never stops at a bad bundle: a manifest that does not parse or validate, a
 //! component file that is missing or is not WebAssembly, or a manifest whose `contract`
 //! requirement excludes this host's contract version is recorded in
@@ -36,6 +46,8 @@ use std::path::{Path, PathBuf};
 
 use labhit_protocol::manifest::Manifest;
 use labhit_protocol::pipeline::UseRef;
+
+use crate::fsio;
 
 /// The environment variable holding extra search directories, separated by `:`.
 pub const ENV_VAR: &str = "LABHIT_EXTENSIONS";
@@ -164,8 +176,8 @@ impl Bundle {
     /// Reads and validates the bundle whose manifest is `manifest_path`, without checking
     /// the contract requirement. `Err` is the reason it is invalid.
     pub fn load(manifest_path: &Path) -> Result<Bundle, String> {
-        let bytes = std::fs::read(manifest_path)
-            .map_err(|e| format!("cannot read the manifest: {}", describe(&e)))?;
+        let bytes = fsio::read(manifest_path, fsio::Limit::MANIFEST)
+            .map_err(|e| format!("cannot read the manifest: {e}"))?;
         let manifest = Manifest::from_toml_bytes(&bytes).map_err(|diagnostics| {
             diagnostics
                 .iter()
@@ -173,8 +185,7 @@ impl Bundle {
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
-        let dir = manifest_path.parent().unwrap_or(Path::new("."));
-        let component_path = dir.join(&manifest.extension.component);
+        let component_path = component_path(manifest_path, &manifest)?;
         let format = sniff(&component_path)?;
         Ok(Bundle {
             manifest,
@@ -204,19 +215,43 @@ impl Bundle {
     }
 }
 
-/// Reads the WebAssembly header of `path`.
+/// The component file `manifest` names (`extension.component`, relative to the directory
+/// of `manifest_path`), refused when it resolves outside that directory: the manifest
+/// parser already refuses absolute paths and `..`, and this refuses a symbolic link (of the
+/// file or of a directory on the way) that leads out of the bundle. A path that does not
+/// resolve (a missing file) is returned as is; reading it reports the problem.
+pub fn component_path(manifest_path: &Path, manifest: &Manifest) -> Result<PathBuf, String> {
+    let dir = match manifest_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let path = dir.join(&manifest.extension.component);
+    let (Ok(real_dir), Ok(real)) = (dir.canonicalize(), path.canonicalize()) else {
+        return Ok(path);
+    };
+    if real.starts_with(&real_dir) {
+        Ok(path)
+    } else {
+        Err(format!(
+            "component `{}` resolves to `{}`, outside the bundle directory `{}`; put the file itself in the bundle",
+            path.display(),
+            real.display(),
+            dir.display()
+        ))
+    }
+}
+
+/// Reads the WebAssembly header of `path` (opened with [`fsio::open_regular`], so a FIFO or
+/// device is refused without blocking).
 fn sniff(path: &Path) -> Result<ComponentFormat, String> {
     let shown = path.display();
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let mut file = match fsio::open_regular(path) {
+        Ok((file, _)) => file,
+        Err(fsio::ReadError::NotFound { .. }) => {
             return Err(format!("component file `{shown}` does not exist"));
         }
-        Err(e) => return Err(format!("cannot read component `{shown}`: {}", describe(&e))),
+        Err(e) => return Err(format!("cannot use the component: {e}")),
     };
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(format!("component `{shown}` is a directory, not a file"));
-    }
     let mut header = [0u8; 8];
     let mut read = 0;
     while read < header.len() {
@@ -353,6 +388,8 @@ impl std::error::Error for ResolveError {}
 pub struct Registry {
     searched: Vec<SearchDir>,
     bundles: Vec<Bundle>,
+    /// Where each bundle of `bundles` was found.
+    origins: Vec<Origin>,
     invalid: Vec<Invalid>,
     conflicts: Vec<Conflict>,
 }
@@ -431,6 +468,7 @@ impl Registry {
                 }
                 by_id.insert(id, registry.bundles.len());
                 registry.bundles.push(bundle);
+                registry.origins.push(dir.origin);
             }
         }
         registry.conflicts = conflicts.into_values().collect();
@@ -464,14 +502,18 @@ impl Registry {
     }
 
     /// Resolves `category/name@req` (as a stage's `use` writes it) to the newest bundle
-    /// whose version satisfies the requirement. Without a requirement, the newest release
-    /// wins; pre-releases are picked only when no release exists.
+    /// whose version satisfies the requirement, in the first group of the search path
+    /// (explicit, then [`ENV_VAR`], then the default directory) that has one. Without a
+    /// requirement, the newest release wins; pre-releases are picked only when no release
+    /// exists.
     pub fn resolve(&self, reference: &UseRef) -> Result<&Bundle, ResolveError> {
         let wanted = reference.qualified_name();
-        let mut candidates: Vec<&Bundle> = self
-            .bundles
+        let mut candidates: Vec<(Origin, &Bundle)> = self
+            .origins
             .iter()
-            .filter(|b| {
+            .copied()
+            .zip(&self.bundles)
+            .filter(|(_, b)| {
                 b.manifest.extension.category == reference.category
                     && b.manifest.extension.name == reference.name
             })
@@ -496,23 +538,30 @@ impl Registry {
                 invalid: self.invalid.len(),
             });
         }
-        candidates.sort_by(|a, b| {
+        candidates.sort_by(|(_, a), (_, b)| {
             b.manifest
                 .extension
                 .version
                 .cmp(&a.manifest.extension.version)
         });
-        let found = match &reference.version {
-            Some(req) => candidates
+        let pick = |origin: Origin| {
+            let mut group = candidates
                 .iter()
-                .find(|b| req.matches(&b.manifest.extension.version)),
-            None => candidates
-                .iter()
-                .find(|b| b.manifest.extension.version.pre.is_empty())
-                .or(candidates.first()),
+                .filter(move |(o, _)| *o == origin)
+                .map(|(_, b)| *b);
+            match &reference.version {
+                Some(req) => group.find(|b| req.matches(&b.manifest.extension.version)),
+                None => {
+                    let newest = group.clone().next();
+                    group
+                        .find(|b| b.manifest.extension.version.pre.is_empty())
+                        .or(newest)
+                }
+            }
         };
-        found
-            .copied()
+        [Origin::Explicit, Origin::Env, Origin::Default]
+            .into_iter()
+            .find_map(pick)
             .ok_or_else(|| ResolveError::NoMatchingVersion {
                 wanted,
                 requirement: reference
@@ -521,7 +570,7 @@ impl Registry {
                     .map_or_else(|| "*".to_owned(), ToString::to_string),
                 available: candidates
                     .iter()
-                    .map(|b| b.manifest.extension.version.to_string())
+                    .map(|(_, b)| b.manifest.extension.version.to_string())
                     .collect(),
             })
     }
@@ -565,7 +614,8 @@ fn walk(
         return;
     }
     let manifest = dir.join(MANIFEST_FILE);
-    if manifest.is_file() {
+    // Anything but a directory counts (a FIFO there is then reported, not skipped).
+    if std::fs::metadata(&manifest).is_ok_and(|m| !m.is_dir()) {
         manifests.push(manifest);
         return;
     }
@@ -871,6 +921,162 @@ mod tests {
         assert_eq!(
             resolve(&registry, "util/checksum").unwrap().id(),
             "util/checksum@0.1.1"
+        );
+    }
+
+    #[test]
+    fn explicit_directories_beat_newer_versions_in_the_environment() {
+        let explicit_dir = tempfile::tempdir().unwrap();
+        let env_dir = tempfile::tempdir().unwrap();
+        let default_dir = tempfile::tempdir().unwrap();
+        let ours = bundle(
+            explicit_dir.path(),
+            "checksum",
+            &manifest("util", "checksum", "0.1.0", "^0.1"),
+            Some(COMPONENT),
+        );
+        let env = bundle(
+            env_dir.path(),
+            "checksum",
+            &manifest("util", "checksum", "0.9.0", "^0.1"),
+            Some(COMPONENT),
+        );
+        bundle(
+            default_dir.path(),
+            "checksum",
+            &manifest("util", "checksum", "1.0.0", "^0.1"),
+            Some(COMPONENT),
+        );
+        let at = |path: &Path, origin| SearchDir {
+            path: path.to_owned(),
+            origin,
+        };
+        let registry = Registry::discover_in(vec![
+            at(explicit_dir.path(), Origin::Explicit),
+            at(env_dir.path(), Origin::Env),
+            at(default_dir.path(), Origin::Default),
+        ]);
+        let used = |r: &str| resolve(&registry, r).unwrap().manifest_path.clone();
+        assert_eq!(
+            used("util/checksum"),
+            ours,
+            "explicit wins without a requirement"
+        );
+        assert_eq!(used("util/checksum@^0.1"), ours);
+        // A requirement only a later group satisfies falls through to it.
+        assert_eq!(used("util/checksum@^0.9"), env);
+        assert_eq!(
+            resolve(&registry, "util/checksum@^1").unwrap().id(),
+            "util/checksum@1.0.0"
+        );
+        assert!(
+            resolve(&registry, "util/checksum@^2")
+                .unwrap_err()
+                .ends_with("installed: 1.0.0, 0.9.0, 0.1.0")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn components_linked_from_outside_the_bundle_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside.wasm");
+        std::fs::write(&outside, COMPONENT).unwrap();
+        let linked = bundle(
+            tmp.path(),
+            "b/linked",
+            &manifest("util", "linked", "0.1.0", "^0.1"),
+            None,
+        );
+        std::os::unix::fs::symlink(&outside, tmp.path().join("b/linked/linked.wasm")).unwrap();
+        let zero = bundle(
+            tmp.path(),
+            "b/zero",
+            &manifest("util", "zero", "0.1.0", "^0.1"),
+            None,
+        );
+        std::os::unix::fs::symlink("/dev/zero", tmp.path().join("b/zero/zero.wasm")).unwrap();
+        // A link that stays inside the bundle is fine.
+        let inside = bundle(
+            tmp.path(),
+            "b/inside",
+            &manifest("util", "inside", "0.1.0", "^0.1"),
+            None,
+        );
+        std::fs::write(tmp.path().join("b/inside/real.wasm"), COMPONENT).unwrap();
+        std::os::unix::fs::symlink("real.wasm", tmp.path().join("b/inside/inside.wasm")).unwrap();
+        let registry = Registry::discover_in(explicit(&[&tmp.path().join("b")]));
+        let ids: Vec<String> = registry.bundles().iter().map(Bundle::id).collect();
+        assert_eq!(ids, ["util/inside@0.1.0"]);
+        assert_eq!(registry.bundles()[0].manifest_path, inside);
+        let reasons: BTreeMap<PathBuf, String> = registry
+            .invalid()
+            .iter()
+            .map(|i| (i.path.clone(), i.reason.clone()))
+            .collect();
+        assert!(
+            reasons[&linked].contains("outside the bundle directory"),
+            "{reasons:#?}"
+        );
+        assert!(
+            reasons[&zero].contains("resolves to `/dev/zero`, outside the bundle"),
+            "{reasons:#?}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_in_place_of_bundle_files_are_reported_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mkfifo = |path: &Path| {
+            let status = std::process::Command::new("mkfifo")
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        let component = bundle(
+            tmp.path(),
+            "c",
+            &manifest("util", "fifo", "0.1.0", "^0.1"),
+            None,
+        );
+        mkfifo(&tmp.path().join("c/fifo.wasm"));
+        std::fs::create_dir_all(tmp.path().join("m")).unwrap();
+        let manifest_fifo = tmp.path().join("m").join(MANIFEST_FILE);
+        mkfifo(&manifest_fifo);
+        let registry = Registry::discover_in(explicit(&[tmp.path()]));
+        assert!(registry.bundles().is_empty());
+        let reasons: BTreeMap<PathBuf, String> = registry
+            .invalid()
+            .iter()
+            .map(|i| (i.path.clone(), i.reason.clone()))
+            .collect();
+        assert!(
+            reasons[&component].ends_with("fifo.wasm` is a FIFO, not a regular file"),
+            "{reasons:#?}"
+        );
+        assert!(
+            reasons[&manifest_fifo].ends_with("extension.toml` is a FIFO, not a regular file"),
+            "{reasons:#?}"
+        );
+    }
+
+    #[test]
+    fn oversized_manifests_are_refused_unread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut text = manifest("util", "big", "0.1.0", "^0.1");
+        text.push_str(&format!("# {}\n", "x".repeat(2 << 20)));
+        let path = bundle(tmp.path(), "big", &text, Some(COMPONENT));
+        let registry = Registry::discover_in(explicit(&[tmp.path()]));
+        assert_eq!(registry.invalid().len(), 1);
+        assert_eq!(registry.invalid()[0].path, path);
+        assert!(
+            registry.invalid()[0]
+                .reason
+                .contains("more than the limit of 1 MiB for an extension manifest"),
+            "{}",
+            registry.invalid()[0].reason
         );
     }
 

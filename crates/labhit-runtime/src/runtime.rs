@@ -40,6 +40,7 @@ use crate::component::{self, SourceKind};
 use crate::engine::{EngineHandle, EngineSettings};
 use crate::error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
 use crate::host::fs_guard::{FsGuard, StepBoundary};
+use crate::fsio;
 use crate::host::secrets::{NoSecrets, SecretAccess, SecretStore};
 use crate::host::wasi::{self, LineStream, WasiSpec};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
@@ -73,6 +74,9 @@ pub struct RuntimeConfig {
     pub cancel_grace: Duration,
     /// Bounds on each step's log.
     pub log_limits: LogLimits,
+    /// The largest component file [`Runtime::load`] reads (default
+    /// [`fsio::DEFAULT_COMPONENT_BYTES`], 256 MiB); larger files are refused unread.
+    pub max_component_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -87,6 +91,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(10),
             cancel_grace: Duration::from_secs(5),
             log_limits: LogLimits::default(),
+            max_component_bytes: fsio::DEFAULT_COMPONENT_BYTES,
         }
     }
 }
@@ -365,7 +370,9 @@ impl Runtime {
     ) -> Result<LoadedExtension, LoadError> {
         let start = Instant::now();
         let fail = |kind| load_error(manifest, component_path, kind);
-        let bytes = std::fs::read(component_path).map_err(|e| fail(LoadErrorKind::Read(e)))?;
+        let limit = fsio::Limit::component(self.inner.config.max_component_bytes);
+        let bytes =
+            fsio::read(component_path, limit).map_err(|e| fail(LoadErrorKind::Read(e.into())))?;
         self.load_bytes_inner(manifest, component_path, &bytes, start)
     }
 

@@ -149,11 +149,10 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
                 ),
             ));
             let runtime = super::runtime()?;
-            checks.extend(component_checks(
-                &runtime,
-                manifest,
-                &file.component_path(manifest),
-            ));
+            match file.component_path(manifest) {
+                Ok(component) => checks.extend(component_checks(&runtime, manifest, &component)),
+                Err(reason) => checks.push(Check::fail("component", reason)),
+            }
             checks.push(schema_check("inputs", "input", manifest.inputs_schema()));
             checks.push(schema_check(
                 "outputs",

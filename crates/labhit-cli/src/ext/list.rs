@@ -5,8 +5,8 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
-use labhit_runtime::registry::{Origin, Registry};
+use anyhow::Result;
+use labhit_runtime::registry::Origin;
 use serde::Serialize;
 
 use super::Format;
@@ -80,19 +80,14 @@ struct Conflict {
     id: String,
     used: String,
     shadowed: Vec<String>,
+    /// The registry's own sentence for it (also printed by `labhit run`).
+    #[serde(skip)]
+    text: String,
 }
 
 /// Runs `labhit ext list`.
 pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
-    for dir in &args.extensions {
-        if !dir.is_dir() {
-            bail!(
-                "extensions directory `{}` does not exist or is not a directory",
-                dir.display()
-            );
-        }
-    }
-    let registry = Registry::discover(&args.extensions);
+    let registry = crate::files::registry(&args.extensions)?;
     let report = Report {
         searched: registry
             .searched()
@@ -134,6 +129,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
                 id: c.id.clone(),
                 used: c.used.display().to_string(),
                 shadowed: c.shadowed.iter().map(|p| p.display().to_string()).collect(),
+                text: c.to_string(),
             })
             .collect(),
     };
@@ -168,13 +164,7 @@ fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
         )?;
     }
     for conflict in &report.conflicts {
-        writeln!(
-            out,
-            "{yellow}conflict{yellow:#}: `{}` is installed more than once; using {}, ignoring {}",
-            conflict.id,
-            conflict.used,
-            conflict.shadowed.join(", ")
-        )?;
+        writeln!(out, "{yellow}conflict{yellow:#}: {}", conflict.text)?;
     }
     for invalid in &report.invalid {
         writeln!(

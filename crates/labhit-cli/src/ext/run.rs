@@ -259,7 +259,7 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
     let with_text = match (&args.with, &args.with_file) {
         (Some(text), _) => Some(text.clone()),
         (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
+            labhit_runtime::fsio::read_to_string(path, labhit_runtime::fsio::Limit::WITH)
                 .with_context(|| format!("cannot read `--with-file {}`", path.display()))?,
         ),
         (None, None) => None,
@@ -336,7 +336,8 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
     };
 
     let runtime = super::runtime()?;
-    let component = super::component_path(&file.path, &manifest);
+    let component = super::component_path(&file.path, &manifest)
+        .map_err(|e| problem(format!("stage `{stage}`: {e}")))?;
     let extension = runtime
         .load(&manifest, &component)
         .map_err(|e| problem(format!("stage `{stage}`: {e}")))?;

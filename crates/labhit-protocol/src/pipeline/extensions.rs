@@ -6,7 +6,7 @@ use super::forms::{StageId, UseRef};
 use super::model::Stages;
 use super::parse::StageSite;
 use super::yaml::{Node, NodeValue};
-use crate::diagnostic::{Diagnostic, Rule, Span, did_you_mean};
+use crate::diagnostic::{Diagnostic, Rule, Span, SuggestionBudget, Suggestions};
 use crate::manifest::Manifest;
 
 /// One way a value breaks a JSON Schema.
@@ -63,6 +63,40 @@ pub fn resolve<'m>(
     reference: &UseRef,
     manifests: &'m [Manifest],
 ) -> Result<&'m Manifest, Diagnostic> {
+    let names = Names::new(manifests);
+    let mut budget = SuggestionBudget::default();
+    resolve_with(
+        reference,
+        manifests,
+        &names.0,
+        &names.suggestions(),
+        &mut budget,
+    )
+}
+
+/// The distinct `category/name`s of a set of manifests, sorted: computed once per file.
+struct Names(Vec<String>);
+
+impl Names {
+    fn new(manifests: &[Manifest]) -> Self {
+        let mut names: Vec<String> = manifests.iter().map(Manifest::qualified_name).collect();
+        names.sort();
+        names.dedup();
+        Self(names)
+    }
+
+    fn suggestions(&self) -> Suggestions<'_> {
+        Suggestions::new(self.0.iter().map(String::as_str))
+    }
+}
+
+fn resolve_with<'m>(
+    reference: &UseRef,
+    manifests: &'m [Manifest],
+    names: &[String],
+    suggestions: &Suggestions<'_>,
+    budget: &mut SuggestionBudget,
+) -> Result<&'m Manifest, Diagnostic> {
     let wanted = reference.qualified_name();
     let mut candidates: Vec<&Manifest> = manifests
         .iter()
@@ -71,15 +105,12 @@ pub fn resolve<'m>(
         })
         .collect();
     if candidates.is_empty() {
-        let mut names: Vec<String> = manifests.iter().map(Manifest::qualified_name).collect();
-        names.sort();
-        names.dedup();
         let mut diag = Diagnostic::error(
             Rule::UnknownExtension,
             Span::file_start(),
             format!("no extension `{wanted}` is available"),
         );
-        diag = match did_you_mean(&wanted, names.iter().map(String::as_str)) {
+        diag = match suggestions.nearest(&wanted, budget) {
             Some(near) => diag.with_help(format!("did you mean `{near}`?")),
             None if names.is_empty() => {
                 diag.with_help("no extension manifests were found; pass `--extensions DIR`")
@@ -123,14 +154,17 @@ pub(crate) fn check(
     manifests: &[Manifest],
     validator: Option<&dyn InputValidator>,
     diags: &mut Vec<Diagnostic>,
+    budget: &mut SuggestionBudget,
 ) {
+    let names = Names::new(manifests);
+    let suggestions = names.suggestions();
     for (id, stage) in stages.iter() {
         let Some(reference) = &stage.uses else {
             continue;
         };
         let Some(site) = sites.get(id) else { continue };
         let use_span = site.uses.unwrap_or(site.key);
-        let manifest = match resolve(reference, manifests) {
+        let manifest = match resolve_with(reference, manifests, &names.0, &suggestions, budget) {
             Ok(m) => m,
             Err(mut diag) => {
                 diag.span = use_span;

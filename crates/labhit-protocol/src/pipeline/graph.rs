@@ -8,10 +8,16 @@ use indexmap::IndexMap;
 use super::forms::StageId;
 use super::model::Stages;
 use super::parse::StageSite;
-use crate::diagnostic::{Diagnostic, Rule, did_you_mean};
+use crate::diagnostic::{Diagnostic, Rule, SuggestionBudget, Suggestions};
 
-/// Checks the `after` edges recorded while parsing.
-pub(crate) fn check(sites: &IndexMap<StageId, StageSite<'_>>, diags: &mut Vec<Diagnostic>) {
+/// Checks the `after` edges recorded while parsing. "Did you mean" suggestions for unknown
+/// stages come from the stage ids, prepared once, within `budget`.
+pub(crate) fn check(
+    sites: &IndexMap<StageId, StageSite<'_>>,
+    diags: &mut Vec<Diagnostic>,
+    budget: &mut SuggestionBudget,
+) {
+    let mut suggestions: Option<Suggestions<'_>> = None;
     let index: HashMap<&str, usize> = sites
         .keys()
         .enumerate()
@@ -42,9 +48,10 @@ pub(crate) fn check(sites: &IndexMap<StageId, StageSite<'_>>, diags: &mut Vec<Di
                             "stage `{id}` waits for `{target}`, which is not a stage of this pipeline"
                         ),
                     );
-                    if let Some(near) =
-                        did_you_mean(target.as_str(), sites.keys().map(StageId::as_str))
-                    {
+                    let near = suggestions
+                        .get_or_insert_with(|| Suggestions::new(sites.keys().map(StageId::as_str)))
+                        .nearest(target.as_str(), budget);
+                    if let Some(near) = near {
                         diag = diag.with_help(format!("did you mean `{near}`?"));
                     }
                     diags.push(diag);

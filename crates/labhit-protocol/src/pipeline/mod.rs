@@ -27,7 +27,7 @@ pub use model::{
 pub use parse::STAGE_KEYS;
 pub use yaml::Limits;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, SuggestionBudget};
 use crate::manifest::Manifest;
 
 /// What [`check`] needs besides the text.
@@ -73,8 +73,9 @@ pub fn check(source: &[u8], options: &CheckOptions<'_>) -> Checked {
     let tree = yaml::load(source, &options.limits, &mut diagnostics);
     let mut pipeline = None;
     if let Some(root) = tree {
-        let walked = parse::walk(root.as_ref(), &mut diagnostics);
-        graph::check(&walked.sites, &mut diagnostics);
+        let mut budget = SuggestionBudget::default();
+        let walked = parse::walk(root.as_ref(), &mut diagnostics, &mut budget);
+        graph::check(&walked.sites, &mut diagnostics, &mut budget);
         if let (Some(file), Some(manifests)) = (&walked.file, options.extensions) {
             extensions::check(
                 &file.pipeline.stages,
@@ -82,6 +83,7 @@ pub fn check(source: &[u8], options: &CheckOptions<'_>) -> Checked {
                 manifests,
                 options.input_validator,
                 &mut diagnostics,
+                &mut budget,
             );
         }
         pipeline = walked.file;

@@ -15,7 +15,7 @@ use super::model::{
     After, Approval, EngineVersion, Gate, Pipeline, PipelineFile, Resources, Sandbox, Stage, Stages,
 };
 use super::yaml::{Node, NodeValue, Scalar};
-use crate::diagnostic::{Diagnostic, Rule, Span, did_you_mean};
+use crate::diagnostic::{Diagnostic, Rule, Span, SuggestionBudget, Suggestions};
 use crate::value::{Map, Value};
 
 /// The keys a stage may have: the six keywords.
@@ -37,9 +37,14 @@ pub(crate) struct Walked<'n> {
     pub(crate) sites: IndexMap<StageId, StageSite<'n>>,
 }
 
-pub(crate) fn walk<'n>(root: Option<&'n Node>, diags: &mut Vec<Diagnostic>) -> Walked<'n> {
+pub(crate) fn walk<'n>(
+    root: Option<&'n Node>,
+    diags: &mut Vec<Diagnostic>,
+    budget: &mut SuggestionBudget,
+) -> Walked<'n> {
     let mut walker = Walker {
         diags,
+        budget,
         sites: IndexMap::new(),
     };
     let file = match root {
@@ -64,6 +69,8 @@ pub(crate) fn walk<'n>(root: Option<&'n Node>, diags: &mut Vec<Diagnostic>) -> W
 
 struct Walker<'n, 'd> {
     diags: &'d mut Vec<Diagnostic>,
+    /// "Did you mean" work left for this file.
+    budget: &'d mut SuggestionBudget,
     sites: IndexMap<StageId, StageSite<'n>>,
 }
 
@@ -120,7 +127,8 @@ impl<'n> Walker<'n, '_> {
                     key.span,
                     format!("unknown key `{name}` in {what}"),
                 );
-                diag = match did_you_mean(name, known.iter().copied()) {
+                let near = Suggestions::new(known.iter().copied()).nearest(name, self.budget);
+                diag = match near {
                     Some(near) => diag.with_help(format!("did you mean `{near}`?")),
                     None => diag.with_help(format!("expected one of: {}", known.join(", "))),
                 };

@@ -1,7 +1,7 @@
 //! Unit tests of the pipeline checker; the data-driven corpus lives in `tests/`.
 
 use super::*;
-use crate::diagnostic::{Position, Rule};
+use crate::diagnostic::{Position, Rule, SuggestionBudget};
 
 fn rules(src: &str) -> Vec<(Rule, u32, u32)> {
     check(src.as_bytes(), &CheckOptions::default())
@@ -88,4 +88,53 @@ fn long_chains_do_not_overflow() {
             .len(),
         20_000
     );
+}
+
+/// 10,000 stages, each waiting for a stage that does not exist (about 358 KB), as the
+/// review's probe: "did you mean" once compared every reference with every stage.
+fn unknown_references(stages: usize) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from("engine: \"1\"\npipeline:\n  name: refs\n  stages:\n");
+    for i in 0..stages {
+        let _ = write!(
+            text,
+            "    stage-{i:05}:\n      run: make\n      after: [stage-{i:05}x]\n"
+        );
+    }
+    text
+}
+
+#[test]
+fn did_you_mean_work_is_bounded_per_file() {
+    let text = unknown_references(10_000);
+    let mut diagnostics = Vec::new();
+    let tree = yaml::load(text.as_bytes(), &Limits::default(), &mut diagnostics)
+        .flatten()
+        .unwrap();
+    let mut budget = SuggestionBudget::default();
+    let walked = parse::walk(Some(&tree), &mut diagnostics, &mut budget);
+    graph::check(&walked.sites, &mut diagnostics, &mut budget);
+    let unknown: Vec<&Diagnostic> = diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::UnknownStage)
+        .collect();
+    assert_eq!(unknown.len(), 10_000, "every reference is still reported");
+    // Without bounds this is 10,000 x 10,000 comparisons.
+    assert!(
+        budget.spent() <= SuggestionBudget::DEFAULT_COMPARISONS,
+        "{} comparisons",
+        budget.spent()
+    );
+    assert_eq!(
+        unknown[0].help.as_deref(),
+        Some("did you mean `stage-00000`?"),
+        "the first references still get a suggestion"
+    );
+    assert!(
+        unknown.iter().filter(|d| d.help.is_some()).count() >= 5,
+        "a handful are answered before the budget is spent"
+    );
+    // The whole check on the same file.
+    let checked = check(text.as_bytes(), &CheckOptions::default());
+    assert_eq!(checked.diagnostics.len(), 10_000);
 }
