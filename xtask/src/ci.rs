@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
 //!
 //! The README names this command as the way to run all tests; `.ci/run` installs the
-//! prerequisites (wasm targets, cargo-nextest, cargo-deny, Node.js for buf) and calls it.
+//! prerequisites (wasm targets, cargo-nextest, cargo-deny, Node.js for buf, the nightly
+//! toolchain and cargo-fuzz for the fuzz smoke run) and calls it.
 
 use std::path::Path;
 use std::process::Command;
@@ -18,7 +19,19 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         codegen::run(root, codegen::Mode::Check)
     })?;
     step("rustfmt", || {
-        cargo(root, &["fmt", "--all", "--", "--check"])
+        cargo(root, &["fmt", "--all", "--", "--check"])?;
+        // The fuzz targets are a workspace of their own.
+        cargo(
+            root,
+            &[
+                "fmt",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
+                "--all",
+                "--",
+                "--check",
+            ],
+        )
     })?;
     step("clippy", || {
         cargo(
@@ -75,6 +88,28 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         "example pipeline, twice (the README's first command)",
         || crate::example::run(root, 2),
     )?;
+    step("fuzz smoke (every cargo-fuzz target, briefly)", || {
+        if crate::fuzz::tools_installed() {
+            crate::fuzz::run(
+                root,
+                &crate::fuzz::Options {
+                    secs: crate::fuzz::SMOKE_SECS,
+                    targets: Vec::new(),
+                },
+            )
+        } else if std::env::var_os("CI").is_some() {
+            bail!(
+                "the nightly toolchain or cargo-fuzz is missing; `.ci/run` installs them \
+                 (rustup toolchain install nightly --profile minimal; cargo install --locked cargo-fuzz)"
+            )
+        } else {
+            eprintln!(
+                "   skipped: needs the nightly toolchain and cargo-fuzz \
+                 (cargo install --locked cargo-fuzz)"
+            );
+            Ok(())
+        }
+    })?;
     if !quick {
         step("cargo package (contract crates are self-contained)", || {
             cargo(

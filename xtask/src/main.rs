@@ -4,6 +4,8 @@
 //! * `cargo xtask codegen --check` fails with a diff when any of them is stale;
 //! * `cargo xtask extensions` builds every example extension into an installable bundle;
 //! * `cargo xtask example` builds them and runs `examples/pipeline.yaml` end to end;
+//! * `cargo xtask fuzz [--smoke] [--time SECS] [TARGET...]` builds the cargo-fuzz targets of
+//!   `fuzz/`, seeds them from the test corpus and runs each for a fixed time;
 //! * `cargo xtask ci` runs every check CI runs.
 
 mod ci;
@@ -11,6 +13,7 @@ mod codegen;
 mod doc_examples;
 mod example;
 mod extensions;
+mod fuzz;
 
 use std::path::PathBuf;
 
@@ -51,7 +54,21 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         runs: u32,
     },
-    /// Run every CI check: codegen drift, rustfmt, clippy, buf lint, cargo-deny, all tests.
+    /// Build the cargo-fuzz targets of `fuzz/` (nightly), seed their corpora from the test
+    /// corpus and run each for a fixed time; fails with the input's path on a crash.
+    Fuzz {
+        /// Run each target for a short fixed time (what CI does).
+        #[arg(long, conflicts_with = "time")]
+        smoke: bool,
+        /// Seconds per target (default 300, or 20 with `--smoke`).
+        #[arg(long, value_name = "SECS")]
+        time: Option<u64>,
+        /// Targets to run (default: all of pipeline, manifest, policy, borsh, component).
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+    },
+    /// Run every CI check: codegen drift, rustfmt, clippy, buf lint, cargo-deny, all tests,
+    /// the example pipeline and a fuzz smoke run.
     Ci {
         /// Skip the slow `cargo package` check.
         #[arg(long)]
@@ -72,6 +89,18 @@ fn main() -> Result<()> {
         }
         Command::Extensions { out, p1 } => extensions::run(&project_root(), out, p1),
         Command::Example { runs } => example::run(&project_root(), runs),
+        Command::Fuzz {
+            smoke,
+            time,
+            targets,
+        } => {
+            let secs = time.unwrap_or(if smoke {
+                fuzz::SMOKE_SECS
+            } else {
+                fuzz::DEFAULT_SECS
+            });
+            fuzz::run(&project_root(), &fuzz::Options { secs, targets })
+        }
         Command::Ci { quick } => ci::run(&project_root(), quick),
     }
 }
