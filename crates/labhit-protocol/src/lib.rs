@@ -1,5 +1,7 @@
 //! Wire and model types of the LabHit CI/CD contract.
 //!
+//! * [`forms`]: validated scalars (ids, extension references, durations, sizes, CPU) shared
+//!   by the pipeline file, the manifest and the run model;
 //! * [`pipeline`]: the `.labhit/pipeline.yaml` model, its parser and validator;
 //! * [`manifest`]: the `extension.toml` model and parser;
 //! * [`executor`]: what a host hands an executor and what it gets back;
@@ -15,6 +17,7 @@ pub mod borsh_ext;
 pub mod codec;
 pub mod diagnostic;
 pub mod executor;
+pub mod forms;
 pub mod ids;
 pub mod manifest;
 pub mod pipeline;
@@ -24,5 +27,9 @@ pub mod value;
 pub mod version;
 
 pub use diagnostic::{Diagnostic, Position, Rule, Severity, Span};
+pub use forms::{
+    ByteSize, Cpu, DurationSpec, ExtensionIdent, FormError, PipelineName, PolicyName, StageId,
+    UseRef,
+};
 pub use value::Value;
 pub use version::{CONTRACT_VERSION, ENGINE_FORMAT, WIT_PACKAGE};

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::ArtifactRef;
 use crate::ids::RunId;
-use crate::pipeline::StageId;
+use crate::forms::StageId;
 
 /// A string that names no variant of a status or log enum.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

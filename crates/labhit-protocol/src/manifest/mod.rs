@@ -13,7 +13,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::diagnostic::{Diagnostic, Position, Rule, Span};
-use crate::pipeline::{ByteSize, DurationSpec, ExtensionIdent};
+use crate::forms::{ByteSize, DurationSpec, ExtensionIdent};
 use crate::value::{Map, Value};
 
 /// Largest manifest accepted, in bytes.

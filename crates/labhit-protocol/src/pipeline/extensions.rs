@@ -2,7 +2,7 @@
 //! version satisfies the requirement, `with` satisfies its input schema, and `run` together
 //! with `use` names an executor.
 
-use super::forms::{StageId, UseRef};
+use crate::forms::{StageId, UseRef};
 use super::model::Stages;
 use super::parse::StageSite;
 use super::yaml::{Node, NodeValue};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use indexmap::IndexMap;
 
-use super::forms::StageId;
+use crate::forms::StageId;
 use super::model::Stages;
 use super::parse::StageSite;
 use crate::diagnostic::{Diagnostic, Rule, SuggestionBudget, Suggestions};

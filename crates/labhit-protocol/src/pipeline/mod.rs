@@ -7,7 +7,6 @@
 //! [`Diagnostic`]s with stable rule codes and `line:col` spans.
 
 mod extensions;
-mod forms;
 mod graph;
 mod model;
 mod parse;
@@ -16,7 +15,9 @@ mod yaml;
 #[cfg(feature = "jsonschema")]
 pub use extensions::JsonSchemaValidator;
 pub use extensions::{InputValidator, SchemaViolation, resolve};
-pub use forms::{
+/// The scalar forms, re-exported where the pipeline model uses them (they live in
+/// [`crate::forms`]).
+pub use crate::forms::{
     ByteSize, Cpu, DurationSpec, ExtensionIdent, FormError, PipelineName, PolicyName, StageId,
     UseRef,
 };

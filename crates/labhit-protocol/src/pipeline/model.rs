@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::forms::{ByteSize, Cpu, DurationSpec, PipelineName, PolicyName, StageId, UseRef};
+use crate::forms::{ByteSize, Cpu, DurationSpec, PipelineName, PolicyName, StageId, UseRef};
 use crate::value::Map;
 
 /// A whole pipeline file.

@@ -8,7 +8,7 @@
 
 use indexmap::IndexMap;
 
-use super::forms::{
+use crate::forms::{
     ByteSize, Cpu, DurationSpec, FormError, PipelineName, PolicyName, StageId, UseRef,
 };
 use super::model::{

@@ -1,5 +1,5 @@
-//! Validated scalar forms of the pipeline format: identifiers, extension references,
-//! durations, memory quantities and CPU amounts.
+//! Validated scalar forms shared by the pipeline file, the manifest and the run model:
+//! identifiers, extension references, durations, byte sizes and CPU amounts.
 //!
 //! Each form is parsed in exactly one place ([`FromStr`] or a `parse` function) that the YAML
 //! walker, serde and borsh all go through, and each publishes the JSON Schema fragment that
