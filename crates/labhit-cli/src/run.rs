@@ -96,7 +96,8 @@ pub(crate) struct Args {
     file: Option<PathBuf>,
 
     /// A directory of extension bundles, searched before `$LABHIT_EXTENSIONS` and the
-    /// default directory; repeatable
+    /// default directory (a `use` resolves in the first of them that has a fitting version);
+    /// it must exist. Repeatable
     #[arg(long = "extensions", value_name = "DIR")]
     extensions: Vec<PathBuf>,
 
