@@ -456,17 +456,17 @@ impl Interrupted {
     fn handle(&self, signal: nix::sys::signal::Signal, count: u32) {
         self.shutdown.record(signal);
         let name = signals::describe(signal);
+        // Flags first: nothing printed may delay them.
+        self.cancellation.cancel();
         if count == 1 {
             self.console.warn(&format!(
                 "{name}: cancelling the run (send it again to stop the running stages at once)"
             ));
-            self.cancellation.cancel();
             return;
         }
+        self.abort.cancel();
         self.console
             .warn(&format!("{name} again: killing the running stages now"));
-        self.cancellation.cancel();
-        self.abort.cancel();
         let first = self.shutdown.signal().unwrap_or(signal);
         self.shutdown
             .force(shutdown::FORCE_WAIT, signals::exit_code(first), || {

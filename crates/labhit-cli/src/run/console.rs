@@ -236,6 +236,9 @@ impl ApprovalPrompt for Prompt {
         );
         let _ = stderr.flush();
         drop(stderr);
+        // Not held while waiting for a person: a signal must still be able to log, read the
+        // statuses and flush the log file.
+        drop(state);
         let mut answer = String::new();
         let read = std::io::stdin().lock().read_line(&mut answer);
         match read {
