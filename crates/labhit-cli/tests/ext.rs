@@ -810,3 +810,42 @@ fn a_guest_cannot_send_terminal_escapes() {
         );
     }
 }
+
+#[test]
+fn a_planted_escaping_link_fails_the_step_and_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = hostile_bundle(dir.path(), "hostile");
+    std::fs::create_dir_all(dir.path().join("run/workspace")).expect("mkdir");
+    std::fs::write(dir.path().join("outside"), "untouched").expect("write");
+    let workspace = dir.path().join("run/workspace");
+    for mode in ["plant-link", "plant-link-rename"] {
+        let with = format!(r#"{{"mode": "{mode}", "path": "../../outside", "name": "a"}}"#);
+        let run = labhit(&[
+            "ext",
+            "run",
+            path(&bundle),
+            "--workspace",
+            path(&workspace),
+            "--with",
+            &with,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(run.code(), 1, "{mode}: {run:?}");
+        let json = run.json();
+        assert_eq!(json["error"]["code"], "workspace-escape", "{mode}: {run:?}");
+        let message = json["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("`a` -> `../../outside`"),
+            "{mode}: {message}"
+        );
+        assert!(
+            std::fs::symlink_metadata(workspace.join("a")).is_err(),
+            "{mode}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("outside")).expect("outside"),
+            "untouched"
+        );
+    }
+}

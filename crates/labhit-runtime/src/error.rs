@@ -205,8 +205,8 @@ pub enum StepFailure {
     /// The guest tried to add more bytes to the workspace than `limits.disk` allows; the
     /// write was refused with `insufficient-space`.
     #[error(
-        "exceeded its disk limit of {limit} bytes (what one step may add to the workspace); \
-         raise `limits.disk` in its extension.toml"
+        "exceeded its disk limit of {} (what one step may add to the workspace); raise \
+         `limits.disk` in its extension.toml", byte_size(*limit)
     )]
     DiskLimit {
         /// The limit in bytes.
@@ -270,6 +270,12 @@ impl StepFailure {
             StepFailure::Boundary(_) => "workspace-check",
         }
     }
+}
+
+/// `16Mi`, `1Gi`, `1000`: a byte count in the manifest's own notation.
+fn byte_size(bytes: u64) -> String {
+    labhit_protocol::pipeline::ByteSize::from_bytes(bytes)
+        .map_or_else(|_| format!("{bytes} bytes"), |size| size.to_string())
 }
 
 /// `1m30s`, `250ms`, `2h`: a short human form of a duration.

@@ -812,6 +812,7 @@ fn a_guest_cannot_fill_the_disk_past_limits_disk() {
             StepFailure::DiskLimit { limit: 16 << 20 },
             "{mode}: {err}"
         );
+        assert!(err.to_string().contains("disk limit of 16Mi"), "{err}");
         assert!(err.to_string().contains("`limits.disk`"), "{err}");
         let size = std::fs::metadata(workspace.path().join("big"))
             .expect("file")
@@ -866,4 +867,71 @@ fn a_guest_cannot_create_more_entries_than_limits_files() {
         expect_output(runtime.execute(&extension, step))["created"],
         "900"
     );
+}
+
+/// The acceptance scenario of issue 9: a sandboxed stage of a pipeline tries to plant
+/// `a -> ../../outside` (directly, and by renaming a link), a later `run:` stage writes `a`.
+/// The attempt is reported in the run, and no stage writes outside the run's workspace.
+#[test]
+fn acceptance_a_planted_link_is_reported_and_no_later_stage_writes_outside() {
+    use labhit_protocol::pipeline::PipelineFile;
+    use labhit_protocol::run::{RunStatus, StageStatus};
+    use labhit_runtime::executor::LocalExecutor;
+    use labhit_runtime::scheduler::stages::{PipelineRunner, StagePlan};
+    use labhit_runtime::scheduler::{RunInfo, RunLog, Scheduler, SchedulerOptions};
+
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    for mode in ["plant-link", "plant-link-rename"] {
+        let scene = Scene::new();
+        let text = format!(
+            "engine: \"1\"\npipeline:\n  name: t\n  stages:\n    plant:\n      use: test/hostile\n      \
+             with: {{mode: {mode}, path: ../../outside, name: a}}\n    write:\n      \
+             after: plant\n      run: echo pwned > a\n"
+        );
+        let file = PipelineFile::from_yaml(&text).unwrap_or_else(|d| panic!("{d:?}"));
+        let store = tempfile::tempdir().expect("tempdir");
+        let mut runner = PipelineRunner::new(scene.workspace(), scene.dir.path().join("run"));
+        runner.runtime = Some(runtime.clone());
+        runner.plans.insert(
+            "plant".into(),
+            StagePlan::Extension(Box::new(extension.clone())),
+        );
+        runner.plans.insert(
+            "write".into(),
+            StagePlan::Command(Arc::new(LocalExecutor::new(
+                labhit_runtime::snapshot::SnapshotStore::new(store.path()),
+            ))),
+        );
+        let sink = Arc::new(CollectingSink::new());
+        let log = RunLog::new(labhit_runtime::scheduler::new_run_id(), sink.clone());
+        let run = Scheduler::new(SchedulerOptions::default()).run(
+            &file,
+            &runner,
+            &log,
+            RunInfo::default(),
+        );
+        assert_eq!(run.status, RunStatus::Failed, "{mode}: {run:#?}");
+        let plant = run.stage("plant").expect("plant");
+        assert_eq!(plant.status, StageStatus::Failed, "{mode}");
+        let reason = plant.reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("`a` -> `../../outside`") && reason.contains("[workspace-escape]"),
+            "{mode}: {reason}"
+        );
+        assert!(
+            sink.messages()
+                .iter()
+                .any(|m| m.contains("`a` -> `../../outside`")),
+            "{mode}: the attempt is in the run's log"
+        );
+        assert!(std::fs::symlink_metadata(scene.workspace().join("a")).is_err());
+        // Whatever runs next in this workspace writes inside it.
+        assert_eq!(later_local_stage_writes_a(&scene.workspace()).exit_code, 0);
+        assert_eq!(scene.outside(), "untouched", "{mode}");
+        assert_eq!(
+            std::fs::read_to_string(scene.workspace().join("a")).expect("a"),
+            "pwned\n"
+        );
+    }
 }
