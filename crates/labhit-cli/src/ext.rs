@@ -32,6 +32,8 @@ use crate::files::{self, Contents};
 use crate::{ColorWhen, Exit};
 
 /// `labhit ext` subcommands.
+// Parsed once per process: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Check that an extension bundle loads and honours the contract.

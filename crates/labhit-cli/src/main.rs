@@ -14,6 +14,7 @@ mod printable;
 mod render;
 mod run;
 mod schema;
+mod secrets;
 mod stdio;
 mod validate;
 

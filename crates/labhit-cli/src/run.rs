@@ -44,7 +44,7 @@ use labhit_runtime::scheduler::stages::{PipelineRunner, StagePlan};
 use labhit_runtime::scheduler::{RunInfo, RunLog, Scheduler, SchedulerOptions};
 use labhit_runtime::snapshot::SnapshotStore;
 use labhit_runtime::workspace::{DEFAULT_SKIP, RunWorkspace, WorkspaceSource, default_runs_base};
-use labhit_runtime::{Cancellation, MapSecrets, Redactor, Runtime, RuntimeConfig, summary};
+use labhit_runtime::{Cancellation, Runtime, RuntimeConfig, summary};
 
 use crate::printable::printable;
 use crate::render::Styles;
@@ -76,6 +76,12 @@ use crate::{ColorWhen, Exit, files};
     "UNSANDBOXED; with `use: X` the script goes to the executor extension X instead (for\n",
     "example exec/sh, a sandboxed shell). Either way a successful stage's effect on the\n",
     "workspace is kept in --cache-dir, and a later run whose key matches restores it (`cached`).\n",
+    "\n",
+    "Secrets: `--secret NAME` (value from the environment variable NAME), `--secrets-file FILE`\n",
+    "(NAME=VALUE lines, mode 600; `-` reads stdin) or `--secret NAME=VALUE` (visible in `ps`).\n",
+    "An extension gets the secrets its manifest declares; a `run:` stage gets those its\n",
+    "`sandbox.secrets` lists, as environment variables. Values are redacted from the terminal,\n",
+    "log.jsonl, summary.json and artifact names (see SECURITY.md).\n",
     "\n",
     "Ctrl-C, SIGTERM or SIGHUP cancels the run cleanly (running stages get SIGTERM, then\n",
     "SIGKILL after a grace period; the run ends `cancelled`); a second signal kills the\n",
@@ -129,10 +135,8 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 
-    /// A secret for extensions that declare NAME; repeatable. Its value is redacted
-    /// from everything printed
-    #[arg(long = "secret", value_name = "NAME=VALUE")]
-    secrets: Vec<String>,
+    #[command(flatten)]
+    secrets: crate::secrets::SecretArgs,
 
     /// The snapshot cache directory [default: $LABHIT_CACHE_DIR/snapshots, else
     /// ~/.cache/labhit/snapshots]. Keep it outside the project: the project's content is
@@ -158,19 +162,11 @@ pub(crate) enum Format {
 pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     // Before any thread starts, so that every thread inherits the mask.
     let signals = signals::Signals::block().context("cannot block SIGINT, SIGTERM and SIGHUP")?;
-    let mut redactor = Redactor::new();
-    let mut secrets = MapSecrets::new();
-    for spec in &args.secrets {
-        let Some((name, value)) = spec.split_once('=') else {
-            redactor.add(spec);
-            return usage("`--secret` takes NAME=VALUE (the `=` is missing)");
-        };
-        redactor.add(value);
-        if let Err(e) = labhit_protocol::manifest::SecretName::new(name.to_owned()) {
-            return usage(&format!("`--secret`: {e}"));
-        }
-        secrets.insert(name, value);
-    }
+    let secrets = match crate::secrets::collect(&args.secrets) {
+        Ok(secrets) => secrets,
+        Err(e) => return usage(&e.message),
+    };
+    let redactor = secrets.redactor().clone();
 
     let registry = files::registry(&args.extensions)?;
     for invalid in registry.invalid() {
@@ -290,7 +286,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     } else {
         snapshots.clone()
     };
-    runner.secrets = Arc::new(secrets);
+    runner.secrets = Arc::new(secrets.store());
     runner.env = BTreeMap::from([
         ("CI".to_owned(), "true".to_owned()),
         ("LABHIT".to_owned(), "1".to_owned()),

@@ -17,7 +17,8 @@
 //! | [`sandbox`] | the per-step store: limits, deadline, cancellation interrupt |
 //! | [`cancellation`] | the [`Cancellation`] flag shared by scheduler, executors and sandbox |
 //! | [`host`] | one module per host capability: `log`, `secrets`, `cancellation`, WASI, bounded waits |
-//! | [`logs`] | the structured log stream, sinks and secret redaction |
+//! | [`logs`] | the structured log stream, sinks, secret redaction, log limits |
+//! | [`outputs`] | bounds on a step's named outputs |
 //! | [`runtime`] | [`Runtime`], [`StepRequest`], [`StepOutcome`] |
 //! | [`error`] | [`LoadError`], [`StepError`] and their kinds |
 //! | [`fsio`] | bounded reading of input files: regular files only, a size limit per kind |
@@ -40,6 +41,7 @@ pub mod fsio;
 pub mod gates;
 pub mod host;
 pub mod logs;
+pub mod outputs;
 pub mod policy;
 pub mod registry;
 pub mod runtime;
@@ -60,5 +62,9 @@ pub use host::secrets::{
 };
 /// The command of an executor step ([`StepRequest::command`]).
 pub use labhit_wit::convert::ExecutorCommand;
-pub use logs::{CollectingSink, LogCursor, LogLimits, LogSink, NullSink, REDACTED, Redactor};
+pub use logs::{
+    CollectingSink, LogCursor, LogLimits, LogSink, MIN_SECRET_BYTES, NullSink, REDACTED,
+    RedactingSink, Redactor, TRUNCATED_FIELD,
+};
+pub use outputs::OutputLimits;
 pub use runtime::{LoadedExtension, Runtime, RuntimeConfig, StepOutcome, StepRequest};

@@ -293,7 +293,7 @@ impl StepRequest {
 pub struct StepOutcome {
     /// 0 for success; anything else failed the stage.
     pub exit_code: i32,
-    /// Named outputs (values redacted of secrets).
+    /// Named outputs (names and values redacted of secrets).
     pub outputs: BTreeMap<String, String>,
     /// Artifacts, each a regular file inside the workspace.
     pub artifacts: Vec<ArtifactRef>,
@@ -705,7 +705,8 @@ fn classify_trap(
     }
 }
 
-/// Checks a `step-output` against the contract and redacts its outputs: artifacts inside the
+/// Checks a `step-output` against the contract and redacts its outputs (names and values;
+/// artifact paths are redacted where they are recorded): bounded outputs, artifacts inside the
 /// workspace, a snapshot only as the cache decision allows, and, for a successful step, the
 /// outputs against the manifest's output schema (a failed step is failed already; its
 /// partial outputs are kept as they are).
@@ -717,6 +718,7 @@ fn check_output(
     outputs_schema: Option<&jsonschema::Validator>,
 ) -> Result<StepOutcome, String> {
     let outcome = labhit_wit::convert::StepOutcome::try_from(output).map_err(|e| e.to_string())?;
+    crate::outputs::OutputLimits::default().check(&outcome.outputs)?;
     if let Some(validator) = outputs_schema
         && outcome.result.exit_code == 0
     {
@@ -778,7 +780,7 @@ fn check_output(
         outputs: outcome
             .outputs
             .into_iter()
-            .map(|(k, v)| (k, log.redact(&v)))
+            .map(|(k, v)| (log.redact(&k), log.redact(&v)))
             .collect(),
         artifacts: result.artifacts,
         committed_snapshot: result.committed_snapshot,

@@ -27,6 +27,9 @@
 //!   denied or was cancelled; `succeeded` otherwise.
 //! * **Logs.** Every decision is a `system` [`LogEntry`](labhit_protocol::run::LogEntry) of
 //!   the stage in the run's log ([`RunLog`]): queued, gate decisions, start, end and why.
+//! * **Redaction.** The run's [`Redactor`] ([`RunLog::with_redactor`]) is applied to every
+//!   entry that goes through the run's log (system entries and every step's entries) and to
+//!   the returned [`PipelineRun`] ([`crate::summary::redact_run`]).
 //!
 //! The scheduler knows nothing about extensions, executors or workspaces: that is the
 //! runner's job. [`PipelineRunner`](stages::PipelineRunner) is the real one (extensions
@@ -60,16 +63,17 @@ use crate::logs::{LogSink, NullSink, Redactor};
 pub struct RunLog {
     run_id: RunId,
     sequencer: Arc<Sequencer>,
-    redactor: Redactor,
 }
 
 struct Sequencer {
     next: Mutex<u64>,
     sink: Arc<dyn LogSink>,
+    redactor: Redactor,
 }
 
 impl LogSink for Sequencer {
     fn emit(&self, mut entry: LogEntry) {
+        self.redactor.redact_entry(&mut entry);
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         entry.sequence = *next;
         *next += 1;
@@ -93,8 +97,8 @@ impl RunLog {
             sequencer: Arc::new(Sequencer {
                 next: Mutex::new(0),
                 sink,
+                redactor: Redactor::new(),
             }),
-            redactor: Redactor::new(),
         }
     }
 
@@ -103,10 +107,26 @@ impl RunLog {
         Self::new(RunId::from_uuid(uuid::Uuid::new_v4()), Arc::new(NullSink))
     }
 
-    /// Redacts these secret values from every system message.
+    /// Redacts the secrets `redactor` knows from every entry of the run (system entries and
+    /// the entries of every step) and from the run's result. Call it before handing out
+    /// [`RunLog::sink`].
     pub fn with_redactor(mut self, redactor: Redactor) -> Self {
-        self.redactor = redactor;
+        let next = *self
+            .sequencer
+            .next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.sequencer = Arc::new(Sequencer {
+            next: Mutex::new(next),
+            sink: Arc::clone(&self.sequencer.sink),
+            redactor,
+        });
         self
+    }
+
+    /// The run's redactor.
+    pub fn redactor(&self) -> &Redactor {
+        &self.sequencer.redactor
     }
 
     /// The run id.
@@ -128,7 +148,7 @@ impl RunLog {
             level,
             stream: LogStream::System,
             timestamp: now(),
-            message: self.redactor.redact(message),
+            message: message.to_owned(),
             fields: BTreeMap::new(),
         });
     }
@@ -470,7 +490,7 @@ impl Scheduler {
             RunStatus::Succeeded
         };
         log.system(None, LogLevel::Info, &format!("run {status}"));
-        PipelineRun {
+        let mut run = PipelineRun {
             id: log.run_id(),
             pipeline: pipeline.pipeline.name.to_string(),
             repository: info.repository,
@@ -481,7 +501,9 @@ impl Scheduler {
             started_at: state.started,
             finished_at: Some(now()),
             stages: state.runs,
-        }
+        };
+        crate::summary::redact_run(&mut run, log.redactor());
+        run
     }
 
     /// The calling thread: waits for the end, turning the caller's cancellation into a stop.

@@ -13,6 +13,10 @@
 //! so later stages that change the workspace cannot alter them, and they survive removal of
 //! the workspace. Outputs are recorded in `summary.json` under their stage.
 //!
+//! Nothing of a run reaches the user unredacted: [`redact_run`] replaces every secret of the
+//! run (see [`Redactor`]) in stage reasons, output names and values and artifact paths, and
+//! artifacts are copied under their redacted path, so a secret in a path never names a file.
+//!
 //! [`render_table`] draws the summary for a terminal (aligned columns, colored status),
 //! [`render_plain`] writes one line per stage for logs and pipes.
 
@@ -21,8 +25,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use labhit_protocol::executor::ArtifactRef;
+use labhit_protocol::executor::{ArtifactPath, ArtifactRef};
 use labhit_protocol::run::{PipelineRun, RunStatus, StageRun, StageStatus};
+
+use crate::logs::{REDACTED, Redactor};
 
 /// File name of the summary in the run directory.
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -49,21 +55,21 @@ pub fn read_summary(path: &Path) -> io::Result<PipelineRun> {
     serde_json::from_slice(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Copies the artifacts of `stage` from `workspace` to `<run_dir>/artifacts/<stage>/<path>`.
-/// Returns a message per artifact that could not be copied (the copy of the others goes on).
+/// Copies the artifacts of `stage` from `workspace` to `<run_dir>/artifacts/<stage>/<path>`,
+/// where `<path>` is the artifact's path redacted by `redactor`. Returns a message per
+/// artifact that could not be copied (the copy of the others goes on).
 pub fn collect_artifacts(
     workspace: &Path,
     run_dir: &Path,
     stage: &str,
     artifacts: &[ArtifactRef],
+    redactor: &Redactor,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for artifact in artifacts {
         let from = workspace.join(artifact.path.as_str());
-        let to = run_dir
-            .join(ARTIFACTS_DIR)
-            .join(stage)
-            .join(artifact.path.as_str());
+        let shown = redact_path(&artifact.path, redactor);
+        let to = run_dir.join(ARTIFACTS_DIR).join(stage).join(shown.as_str());
         let result = (|| {
             // Only regular files inside the workspace; never follow a link out of it.
             let meta = std::fs::symlink_metadata(&from)?;
@@ -76,10 +82,48 @@ pub fn collect_artifacts(
             std::fs::copy(&from, &to).map(|_| ())
         })();
         if let Err(e) = result {
-            problems.push(format!("cannot collect artifact `{}`: {e}", artifact.path));
+            problems.push(redactor.redact(&format!("cannot collect artifact `{shown}`: {e}")));
         }
     }
     problems
+}
+
+/// `path` with every secret redacted; still a valid artifact path (`***` when the redacted
+/// text is not one).
+fn redact_path(path: &ArtifactPath, redactor: &Redactor) -> ArtifactPath {
+    let redacted = redactor.redact(path.as_str());
+    if redacted == path.as_str() {
+        return path.clone();
+    }
+    ArtifactPath::new(redacted)
+        .or_else(|_| ArtifactPath::new(REDACTED))
+        .unwrap_or_else(|_| path.clone())
+}
+
+/// Redacts every secret `redactor` knows from what a run reports: the run's pipeline name,
+/// and of every stage its reason, output names and values, artifact paths and media types.
+pub fn redact_run(run: &mut PipelineRun, redactor: &Redactor) {
+    if redactor.is_empty() {
+        return;
+    }
+    run.pipeline = redactor.redact(&run.pipeline);
+    for stage in &mut run.stages {
+        redact_stage(stage, redactor);
+    }
+}
+
+fn redact_stage(stage: &mut StageRun, redactor: &Redactor) {
+    if let Some(reason) = stage.reason.take() {
+        stage.reason = Some(redactor.redact_owned(reason));
+    }
+    stage.outputs = std::mem::take(&mut stage.outputs)
+        .into_iter()
+        .map(|(name, value)| (redactor.redact_owned(name), redactor.redact_owned(value)))
+        .collect();
+    for artifact in &mut stage.artifacts {
+        artifact.path = redact_path(&artifact.path, redactor);
+        artifact.mime = redactor.redact(&artifact.mime);
+    }
 }
 
 /// The process exit code of a finished run: 0 when it succeeded, 1 otherwise.
@@ -285,9 +329,47 @@ mod tests {
         std::fs::write(ws.path().join("dist/a.txt"), "a").unwrap();
         let ok = ArtifactRef::new("dist/a.txt", "text/plain", 1).unwrap();
         let missing = ArtifactRef::new("dist/b.txt", "text/plain", 1).unwrap();
-        let problems = collect_artifacts(ws.path(), run_dir.path(), "build", &[ok, missing]);
+        let problems = collect_artifacts(
+            ws.path(),
+            run_dir.path(),
+            "build",
+            &[ok, missing],
+            &Redactor::new(),
+        );
         assert_eq!(problems.len(), 1, "{problems:?}");
         let copied = run_dir.path().join("artifacts/build/dist/a.txt");
         assert_eq!(std::fs::read_to_string(copied).unwrap(), "a");
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_the_run_and_from_artifact_file_names() {
+        let mut redactor = Redactor::new();
+        redactor.add("hunter22");
+        let ws = tempfile::tempdir().unwrap();
+        let run_dir = tempfile::tempdir().unwrap();
+        std::fs::write(ws.path().join("hunter22.txt"), "x").unwrap();
+        let artifact = ArtifactRef::new("hunter22.txt", "text/hunter22", 1).unwrap();
+        let problems = collect_artifacts(
+            ws.path(),
+            run_dir.path(),
+            "build",
+            std::slice::from_ref(&artifact),
+            &redactor,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(run_dir.path().join("artifacts/build/***.txt").is_file());
+
+        let mut run = run();
+        run.stages[0].outputs = [("hunter22".to_owned(), "v=hunter22".to_owned())].into();
+        run.stages[0].artifacts = vec![artifact];
+        run.stages[1].reason = Some("failed with aHVudGVyMjI=".to_owned());
+        redact_run(&mut run, &redactor);
+        let text = serde_json::to_string(&run).unwrap();
+        assert!(
+            !text.contains("hunter22") && !text.contains("aHVud"),
+            "{text}"
+        );
+        assert_eq!(run.stages[0].outputs["***"], "v=***");
+        assert_eq!(run.stages[0].artifacts[0].path.as_str(), "***.txt");
     }
 }

@@ -21,7 +21,7 @@ use labhit_protocol::manifest::Manifest;
 use labhit_protocol::run::LogStream;
 use labhit_runtime::{
     Cancellation, CollectingSink, LoadErrorKind, LoadedExtension, MapSecrets, Runtime,
-    RuntimeConfig, StepError, StepFailure, StepOutcome, StepRequest,
+    RuntimeConfig, StepError, StepFailure, StepOutcome, StepRequest, TRUNCATED_FIELD,
 };
 use serde_json::json;
 
@@ -549,6 +549,100 @@ fn a_log_flood_is_capped_and_the_step_finishes() {
     assert!(kept <= limit + 1, "{kept} entries kept, limit {limit}");
     let last = logs.last().expect("entries");
     assert_eq!(last.stream, LogStream::System, "{last:?}");
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn log_fields_are_bounded_per_entry_and_per_step() {
+    // 10 calls of 400 fields, each key 300+ bytes and each value 8000 bytes: about 33 MB of
+    // fields, which all reached the sink before fields were bounded.
+    let mut config = RuntimeConfig::with_cache_dir(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache"),
+    );
+    config.log_limits.max_bytes_per_step = 200 * 1024;
+    let limits = config.log_limits;
+    let runtime = Runtime::new(config).expect("the runtime starts");
+    let extension = load(&runtime, "hostile");
+    let (result, logs) = run(
+        &runtime,
+        &extension,
+        json!({"mode": "log-fields", "count": 10}),
+    );
+    assert_eq!(expect_output(result)["logged"], "10");
+    let mut total = 0;
+    for entry in &logs {
+        let line = serde_json::to_string(entry).expect("json");
+        total += line.len() + 1;
+        // The entry's text is bounded; JSON adds quotes, commas and the envelope.
+        assert!(
+            line.len() <= limits.max_entry_bytes + 4096,
+            "one log.jsonl line is {} bytes",
+            line.len()
+        );
+        assert!(entry.fields.len() <= limits.max_fields_per_entry + 1);
+        assert!(
+            entry
+                .fields
+                .keys()
+                .all(|k| k.len() <= limits.max_field_key_bytes + 40),
+            "{:?}",
+            entry.fields.keys().collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        total <= 200 * 1024 + 64 * 1024,
+        "the step wrote {total} bytes of log"
+    );
+    let fields = &logs[0].fields;
+    assert!(
+        fields[TRUNCATED_FIELD].contains("fields dropped"),
+        "truncation is marked: {fields:?}"
+    );
+    let last = logs.last().expect("entries");
+    assert_eq!(last.stream, LogStream::System, "{last:?}");
+    assert!(last.message.contains("were dropped"), "{last:?}");
+    next_step_succeeds(&runtime, &extension);
+}
+
+#[test]
+fn a_secret_never_leaks_through_a_step_in_any_form() {
+    let runtime = runtime();
+    let extension = load(&runtime, "hostile");
+    let secret = "Zq7-leak-probe-secret-value";
+    for count in [0, 1] {
+        let workspace = tempfile::tempdir().expect("tempdir");
+        let sink = Arc::new(CollectingSink::new());
+        let mut step = request(
+            workspace.path(),
+            json!({"mode": "leak-secret", "name": "DECLARED", "count": count}),
+            &sink,
+        );
+        step.secrets = Arc::new([("DECLARED", secret)].into_iter().collect::<MapSecrets>());
+        let result = runtime.execute(&extension, step);
+        let logs = sink.take();
+        // Artifact paths stay raw in the outcome (the workspace file has that name); they
+        // are redacted where runs record them (`summary::collect_artifacts`, `redact_run`).
+        let reported = match &result {
+            Ok(outcome) => format!("{:?} exit {}", outcome.outputs, outcome.exit_code),
+            Err(err) => err.to_string(),
+        };
+        let text = format!("{reported} {logs:?}");
+        for part in [secret, "Zq7-leak", "probe-secret", "secret-value"] {
+            assert!(!text.contains(part), "`{part}` leaked: {text}");
+        }
+        assert!(text.contains("***"), "{text}");
+        if count == 0 {
+            let outputs = expect_output(result);
+            assert_eq!(outputs["***"], "name");
+            assert_eq!(outputs["from-file"], "***");
+        } else {
+            let err = expect_error(result);
+            assert_eq!(
+                *err.failure,
+                StepFailure::Failed("failing with ***".to_owned())
+            );
+        }
+    }
     next_step_succeeds(&runtime, &extension);
 }
 

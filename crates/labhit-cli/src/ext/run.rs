@@ -7,8 +7,9 @@
 //! the step ends, its outputs and artifacts are printed on stdout (a table, or one JSON
 //! document with `--format json`) and `labhit` exits with the step's exit code.
 //!
-//! Secrets given with `--secret NAME=VALUE` are served to the extension only if its manifest
-//! declares `NAME`. Their values (and common encodings) are redacted from everything this
+//! Secrets (`--secret NAME`, `--secrets-file FILE`, `--secret NAME=VALUE`: see
+//! `crate::secrets`, shared with `labhit run`) are served to the extension only if its
+//! manifest declares `NAME`. Their values (and common encodings) are redacted from everything this
 //! command prints — the runtime redacts what it hands out, and this module redacts its own
 //! output again, including error messages and the parse errors of `--secret` itself.
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use labhit_protocol::pipeline::{DurationSpec, InputValidator as _, JsonSchemaValidator};
 use labhit_protocol::run::LogEntry;
-use labhit_runtime::{MapSecrets, Redactor, StepOutcome, StepRequest};
+use labhit_runtime::{Redactor, StepOutcome, StepRequest};
 use serde::Serialize;
 
 use super::{Format, read_manifest};
@@ -89,11 +90,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     with_file: Option<PathBuf>,
 
-    /// A secret the extension may read if its manifest declares NAME; repeatable. `--secret
-    /// NAME` alone takes the value from the environment variable NAME, which keeps it out of
-    /// the process list and the shell history
-    #[arg(long = "secret", value_name = "NAME[=VALUE]")]
-    secrets: Vec<String>,
+    #[command(flatten)]
+    secrets: crate::secrets::SecretArgs,
 
     /// An environment variable granted to the step; repeatable
     #[arg(long = "env", value_name = "NAME=VALUE")]
@@ -124,19 +122,15 @@ fn parse_duration(text: &str) -> Result<DurationSpec, String> {
 /// Runs `labhit ext run`; returns the process exit code. Handles its own errors so that
 /// they can be redacted.
 pub(crate) fn main(args: &Args, color: ColorWhen) -> std::process::ExitCode {
-    let mut redactor = Redactor::new();
-    // Collect the secret values first, whatever else is wrong, so every message is redacted.
-    for spec in &args.secrets {
-        match spec.split_once('=') {
-            Some((_, value)) => redactor.add(value),
-            None => {
-                if let Ok(value) = std::env::var(spec) {
-                    redactor.add(&value);
-                }
-            }
+    let secrets = match crate::secrets::collect(&args.secrets) {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            print_error(&e.message, color);
+            return std::process::ExitCode::from(2);
         }
-    }
-    let code = match run(args, color, &redactor) {
+    };
+    let redactor = secrets.redactor().clone();
+    let code = match run(args, color, &secrets, &redactor) {
         Ok(code) => code,
         Err(failure) => {
             let (code, err) = match failure.downcast::<Problem>() {
@@ -207,28 +201,12 @@ fn pairs(specs: &[String], what: &str) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
-    let mut specs = Vec::new();
-    for spec in &args.secrets {
-        if spec.contains('=') {
-            specs.push(spec.clone());
-        } else {
-            let value = std::env::var(spec).map_err(|_| Problem {
-                code: 2,
-                message: format!(
-                    "`--secret {spec}` takes its value from the environment variable `{spec}`, which is not set"
-                ),
-            })?;
-            specs.push(format!("{spec}={value}"));
-        }
-    }
-    let secrets = pairs(&specs, "secret")?;
-    for name in secrets.keys() {
-        labhit_protocol::manifest::SecretName::new(name.clone()).map_err(|e| Problem {
-            code: 2,
-            message: format!("`--secret`: {e}"),
-        })?;
-    }
+fn run(
+    args: &Args,
+    color: ColorWhen,
+    secrets: &crate::secrets::Secrets,
+    redactor: &Redactor,
+) -> Result<u8> {
     let env = pairs(&args.env, "env")?;
     let stage: labhit_protocol::pipeline::StageId = args.stage.parse().map_err(|e| Problem {
         code: 2,
@@ -342,16 +320,12 @@ fn run(args: &Args, color: ColorWhen, redactor: &Redactor) -> Result<u8> {
         .load(&manifest, &component)
         .map_err(|e| problem(format!("stage `{stage}`: {e}")))?;
 
-    let mut store = MapSecrets::new();
-    for (secret, value) in &secrets {
-        store.insert(secret.clone(), value.clone());
-    }
     let mut request = StepRequest::new(stage.as_str());
     request.with = labhit_protocol::Value::from_json(&with);
     request.env = env;
     request.workspace = workspace;
     request.timeout = args.timeout.map(|t| t.to_std());
-    request.secrets = Arc::new(store);
+    request.secrets = Arc::new(secrets.store());
     request.command = command;
     let sink_redactor = redactor.clone();
     let choice = color.choice();

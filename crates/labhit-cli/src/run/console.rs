@@ -136,12 +136,9 @@ impl Console {
         Arc::new(move |entry: LogEntry| console.entry(entry))
     }
 
-    fn entry(&self, mut entry: LogEntry) {
-        let redactor = &self.inner.redactor;
-        entry.message = redactor.redact(&entry.message);
-        for value in entry.fields.values_mut() {
-            *value = redactor.redact(value);
-        }
+    /// One entry, already redacted by the run's log (`RunLog::with_redactor`): to the
+    /// terminal and to `log.jsonl`.
+    fn entry(&self, entry: LogEntry) {
         let mut line = match &entry.stage {
             Some(stage) => {
                 let style = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));

@@ -12,6 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::forms::{ByteSize, Cpu, DurationSpec, PipelineName, PolicyName, StageId, UseRef};
+use crate::manifest::SecretName;
 use crate::value::Map;
 
 /// A whole pipeline file.
@@ -182,7 +183,9 @@ impl JsonSchema for Stages {
 #[serde(deny_unknown_fields)]
 #[schemars(extend(
     "anyOf" = [{ "required": ["use"] }, { "required": ["run"] }],
-    "dependentRequired" = { "with": ["use"] }
+    "dependentRequired" = { "with": ["use"] },
+    "if" = { "required": ["sandbox"], "properties": { "sandbox": { "required": ["secrets"] } } },
+    "then" = { "required": ["run"] }
 ))]
 pub struct Stage {
     /// The extension this stage runs: `category/name`, optionally `@<semver requirement>`.
@@ -287,6 +290,12 @@ pub struct Sandbox {
     /// Deadline of the stage, e.g. `30m`; the stage fails when it is reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationSpec>,
+    /// Secrets granted to the stage's `run` script, each as the environment variable of the
+    /// same name (only with `run`). Their values are redacted from everything the run
+    /// reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("uniqueItems" = true), example = ["DEPLOY_TOKEN"])]
+    pub secrets: Vec<SecretName>,
 }
 
 /// Resource requests of a stage.

@@ -16,6 +16,7 @@ use super::model::{
 };
 use super::yaml::{Node, NodeValue, Scalar};
 use crate::diagnostic::{Diagnostic, Rule, Span, SuggestionBudget, Suggestions};
+use crate::manifest::SecretName;
 use crate::value::{Map, Value};
 
 /// The keys a stage may have: the six keywords.
@@ -389,6 +390,25 @@ impl<'n> Walker<'n, '_> {
             }
         }
         if let Some((_, n)) = fields.get("sandbox") {
+            if run_field.is_none()
+                && let Some((secrets_key, _)) = sandbox_secrets(n)
+            {
+                self.push(
+                    Diagnostic::error(
+                        Rule::StageShape,
+                        secrets_key,
+                        format!(
+                            "{what} has `sandbox.secrets` but no `run`; it grants secrets to a \
+                             `run` script"
+                        ),
+                    )
+                    .with_help(
+                        "an extension gets the secrets its manifest declares; remove \
+                         `sandbox.secrets`, or add `run:`",
+                    ),
+                );
+                ok = false;
+            }
             match self.sandbox(n, &what) {
                 Some(s) => stage.sandbox = Some(s),
                 None => ok = false,
@@ -530,7 +550,7 @@ impl<'n> Walker<'n, '_> {
 
     fn sandbox(&mut self, node: &'n Node, what: &str) -> Option<Sandbox> {
         let ctx = format!("`sandbox` of {what}");
-        let fields = self.fields(node, &ctx, &["image", "resources", "timeout"])?;
+        let fields = self.fields(node, &ctx, &["image", "resources", "timeout", "secrets"])?;
         let mut ok = fields.entries.len() == count_pairs(node);
         let mut sandbox = Sandbox::default();
         if let Some((_, n)) = fields.get("image") {
@@ -584,7 +604,63 @@ impl<'n> Walker<'n, '_> {
                 None => ok = false,
             }
         }
+        if let Some((_, n)) = fields.get("secrets") {
+            match self.secret_names(n, what) {
+                Some(names) => sandbox.secrets = names,
+                None => ok = false,
+            }
+        }
         ok.then_some(sandbox)
+    }
+
+    /// `sandbox.secrets`: a list of distinct secret names.
+    fn secret_names(&mut self, node: &'n Node, what: &str) -> Option<Vec<SecretName>> {
+        let NodeValue::Seq(items) = &node.value else {
+            self.type_error(
+                node,
+                &format!("`sandbox.secrets` of {what}"),
+                "a list of secret names",
+            );
+            return None;
+        };
+        let mut out: Vec<(SecretName, Span)> = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items {
+            let Some(s) = self.string(item, || format!("a `sandbox.secrets` entry of {what}"))
+            else {
+                ok = false;
+                continue;
+            };
+            let name = match SecretName::new(s) {
+                Ok(name) => name,
+                Err(e) => {
+                    self.push(
+                        Diagnostic::error(
+                            Rule::InvalidValue,
+                            item.span,
+                            format!("`sandbox.secrets` of {what}: {e}"),
+                        )
+                        .with_help("secret names are upper-case letters, digits and `_`, like `DEPLOY_TOKEN`"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Some((_, first)) = out.iter().find(|(seen, _)| *seen == name) {
+                self.push(
+                    Diagnostic::error(
+                        Rule::InvalidValue,
+                        item.span,
+                        format!("{what} lists `{name}` in `sandbox.secrets` twice"),
+                    )
+                    .with_related(*first, "first listed here"),
+                );
+                ok = false;
+                continue;
+            }
+            out.push((name, item.span));
+        }
+        ok.then(|| out.into_iter().map(|(name, _)| name).collect())
     }
 
     fn resources(&mut self, node: &'n Node, what: &str) -> Option<Resources> {
@@ -712,6 +788,17 @@ impl<'n> Walker<'n, '_> {
         }
         ok.then_some(gate)
     }
+}
+
+/// The `secrets` key of a `sandbox` mapping and its value, if it has one.
+fn sandbox_secrets(sandbox: &Node) -> Option<(Span, &Node)> {
+    let NodeValue::Map(pairs) = &sandbox.value else {
+        return None;
+    };
+    pairs
+        .iter()
+        .find(|(key, _)| key.as_str() == Some("secrets"))
+        .map(|(key, value)| (key.span, value))
 }
 
 fn count_pairs(node: &Node) -> usize {

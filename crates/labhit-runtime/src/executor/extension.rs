@@ -23,12 +23,11 @@ use std::sync::Arc;
 
 use labhit_protocol::Value;
 use labhit_protocol::executor::{ExecutorInput, StepResult};
-use labhit_protocol::run::LogEntry;
 use labhit_wit::convert::ExecutorCommand;
 
 use super::decision::{self, OnHit};
 use super::{ExecContext, ExecError, Executor};
-use crate::logs::{LogSink, Redactor};
+use crate::logs::{LogSink, RedactingSink, Redactor};
 use crate::runtime::{LoadedExtension, Runtime, StepRequest};
 use crate::snapshot::SnapshotStore;
 
@@ -97,24 +96,6 @@ impl ExtensionExecutor {
     }
 }
 
-/// Redacts secret values the runner put into the env before entries reach the real sink.
-struct RedactingSink {
-    inner: Arc<dyn LogSink>,
-    redactor: Redactor,
-}
-
-impl LogSink for RedactingSink {
-    fn emit(&self, mut entry: LogEntry) {
-        entry.message = self.redactor.redact(&entry.message);
-        entry.fields = entry
-            .fields
-            .into_iter()
-            .map(|(k, v)| (self.redactor.redact(&k), self.redactor.redact(&v)))
-            .collect();
-        self.inner.emit(entry);
-    }
-}
-
 impl Executor for ExtensionExecutor {
     fn name(&self) -> String {
         format!(
@@ -162,10 +143,7 @@ impl ExtensionExecutor {
             for secret in &ctx.secret_values {
                 redactor.add(secret);
             }
-            Arc::new(RedactingSink {
-                inner: Arc::clone(&ctx.log),
-                redactor,
-            })
+            Arc::new(RedactingSink::new(Arc::clone(&ctx.log), redactor))
         };
         let mut request = StepRequest::new(ctx.stage.as_str());
         request.run_id = input.run_id;

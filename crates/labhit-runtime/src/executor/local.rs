@@ -33,7 +33,7 @@
 //! stages' effects; the parent still belongs in the cache key.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::ChildStdin;
@@ -51,7 +51,7 @@ use nix::unistd::Pid;
 use super::decision::{self, OnHit};
 use super::{ExecContext, ExecError, Executor};
 use crate::cancellation::Cancellation;
-use crate::logs::StepLog;
+use crate::logs::{LineBuffer, StepLog};
 use crate::snapshot::SnapshotStore;
 
 /// `PATH` of commands run by the local executor unless the granted env sets one.
@@ -346,7 +346,7 @@ fn signal_group(pgid: u32, signal: Signal) {
 }
 
 fn spawn_reader(
-    pipe: impl Read + Send + 'static,
+    mut pipe: impl Read + Send + 'static,
     log: &Arc<StepLog>,
     level: LogLevel,
     stream: LogStream,
@@ -358,28 +358,22 @@ fn spawn_reader(
     let open = Arc::clone(open);
     let done = done.clone();
     thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
+        // Chunks go through the step log's line buffer, which never cuts a secret in two.
+        let mut lines = LineBuffer::new(max_line);
+        let mut chunk = vec![0u8; 8192];
         loop {
-            line.clear();
-            match (&mut reader)
-                .take(max_line as u64)
-                .read_until(b'\n', &mut line)
-            {
+            let n = match pipe.read(&mut chunk) {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
-            }
-            if line.last() == Some(&b'\n') {
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-            }
+            };
             if open.load(Ordering::SeqCst) {
-                log.emit(level, stream, &String::from_utf8_lossy(&line), Vec::new());
+                log.write_lines(&mut lines, &chunk[..n], level, stream);
             }
+        }
+        if open.load(Ordering::SeqCst) {
+            log.finish_lines(&mut lines, level, stream);
         }
         drop(done);
     });

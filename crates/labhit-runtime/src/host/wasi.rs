@@ -23,7 +23,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_io::bytes::Bytes;
 
-use crate::logs::StepLog;
+use crate::logs::{LineBuffer, StepLog};
 use crate::sandbox::StepHost;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<StepHost>) -> wasmtime::Result<()> {
@@ -103,15 +103,15 @@ pub(crate) fn build(spec: WasiSpec<'_>) -> Result<(WasiCtx, ResourceTable), Stri
     Ok((builder.build(), ResourceTable::new()))
 }
 
-/// Stdout or stderr of a step: bytes are split into lines, each line becomes a log entry.
-/// Clones share the pending partial line.
+/// Stdout or stderr of a step: bytes are split into lines (see `logs/lines.rs`: long lines
+/// come in pieces, never cutting a secret in two), each line becomes a log entry. Clones
+/// share the pending partial line.
 #[derive(Clone)]
 pub(crate) struct LineStream {
     log: Arc<StepLog>,
     stream: LogStream,
     level: LogLevel,
-    pending: Arc<Mutex<Vec<u8>>>,
-    max_line: usize,
+    pending: Arc<Mutex<LineBuffer>>,
 }
 
 impl LineStream {
@@ -128,46 +128,26 @@ impl LineStream {
             log,
             stream,
             level,
-            pending: Arc::new(Mutex::new(Vec::new())),
-            max_line: max_line.max(1),
+            pending: Arc::new(Mutex::new(LineBuffer::new(max_line))),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LineBuffer> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        pending.extend_from_slice(bytes);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            self.emit(&line[..line.len() - 1]);
-        }
-        // A line longer than the limit is delivered in pieces (the log truncates it anyway).
-        while pending.len() >= self.max_line {
-            let piece: Vec<u8> = pending.drain(..self.max_line).collect();
-            self.emit(&piece);
-        }
-    }
-
-    fn emit(&self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = String::from_utf8_lossy(line).into_owned();
+        let mut pending = self.lock();
         self.log
-            .emit_owned(self.level, self.stream, text, Vec::new());
+            .write_lines(&mut pending, bytes, self.level, self.stream);
     }
 
     /// Delivers a last line that had no newline.
     pub(crate) fn finish(&self) {
-        let rest = std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
-        if !rest.is_empty() {
-            self.emit(&rest);
-        }
+        let mut pending = self.lock();
+        self.log.finish_lines(&mut pending, self.level, self.stream);
     }
 }
 

@@ -19,7 +19,10 @@
 //! # `run:` stages and the cache
 //!
 //! The [`CommandStep`] is the script, `sandbox.image`, `sandbox.timeout` and
-//! `sandbox.resources`. The executor is the stage's `use` extension when it has one (an
+//! `sandbox.resources`. The environment is the runner's [`PipelineRunner::env`] plus one
+//! variable per secret `sandbox.secrets` grants (`NAME=value`, from the run's secret store;
+//! a stage fails when a granted secret has no value), whose values are redacted from the
+//! step's log; the cache key counts granted secrets by name, never by value. The executor is the stage's `use` extension when it has one (an
 //! executor extension, see [`ExtensionExecutor`](crate::executor::ExtensionExecutor)), else
 //! the default executor (the built-in [`LocalExecutor`](crate::executor::LocalExecutor)). An
 //! unsandboxed executor is announced as such in the stage's log before the command starts,
@@ -52,7 +55,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use labhit_protocol::Value;
 use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput, StepResult};
 use labhit_protocol::ids::{ArchiveId, SnapshotRef, StepId};
-use labhit_protocol::manifest::FilesystemAccess;
+use labhit_protocol::manifest::{FilesystemAccess, SecretName};
 use labhit_protocol::pipeline::Stage;
 use labhit_protocol::run::StageStatus;
 
@@ -61,7 +64,7 @@ use crate::cachekey::{CacheKeyInput, cache_key};
 use crate::error::StepFailure;
 use crate::executor::{ExecContext, ExecError, Executor};
 use crate::host::secrets::{NoSecrets, SecretStore};
-use crate::logs::LogCursor;
+use crate::logs::{LogCursor, REDACTED};
 use crate::runtime::{LoadedExtension, Runtime, StepRequest};
 use crate::snapshot::SnapshotStore;
 use crate::workspace::WorkspaceManifest;
@@ -101,7 +104,8 @@ pub struct PipelineRunner {
     pub snapshots: Option<SnapshotStore>,
     /// The environment granted to every stage (part of `run:` cache keys).
     pub env: BTreeMap<String, String>,
-    /// Secrets for extensions (declared names only are served).
+    /// Secrets: for extensions (names their manifest declares) and for `run:` stages (names
+    /// their `sandbox.secrets` grants).
     pub secrets: Arc<dyn SecretStore>,
     lock: RwLock<()>,
     keys: Mutex<BTreeMap<String, SnapshotRef>>,
@@ -290,10 +294,15 @@ impl PipelineRunner {
                         );
                     }
                 };
+                // Granted secrets count by name, never by value.
+                let mut key_env = self.env.clone();
+                for secret in granted_secrets(stage) {
+                    key_env.insert(secret.as_str().to_owned(), REDACTED.to_owned());
+                }
                 let key = cache_key(&CacheKeyInput {
                     executor: &name,
                     step: &step,
-                    env: &self.env,
+                    env: &key_env,
                     workspace: &manifest,
                     parent_snapshot: None,
                     upstream: &upstream,
@@ -347,10 +356,31 @@ impl PipelineRunner {
         decision: CacheDecision,
         start_manifest: Option<&WorkspaceManifest>,
     ) -> (Result<StepResult, ExecError>, BTreeMap<String, String>) {
+        let mut env = self.env.clone();
+        let mut secret_values = Vec::new();
+        for secret in granted_secrets(task.stage) {
+            let name = secret.as_str();
+            let refused = |why: String| ExecError::Refused {
+                stage: task.id.to_string(),
+                message: format!("secret `{name}` is granted by `sandbox.secrets`, but {why}"),
+            };
+            match self.secrets.get(name) {
+                Ok(Some(value)) => {
+                    env.insert(name.to_owned(), value.clone());
+                    secret_values.push(value);
+                }
+                Ok(None) => {
+                    let why = "the run has no value for it (give it to the run, e.g. \
+                               `labhit run --secret NAME`)";
+                    return (Err(refused(why.to_owned())), BTreeMap::new());
+                }
+                Err(e) => return (Err(refused(e.to_string())), BTreeMap::new()),
+            }
+        }
         let input = ExecutorInput {
             step: step.clone(),
             workspace_archive_id: ArchiveId::from_uuid(uuid::Uuid::new_v4()),
-            env: self.env.clone(),
+            env,
             workdir: self.workspace.to_string_lossy().into_owned(),
             run_id: task.run_id,
             step_id: StepId::from_uuid(uuid::Uuid::new_v4()),
@@ -362,6 +392,7 @@ impl PipelineRunner {
         ctx.cancellation = task.cancellation.clone();
         ctx.timeout = timeout(task.stage);
         ctx.secrets = Arc::clone(&self.secrets);
+        ctx.secret_values = secret_values;
         ctx.start_manifest = start_manifest;
         let result = executor.execute(&input, &ctx);
         (result, ctx.outputs.snapshot())
@@ -428,6 +459,7 @@ impl PipelineRunner {
             &self.run_dir,
             task.id.as_str(),
             artifacts,
+            task.log.redactor(),
         ) {
             task.log.warn(task.id, &problem);
         }
@@ -443,6 +475,11 @@ impl StageRunner for PipelineRunner {
             None => StageOutcome::failed(None, format!("no plan for stage `{}`", task.id)),
         }
     }
+}
+
+/// The secrets `sandbox.secrets` grants the stage's `run` script.
+fn granted_secrets(stage: &Stage) -> &[SecretName] {
+    stage.sandbox.as_ref().map_or(&[], |s| s.secrets.as_slice())
 }
 
 /// The stage's `sandbox.timeout`.
