@@ -26,8 +26,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::executor::ArtifactRef;
-use crate::ids::RunId;
 use crate::forms::StageId;
+use crate::ids::RunId;
 
 /// A string that names no variant of a status or log enum.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,6 +16,7 @@
 //! | [`component`] | reading `.wasm` files, preview1 adaptation, contract version check |
 //! | [`sandbox`] | the per-step store: limits, deadline, cancellation interrupt |
 //! | [`cancellation`] | the [`Cancellation`] flag shared by scheduler, executors and sandbox |
+//! | [`secrets`] | [`SecretStore`] and its providers (env, directory, map) |
 //! | [`host`] | one module per host capability: `log`, `secrets`, `cancellation`, WASI, bounded waits |
 //! | [`logs`] | the structured log stream, sinks, secret redaction, log limits |
 //! | [`outputs`] | bounds on a step's named outputs |
@@ -47,6 +48,7 @@ pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod scheduler;
+pub mod secrets;
 pub mod snapshot;
 pub mod summary;
 pub mod workspace;
@@ -57,9 +59,6 @@ pub use cache::CacheOutcome;
 pub use cancellation::Cancellation;
 pub use component::SourceKind;
 pub use error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
-pub use host::secrets::{
-    DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError,
-};
 /// The command of an executor step ([`StepRequest::command`]).
 pub use labhit_wit::convert::ExecutorCommand;
 pub use logs::{
@@ -68,3 +67,4 @@ pub use logs::{
 };
 pub use outputs::OutputLimits;
 pub use runtime::{LoadedExtension, Runtime, RuntimeConfig, StepOutcome, StepRequest};
+pub use secrets::{DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError};

@@ -41,10 +41,11 @@ use crate::engine::{EngineHandle, EngineSettings};
 use crate::error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
 use crate::fsio;
 use crate::host::fs_guard::{FsGuard, StepBoundary};
-use crate::host::secrets::{NoSecrets, SecretAccess, SecretStore};
+use crate::host::secrets::SecretAccess;
 use crate::host::wasi::{self, LineStream, WasiSpec};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
 use crate::sandbox::{self, Interruption, StepClock, StepHost, StepLimiter};
+use crate::secrets::{NoSecrets, SecretStore};
 
 /// Memory limit of an extension whose manifest sets none: 256 MiB.
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;

@@ -2,11 +2,11 @@
 //! version satisfies the requirement, `with` satisfies its input schema, and `run` together
 //! with `use` names an executor.
 
-use crate::forms::{StageId, UseRef};
 use super::model::Stages;
 use super::parse::StageSite;
 use super::yaml::{Node, NodeValue};
 use crate::diagnostic::{Diagnostic, Rule, Span, SuggestionBudget, Suggestions};
+use crate::forms::{StageId, UseRef};
 use crate::manifest::Manifest;
 
 /// One way a value breaks a JSON Schema.

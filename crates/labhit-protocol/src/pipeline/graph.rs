@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use indexmap::IndexMap;
 
-use crate::forms::StageId;
 use super::model::Stages;
 use super::parse::StageSite;
 use crate::diagnostic::{Diagnostic, Rule, SuggestionBudget, Suggestions};
+use crate::forms::StageId;
 
 /// Checks the `after` edges recorded while parsing. "Did you mean" suggestions for unknown
 /// stages come from the stage ids, prepared once, within `budget`.

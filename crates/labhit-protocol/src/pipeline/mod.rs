@@ -12,15 +12,15 @@ mod model;
 mod parse;
 mod yaml;
 
-#[cfg(feature = "jsonschema")]
-pub use extensions::JsonSchemaValidator;
-pub use extensions::{InputValidator, SchemaViolation, resolve};
 /// The scalar forms, re-exported where the pipeline model uses them (they live in
 /// [`crate::forms`]).
 pub use crate::forms::{
     ByteSize, Cpu, DurationSpec, ExtensionIdent, FormError, PipelineName, PolicyName, StageId,
     UseRef,
 };
+#[cfg(feature = "jsonschema")]
+pub use extensions::JsonSchemaValidator;
+pub use extensions::{InputValidator, SchemaViolation, resolve};
 pub use graph::layers;
 pub use model::{
     After, Approval, EngineVersion, Gate, Pipeline, PipelineFile, Resources, Sandbox, Stage, Stages,

@@ -8,14 +8,14 @@
 
 use indexmap::IndexMap;
 
-use crate::forms::{
-    ByteSize, Cpu, DurationSpec, FormError, PipelineName, PolicyName, StageId, UseRef,
-};
 use super::model::{
     After, Approval, EngineVersion, Gate, Pipeline, PipelineFile, Resources, Sandbox, Stage, Stages,
 };
 use super::yaml::{Node, NodeValue, Scalar};
 use crate::diagnostic::{Diagnostic, Rule, Span, SuggestionBudget, Suggestions};
+use crate::forms::{
+    ByteSize, Cpu, DurationSpec, FormError, PipelineName, PolicyName, StageId, UseRef,
+};
 use crate::manifest::SecretName;
 use crate::value::{Map, Value};
 

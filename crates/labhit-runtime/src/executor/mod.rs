@@ -36,8 +36,8 @@ use labhit_protocol::pipeline::StageId;
 
 use crate::cancellation::Cancellation;
 use crate::error::StepError;
-use crate::host::secrets::{NoSecrets, SecretStore};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
+use crate::secrets::{NoSecrets, SecretStore};
 use crate::snapshot::SnapshotError;
 use crate::workspace::{WorkspaceError, WorkspaceManifest};
 

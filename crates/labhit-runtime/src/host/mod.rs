@@ -4,7 +4,7 @@
 //! | module | imports | per-step state |
 //! |---|---|---|
 //! | [`log`] | `labhit:extension/log`, `types` | the step's log stream |
-//! | [`secrets`] | `labhit:extension/secrets` | declared names + a [`secrets::SecretStore`] |
+//! | [`secrets`] | `labhit:extension/secrets` | declared names + a [`crate::SecretStore`] |
 //! | [`cancellation`] | `labhit:extension/cancellation` | a shared [`crate::Cancellation`] flag |
 //! | [`wasi`] | WASI 0.2 (`wasi:cli`, `wasi:filesystem`, `wasi:clocks`, `wasi:random`, `wasi:io`, `wasi:sockets` denied) | the WASI context: one preopen, granted env, captured stdio |
 //! | [`fs_guard`] | shadows parts of `wasi:filesystem/types` | links that stay inside, `limits.disk`, `limits.files` |

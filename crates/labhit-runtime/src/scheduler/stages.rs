@@ -63,9 +63,9 @@ use super::{StageOutcome, StageRunner, StageTask};
 use crate::cachekey::{CacheKeyInput, cache_key};
 use crate::error::StepFailure;
 use crate::executor::{ExecContext, ExecError, Executor};
-use crate::host::secrets::{NoSecrets, SecretStore};
 use crate::logs::{LogCursor, REDACTED};
 use crate::runtime::{LoadedExtension, Runtime, StepRequest};
+use crate::secrets::{NoSecrets, SecretStore};
 use crate::snapshot::SnapshotStore;
 use crate::workspace::WorkspaceManifest;
 
