@@ -45,7 +45,10 @@ where
     let json = to_json(&value).expect("a decoded value has JSON");
     let from_text = from_json::<T>(&json)
         .unwrap_or_else(|e| panic!("the JSON of {value:?} does not decode: {e}\n{json}"));
-    assert_eq!(from_text, value, "JSON round trip changed the value: {json}");
+    assert_eq!(
+        from_text, value,
+        "JSON round trip changed the value: {json}"
+    );
 }
 
 /// A decoder for one wire type.

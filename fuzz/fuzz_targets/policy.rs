@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
             match defined {
                 None => assert!(!verdict.allowed, "undefined policy `{name}` allowed"),
                 Some(p) if !p.allow => {
-                    assert!(!verdict.allowed, "policy `{name}` with allow = false allowed")
+                    assert!(
+                        !verdict.allowed,
+                        "policy `{name}` with allow = false allowed"
+                    )
                 }
                 Some(_) => {}
             }
