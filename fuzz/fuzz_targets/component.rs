@@ -25,6 +25,7 @@ category = "fuzz"
 name = "component"
 version = "0.1.0"
 contract = "^0.1"
+description = "Fuzz target: arbitrary bytes as the component"
 component = "fuzz.wasm"
 
 [limits]

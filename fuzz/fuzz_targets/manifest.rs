@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(diagnostics) => {
             assert!(!diagnostics.is_empty(), "an error without a diagnostic");
-            assert_diagnostics_inside(&diagnostics, &Lines::new(data, LineBreaks::LfOnly));
+            assert_diagnostics_inside(&diagnostics, &[&Lines::new(data, LineBreaks::LfOnly)]);
         }
     }
 });

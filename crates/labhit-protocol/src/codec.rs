@@ -353,6 +353,45 @@ mod tests {
         assert!(matches!(err, CodecError::InvalidBorsh { .. }), "{err:?}");
     }
 
+    /// Found by the `borsh` fuzz target: a `LogEntry` whose `fields` map held the key `""`
+    /// five times decoded (to one entry), so the bytes were not the value's canonical
+    /// encoding. Maps must arrive with strictly ascending keys.
+    #[test]
+    fn maps_with_unsorted_or_duplicate_keys_are_invalid() {
+        let mut entry = crate::run::LogEntry::example();
+        entry.fields = [("a", "x"), ("b", "y")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let bytes = to_borsh(&entry).unwrap();
+        assert_eq!(from_borsh::<crate::run::LogEntry>(&bytes).unwrap(), entry);
+        // `fields` is the last field: two entries of 10 bytes (`u32` length + 1 byte, twice).
+        let (head, pairs) = bytes.split_at(bytes.len() - 20);
+        let swapped = [head, &pairs[10..], &pairs[..10]].concat();
+        let mut duplicated = bytes.clone();
+        let b_key = duplicated.len() - 6;
+        assert_eq!(duplicated[b_key], b'b');
+        duplicated[b_key] = b'a';
+        for bad in [swapped, duplicated] {
+            let err = from_borsh::<crate::run::LogEntry>(&bad).unwrap_err();
+            assert!(matches!(err, CodecError::InvalidBorsh { .. }), "{err:?}");
+        }
+
+        // The fuzzer's input (after its type selector byte): five empty keys.
+        let mut found = vec![
+            0xff, 0xfd, 0xff, 0xff, 0xff, 0x09, 0, 0, 0, 0, 0, 0, 0x04, 0, 0, 0x20,
+        ];
+        found.extend([0; 13]);
+        found.push(0xd3);
+        found.extend([0; 13]);
+        found.extend([5, 0, 0, 0]);
+        found.extend([0; 40]);
+        assert!(matches!(
+            from_borsh::<crate::run::LogEntry>(&found),
+            Err(CodecError::InvalidBorsh { .. })
+        ));
+    }
+
     #[test]
     fn json_errors_have_a_position() {
         let err = from_json::<RunStatus>("\n  \"bogus\"").unwrap_err();
