@@ -438,6 +438,13 @@ fn run_target(root: &Path, bin_dir: &Path, target: &'static str, secs: u64) -> R
     let status = Command::new(&binary)
         .arg(&corpus)
         .arg(format!("-max_total_time={secs}"))
+        // The smoke run in CI is reproducible (a fixed seed: the same binary and corpus take
+        // the same path); longer runs explore with a random one (libFuzzer's `-seed=0`).
+        .arg(if secs <= SMOKE_SECS {
+            "-seed=1"
+        } else {
+            "-seed=0"
+        })
         .arg(format!("-timeout={}", input_timeout(target)))
         .arg("-rss_limit_mb=4096")
         .arg("-print_final_stats=1")
