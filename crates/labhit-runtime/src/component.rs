@@ -53,6 +53,22 @@ pub fn detect(bytes: &[u8]) -> Result<SourceKind, LoadErrorKind> {
 /// Adapts a `wasm32-wasip1` core module into a component with the WASI preview1 reactor
 /// adapter.
 pub fn adapt_preview1(core: &[u8]) -> Result<Vec<u8>, LoadErrorKind> {
+    // wit-component 0.263 panics on some malformed modules (an out-of-range slice in its
+    // metadata reader, found by the `component` fuzz target): a hostile file must end as a
+    // load error, never take the host down.
+    std::panic::catch_unwind(|| encode_preview1(core)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(LoadErrorKind::Adapt(format!(
+            "the preview1 adapter failed on this module (a malformed module: {why})"
+        )))
+    })
+}
+
+fn encode_preview1(core: &[u8]) -> Result<Vec<u8>, LoadErrorKind> {
     wit_component::ComponentEncoder::default()
         .validate(true)
         .module(core)
@@ -139,6 +155,16 @@ pub fn check_contract(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_that_makes_the_adapter_panic_is_a_load_error() {
+        // Found by the `component` fuzz target (2026-11-28).
+        let bytes = include_bytes!("../tests/fixtures/fuzz/adapter-panic.wasm");
+        match adapt_preview1(bytes) {
+            Err(LoadErrorKind::Adapt(message)) => assert!(message.contains("adapter"), "{message}"),
+            other => panic!("expected an adapt error, got {other:?}"),
+        }
+    }
 
     #[test]
     fn detects_kinds_and_refuses_non_wasm() {
