@@ -10,7 +10,7 @@ use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use labhit_runtime::fsio::{self, Limit, ReadError};
+use labhit_runtime::fsio::{self, Limit, ReadError, describe};
 
 /// The name of an extension manifest.
 pub(crate) const MANIFEST_NAME: &str = "extension.toml";
@@ -85,17 +85,6 @@ fn fatal(path: &Path, err: &io::Error) -> anyhow::Error {
     match err.kind() {
         io::ErrorKind::NotFound => anyhow::anyhow!("`{shown}` does not exist"),
         _ => anyhow::anyhow!("cannot read `{shown}`: {}", describe(err)),
-    }
-}
-
-/// An I/O error without the `(os error N)` tail, starting lowercase.
-fn describe(err: &io::Error) -> String {
-    let text = err.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text.to_owned(),
     }
 }
 

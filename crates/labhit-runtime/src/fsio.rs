@@ -207,8 +207,9 @@ impl fmt::Display for Bytes {
     }
 }
 
-/// An I/O error without the `(os error N)` tail, starting lowercase.
-fn describe(err: &io::Error) -> String {
+/// An I/O error without the `(os error N)` tail, starting lowercase (for messages that go
+/// on after "cannot read `x`: ").
+pub fn describe(err: &io::Error) -> String {
     let text = err.to_string();
     let text = text.split(" (os error").next().unwrap_or(&text);
     let mut chars = text.chars();
