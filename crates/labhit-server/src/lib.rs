@@ -1,0 +1,13 @@
+//! The reference implementation of `labhit.v1.PipelineService`.
+//!
+//! `labhit serve` is a thin binary wrapper around this crate. The modules, one job each:
+//!
+//! | module | job |
+//! |---|---|
+//! | `store` | the durable run store: SQLite (WAL) with versioned migrations, one writer thread with group commit, runs, stages, approvals and log entries; a watch of each run's committed log sequence |
+//! | `repos` | the repositories registered with `--repo`: resolve a ref to a commit, read the pipeline file at that commit, make an isolated checkout of it |
+//!
+//! Further modules (service, auth, driver) are added as the server grows.
+
+pub mod repos;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Registered repositories: resolve refs, read files at a commit, isolated checkouts.

@@ -1,0 +1,1 @@
+//! The durable run store (SQLite, WAL, one writer with group commit).
