@@ -8,6 +8,10 @@
 //! [`ConvertError`] naming the offending field by its path in the message
 //! (`stages[1].artifacts[0].path`).
 //!
+//! `StageRun.approved_by` and `StageRun.approved_at` exist only on the wire: model to wire
+//! leaves them unset (a server that records approvals fills them in, using [`timestamp`]),
+//! and wire to model drops them.
+//!
 //! Two enums are lenient because the proto documents a meaning for their zero value:
 //! `LOG_LEVEL_UNSPECIFIED` reads as [`LogLevel::Info`] and `LOG_STREAM_UNSPECIFIED` as
 //! [`LogStream::Log`]. An unspecified run or stage status is an error.
@@ -116,7 +120,7 @@ fn stage_id(field: &str, text: String) -> Result<StageId> {
 
 /// Converts a model time to a protobuf `Timestamp`. A leap second (chrono's nanos of
 /// `1_000_000_000..`) is clamped to the last nanosecond of the second before it.
-fn timestamp(at: DateTime<Utc>) -> Timestamp {
+pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
     let nanos = at.timestamp_subsec_nanos().min(MAX_NANOS);
     Timestamp {
         seconds: at.timestamp(),
@@ -270,6 +274,10 @@ impl From<StageRun> for v1::StageRun {
             reason: stage.reason,
             outputs: stage.outputs,
             artifacts: stage.artifacts.into_iter().map(Into::into).collect(),
+            // Proto-only approval facts: the model does not carry them; a server that
+            // records approvals sets them after converting.
+            approved_by: None,
+            approved_at: None,
         }
     }
 }

@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 
 use labhit_proto::v1::{
-    GetPipelineRunRequest, GetPipelineRunResponse, LogEntry, LogLevel, LogStream, PipelineRun,
+    ApprovePipelineStageRequest, ApprovePipelineStageResponse, CancelPipelineRunRequest,
+    CancelPipelineRunResponse, GetPipelineRunRequest, GetPipelineRunResponse,
+    ListPipelineRunsRequest, ListPipelineRunsResponse, LogEntry, LogLevel, LogStream, PipelineRun,
     RunStatus, StageRun, StageStatus, StreamLogsRequest, StreamLogsResponse,
     TriggerPipelineRequest, TriggerPipelineResponse,
 };
@@ -48,6 +50,8 @@ impl FakeService {
                 reason: None,
                 outputs: [("version".to_owned(), "1.2.3".to_owned())].into(),
                 artifacts: Vec::new(),
+                approved_by: None,
+                approved_at: None,
             }],
         };
         let stages = [None, Some("fetch"), Some("build"), Some("build"), None];
@@ -151,6 +155,33 @@ impl PipelineService for FakeService {
             })
             .collect();
         Ok(Response::new(tokio_stream::iter(entries)))
+    }
+
+    async fn list_pipeline_runs(
+        &self,
+        _request: Request<ListPipelineRunsRequest>,
+    ) -> Result<Response<ListPipelineRunsResponse>, Status> {
+        Ok(Response::new(ListPipelineRunsResponse {
+            runs: vec![self.run.clone()],
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn cancel_pipeline_run(
+        &self,
+        request: Request<CancelPipelineRunRequest>,
+    ) -> Result<Response<CancelPipelineRunResponse>, Status> {
+        // The only run is finished: cancelling it changes nothing.
+        let run = self.find_run(&request.get_ref().run_id)?.clone();
+        Ok(Response::new(CancelPipelineRunResponse { run: Some(run) }))
+    }
+
+    async fn approve_pipeline_stage(
+        &self,
+        request: Request<ApprovePipelineStageRequest>,
+    ) -> Result<Response<ApprovePipelineStageResponse>, Status> {
+        self.find_run(&request.get_ref().run_id)?;
+        Err(Status::failed_precondition("the run has already finished"))
     }
 }
 
@@ -275,5 +306,42 @@ async fn errors_travel_as_status_codes() -> TestResult {
     .err()
     .ok_or("a cursor beyond the log was accepted")?;
     assert_eq!(beyond.code(), Code::OutOfRange);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_added_rpcs_are_served() -> TestResult {
+    let mut client = start().await?;
+    let listed = client
+        .list_pipeline_runs(ListPipelineRunsRequest {
+            repository: None,
+            status: vec![RunStatus::Succeeded.into()],
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(listed.runs.len(), 1);
+    assert!(listed.next_page_token.is_empty());
+
+    let cancelled = client
+        .cancel_pipeline_run(CancelPipelineRunRequest {
+            run_id: RUN_ID.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .run
+        .ok_or("run missing")?;
+    assert_eq!(cancelled.status(), RunStatus::Succeeded);
+
+    let approve = client
+        .approve_pipeline_stage(ApprovePipelineStageRequest {
+            run_id: RUN_ID.to_owned(),
+            stage_id: "build".to_owned(),
+        })
+        .await
+        .err()
+        .ok_or("approving a stage of a finished run succeeded")?;
+    assert_eq!(approve.code(), Code::FailedPrecondition);
     Ok(())
 }

@@ -4,6 +4,11 @@
 //! needed), handed to `tonic-prost-build` as a `FileDescriptorSet`, and the resulting
 //! `labhit.v1.rs` is checked in as `crates/labhit-proto/src/gen/labhit.v1.rs` so consumers of
 //! `labhit-proto` need no build script and no proto toolchain at all.
+//!
+//! The same compilation is also written out as an encoded `FileDescriptorSet` (the contract
+//! plus `google/protobuf/timestamp.proto`, with source info so reflection clients see the
+//! documentation), checked in as `crates/labhit-proto/src/gen/labhit.v1.fds.bin`: the
+//! server's reflection service serves it (`labhit_proto::FILE_DESCRIPTOR_SET`).
 
 use std::path::Path;
 
@@ -19,13 +24,23 @@ const PROTO_FILE: &str = "labhit/v1/pipeline.proto";
 const PACKAGE_FILE: &str = "labhit.v1.rs";
 /// Where the stubs are checked in, relative to the workspace root.
 const OUTPUT: &str = "crates/labhit-proto/src/gen/labhit.v1.rs";
+/// Where the encoded descriptor set is checked in, relative to the workspace root.
+const DESCRIPTOR_SET: &str = "crates/labhit-proto/src/gen/labhit.v1.fds.bin";
 
 /// Returns the generated Rust stubs of the `labhit.v1` package.
 pub(crate) fn generate(root: &Path) -> Result<Vec<GeneratedFile>> {
     let proto_root = root.join(PROTO_ROOT);
-    let fds = protox::compile([PROTO_FILE], [&proto_root])
+    let compile_error = || format!("compiling {}", proto_root.join(PROTO_FILE).display());
+    let mut compiler = protox::Compiler::new([&proto_root])
         .map_err(|err| anyhow::anyhow!("{err:?}"))
-        .with_context(|| format!("compiling {}", proto_root.join(PROTO_FILE).display()))?;
+        .with_context(compile_error)?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler
+        .open_files([PROTO_FILE])
+        .map_err(|err| anyhow::anyhow!("{err:?}"))
+        .with_context(compile_error)?;
+    let encoded = compiler.encode_file_descriptor_set();
+    let fds = compiler.file_descriptor_set();
 
     let out_dir = tempfile::tempdir().context("creating a temporary output directory")?;
     tonic_prost_build::configure()
@@ -48,5 +63,8 @@ pub(crate) fn generate(root: &Path) -> Result<Vec<GeneratedFile>> {
 
     let mut contents = format!("// {HEADER}\n// Source: {PROTO_ROOT}/{PROTO_FILE}\n");
     contents.push_str(&generated);
-    Ok(vec![GeneratedFile::new(OUTPUT, contents)])
+    Ok(vec![
+        GeneratedFile::new(OUTPUT, contents),
+        GeneratedFile::new(DESCRIPTOR_SET, encoded),
+    ])
 }

@@ -54,7 +54,7 @@ mod tests {
         let files = generate(&crate::project_root()).expect("schema generator runs");
         assert!(files.len() >= 3);
         for file in &files {
-            let value: Value = serde_json::from_str(&file.contents).expect("valid JSON");
+            let value: Value = serde_json::from_slice(&file.contents).expect("valid JSON");
             assert_eq!(
                 value["$comment"],
                 super::super::HEADER,
@@ -68,7 +68,7 @@ mod tests {
                 "{}",
                 file.path.display()
             );
-            assert!(file.contents.ends_with("}\n"));
+            assert!(file.contents.ends_with(b"}\n"));
         }
     }
 }

@@ -119,6 +119,10 @@ mod tests {
             .iter()
             .find(|f| f.path.ends_with("labhit-extension.wit"))
             .expect("copy of labhit-extension.wit");
-        assert_eq!(copy.contents, source, "the copy must be byte for byte");
+        assert_eq!(
+            copy.contents,
+            source.as_bytes(),
+            "the copy must be byte for byte"
+        );
     }
 }

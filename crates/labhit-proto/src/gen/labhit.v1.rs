@@ -40,7 +40,7 @@ pub struct PipelineRun {
 }
 /// The state of one stage within a run.
 ///
-/// next id: 9
+/// next id: 11
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct StageRun {
     /// The stage id: its key in `pipeline.stages`.
@@ -71,6 +71,14 @@ pub struct StageRun {
     /// The artifacts the stage produced. Empty until the stage succeeds.
     #[prost(message, repeated, tag = "8")]
     pub artifacts: ::prost::alloc::vec::Vec<ArtifactRef>,
+    /// The name of who approved the stage (the name of the caller's token), when its gate
+    /// required approval and the approval was given through `ApprovePipelineStage` or
+    /// `TriggerPipelineRequest.approved_stages`. Unset otherwise.
+    #[prost(string, optional, tag = "9")]
+    pub approved_by: ::core::option::Option<::prost::alloc::string::String>,
+    /// When the stage was approved. Set exactly when `approved_by` is set.
+    #[prost(message, optional, tag = "10")]
+    pub approved_at: ::core::option::Option<::prost_types::Timestamp>,
 }
 /// A file a stage produced and the engine kept.
 ///
@@ -213,6 +221,78 @@ pub struct StreamLogsResponse {
     /// this stream.
     #[prost(message, optional, tag = "1")]
     pub entry: ::core::option::Option<LogEntry>,
+}
+/// The request of `PipelineService.ListPipelineRuns`.
+///
+/// next id: 5
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListPipelineRunsRequest {
+    /// Only list runs of this repository, compared with `PipelineRun.repository` exactly.
+    /// Unset: runs of every repository.
+    #[prost(string, optional, tag = "1")]
+    pub repository: ::core::option::Option<::prost::alloc::string::String>,
+    /// Only list runs whose current status is one of these. Empty: runs of every status.
+    #[prost(enumeration = "RunStatus", repeated, tag = "2")]
+    pub status: ::prost::alloc::vec::Vec<i32>,
+    /// The largest number of runs to return. 0 means the server's default (50); values above
+    /// the server's maximum (500) are reduced to it.
+    #[prost(int32, tag = "3")]
+    pub page_size: i32,
+    /// The `next_page_token` of the previous response, to read the next page. Empty: the
+    /// first page.
+    #[prost(string, tag = "4")]
+    pub page_token: ::prost::alloc::string::String,
+}
+/// The response of `PipelineService.ListPipelineRuns`.
+///
+/// next id: 3
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListPipelineRunsResponse {
+    /// The runs of this page, newest first.
+    #[prost(message, repeated, tag = "1")]
+    pub runs: ::prost::alloc::vec::Vec<PipelineRun>,
+    /// The token that reads the next page. Empty when this is the last page.
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+}
+/// The request of `PipelineService.CancelPipelineRun`.
+///
+/// next id: 2
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelPipelineRunRequest {
+    /// The id of the run to cancel, a UUID. Required.
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+}
+/// The response of `PipelineService.CancelPipelineRun`.
+///
+/// next id: 2
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CancelPipelineRunResponse {
+    /// The run, as it is when the cancellation was requested.
+    #[prost(message, optional, tag = "1")]
+    pub run: ::core::option::Option<PipelineRun>,
+}
+/// The request of `PipelineService.ApprovePipelineStage`.
+///
+/// next id: 3
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ApprovePipelineStageRequest {
+    /// The id of the run, a UUID. Required.
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    /// The id of the stage to approve. Required.
+    #[prost(string, tag = "2")]
+    pub stage_id: ::prost::alloc::string::String,
+}
+/// The response of `PipelineService.ApprovePipelineStage`.
+///
+/// next id: 2
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ApprovePipelineStageResponse {
+    /// The run, after the approval was recorded.
+    #[prost(message, optional, tag = "1")]
+    pub run: ::core::option::Option<PipelineRun>,
 }
 /// The lifecycle status of a pipeline run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -628,6 +708,132 @@ pub mod pipeline_service_client {
                 .insert(GrpcMethod::new("labhit.v1.PipelineService", "StreamLogs"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// Lists runs, newest first (by `created_at`, then by id), a page at a time.
+        ///
+        /// Filters combine with AND; a filter that is unset or empty matches every run. To read
+        /// the next page, repeat the request with `page_token` set to the previous response's
+        /// `next_page_token` and the same filters. Page tokens are opaque and stay valid across
+        /// server restarts; a run created after the first page was read does not appear on later
+        /// pages.
+        ///
+        /// Errors:
+        ///
+        /// * `INVALID_ARGUMENT`: `status` contains `RUN_STATUS_UNSPECIFIED` or an unknown value,
+        ///   `page_size` is negative, or `page_token` was not issued by this server or was issued
+        ///   for different filters.
+        /// * `INTERNAL`: an unexpected server error, such as a failure of the run store.
+        pub async fn list_pipeline_runs(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListPipelineRunsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListPipelineRunsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/labhit.v1.PipelineService/ListPipelineRuns",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("labhit.v1.PipelineService", "ListPipelineRuns"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Cancels a run: stages that are running are stopped through the runtime's cancellation,
+        /// stages that have not started end `STAGE_STATUS_CANCELLED`, and the run ends
+        /// `RUN_STATUS_CANCELLED` once every running stage has stopped.
+        ///
+        /// Cancelling a run that has already reached a terminal status changes nothing and returns
+        /// the run as it is, so the call is safe to retry. The response carries the run as it is
+        /// when the cancellation was requested; stages may still be stopping, and the run reaches
+        /// its terminal status shortly after (follow it with `GetPipelineRun` or `StreamLogs`).
+        ///
+        /// Errors:
+        ///
+        /// * `INVALID_ARGUMENT`: `run_id` is not a UUID.
+        /// * `NOT_FOUND`: no run with this id exists.
+        /// * `UNAVAILABLE`: the server is shutting down (it stops every run itself).
+        /// * `INTERNAL`: an unexpected server error, such as a failure of the run store.
+        pub async fn cancel_pipeline_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CancelPipelineRunRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CancelPipelineRunResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/labhit.v1.PipelineService/CancelPipelineRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("labhit.v1.PipelineService", "CancelPipelineRun"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Approves a stage whose gate requires approval. A stage waiting in
+        /// `STAGE_STATUS_WAITING_FOR_APPROVAL` proceeds; a stage of the run that has not reached its
+        /// gate yet is approved up front and does not wait when it gets there. The approval is
+        /// recorded in `StageRun.approved_by` (the name of the caller's token, or `anonymous` on a
+        /// server without tokens) and `StageRun.approved_at`. Approval never overrides a gate's
+        /// `policy`: a stage the policy denies still ends `STAGE_STATUS_DENIED`.
+        ///
+        /// Approving a stage that was already approved changes nothing and returns the run, so the
+        /// call is safe to retry.
+        ///
+        /// Errors:
+        ///
+        /// * `INVALID_ARGUMENT`: `run_id` is not a UUID, or `stage_id` is not a valid stage id.
+        /// * `NOT_FOUND`: no run with this id exists, or the run has no stage `stage_id`.
+        /// * `FAILED_PRECONDITION`: the stage's gate does not require approval, or the stage has
+        ///   already reached a terminal status (for example `STAGE_STATUS_DENIED` after its
+        ///   approval deadline passed), or the run has.
+        /// * `UNAVAILABLE`: the server is shutting down.
+        /// * `INTERNAL`: an unexpected server error, such as a failure of the run store.
+        pub async fn approve_pipeline_stage(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ApprovePipelineStageRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ApprovePipelineStageResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/labhit.v1.PipelineService/ApprovePipelineStage",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("labhit.v1.PipelineService", "ApprovePipelineStage"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -727,6 +933,75 @@ pub mod pipeline_service_server {
             &self,
             request: tonic::Request<super::StreamLogsRequest>,
         ) -> std::result::Result<tonic::Response<Self::StreamLogsStream>, tonic::Status>;
+        /// Lists runs, newest first (by `created_at`, then by id), a page at a time.
+        ///
+        /// Filters combine with AND; a filter that is unset or empty matches every run. To read
+        /// the next page, repeat the request with `page_token` set to the previous response's
+        /// `next_page_token` and the same filters. Page tokens are opaque and stay valid across
+        /// server restarts; a run created after the first page was read does not appear on later
+        /// pages.
+        ///
+        /// Errors:
+        ///
+        /// * `INVALID_ARGUMENT`: `status` contains `RUN_STATUS_UNSPECIFIED` or an unknown value,
+        ///   `page_size` is negative, or `page_token` was not issued by this server or was issued
+        ///   for different filters.
+        /// * `INTERNAL`: an unexpected server error, such as a failure of the run store.
+        async fn list_pipeline_runs(
+            &self,
+            request: tonic::Request<super::ListPipelineRunsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListPipelineRunsResponse>,
+            tonic::Status,
+        >;
+        /// Cancels a run: stages that are running are stopped through the runtime's cancellation,
+        /// stages that have not started end `STAGE_STATUS_CANCELLED`, and the run ends
+        /// `RUN_STATUS_CANCELLED` once every running stage has stopped.
+        ///
+        /// Cancelling a run that has already reached a terminal status changes nothing and returns
+        /// the run as it is, so the call is safe to retry. The response carries the run as it is
+        /// when the cancellation was requested; stages may still be stopping, and the run reaches
+        /// its terminal status shortly after (follow it with `GetPipelineRun` or `StreamLogs`).
+        ///
+        /// Errors:
+        ///
+        /// * `INVALID_ARGUMENT`: `run_id` is not a UUID.
+        /// * `NOT_FOUND`: no run with this id exists.
+        /// * `UNAVAILABLE`: the server is shutting down (it stops every run itself).
+        /// * `INTERNAL`: an unexpected server error, such as a failure of the run store.
+        async fn cancel_pipeline_run(
+            &self,
+            request: tonic::Request<super::CancelPipelineRunRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CancelPipelineRunResponse>,
+            tonic::Status,
+        >;
+        /// Approves a stage whose gate requires approval. A stage waiting in
+        /// `STAGE_STATUS_WAITING_FOR_APPROVAL` proceeds; a stage of the run that has not reached its
+        /// gate yet is approved up front and does not wait when it gets there. The approval is
+        /// recorded in `StageRun.approved_by` (the name of the caller's token, or `anonymous` on a
+        /// server without tokens) and `StageRun.approved_at`. Approval never overrides a gate's
+        /// `policy`: a stage the policy denies still ends `STAGE_STATUS_DENIED`.
+        ///
+        /// Approving a stage that was already approved changes nothing and returns the run, so the
+        /// call is safe to retry.
+        ///
+        /// Errors:
+        ///
+        /// * `INVALID_ARGUMENT`: `run_id` is not a UUID, or `stage_id` is not a valid stage id.
+        /// * `NOT_FOUND`: no run with this id exists, or the run has no stage `stage_id`.
+        /// * `FAILED_PRECONDITION`: the stage's gate does not require approval, or the stage has
+        ///   already reached a terminal status (for example `STAGE_STATUS_DENIED` after its
+        ///   approval deadline passed), or the run has.
+        /// * `UNAVAILABLE`: the server is shutting down.
+        /// * `INTERNAL`: an unexpected server error, such as a failure of the run store.
+        async fn approve_pipeline_stage(
+            &self,
+            request: tonic::Request<super::ApprovePipelineStageRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ApprovePipelineStageResponse>,
+            tonic::Status,
+        >;
     }
     /// Runs pipelines defined by a `.labhit/pipeline.yaml` file in a git repository.
     ///
@@ -944,6 +1219,147 @@ pub mod pipeline_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/labhit.v1.PipelineService/ListPipelineRuns" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListPipelineRunsSvc<T: PipelineService>(pub Arc<T>);
+                    impl<
+                        T: PipelineService,
+                    > tonic::server::UnaryService<super::ListPipelineRunsRequest>
+                    for ListPipelineRunsSvc<T> {
+                        type Response = super::ListPipelineRunsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListPipelineRunsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as PipelineService>::list_pipeline_runs(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListPipelineRunsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/labhit.v1.PipelineService/CancelPipelineRun" => {
+                    #[allow(non_camel_case_types)]
+                    struct CancelPipelineRunSvc<T: PipelineService>(pub Arc<T>);
+                    impl<
+                        T: PipelineService,
+                    > tonic::server::UnaryService<super::CancelPipelineRunRequest>
+                    for CancelPipelineRunSvc<T> {
+                        type Response = super::CancelPipelineRunResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CancelPipelineRunRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as PipelineService>::cancel_pipeline_run(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CancelPipelineRunSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/labhit.v1.PipelineService/ApprovePipelineStage" => {
+                    #[allow(non_camel_case_types)]
+                    struct ApprovePipelineStageSvc<T: PipelineService>(pub Arc<T>);
+                    impl<
+                        T: PipelineService,
+                    > tonic::server::UnaryService<super::ApprovePipelineStageRequest>
+                    for ApprovePipelineStageSvc<T> {
+                        type Response = super::ApprovePipelineStageResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ApprovePipelineStageRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as PipelineService>::approve_pipeline_stage(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ApprovePipelineStageSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
