@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 /// The pinned digest (sha256 of `MANIFEST.sha256`) of every released baseline.
 pub(crate) const PINNED: &[(&str, &str)] = &[(
     "0.1.0",
-    "36544fbb2d635e3e92b909043b040c4b12b00633c9fac4072602187e61a3864f",
+    "6308400bd288bb5931dcc5679b5e95f85fa34e393f5f9aa42e1e152e2c7892de",
 )];
 
 /// The manifest file of a baseline.
