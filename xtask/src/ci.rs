@@ -1,8 +1,8 @@
 //! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
 //!
 //! The README names this command as the way to run all tests; `.ci/run` installs the
-//! prerequisites (wasm targets, cargo-nextest, cargo-deny, Node.js for buf, the nightly
-//! toolchain and cargo-fuzz for the fuzz smoke run) and calls it.
+//! prerequisites (wasm targets, cargo-nextest, cargo-deny, cargo-semver-checks, Node.js for
+//! buf, the nightly toolchain and cargo-fuzz for the fuzz smoke run) and calls it.
 
 use std::path::Path;
 use std::process::Command;
@@ -41,6 +41,22 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         )
     })?;
     step("buf lint", || shell(root, "bash", &["tools/buf-lint.sh"]))?;
+    step("compat (against the newest baseline in compat/)", || {
+        let rust_api = crate::compat::rust_api::tool_installed();
+        if !rust_api {
+            if std::env::var_os("CI").is_some() {
+                bail!(
+                    "cargo-semver-checks is not installed; `.ci/run` installs it \
+                     (cargo install --locked cargo-semver-checks)"
+                );
+            }
+            eprintln!(
+                "   Rust API check skipped: cargo-semver-checks is not installed \
+                 (cargo install --locked cargo-semver-checks)"
+            );
+        }
+        crate::compat::run(root, crate::compat::Checks { rust_api })
+    })?;
     step("cargo deny", || {
         if which("cargo-deny") {
             cargo(

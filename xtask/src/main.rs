@@ -6,10 +6,14 @@
 //! * `cargo xtask example` builds them and runs `examples/pipeline.yaml` end to end;
 //! * `cargo xtask fuzz [--smoke] [--time SECS] [TARGET...]` builds the cargo-fuzz targets of
 //!   `fuzz/`, seeds them from the test corpus and runs each for a fixed time;
+//! * `cargo xtask compat [--no-rust-api]` checks the working tree against the newest released
+//!   contract baseline in `compat/` (WIT semver, `buf breaking`, golden vectors, Rust API);
+//!   `cargo xtask compat freeze` writes the baseline of the current contract version;
 //! * `cargo xtask ci` runs every check CI runs.
 
 mod ci;
 mod codegen;
+mod compat;
 mod doc_examples;
 mod example;
 mod extensions;
@@ -67,12 +71,35 @@ enum Command {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
     },
+    /// Check the working tree against the newest contract baseline in `compat/`: WIT
+    /// semver, `buf breaking`, baseline golden vectors against the current schemas and types,
+    /// and cargo-semver-checks of the contract crates.
+    Compat {
+        #[command(subcommand)]
+        action: Option<CompatAction>,
+        /// Skip the Rust API check (cargo-semver-checks; slow, builds rustdoc JSON).
+        #[arg(long)]
+        no_rust_api: bool,
+    },
     /// Run every CI check: codegen drift, rustfmt, clippy, buf lint, cargo-deny, all tests,
     /// the example pipeline and a fuzz smoke run.
     Ci {
         /// Skip the slow `cargo package` check.
         #[arg(long)]
         quick: bool,
+    },
+}
+
+/// `cargo xtask compat` subcommands.
+#[derive(Subcommand)]
+enum CompatAction {
+    /// Freeze the working tree's contract version as a baseline under `compat/<version>/`
+    /// (WIT, proto image, schemas, vectors, example components, rustdoc JSON) and print the
+    /// digest to pin in `xtask/src/compat/baseline.rs`.
+    Freeze {
+        /// Replace an existing baseline of the same version (only before it is released).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -101,6 +128,20 @@ fn main() -> Result<()> {
             });
             fuzz::run(&project_root(), &fuzz::Options { secs, targets })
         }
+        Command::Compat {
+            action,
+            no_rust_api,
+        } => match action {
+            Some(CompatAction::Freeze { force }) => {
+                compat::baseline::freeze(&project_root(), force)
+            }
+            None => compat::run(
+                &project_root(),
+                compat::Checks {
+                    rust_api: !no_rust_api,
+                },
+            ),
+        },
         Command::Ci { quick } => ci::run(&project_root(), quick),
     }
 }

@@ -1,0 +1,235 @@
+//! The Rust API check: `cargo-semver-checks` compares the public API of each contract crate
+//! (labhit-protocol, labhit-wit, labhit-proto, labhit-sdk) with the rustdoc JSON frozen in the
+//! baseline. Both sides are rustdoc JSON (`--baseline-rustdoc`, `--current-rustdoc`), so the
+//! check needs neither the registry nor the baseline's sources.
+//!
+//! rustdoc's JSON output is unstable; it is produced with `RUSTC_BOOTSTRAP=1` by the pinned
+//! stable toolchain (as cargo-semver-checks itself does) into `target/compat-rustdoc/`.
+//! A baseline whose JSON format the installed cargo-semver-checks cannot read is reported
+//! as such (freeze a new one with the current toolchain).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::Breakage;
+use super::baseline::CONTRACT_CRATES;
+
+/// Builds the rustdoc JSON of `package` (library target, default features) and returns its
+/// path.
+pub(crate) fn rustdoc_json(root: &Path, package: &str, name: &str) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = root.join("target/compat-rustdoc");
+    let status = Command::new(&cargo)
+        .current_dir(root)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env(
+            "RUSTDOCFLAGS",
+            "-Z unstable-options --output-format json --cap-lints allow",
+        )
+        .args([
+            "doc",
+            "--no-deps",
+            "--lib",
+            "--locked",
+            "-q",
+            "-p",
+            package,
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status()
+        .with_context(|| format!("starting `{cargo} doc` for {package}"))?;
+    if !status.success() {
+        bail!("building the rustdoc JSON of {package} failed ({status})");
+    }
+    let json = target.join("doc").join(format!("{name}.json"));
+    if !json.is_file() {
+        bail!("rustdoc wrote no {}", json.display());
+    }
+    Ok(json)
+}
+
+/// Whether `cargo semver-checks` is installed.
+pub(crate) fn tool_installed() -> bool {
+    Command::new("cargo-semver-checks")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Compares the rustdoc JSON `current` with `baseline` for `package`.
+pub(crate) fn compare(package: &str, baseline: &Path, current: &Path) -> Result<Vec<Breakage>> {
+    if !tool_installed() {
+        bail!(
+            "cargo-semver-checks is not installed (`cargo install --locked cargo-semver-checks`; \
+             `.ci/run` installs it), or skip this check with `cargo xtask compat --no-rust-api`"
+        );
+    }
+    let output = Command::new("cargo-semver-checks")
+        .args([
+            "semver-checks",
+            "check-release",
+            "--color",
+            "never",
+            "--baseline-rustdoc",
+        ])
+        .arg(baseline)
+        .arg("--current-rustdoc")
+        .arg(current)
+        .output()
+        .context("starting cargo-semver-checks")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        return Ok(Vec::new());
+    }
+    // A failed check prints one `--- failure <lint>: <what> ---` block per lint, followed by
+    // the items it found; anything else means the tool could not run.
+    let text = format!("{stdout}{stderr}");
+    let mut found = Vec::new();
+    let mut current_lint: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("--- failure ") {
+            current_lint = Some(rest.trim_end_matches('-').trim().to_owned());
+        } else if line.starts_with("---") {
+            current_lint = None;
+        } else if let Some(lint) = &current_lint
+            && (line.contains(" in file ") || line.contains(", previously in file "))
+        {
+            found.push(Breakage {
+                check: "rust-api",
+                message: format!("{package}: {lint}: {line}"),
+            });
+        }
+    }
+    if found.is_empty() {
+        bail!("cargo-semver-checks failed on {package} without naming a breaking change:\n{text}");
+    }
+    Ok(found)
+}
+
+/// Runs [`compare`] for every contract crate against `rustdoc_dir` of the baseline.
+pub(crate) fn check(root: &Path, rustdoc_dir: &Path) -> Result<Vec<Breakage>> {
+    let mut found = Vec::new();
+    for (package, name) in CONTRACT_CRATES {
+        let baseline = rustdoc_dir.join(format!("{name}.json"));
+        if !baseline.is_file() {
+            bail!(
+                "the baseline has no rustdoc JSON for {package} ({})",
+                baseline.display()
+            );
+        }
+        let current = rustdoc_json(root, package, name)?;
+        found.extend(compare(package, &baseline, &current)?);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Removes the public function `name` from a rustdoc JSON document: from the index, the
+    /// paths and every module that lists it. Returns whether it was there.
+    fn remove_function(doc: &mut serde_json::Value, name: &str) -> bool {
+        let Some(index) = doc["index"].as_object() else {
+            return false;
+        };
+        let ids: Vec<serde_json::Value> = index
+            .iter()
+            .filter(|(_, item)| item["name"] == name && item["inner"].get("function").is_some())
+            .filter_map(|(id, item)| {
+                item.get("id")
+                    .cloned()
+                    .or_else(|| id.parse::<u64>().ok().map(Into::into))
+            })
+            .collect();
+        if ids.is_empty() {
+            return false;
+        }
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| id.to_string().trim_matches('"').to_owned())
+            .collect();
+        if let Some(index) = doc["index"].as_object_mut() {
+            for key in &keys {
+                index.remove(key);
+            }
+            for item in index.values_mut() {
+                if let Some(items) = item["inner"]["module"]["items"].as_array_mut() {
+                    items.retain(|id| !ids.contains(id));
+                }
+            }
+        }
+        if let Some(paths) = doc["paths"].as_object_mut() {
+            for key in &keys {
+                paths.remove(key);
+            }
+        }
+        true
+    }
+
+    /// Whether the tool is there; without it the tests fail in CI (which installs it) and
+    /// are skipped, loudly, elsewhere.
+    fn tool_or_skip() -> bool {
+        if tool_installed() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cargo-semver-checks is not installed; `.ci/run` installs it"
+        );
+        eprintln!(
+            "skipped: cargo-semver-checks is not installed (cargo install --locked cargo-semver-checks)"
+        );
+        false
+    }
+
+    #[test]
+    fn a_removed_public_function_is_breaking_and_named() {
+        if !tool_or_skip() {
+            return;
+        }
+        let root = crate::project_root();
+        let baseline = super::super::newest_baseline(&root)
+            .expect("a baseline")
+            .join("rustdoc/labhit_protocol.json");
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&baseline).expect("read")).expect("json");
+        assert!(
+            remove_function(&mut doc, "to_borsh"),
+            "labhit_protocol::codec::to_borsh exists"
+        );
+        let temp = tempfile::tempdir().expect("tempdir");
+        let current = temp.path().join("labhit_protocol.json");
+        std::fs::write(&current, serde_json::to_vec(&doc).expect("json")).expect("write");
+
+        let found = compare("labhit-protocol", &baseline, &current).expect("the tool runs");
+        assert!(
+            !found.is_empty(),
+            "removing a public function must be breaking"
+        );
+        assert!(
+            found.iter().any(|b| b.message.contains("to_borsh")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn the_baseline_is_compatible_with_itself() {
+        if !tool_or_skip() {
+            return;
+        }
+        let root = crate::project_root();
+        let baseline = super::super::newest_baseline(&root)
+            .expect("a baseline")
+            .join("rustdoc/labhit_protocol.json");
+        assert_eq!(
+            compare("labhit-protocol", &baseline, &baseline).expect("the tool runs"),
+            Vec::new()
+        );
+    }
+}
