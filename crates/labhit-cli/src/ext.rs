@@ -11,7 +11,7 @@
 //!   conflicts.
 //!
 //! Both read the manifest the same way ([`read_manifest`]) and create the runtime the same
-//! way ([`runtime`]): no pooling (one step at a time), the compile cache in its default
+//! way ([`runtime`], the run API's single-step runtime): no pooling (one step at a time), the compile cache in its default
 //! place (`$LABHIT_CACHE_DIR`, else `$XDG_CACHE_HOME/labhit/components`, else
 //! `~/.cache/labhit/components`).
 
@@ -25,8 +25,8 @@ use anyhow::{Result, bail};
 use clap::{Subcommand, ValueEnum};
 use labhit_protocol::Diagnostic;
 use labhit_protocol::manifest::Manifest;
+use labhit_runtime::Runtime;
 use labhit_runtime::fsio::{Limit, ReadError};
-use labhit_runtime::{Runtime, RuntimeConfig};
 
 use crate::files::{self, Contents};
 use crate::{ColorWhen, Exit};
@@ -176,12 +176,8 @@ pub(crate) fn read_manifest(what: &Path, extensions: &[PathBuf]) -> Result<Manif
     Ok(ManifestFile { path, manifest })
 }
 
-/// The runtime the `ext` commands use (see the module documentation).
+/// The runtime the `ext` commands use (see the module documentation):
+/// [`labhit_runtime::run::step_runtime`].
 pub(crate) fn runtime() -> Result<Runtime> {
-    let config = RuntimeConfig {
-        pooling: false,
-        max_concurrent_steps: 1,
-        ..RuntimeConfig::from_env()
-    };
-    Runtime::new(config).map_err(|e| anyhow::anyhow!("{e}"))
+    labhit_runtime::run::step_runtime().map_err(|e| anyhow::anyhow!("{e}"))
 }

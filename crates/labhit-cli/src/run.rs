@@ -10,6 +10,9 @@
 //!    `.labhit/runs` and, in a git work tree, without what git ignores) as its `workspace/`; every `use` resolved to a bundle
 //!    and loaded (a bundle that fails to load fails its stage, not the run); `run:` stages get
 //!    the stage's executor extension or the built-in local executor (unsandboxed).
+//!
+//!    Steps 2 and 3 are `labhit_runtime::run` (the same run API the server uses); this module
+//!    adds what belongs to a terminal: the console, signals, the prompt and the summary.
 //! 3. **Run** the DAG with `labhit_runtime::scheduler` (see its docs for ordering, failure,
 //!    fail-fast, cancellation, gates, workspace sharing and caching). Logs stream to stderr
 //!    with a `[stage]` prefix; on a terminal a progress line sits under them.
@@ -27,24 +30,22 @@ mod progress;
 mod shutdown;
 mod signals;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use labhit_protocol::run::{PipelineRun, RunStatus, StageRun};
+use labhit_protocol::run::PipelineRun;
 
 use anyhow::{Context as _, Result, bail};
 use clap::ValueEnum;
 use labhit_protocol::pipeline::{CheckOptions, JsonSchemaValidator, Limits, PipelineFile};
-use labhit_runtime::executor::{Executor, ExtensionExecutor, LocalExecutor};
-use labhit_runtime::gates::{Gates, PreApproved};
+use labhit_runtime::gates::PreApproved;
 use labhit_runtime::policy::{DEFAULT_POLICY_FILE, GitRef, Policies};
-use labhit_runtime::scheduler::stages::{PipelineRunner, StagePlan};
-use labhit_runtime::scheduler::{RunInfo, RunLog, Scheduler, SchedulerOptions};
+use labhit_runtime::run::{CacheSettings, RunError, RunPlace, RunRequest};
+use labhit_runtime::scheduler::RunInfo;
 use labhit_runtime::snapshot::SnapshotStore;
-use labhit_runtime::workspace::{DEFAULT_SKIP, RunWorkspace, WorkspaceSource, default_runs_base};
-use labhit_runtime::{Cancellation, Runtime, RuntimeConfig, summary};
+use labhit_runtime::workspace::default_runs_base;
+use labhit_runtime::{Cancellation, summary};
 
 use crate::printable::printable;
 use crate::render::Styles;
@@ -184,17 +185,6 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let Some(pipeline) = check(args, &manifests, color)? else {
         return Ok(Exit::Problems);
     };
-    let stage_ids: BTreeSet<String> = pipeline
-        .pipeline
-        .stages
-        .iter()
-        .map(|(id, _)| id.to_string())
-        .collect();
-    if let Some(unknown) = args.approve.iter().find(|s| !stage_ids.contains(*s)) {
-        return usage(&format!(
-            "`--approve {unknown}`: the pipeline has no stage `{unknown}`"
-        ));
-    }
 
     let project = std::env::current_dir().context("cannot determine the current directory")?;
     let git_ref = match &args.git_ref {
@@ -214,90 +204,36 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         ));
     }
 
-    let run_id = labhit_runtime::scheduler::new_run_id();
+    let info = RunInfo {
+        repository: project.display().to_string(),
+        git_ref: git_ref.as_ref().map(GitRef::full).unwrap_or_default(),
+        commit: labhit_runtime::run::git_commit(&project),
+    };
     // Relative to the project: executors need an absolute workspace path.
-    let base = args
+    let runs_base = args
         .run_dir
         .as_ref()
         .map_or_else(|| default_runs_base(&project), |dir| project.join(dir));
-    let workspace = RunWorkspace::create(&base, run_id, &workspace_source(&project))
-        .context("cannot create the run workspace")?;
-    let run_dir = workspace.run_dir().to_owned();
-    console.attach_log_file(&run_dir.join(summary::LOG_FILE))?;
-
-    let jobs = args
-        .jobs
-        .map_or_else(labhit_runtime::scheduler::default_jobs, usize::from);
-    let snapshots = match (&args.cache_dir, SnapshotStore::open_default()) {
-        (Some(dir), _) => Some(SnapshotStore::new(dir)),
-        (None, default) => default,
+    let mut request = RunRequest::new(
+        pipeline,
+        RunPlace::Copy {
+            runs_base,
+            source: labhit_runtime::run::project_source(&project),
+        },
+    );
+    request.info = info;
+    request.registry = Arc::new(registry);
+    request.cache = CacheSettings {
+        snapshots: match (&args.cache_dir, SnapshotStore::open_default()) {
+            (Some(dir), _) => Some(SnapshotStore::new(dir)),
+            (None, default) => default,
+        },
+        disabled: args.no_cache,
+        components: None,
     };
-    let local_store = snapshots
-        .clone()
-        .unwrap_or_else(|| SnapshotStore::new(run_dir.join("snapshots")));
-    let abort = Cancellation::new();
-    let local: Arc<dyn Executor> =
-        Arc::new(LocalExecutor::new(local_store.clone()).with_abort(abort.clone()));
-
-    let needs_runtime = pipeline
-        .pipeline
-        .stages
-        .iter()
-        .any(|(_, s)| s.uses.is_some());
-    let runtime = if needs_runtime {
-        let config = RuntimeConfig {
-            max_concurrent_steps: u32::try_from(jobs).unwrap_or(u32::MAX).max(1),
-            ..RuntimeConfig::from_env()
-        };
-        Some(Runtime::new(config).map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?)
-    } else {
-        None
-    };
-
-    let mut runner = PipelineRunner::new(workspace.path(), &run_dir);
-    for (id, stage) in pipeline.pipeline.stages.iter() {
-        let plan = match (&stage.uses, &runtime) {
-            (None, _) => StagePlan::Command(Arc::clone(&local)),
-            (Some(_), None) => StagePlan::Broken("no runtime".to_owned()),
-            (Some(reference), Some(runtime)) => match registry.resolve(reference) {
-                Err(e) => StagePlan::Broken(format!("extension `{reference}`: {e}")),
-                Ok(bundle) => match runtime.load(&bundle.manifest, &bundle.component_path) {
-                    Err(e) => StagePlan::Broken(e.to_string()),
-                    Ok(loaded) if stage.run.is_some() => {
-                        let with =
-                            labhit_protocol::Value::Object(stage.with.clone().unwrap_or_default());
-                        match ExtensionExecutor::new(runtime.clone(), loaded) {
-                            Ok(exec) => StagePlan::Command(Arc::new(
-                                exec.with_config(reference.to_string(), with)
-                                    .with_snapshots(local_store.clone()),
-                            )),
-                            Err(e) => StagePlan::Broken(e.to_string()),
-                        }
-                    }
-                    Ok(loaded) => StagePlan::Extension(Box::new(loaded)),
-                },
-            },
-        };
-        runner.plans.insert(id.to_string(), plan);
-    }
-    runner.runtime = runtime;
-    runner.snapshots = if args.no_cache {
-        None
-    } else {
-        snapshots.clone()
-    };
-    runner.secrets = Arc::new(secrets.store());
-    runner.env = BTreeMap::from([
-        ("CI".to_owned(), "true".to_owned()),
-        ("LABHIT".to_owned(), "1".to_owned()),
-        (
-            "LABHIT_PIPELINE".to_owned(),
-            pipeline.pipeline.name.to_string(),
-        ),
-    ]);
-
-    let mut gates = Gates::new();
-    gates.approved = if args.approve_all {
+    request.secrets = Arc::new(secrets.store());
+    request.redactor = redactor.clone();
+    request.approved = if args.approve_all {
         PreApproved::All
     } else if args.approve.is_empty() {
         PreApproved::Nothing
@@ -305,64 +241,53 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         PreApproved::Stages(args.approve.iter().cloned().collect())
     };
     if std::io::stdin().is_terminal() {
-        gates.prompt = Some(console.prompt());
+        request.approver = Some(console.prompt());
     }
-    gates.policies = Some(policies);
-    gates.git_ref = git_ref.clone();
+    request.policies = policies;
+    request.git_ref = git_ref;
+    request.jobs = args
+        .jobs
+        .map_or_else(labhit_runtime::scheduler::default_jobs, usize::from);
+    request.fail_fast = args.fail_fast;
+    request.log_sink = console.sink();
+    request.on_status = Some(console.status_hook(&request.pipeline));
+    let cache = request.cache.clone();
+    let prepared = match labhit_runtime::run::prepare(request) {
+        Ok(prepared) => prepared,
+        Err(RunError::UnknownStage { stage }) => {
+            return usage(&format!(
+                "`--approve {stage}`: the pipeline has no stage `{stage}`"
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let run_dir = prepared.run_dir().to_owned();
+    console.attach_log_file(&run_dir.join(summary::LOG_FILE))?;
 
-    let mut scheduler = Scheduler::new(SchedulerOptions {
-        jobs,
-        fail_fast: args.fail_fast,
-        ..SchedulerOptions::default()
-    });
-    scheduler.gates = gates;
-    scheduler.on_status = Some(console.status_hook(&pipeline));
-    let info = RunInfo {
-        repository: project.display().to_string(),
-        git_ref: git_ref.map(|r| r.full()).unwrap_or_default(),
-        commit: git_commit(&project),
-    };
     let shutdown = Arc::new(shutdown::Shutdown::default());
-    let skeleton = PipelineRun {
-        id: run_id,
-        pipeline: pipeline.pipeline.name.to_string(),
-        repository: info.repository.clone(),
-        git_ref: info.git_ref.clone(),
-        commit: info.commit.clone(),
-        status: RunStatus::Running,
-        created_at: labhit_runtime::scheduler::now(),
-        started_at: None,
-        finished_at: None,
-        stages: pipeline
-            .pipeline
-            .stages
-            .iter()
-            .map(|(id, _)| StageRun::queued(id.clone()))
-            .collect(),
-    };
     let interrupted = Interrupted {
-        cancellation: scheduler.cancellation.clone(),
-        abort,
+        cancellation: prepared.cancellation().clone(),
+        abort: prepared.abort().clone(),
         console: console.clone(),
         shutdown: Arc::clone(&shutdown),
-        skeleton,
+        skeleton: prepared.skeleton(),
         run_dir: run_dir.clone(),
     };
     signals.listen(move |signal, count| interrupted.handle(signal, count));
 
-    let log = RunLog::new(run_id, console.sink()).with_redactor(redactor.clone());
     console.note(&format!(
-        "run {run_id} of `{}` in {}",
-        pipeline.pipeline.name,
+        "run {} of `{}` in {}",
+        prepared.run_id(),
+        prepared.pipeline().pipeline.name,
         files::display(&run_dir)
     ));
-    match (&snapshots, args.no_cache) {
+    match (&cache.snapshots, cache.disabled) {
         (_, true) => console.note("cache: off (`--no-cache`)"),
         (Some(store), false) => console.note(&format!("cache: {}", store.dir().display())),
         (None, false) => console.warn("no cache directory (set LABHIT_CACHE_DIR): caching is off"),
     }
     let reaping = orphans::become_subreaper();
-    let result = scheduler.run(&pipeline, &runner, &log, info);
+    let result = prepared.execute();
     if reaping {
         report_orphans(&console, orphans::reap());
     }
@@ -539,48 +464,4 @@ fn check(
         }
     }
     Ok(file)
-}
-
-/// A copy of the project without [`DEFAULT_SKIP`] and, in a git work tree, without what git
-/// ignores (`git ls-files --others --ignored --exclude-standard --directory`).
-fn workspace_source(project: &Path) -> WorkspaceSource {
-    let mut skip: Vec<String> = DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect();
-    let ignored = std::process::Command::new("git")
-        .arg("-C")
-        .arg(project)
-        .args([
-            "ls-files",
-            "--others",
-            "--ignored",
-            "--exclude-standard",
-            "--directory",
-        ])
-        .stderr(std::process::Stdio::null())
-        .output();
-    if let Ok(output) = ignored
-        && output.status.success()
-    {
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let path = line.trim_end_matches('/');
-            if !path.is_empty() && !skip.iter().any(|s| s == path) {
-                skip.push(path.to_owned());
-            }
-        }
-    }
-    WorkspaceSource::Copy {
-        project: project.to_owned(),
-        skip,
-    }
-}
-
-fn git_commit(dir: &Path) -> Option<String> {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8(output.stdout).ok()?;
-    (output.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
 }

@@ -7,26 +7,22 @@
 //!    approval.
 //! 2. **approval** (when `approval: required` or the policy requires one): granted when the
 //!    stage was pre-approved (`--approve STAGE`, repeatable, or `--approve-all`); otherwise, if
-//!    an [`ApprovalPrompt`] is available (the CLI installs one when stdin is a terminal), the
-//!    stage waits for a person (status `waiting_for_approval`) and is denied on "no";
-//!    otherwise the stage is **denied** — never silently run.
+//!    an [`Approver`] is available (the CLI installs its terminal prompt when stdin is a
+//!    terminal, a server an [`Approvals`](crate::approval::Approvals) handle), the stage waits
+//!    for it (status `waiting_for_approval`) and is denied when it refuses; otherwise the stage
+//!    is **denied** — never silently run.
 //!
 //! Every decision comes back as a [`GateDecision`] with a reason sentence that the scheduler
 //! logs and records in the stage's `reason`.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use labhit_protocol::pipeline::{Approval, Gate};
 
+pub use crate::approval::{Approver, Verdict};
+use crate::cancellation::Cancellation;
 use crate::policy::{GitRef, Policies};
-
-/// Asks a person to approve a stage (e.g. a `y/N` prompt on a terminal).
-pub trait ApprovalPrompt: Send + Sync {
-    /// Asks whether `stage` may run; `why` says what requires the approval. `Ok(true)`
-    /// approves; `Err` (e.g. stdin closed) denies with that message.
-    fn ask(&self, stage: &str, why: &str) -> Result<bool, String>;
-}
 
 /// Which stages were approved in advance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +60,8 @@ pub enum GateDecision {
         /// Why.
         reason: String,
     },
+    /// The run was cancelled while the gate waited for an approval.
+    Cancelled,
 }
 
 impl GateDecision {
@@ -76,6 +74,7 @@ impl GateDecision {
     pub fn reason(&self) -> &str {
         match self {
             GateDecision::Open { reason } | GateDecision::Denied { reason } => reason,
+            GateDecision::Cancelled => "cancelled while waiting for an approval",
         }
     }
 }
@@ -85,21 +84,19 @@ impl GateDecision {
 pub struct Gates {
     /// Stages approved in advance.
     pub approved: PreApproved,
-    /// Who to ask when an approval is missing; `None` denies instead.
-    pub prompt: Option<Arc<dyn ApprovalPrompt>>,
+    /// Who to ask (and wait for) when an approval is missing; `None` denies instead.
+    pub approver: Option<Arc<dyn Approver>>,
     /// The policy file.
     pub policies: Option<Policies>,
     /// The ref the run is for (from `--ref` or git); `None` when unknown.
     pub git_ref: Option<GitRef>,
-    /// Serialises prompts: one question on the terminal at a time.
-    prompt_lock: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Gates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gates")
             .field("approved", &self.approved)
-            .field("prompt", &self.prompt.is_some())
+            .field("approver", &self.approver.is_some())
             .field("policies", &self.policies)
             .field("git_ref", &self.git_ref)
             .finish()
@@ -112,13 +109,20 @@ impl Gates {
         Self::default()
     }
 
-    /// Whether deciding `gate` may ask a person (so the stage shows `waiting_for_approval`).
-    pub fn may_prompt(&self, stage: &str, gate: &Gate) -> bool {
-        self.prompt.is_some() && !self.approved.covers(stage) && gate.is_effective()
+    /// Whether deciding `gate` may wait for the approver (so the stage shows
+    /// `waiting_for_approval`).
+    pub fn may_wait(&self, stage: &str, gate: &Gate) -> bool {
+        self.approver.is_some() && !self.approved.covers(stage) && gate.is_effective()
     }
 
-    /// Decides the gate of `stage` (`None`: the stage has no gate).
-    pub fn decide(&self, stage: &str, gate: Option<&Gate>) -> GateDecision {
+    /// Decides the gate of `stage` (`None`: the stage has no gate). A wait for the approver
+    /// ends early with [`GateDecision::Cancelled`] once `cancellation` goes true.
+    pub fn decide(
+        &self,
+        stage: &str,
+        gate: Option<&Gate>,
+        cancellation: &Cancellation,
+    ) -> GateDecision {
         let Some(gate) = gate.filter(|g| g.is_effective()) else {
             return GateDecision::Open {
                 reason: String::new(),
@@ -152,26 +156,11 @@ impl Gates {
                     _ => format!("`--approve {stage}`"),
                 };
                 reasons.push(format!("approved by {how}"));
-            } else if let Some(prompt) = &self.prompt {
-                let answer = {
-                    let _one_at_a_time = self
-                        .prompt_lock
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    prompt.ask(stage, &why)
-                };
-                match answer {
-                    Ok(true) => reasons.push("approved at the prompt".to_owned()),
-                    Ok(false) => {
-                        return GateDecision::Denied {
-                            reason: format!("approval refused at the prompt ({why})"),
-                        };
-                    }
-                    Err(e) => {
-                        return GateDecision::Denied {
-                            reason: format!("no approval: the prompt failed: {e} ({why})"),
-                        };
-                    }
+            } else if let Some(approver) = &self.approver {
+                match approver.wait(stage, &why, cancellation) {
+                    Verdict::Approved { how } => reasons.push(format!("approved {how}")),
+                    Verdict::Denied { reason } => return GateDecision::Denied { reason },
+                    Verdict::Cancelled => return GateDecision::Cancelled,
                 }
             } else {
                 return GateDecision::Denied {
@@ -223,23 +212,27 @@ mod tests {
         ]))
     }
 
-    struct Answer(Result<bool, String>);
-    impl ApprovalPrompt for Answer {
-        fn ask(&self, _stage: &str, _why: &str) -> Result<bool, String> {
+    struct Answer(Verdict);
+    impl Approver for Answer {
+        fn wait(&self, _stage: &str, _why: &str, _cancellation: &Cancellation) -> Verdict {
             self.0.clone()
         }
     }
 
+    fn decide(gates: &Gates, stage: &str, gate: Option<&Gate>) -> GateDecision {
+        gates.decide(stage, gate, &Cancellation::new())
+    }
+
     #[test]
     fn no_gate_is_open() {
-        assert!(Gates::new().decide("a", None).is_open());
-        assert!(Gates::new().decide("a", Some(&Gate::default())).is_open());
+        assert!(decide(&Gates::new(), "a", None).is_open());
+        assert!(decide(&Gates::new(), "a", Some(&Gate::default())).is_open());
     }
 
     #[test]
     fn approval_is_denied_unless_given() {
         let g = gate(true, None);
-        let decision = Gates::new().decide("deploy", Some(&g));
+        let decision = decide(&Gates::new(), "deploy", Some(&g));
         assert!(!decision.is_open());
         assert!(
             decision.reason().contains("--approve deploy"),
@@ -248,35 +241,59 @@ mod tests {
 
         let mut gates = Gates::new();
         gates.approved = PreApproved::Stages(BTreeSet::from(["deploy".to_owned()]));
-        let decision = gates.decide("deploy", Some(&g));
+        let decision = decide(&gates, "deploy", Some(&g));
         assert_eq!(
             decision,
             GateDecision::Open {
                 reason: "approved by `--approve deploy`".to_owned()
             }
         );
-        assert!(!gates.decide("other", Some(&g)).is_open());
+        assert!(!decide(&gates, "other", Some(&g)).is_open());
 
         gates.approved = PreApproved::All;
-        assert!(gates.decide("other", Some(&g)).is_open());
+        assert!(decide(&gates, "other", Some(&g)).is_open());
     }
 
     #[test]
-    fn the_prompt_decides() {
+    fn the_approver_decides() {
         let g = gate(true, None);
         let mut gates = Gates::new();
-        gates.prompt = Some(Arc::new(Answer(Ok(true))));
-        assert!(gates.may_prompt("deploy", &g));
-        assert!(gates.decide("deploy", Some(&g)).is_open());
-        gates.prompt = Some(Arc::new(Answer(Ok(false))));
+        gates.approver = Some(Arc::new(Answer(Verdict::Approved {
+            how: "at the prompt".to_owned(),
+        })));
+        assert!(gates.may_wait("deploy", &g));
+        assert_eq!(
+            decide(&gates, "deploy", Some(&g)).reason(),
+            "approved at the prompt"
+        );
+        gates.approver = Some(Arc::new(Answer(Verdict::Denied {
+            reason: "approval refused".to_owned(),
+        })));
         assert!(
-            gates
-                .decide("deploy", Some(&g))
+            decide(&gates, "deploy", Some(&g))
                 .reason()
                 .contains("refused")
         );
-        gates.prompt = Some(Arc::new(Answer(Err("stdin closed".to_owned()))));
-        assert!(!gates.decide("deploy", Some(&g)).is_open());
+        gates.approver = Some(Arc::new(Answer(Verdict::Cancelled)));
+        assert_eq!(decide(&gates, "deploy", Some(&g)), GateDecision::Cancelled);
+    }
+
+    #[test]
+    fn an_approval_never_bypasses_a_policy() {
+        let approvals = crate::approval::Approvals::new();
+        approvals.approve("deploy", "alice");
+        let mut gates = Gates::new();
+        gates.approver = Some(Arc::new(approvals));
+        gates.policies = Some(policies());
+        gates.git_ref = Some(GitRef::new("topic"));
+        let decision = decide(&gates, "deploy", Some(&gate(true, Some("main-only"))));
+        assert!(!decision.is_open(), "{decision:?}");
+        gates.git_ref = Some(GitRef::new("main"));
+        let decision = decide(&gates, "deploy", Some(&gate(true, Some("main-only"))));
+        assert!(
+            decision.reason().ends_with("approved by alice"),
+            "{decision:?}"
+        );
     }
 
     #[test]
@@ -286,15 +303,15 @@ mod tests {
         gates.policies = Some(policies());
         gates.git_ref = Some(GitRef::new("main"));
         let g = gate(true, Some("main-only"));
-        let decision = gates.decide("deploy", Some(&g));
+        let decision = decide(&gates, "deploy", Some(&g));
         assert_eq!(
             decision.reason(),
             "policy `main-only` allows: branch `main` matches `main`; approved by `--approve-all`"
         );
         gates.git_ref = Some(GitRef::new("topic"));
-        assert!(!gates.decide("deploy", Some(&g)).is_open());
+        assert!(!decide(&gates, "deploy", Some(&g)).is_open());
         let unknown = gate(false, Some("who-knows"));
-        assert!(!gates.decide("deploy", Some(&unknown)).is_open());
+        assert!(!decide(&gates, "deploy", Some(&unknown)).is_open());
     }
 
     #[test]
@@ -302,7 +319,7 @@ mod tests {
         let mut gates = Gates::new();
         gates.policies = Some(policies());
         let g = gate(false, Some("careful"));
-        let decision = gates.decide("deploy", Some(&g));
+        let decision = decide(&gates, "deploy", Some(&g));
         assert!(!decision.is_open());
         assert!(
             decision.reason().contains("policy `careful` requires"),
@@ -313,7 +330,7 @@ mod tests {
     #[test]
     fn no_policy_file_denies_policy_gates() {
         let g = gate(false, Some("main-only"));
-        let decision = Gates::new().decide("deploy", Some(&g));
+        let decision = decide(&Gates::new(), "deploy", Some(&g));
         assert!(!decision.is_open());
         assert!(decision.reason().contains("does not exist"), "{decision:?}");
     }

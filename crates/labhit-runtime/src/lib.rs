@@ -30,6 +30,7 @@
 //!
 //! `Runtime` is `Send + Sync` and cheap to clone; steps may run on several threads at once.
 
+pub mod approval;
 pub mod boundary;
 pub mod cache;
 pub mod cachekey;
@@ -45,6 +46,7 @@ pub mod logs;
 pub mod outputs;
 pub mod policy;
 pub mod registry;
+pub mod run;
 pub mod runtime;
 pub mod sandbox;
 pub mod scheduler;

@@ -11,8 +11,13 @@
 //!   a time (default: the number of available cores); each runs on one of `jobs` worker
 //!   threads (plain `std` threads: a step blocks its thread, wasmtime and `sh` do the work).
 //! * **Gates** are decided by [`Gates`] on the worker, right before the stage would start; a
-//!   stage whose gate may ask a person shows `waiting_for_approval` meanwhile. A closed gate
-//!   ends the stage `denied` with the reason.
+//!   stage whose gate may wait for the run's approver shows `waiting_for_approval`
+//!   meanwhile. A closed gate ends the stage `denied` with the reason; a stop (cancellation,
+//!   fail-fast) while it waits ends it like a stage that had not started.
+//! * **Observer.** Every change of a stage's state (queued, waiting for approval, running with
+//!   `started_at`, terminal with `finished_at`, exit code, reason, outputs and artifacts) is
+//!   handed to the [`RunObserver`] as the whole [`StageRun`], redacted, in the order it
+//!   happened for that stage; so are the start and the end of the run.
 //! * **Failure.** When a stage fails, is denied or is cancelled, every stage downstream of it
 //!   is marked `skipped` with a reason naming that stage (`` `checksum` failed ``).
 //!   Independent branches carry on and finish. With [`SchedulerOptions::fail_fast`], the first
@@ -245,6 +250,26 @@ impl<F: Fn(&StageTask<'_>) -> StageOutcome + Send + Sync> StageRunner for F {
 /// Called on every stage status change (progress lines, tests).
 pub type StatusHook = Arc<dyn Fn(&StageId, StageStatus) + Send + Sync>;
 
+/// Sees a run's state change as it happens (a server persists it). Called from the
+/// scheduler's threads, sometimes while it holds its state lock: return quickly (hand the
+/// update to a channel) and never call back into the run. Secrets are already redacted.
+pub trait RunObserver: Send + Sync {
+    /// The run starts: every stage `queued`, status `running`.
+    fn run_started(&self, run: &PipelineRun) {
+        let _ = run;
+    }
+
+    /// A stage changed state; `stage` is its whole record after the change.
+    fn stage_changed(&self, stage: &StageRun) {
+        let _ = stage;
+    }
+
+    /// The run ended: the same [`PipelineRun`] [`Scheduler::run`] returns.
+    fn run_finished(&self, run: &PipelineRun) {
+        let _ = run;
+    }
+}
+
 /// How the scheduler behaves.
 #[derive(Clone)]
 pub struct SchedulerOptions {
@@ -303,6 +328,8 @@ pub struct Scheduler {
     pub cancellation: Cancellation,
     /// Status-change callback.
     pub on_status: Option<StatusHook>,
+    /// Sees every stage record and the run's start and end.
+    pub observer: Option<Arc<dyn RunObserver>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -364,7 +391,10 @@ impl Scheduler {
         }
     }
 
-    fn status(&self, log: &RunLog, id: &StageId, status: StageStatus, message: &str) {
+    /// Reports the change of `run` (already recorded): logs `message` (unless empty), tells
+    /// the status hook and the observer.
+    fn status(&self, log: &RunLog, run: &StageRun, message: &str) {
+        let (id, status) = (&run.stage, run.status);
         if !message.is_empty() {
             let level = match status {
                 StageStatus::Failed | StageStatus::Denied => LogLevel::Error,
@@ -375,6 +405,11 @@ impl Scheduler {
         }
         if let Some(hook) = &self.on_status {
             hook(id, status);
+        }
+        if let Some(observer) = &self.observer {
+            let mut run = run.clone();
+            crate::summary::redact_stage(&mut run, log.redactor());
+            observer.stage_changed(&run);
         }
     }
 
@@ -447,8 +482,24 @@ impl Scheduler {
             changed: Condvar::new(),
             stop_flag: Cancellation::new(),
         };
-        for node in &shared.nodes {
-            self.status(log, node.id, StageStatus::Queued, "");
+        if let Some(observer) = &self.observer {
+            let mut run = PipelineRun {
+                id: log.run_id(),
+                pipeline: pipeline.pipeline.name.to_string(),
+                repository: info.repository.clone(),
+                git_ref: info.git_ref.clone(),
+                commit: info.commit.clone(),
+                status: RunStatus::Running,
+                created_at,
+                started_at: None,
+                finished_at: None,
+                stages: shared.lock().runs.clone(),
+            };
+            crate::summary::redact_run(&mut run, log.redactor());
+            observer.run_started(&run);
+        }
+        for run in &shared.lock().runs {
+            self.status(log, run, "");
         }
         log.system(
             None,
@@ -503,6 +554,9 @@ impl Scheduler {
             stages: state.runs,
         };
         crate::summary::redact_run(&mut run, log.redactor());
+        if let Some(observer) = &self.observer {
+            observer.run_finished(&run);
+        }
         run
     }
 
@@ -559,7 +613,7 @@ impl Scheduler {
                 run.reason = Some(reason.clone());
                 run.finished_at = Some(now);
                 state.done += 1;
-                self.status(log, shared.nodes[i].id, status, &reason);
+                self.status(log, &state.runs[i], &reason);
             }
         }
         shared.changed.notify_all();
@@ -584,15 +638,10 @@ impl Scheduler {
                             .stage
                             .gate
                             .as_ref()
-                            .is_some_and(|g| self.gates.may_prompt(node.id.as_str(), g));
+                            .is_some_and(|g| self.gates.may_wait(node.id.as_str(), g));
                         if waiting {
                             state.runs[i].status = StageStatus::WaitingForApproval;
-                            self.status(
-                                log,
-                                node.id,
-                                StageStatus::WaitingForApproval,
-                                "waiting for approval",
-                            );
+                            self.status(log, &state.runs[i], "waiting for approval");
                         }
                         break i;
                     }
@@ -618,14 +667,22 @@ impl Scheduler {
         log: &RunLog,
     ) -> (StageOutcome, Option<String>) {
         let node = &shared.nodes[i];
-        let decision = self
-            .gates
-            .decide(node.id.as_str(), node.stage.gate.as_ref());
+        let decision = self.gates.decide(
+            node.id.as_str(),
+            node.stage.gate.as_ref(),
+            &shared.stop_flag,
+        );
         let gate_reason = match decision {
             GateDecision::Denied { reason } => {
                 let mut outcome = StageOutcome::failed(None, reason);
                 outcome.status = StageStatus::Denied;
                 return (outcome, None);
+            }
+            // The stop that raised the flag decides below how the stage ends.
+            GateDecision::Cancelled if shared.lock().stop.is_some() => None,
+            GateDecision::Cancelled => {
+                let reason = "cancelled while waiting for an approval";
+                return (StageOutcome::cancelled(reason), None);
             }
             GateDecision::Open { reason } if reason.is_empty() => None,
             GateDecision::Open { reason } => {
@@ -633,7 +690,7 @@ impl Scheduler {
                 Some(reason)
             }
         };
-        {
+        let running = {
             let mut state = shared.lock();
             if let Some(stop) = &state.stop {
                 let outcome = match stop {
@@ -653,8 +710,9 @@ impl Scheduler {
             let run = &mut state.runs[i];
             run.status = StageStatus::Running;
             run.started_at = Some(now);
-        }
-        self.status(log, node.id, StageStatus::Running, "started");
+            run.clone()
+        };
+        self.status(log, &running, "started");
         let task = StageTask {
             run_id: log.run_id(),
             id: node.id,
@@ -717,9 +775,9 @@ impl Scheduler {
         match status {
             StageStatus::Denied => {
                 let reason = state.runs[i].reason.clone().unwrap_or_default();
-                self.status(log, node.id, status, &format!("denied: {reason}"));
+                self.status(log, &state.runs[i], &format!("denied: {reason}"));
             }
-            _ => self.status(log, node.id, status, ""),
+            _ => self.status(log, &state.runs[i], ""),
         }
         if status.unblocks_dependents() {
             for &d in &node.dependents {
@@ -751,7 +809,7 @@ impl Scheduler {
             run.reason = Some(reason.clone());
             run.finished_at = Some(now);
             state.done += 1;
-            self.status(log, shared.nodes[d].id, StageStatus::Skipped, &reason);
+            self.status(log, &state.runs[d], &reason);
             todo.extend(shared.nodes[d].dependents.iter().copied());
         }
         if self.options.fail_fast

@@ -112,7 +112,11 @@ pub fn redact_run(run: &mut PipelineRun, redactor: &Redactor) {
     }
 }
 
-fn redact_stage(stage: &mut StageRun, redactor: &Redactor) {
+/// Redacts the texts of one stage record (reason, outputs, artifact paths and types).
+pub fn redact_stage(stage: &mut StageRun, redactor: &Redactor) {
+    if redactor.is_empty() {
+        return;
+    }
     if let Some(reason) = stage.reason.take() {
         stage.reason = Some(redactor.redact_owned(reason));
     }

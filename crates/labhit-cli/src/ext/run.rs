@@ -5,11 +5,14 @@
 //! sandbox with the workspace preopened at `/workspace` as the manifest grants. Every log
 //! entry is written to stderr as it arrives (`time LEVEL [stream] message key=value`). When
 //! the step ends, its outputs and artifacts are printed on stdout (a table, or one JSON
-//! document with `--format json`) and `labhit` exits with the step's exit code.
+//! document with `--format json`) and `labhit` exits with the step's exit code. The step is
+//! assembled by the run API's [`StepRun`], like a stage of `labhit run`.
 //!
 //! Secrets (`--secret NAME`, `--secrets-file FILE`, `--secret NAME=VALUE`: see
-//! `crate::secrets`, shared with `labhit run`) are served to the extension only if its
-//! manifest declares `NAME`. Their values (and common encodings) are redacted from everything this
+//! `crate::secrets`, shared with `labhit run`, where they mean the same: values offered to
+//! the run) are served to the extension only if its manifest declares `NAME`; a `--run`
+//! script gets none as environment variables (in a pipeline only `sandbox.secrets` grants
+//! that). Their values (and common encodings) are redacted from everything this
 //! command prints — the runtime redacts what it hands out, and this module redacts its own
 //! output again, including error messages and the parse errors of `--secret` itself.
 
@@ -21,7 +24,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use labhit_protocol::pipeline::{DurationSpec, InputValidator as _, JsonSchemaValidator};
 use labhit_protocol::run::LogEntry;
-use labhit_runtime::{Redactor, StepOutcome, StepRequest};
+use labhit_runtime::run::StepRun;
+use labhit_runtime::{Redactor, StepOutcome};
 use serde::Serialize;
 
 use super::{Format, read_manifest};
@@ -320,20 +324,20 @@ fn run(
         .load(&manifest, &component)
         .map_err(|e| problem(format!("stage `{stage}`: {e}")))?;
 
-    let mut request = StepRequest::new(stage.as_str());
-    request.with = labhit_protocol::Value::from_json(&with);
-    request.env = env;
-    request.workspace = workspace;
-    request.timeout = args.timeout.map(|t| t.to_std());
-    request.secrets = Arc::new(secrets.store());
-    request.command = command;
+    let mut step = StepRun::new(stage.as_str());
+    step.with = labhit_protocol::Value::from_json(&with);
+    step.env = env;
+    step.workspace = workspace;
+    step.timeout = args.timeout.map(|t| t.to_std());
+    step.secrets = Arc::new(secrets.store());
+    step.command = command;
     let sink_redactor = redactor.clone();
     let choice = color.choice();
-    request.log_sink = Arc::new(move |entry: LogEntry| {
+    step.log_sink = Arc::new(move |entry: LogEntry| {
         print_log(&entry, &sink_redactor, choice);
     });
 
-    let result = runtime.execute(&extension, request);
+    let result = step.execute(&runtime, &extension);
     let mut report = JsonReport {
         extension: manifest.qualified_name(),
         version: manifest.extension.version.to_string(),

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anstyle::{AnsiColor, Style};
 use labhit_protocol::pipeline::{PipelineFile, StageId};
 use labhit_protocol::run::{LogEntry, LogLevel, LogStream, StageStatus};
-use labhit_runtime::gates::ApprovalPrompt;
+use labhit_runtime::Cancellation;
+use labhit_runtime::approval::{Approver, Verdict};
 use labhit_runtime::scheduler::StatusHook;
 use labhit_runtime::{LogSink, Redactor};
 
@@ -198,10 +199,11 @@ impl Console {
         })
     }
 
-    /// The approval prompt (for a terminal on stdin).
-    pub(crate) fn prompt(&self) -> Arc<dyn ApprovalPrompt> {
+    /// The approval prompt (for a terminal on stdin): the run's approver.
+    pub(crate) fn prompt(&self) -> Arc<dyn Approver> {
         Arc::new(Prompt {
             console: self.clone(),
+            one_at_a_time: Mutex::new(()),
         })
     }
 }
@@ -212,11 +214,36 @@ fn clear_line() {
     let _ = std::io::stderr().write_all(b"\r\x1b[2K");
 }
 
+/// Asks on the terminal, one question at a time. A person's answer cannot be interrupted:
+/// a cancelled run waits for it (the second signal stops labhit).
 struct Prompt {
     console: Console,
+    /// Serialises prompts: one question on the terminal at a time.
+    one_at_a_time: Mutex<()>,
 }
 
-impl ApprovalPrompt for Prompt {
+impl Approver for Prompt {
+    fn wait(&self, stage: &str, why: &str, _cancellation: &Cancellation) -> Verdict {
+        let _one = self
+            .one_at_a_time
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match self.ask(stage, why) {
+            Ok(true) => Verdict::Approved {
+                how: "at the prompt".to_owned(),
+            },
+            Ok(false) => Verdict::Denied {
+                reason: format!("approval refused at the prompt ({why})"),
+            },
+            Err(e) => Verdict::Denied {
+                reason: format!("no approval: the prompt failed: {e} ({why})"),
+            },
+        }
+    }
+}
+
+impl Prompt {
+    /// Asks whether `stage` may run; `Err` when standard input cannot answer.
     fn ask(&self, stage: &str, why: &str) -> Result<bool, String> {
         let mut state = self.console.lock();
         let style = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));
