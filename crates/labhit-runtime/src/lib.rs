@@ -25,8 +25,9 @@
 //! | [`fsio`] | bounded reading of input files: regular files only, a size limit per kind |
 //!
 //! The modules above are the extension host. The pipeline side (registry, scheduler,
-//! executors, gates, policies, workspaces, snapshots, run summaries) lives in the other
-//! modules and uses it through [`Runtime`].
+//! executors, gates, approvals, policies, workspaces, snapshots, run summaries) lives in the
+//! other modules and uses it through [`Runtime`]; [`run`] assembles all of it into one run,
+//! the API `labhit run`, `labhit ext run` and the server call.
 //!
 //! `Runtime` is `Send + Sync` and cheap to clone; steps may run on several threads at once.
 
