@@ -310,10 +310,19 @@ impl Writer {
         let mut done = Vec::with_capacity(commands.len());
         let mut unapplied = Vec::new();
         let outcome = (|| -> Result<()> {
-            let tx = self
+            let tx = match self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(StoreError::sqlite("starting a transaction"))?;
+            {
+                Ok(tx) => tx,
+                Err(source) => {
+                    unapplied.extend(commands);
+                    return Err(StoreError::Sqlite {
+                        what: "starting a transaction",
+                        source,
+                    });
+                }
+            };
             let mut commands = commands.into_iter();
             for command in commands.by_ref() {
                 let result = match command {
