@@ -99,6 +99,15 @@ pub(crate) fn generate(_root: &Path) -> Result<Vec<GeneratedFile>> {
     Ok(files)
 }
 
+/// The name of every type with golden vectors.
+#[cfg(test)]
+pub(crate) fn type_names() -> Result<Vec<String>> {
+    Ok(sets()?
+        .into_iter()
+        .map(|set| set.type_name.to_owned())
+        .collect())
+}
+
 /// Lowercase hex without separators.
 fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
