@@ -2,7 +2,8 @@
 //!
 //! The README names this command as the way to run all tests; `.ci/run` installs the
 //! prerequisites (wasm targets, cargo-nextest, cargo-deny, cargo-semver-checks, Node.js for
-//! buf, the nightly toolchain and cargo-fuzz for the fuzz smoke run) and calls it.
+//! buf, the nightly toolchain and cargo-fuzz for the fuzz smoke run) and calls it. The
+//! conformance step needs Python 3 (standard library only), which `.ci/run` checks for.
 
 use std::path::Path;
 use std::process::Command;
@@ -18,6 +19,10 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     step("codegen --check", || {
         codegen::run(root, codegen::Mode::Check)
     })?;
+    step(
+        "conformance (golden vectors through the Python decoder, from borsh-layout.json alone)",
+        || crate::conformance::run(root),
+    )?;
     step("rustfmt", || {
         cargo(root, &["fmt", "--all", "--", "--check"])?;
         // The fuzz targets are a workspace of their own.

@@ -5,6 +5,7 @@
 //! in [`Mode::Check`], reports every stale file with a unified diff and fails. The `#[test]`
 //! at the bottom runs the check so a plain `cargo test` catches drift.
 
+mod layout;
 mod proto;
 mod schema;
 mod vectors;
@@ -14,6 +15,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+#[cfg(test)]
+pub(crate) use layout::LAYOUT_PATH;
 
 /// What [`run`] does with the generated contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +79,7 @@ pub(crate) fn generate_all(root: &Path) -> Result<Vec<GeneratedFile>> {
     files.extend(schema::generate(root).context("generating JSON Schemas")?);
     files.extend(proto::generate(root).context("generating gRPC stubs")?);
     files.extend(vectors::generate(root).context("generating golden vectors")?);
+    files.extend(layout::generate(root).context("generating the borsh layout")?);
     files.extend(wit::generate(root).context("copying WIT")?);
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)

@@ -2,6 +2,8 @@
 //!
 //! * `cargo xtask codegen` regenerates every generated file of the repository;
 //! * `cargo xtask codegen --check` fails with a diff when any of them is stale;
+//! * `cargo xtask conformance` checks every golden vector with the independent Python decoder
+//!   that reads only `schema/wire/borsh-layout.json`;
 //! * `cargo xtask extensions` builds every example extension into an installable bundle;
 //! * `cargo xtask example` builds them and runs `examples/pipeline.yaml` end to end;
 //! * `cargo xtask fuzz [--smoke] [--time SECS] [TARGET...]` builds the cargo-fuzz targets of
@@ -14,6 +16,7 @@
 mod ci;
 mod codegen;
 mod compat;
+mod conformance;
 mod doc_examples;
 mod example;
 mod extensions;
@@ -34,12 +37,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Regenerate JSON Schemas, gRPC stubs, golden vectors and copied WIT.
+    /// Regenerate JSON Schemas, the borsh layout, gRPC stubs, golden vectors and copied WIT.
     Codegen {
         /// Do not write anything; fail with a diff if a generated file is stale.
         #[arg(long)]
         check: bool,
     },
+    /// Decode and re-encode every golden vector with `tools/conformance/borsh_check.py`, an
+    /// independent Python implementation that reads only `schema/wire/borsh-layout.json`.
+    Conformance,
     /// Build every extension under `extensions/` into an installable bundle
     /// (`target/extensions/<category>/<name>/`: `extension.toml` + the `.wasm` component).
     Extensions {
@@ -114,6 +120,7 @@ fn main() -> Result<()> {
             };
             codegen::run(&project_root(), mode)
         }
+        Command::Conformance => conformance::run(&project_root()),
         Command::Extensions { out, p1 } => extensions::run(&project_root(), out, p1),
         Command::Example { runs } => example::run(&project_root(), runs),
         Command::Fuzz {

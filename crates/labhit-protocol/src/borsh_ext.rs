@@ -58,6 +58,83 @@ fn write_option<T, W: Write>(
     }
 }
 
+/// Layouts of the foreign types above for `borsh::BorshSchema` (feature `borsh-schema`):
+/// `Timestamp` (a struct of `i64` seconds and `u32` nanoseconds) and `Uuid` (16 bytes, no
+/// length). The derive refers to them through the `schema_declaration` /
+/// `schema_definitions` pairs of [`datetime`], [`option_datetime`] and [`uuid`].
+#[cfg(feature = "borsh-schema")]
+mod layout {
+    use std::collections::BTreeMap;
+
+    use borsh::BorshSchema;
+    use borsh::schema::{Declaration, Definition, Fields, add_definition};
+
+    /// Stands for `chrono::DateTime<Utc>` in a schema.
+    pub(super) struct Timestamp;
+
+    impl BorshSchema for Timestamp {
+        fn add_definitions_recursively(definitions: &mut BTreeMap<Declaration, Definition>) {
+            let fields = Fields::NamedFields(vec![
+                ("seconds".to_owned(), i64::declaration()),
+                ("nanos".to_owned(), u32::declaration()),
+            ]);
+            add_definition(
+                Self::declaration(),
+                Definition::Struct { fields },
+                definitions,
+            );
+            i64::add_definitions_recursively(definitions);
+            u32::add_definitions_recursively(definitions);
+        }
+
+        fn declaration() -> Declaration {
+            "Timestamp".to_owned()
+        }
+    }
+
+    /// Stands for `uuid::Uuid` in a schema.
+    pub(super) struct Uuid;
+
+    impl BorshSchema for Uuid {
+        fn add_definitions_recursively(definitions: &mut BTreeMap<Declaration, Definition>) {
+            let definition = Definition::Sequence {
+                length_width: Definition::ARRAY_LENGTH_WIDTH,
+                length_range: 16..=16,
+                elements: u8::declaration(),
+            };
+            add_definition(Self::declaration(), definition, definitions);
+            u8::add_definitions_recursively(definitions);
+        }
+
+        fn declaration() -> Declaration {
+            "Uuid".to_owned()
+        }
+    }
+}
+
+/// Defines `schema_declaration` and `schema_definitions` for a field attribute
+/// `#[borsh(schema(with_funcs(...)))]`, describing the field as `$ty`.
+#[cfg(feature = "borsh-schema")]
+macro_rules! schema_funcs {
+    ($ty:ty) => {
+        /// The declaration of this layout in a `borsh::BorshSchema` (feature `borsh-schema`).
+        pub fn schema_declaration() -> borsh::schema::Declaration {
+            <$ty as borsh::BorshSchema>::declaration()
+        }
+
+        /// Adds the definitions of this layout to a `borsh::BorshSchema` (feature
+        /// `borsh-schema`).
+        pub fn schema_definitions(
+            definitions: &mut std::collections::BTreeMap<
+                borsh::schema::Declaration,
+                borsh::schema::Definition,
+            >,
+        ) {
+            <$ty as borsh::BorshSchema>::add_definitions_recursively(definitions);
+        }
+    };
+}
+
 /// `chrono::DateTime<Utc>` as seconds and nanoseconds since the Unix epoch.
 ///
 /// Layout (12 bytes):
@@ -77,6 +154,9 @@ pub mod datetime {
 
     /// Nanoseconds must be below this.
     const NANOS_PER_SECOND: u32 = 1_000_000_000;
+
+    #[cfg(feature = "borsh-schema")]
+    schema_funcs!(super::layout::Timestamp);
 
     /// Writes `value` as `i64` seconds then `u32` nanoseconds.
     pub fn serialize<W: Write>(value: &DateTime<Utc>, writer: &mut W) -> io::Result<()> {
@@ -113,6 +193,9 @@ pub mod datetime {
 pub mod option_datetime {
     use super::*;
     use chrono::{DateTime, Utc};
+
+    #[cfg(feature = "borsh-schema")]
+    schema_funcs!(Option<super::layout::Timestamp>);
 
     /// Writes `0`, or `1` and the timestamp.
     pub fn serialize<W: Write>(value: &Option<DateTime<Utc>>, writer: &mut W) -> io::Result<()> {
@@ -226,6 +309,9 @@ pub mod option_version_req {
 pub mod uuid {
     use super::*;
     use ::uuid::Uuid;
+
+    #[cfg(feature = "borsh-schema")]
+    schema_funcs!(super::layout::Uuid);
 
     /// Writes the 16 bytes.
     pub fn serialize<W: Write>(value: &Uuid, writer: &mut W) -> io::Result<()> {

@@ -47,6 +47,7 @@ pub const DEFAULT_SHELL: [&str; 3] = ["sh", "-e", "-c"];
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(deny_unknown_fields)]
 #[schemars(example = CommandStep::example())]
 pub struct CommandStep {
@@ -141,6 +142,7 @@ impl CommandStep {
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, Serialize, JsonSchema, BorshSerialize, BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[schemars(example = CacheDecision::MissBuildAs { tag: SnapshotRef::new("labhit-cache/build:4f2a9c81") })]
 pub enum CacheDecision {
@@ -228,6 +230,7 @@ impl fmt::Display for CacheDecision {
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(deny_unknown_fields)]
 #[schemars(example = ExecutorInput::example())]
 pub struct ExecutorInput {
@@ -342,6 +345,7 @@ pub enum InputError {
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(deny_unknown_fields)]
 #[schemars(example = StepResult::example())]
 pub struct StepResult {
@@ -575,6 +579,28 @@ impl BorshDeserialize for ArtifactPath {
     }
 }
 
+#[cfg(feature = "borsh-schema")]
+impl borsh::BorshSchema for ArtifactPath {
+    /// A struct with one unnamed `String` field: encoded as the string itself.
+    fn add_definitions_recursively(
+        definitions: &mut BTreeMap<borsh::schema::Declaration, borsh::schema::Definition>,
+    ) {
+        let fields = borsh::schema::Fields::UnnamedFields(vec![
+            <String as borsh::BorshSchema>::declaration(),
+        ]);
+        borsh::schema::add_definition(
+            <Self as borsh::BorshSchema>::declaration(),
+            borsh::schema::Definition::Struct { fields },
+            definitions,
+        );
+        <String as borsh::BorshSchema>::add_definitions_recursively(definitions);
+    }
+
+    fn declaration() -> borsh::schema::Declaration {
+        "ArtifactPath".into()
+    }
+}
+
 impl JsonSchema for ArtifactPath {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "ArtifactPath".into()
@@ -614,6 +640,7 @@ pub struct ArtifactPathError {
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(deny_unknown_fields)]
 #[schemars(example = ArtifactRef::example())]
 pub struct ArtifactRef {

@@ -143,6 +143,31 @@ macro_rules! validated_string {
             }
         }
 
+        #[cfg(feature = "borsh-schema")]
+        impl borsh::BorshSchema for $name {
+            /// A struct with one unnamed `String` field: encoded as the string itself.
+            fn add_definitions_recursively(
+                definitions: &mut std::collections::BTreeMap<
+                    borsh::schema::Declaration,
+                    borsh::schema::Definition,
+                >,
+            ) {
+                let fields = borsh::schema::Fields::UnnamedFields(vec![
+                    <String as borsh::BorshSchema>::declaration(),
+                ]);
+                borsh::schema::add_definition(
+                    <Self as borsh::BorshSchema>::declaration(),
+                    borsh::schema::Definition::Struct { fields },
+                    definitions,
+                );
+                <String as borsh::BorshSchema>::add_definitions_recursively(definitions);
+            }
+
+            fn declaration() -> borsh::schema::Declaration {
+                stringify!($name).into()
+            }
+        }
+
         impl JsonSchema for $name {
             fn schema_name() -> Cow<'static, str> {
                 stringify!($name).into()

@@ -39,12 +39,20 @@ macro_rules! uuid_id {
             Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
             Serialize, Deserialize, JsonSchema, BorshSerialize, BorshDeserialize,
         )]
+        #[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
         #[serde(transparent)]
         #[schemars(example = &$example)]
         pub struct $name(
             #[borsh(
                 serialize_with = "crate::borsh_ext::uuid::serialize",
                 deserialize_with = "crate::borsh_ext::uuid::deserialize"
+            )]
+            #[cfg_attr(
+                feature = "borsh-schema",
+                borsh(schema(with_funcs(
+                    declaration = "crate::borsh_ext::uuid::schema_declaration",
+                    definitions = "crate::borsh_ext::uuid::schema_definitions"
+                )))
             )]
             pub Uuid,
         );
@@ -137,6 +145,7 @@ uuid_id! {
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(transparent)]
 #[schemars(example = &"labhit-cache/build:4f2a9c81")]
 pub struct SnapshotRef(pub String);

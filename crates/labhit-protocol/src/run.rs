@@ -101,6 +101,7 @@ macro_rules! string_enum {
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Accepted, no stage started yet.
@@ -149,6 +150,7 @@ impl RunStatus {
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     /// Waiting for the stages it comes `after`.
@@ -216,6 +218,7 @@ impl StageStatus {
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     /// Very detailed diagnostics.
@@ -252,6 +255,7 @@ string_enum!(LogLevel, "log level", {
     BorshSerialize,
     BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     /// A structured `log` call of an extension.
@@ -275,6 +279,7 @@ string_enum!(LogStream, "log stream", {
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, BorshSerialize, BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[schemars(example = PipelineRun::example())]
 pub struct PipelineRun {
     /// The run's id.
@@ -296,6 +301,13 @@ pub struct PipelineRun {
         serialize_with = "crate::borsh_ext::datetime::serialize",
         deserialize_with = "crate::borsh_ext::datetime::deserialize"
     )]
+    #[cfg_attr(
+        feature = "borsh-schema",
+        borsh(schema(with_funcs(
+            declaration = "crate::borsh_ext::datetime::schema_declaration",
+            definitions = "crate::borsh_ext::datetime::schema_definitions"
+        )))
+    )]
     pub created_at: DateTime<Utc>,
     /// When its first stage started; `null` while queued.
     #[serde(default)]
@@ -303,12 +315,26 @@ pub struct PipelineRun {
         serialize_with = "crate::borsh_ext::option_datetime::serialize",
         deserialize_with = "crate::borsh_ext::option_datetime::deserialize"
     )]
+    #[cfg_attr(
+        feature = "borsh-schema",
+        borsh(schema(with_funcs(
+            declaration = "crate::borsh_ext::option_datetime::schema_declaration",
+            definitions = "crate::borsh_ext::option_datetime::schema_definitions"
+        )))
+    )]
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status; `null` until then.
     #[serde(default)]
     #[borsh(
         serialize_with = "crate::borsh_ext::option_datetime::serialize",
         deserialize_with = "crate::borsh_ext::option_datetime::deserialize"
+    )]
+    #[cfg_attr(
+        feature = "borsh-schema",
+        borsh(schema(with_funcs(
+            declaration = "crate::borsh_ext::option_datetime::schema_declaration",
+            definitions = "crate::borsh_ext::option_datetime::schema_definitions"
+        )))
     )]
     pub finished_at: Option<DateTime<Utc>>,
     /// One entry per stage of the pipeline, in a topological order of the stage graph.
@@ -346,6 +372,7 @@ impl PipelineRun {
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, BorshSerialize, BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[schemars(example = StageRun::example())]
 pub struct StageRun {
     /// The stage's id (its key under `pipeline.stages`).
@@ -358,12 +385,26 @@ pub struct StageRun {
         serialize_with = "crate::borsh_ext::option_datetime::serialize",
         deserialize_with = "crate::borsh_ext::option_datetime::deserialize"
     )]
+    #[cfg_attr(
+        feature = "borsh-schema",
+        borsh(schema(with_funcs(
+            declaration = "crate::borsh_ext::option_datetime::schema_declaration",
+            definitions = "crate::borsh_ext::option_datetime::schema_definitions"
+        )))
+    )]
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status; `null` until then.
     #[serde(default)]
     #[borsh(
         serialize_with = "crate::borsh_ext::option_datetime::serialize",
         deserialize_with = "crate::borsh_ext::option_datetime::deserialize"
+    )]
+    #[cfg_attr(
+        feature = "borsh-schema",
+        borsh(schema(with_funcs(
+            declaration = "crate::borsh_ext::option_datetime::schema_declaration",
+            definitions = "crate::borsh_ext::option_datetime::schema_definitions"
+        )))
     )]
     pub finished_at: Option<DateTime<Utc>>,
     /// The exit code of its command or extension, once it ran to completion.
@@ -420,6 +461,7 @@ fn example_stage_id() -> StageId {
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, BorshSerialize, BorshDeserialize,
 )]
+#[cfg_attr(feature = "borsh-schema", derive(borsh::BorshSchema))]
 #[schemars(example = LogEntry::example())]
 pub struct LogEntry {
     /// The run the entry belongs to.
@@ -440,6 +482,13 @@ pub struct LogEntry {
     #[borsh(
         serialize_with = "crate::borsh_ext::datetime::serialize",
         deserialize_with = "crate::borsh_ext::datetime::deserialize"
+    )]
+    #[cfg_attr(
+        feature = "borsh-schema",
+        borsh(schema(with_funcs(
+            declaration = "crate::borsh_ext::datetime::schema_declaration",
+            definitions = "crate::borsh_ext::datetime::schema_definitions"
+        )))
     )]
     pub timestamp: DateTime<Utc>,
     /// The text, without a trailing newline. Secret values are already redacted.

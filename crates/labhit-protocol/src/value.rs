@@ -256,6 +256,52 @@ impl BorshDeserialize for Value {
     }
 }
 
+/// The layout of [`Value`] for `borsh::BorshSchema` (feature `borsh-schema`): an enum with a
+/// one-byte tag whose variants, in tag order, are the payloads written by `serialize` above.
+#[cfg(feature = "borsh-schema")]
+impl borsh::BorshSchema for Value {
+    fn add_definitions_recursively(
+        definitions: &mut BTreeMap<borsh::schema::Declaration, borsh::schema::Definition>,
+    ) {
+        use borsh::BorshSchema as S;
+        let declaration = <Self as S>::declaration();
+        if definitions.contains_key(&declaration) {
+            // `Value` contains itself: stop the walk the second time round.
+            return;
+        }
+        let variants = vec![
+            (0, "Null".to_owned(), <() as S>::declaration()),
+            (1, "Bool".to_owned(), <bool as S>::declaration()),
+            (2, "Int".to_owned(), <i64 as S>::declaration()),
+            (3, "UInt".to_owned(), <u64 as S>::declaration()),
+            (4, "Float".to_owned(), <f64 as S>::declaration()),
+            (5, "String".to_owned(), <String as S>::declaration()),
+            (6, "Array".to_owned(), <Vec<Value> as S>::declaration()),
+            (7, "Object".to_owned(), <Map as S>::declaration()),
+        ];
+        borsh::schema::add_definition(
+            declaration,
+            borsh::schema::Definition::Enum {
+                tag_width: 1,
+                variants,
+            },
+            definitions,
+        );
+        <() as S>::add_definitions_recursively(definitions);
+        <bool as S>::add_definitions_recursively(definitions);
+        <i64 as S>::add_definitions_recursively(definitions);
+        <u64 as S>::add_definitions_recursively(definitions);
+        <f64 as S>::add_definitions_recursively(definitions);
+        <String as S>::add_definitions_recursively(definitions);
+        <Vec<Value> as S>::add_definitions_recursively(definitions);
+        <Map as S>::add_definitions_recursively(definitions);
+    }
+
+    fn declaration() -> borsh::schema::Declaration {
+        "Value".to_owned()
+    }
+}
+
 fn invalid(message: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, message)
 }

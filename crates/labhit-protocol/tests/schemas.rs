@@ -5,13 +5,16 @@
 //! A snapshot that changes is a change of a public contract: review it, and record it in
 //! CHANGELOG.md. `cargo xtask codegen` then writes the same schemas to `schema/`.
 
+use labhit_protocol::StageId;
 use labhit_protocol::executor::{
-    ArtifactRef, CacheDecision, CommandStep, ExecutorInput, StepResult,
+    ArtifactPath, ArtifactRef, CacheDecision, CommandStep, ExecutorInput, StepResult,
 };
-use labhit_protocol::ids::{ArchiveId, SnapshotRef};
+use labhit_protocol::ids::{ArchiveId, RunId, SnapshotRef, StepId};
 use labhit_protocol::manifest::Manifest;
 use labhit_protocol::pipeline::{CheckOptions, PipelineFile, check};
-use labhit_protocol::run::{LogEntry, PipelineRun, RunStatus, StageRun, StageStatus};
+use labhit_protocol::run::{
+    LogEntry, LogLevel, LogStream, PipelineRun, RunStatus, StageRun, StageStatus,
+};
 use labhit_protocol::schema::{manifest_schema, pipeline_schema, wire_schemas};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -318,7 +321,13 @@ fn wire_schemas_agree_with_serde_on_unknown_fields() {
     check_type::<RunStatus>("RunStatus");
     check_type::<StageStatus>("StageStatus");
     check_type::<labhit_protocol::Value>("Value");
-    assert_eq!(wire_schemas().len(), 13);
+    check_type::<RunId>("RunId");
+    check_type::<StepId>("StepId");
+    check_type::<StageId>("StageId");
+    check_type::<ArtifactPath>("ArtifactPath");
+    check_type::<LogLevel>("LogLevel");
+    check_type::<LogStream>("LogStream");
+    assert_eq!(wire_schemas().len(), 19);
 }
 
 #[test]

@@ -99,6 +99,15 @@ pub(crate) fn generate(_root: &Path) -> Result<Vec<GeneratedFile>> {
     Ok(files)
 }
 
+/// The name of every type with golden vectors.
+#[cfg(test)]
+pub(crate) fn type_names() -> Result<Vec<String>> {
+    Ok(sets()?
+        .into_iter()
+        .map(|set| set.type_name.to_owned())
+        .collect())
+}
+
 /// Lowercase hex without separators.
 fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -166,10 +175,13 @@ fn readme() -> String {
          2. encode that value to borsh and get exactly the bytes of `borsh_hex`;\n\
          3. encode it to JSON and get `json` back (key order and whitespace aside).\n\
          \n\
-         The borsh layouts of timestamps, versions and UUIDs are documented in\n\
-         `labhit_protocol::borsh_ext`, that of `Value` in `labhit_protocol::value`; everything\n\
-         else is plain borsh (<https://borsh.io>): little-endian integers, `u32` lengths,\n\
-         `u8` enum tags in declaration order, `0`/`1` option tags, maps sorted by key.\n"
+         The borsh layout of every type is described, normatively and machine-readably, in\n\
+         [`schema/wire/borsh-layout.json`](../../schema/wire/borsh-layout.json) (explained in\n\
+         `schema/wire/README.md`): plain borsh (<https://borsh.io>) with little-endian\n\
+         integers, `u32` lengths, `u8` enum tags in declaration order, `0`/`1` option tags,\n\
+         maps in strictly ascending key order, UUIDs as 16 raw bytes and timestamps as `i64`\n\
+         seconds and `u32` nanoseconds. `tools/conformance/borsh_check.py` checks every vector\n\
+         here from that file alone.\n"
     )
 }
 
