@@ -15,6 +15,7 @@ mod render;
 mod run;
 mod schema;
 mod secrets;
+mod serve;
 mod stdio;
 mod validate;
 
@@ -92,6 +93,8 @@ enum Command {
         #[command(subcommand)]
         command: ext::Command,
     },
+    /// Serve the LabHit PipelineService over gRPC with a durable run store.
+    Serve(serve::Args),
 }
 
 /// `--color` values.
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Command::Schema(args) => schema::run(&args),
         Command::Run(args) => run::run(&args, cli.color),
         Command::Ext { command } => return ext::main(&command, cli.color),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -1,5 +1,9 @@
 //! The `labhit.v1.PipelineService` implementation.
 //!
-//! [`validate`] holds the request checks shared by every RPC.
+//! [`pipeline::Pipeline`] is the service; [`validate`] holds the request checks shared by
+//! every RPC.
 
+pub mod pipeline;
 pub mod validate;
+
+pub use pipeline::store_status;
