@@ -1,0 +1,3 @@
+//! Workspace setup and cache-key benchmarks (work in progress).
+
+fn main() {}
