@@ -751,7 +751,7 @@ fn copy_files(jobs: &[Job], known: &DigestIndex) -> Result<Vec<Done>, WorkspaceE
     let failed = AtomicBool::new(false);
     let copier = Copier::new();
     let first_error: Mutex<Option<WorkspaceError>> = Mutex::new(None);
-    let done: Vec<Vec<Done>> = std::thread::scope(|scope| {
+    let done: Vec<Option<Vec<Done>>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -774,14 +774,21 @@ fn copy_files(jobs: &[Job], known: &DigestIndex) -> Result<Vec<Done>, WorkspaceE
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_default())
-            .collect()
+        workers.into_iter().map(|w| w.join().ok()).collect()
     });
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
+    // A worker that panicked left files uncopied: never hand out a partial workspace.
+    let done: Option<Vec<Vec<Done>>> = done.into_iter().collect();
+    let Some(done) = done else {
+        let path = jobs.first().map(|j| j.from.clone()).unwrap_or_default();
+        return Err(WorkspaceError::Io {
+            action: "copy",
+            path,
+            source: io::Error::other("a copying thread panicked"),
+        });
+    };
     Ok(done.into_iter().flatten().collect())
 }
 
