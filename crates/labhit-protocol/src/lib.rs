@@ -3,6 +3,7 @@
 //! * [`forms`]: validated scalars (ids, extension references, durations, sizes, CPU) shared
 //!   by the pipeline file, the manifest and the run model;
 //! * [`pipeline`]: the `.labhit/pipeline.yaml` model, its parser and validator;
+//! * [`glob`]: the workspace-relative globs of `sandbox.inputs`;
 //! * [`manifest`]: the `extension.toml` model and parser;
 //! * [`executor`]: what a host hands an executor and what it gets back;
 //! * [`run`]: runs, stage runs, statuses and log entries;
@@ -18,6 +19,7 @@ pub mod codec;
 pub mod diagnostic;
 pub mod executor;
 pub mod forms;
+pub mod glob;
 pub mod ids;
 pub mod manifest;
 pub mod pipeline;

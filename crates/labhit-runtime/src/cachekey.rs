@@ -14,7 +14,10 @@
 //! * the image (`sandbox.image`), or its absence;
 //! * every granted environment variable, name and value, sorted by name (secret values
 //!   included: changing a secret may change the result; only their hash enters the key);
-//! * the content of the workspace the stage sees, as [`WorkspaceManifest::digest`];
+//! * the content of the workspace the stage sees, as [`WorkspaceManifest::key_digest`]: every
+//!   entry, or only those its declared inputs (`sandbox.inputs`) select, and the globs
+//!   themselves; with the content of files that symbolic links outside the workspace reach
+//!   (a link to an outside directory makes the key an error: it cannot be covered);
 //! * the parent snapshot and the keys of upstream stages, in the order given.
 //!
 //! Not in the key: the timeout and the cpu/memory limits (they decide whether a step
@@ -23,13 +26,14 @@
 use std::collections::BTreeMap;
 
 use labhit_protocol::executor::CommandStep;
+use labhit_protocol::glob::InputGlob;
 use labhit_protocol::ids::SnapshotRef;
 use sha2::{Digest, Sha256};
 
-use crate::workspace::{WorkspaceManifest, field, hex};
+use crate::workspace::{WorkspaceError, WorkspaceManifest, field, hex};
 
 /// Version of the key derivation; changing what is hashed bumps it.
-pub const KEY_FORMAT: &str = "labhit-cache-key/1";
+pub const KEY_FORMAT: &str = "labhit-cache-key/2";
 
 /// Prefix of every cache tag: a key is `labhit-cache:<64 hex digits>`.
 pub const TAG_PREFIX: &str = "labhit-cache:";
@@ -45,14 +49,18 @@ pub struct CacheKeyInput<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// The workspace as the stage will see it when it starts.
     pub workspace: &'a WorkspaceManifest,
+    /// The stage's declared inputs (`sandbox.inputs`); `None`: the whole workspace.
+    pub inputs: Option<&'a [InputGlob]>,
     /// The snapshot the step boots from, if any.
     pub parent_snapshot: Option<&'a SnapshotRef>,
     /// Cache keys (or other stable identities) of upstream stages.
     pub upstream: &'a [SnapshotRef],
 }
 
-/// The cache key of a `run:` stage as a snapshot tag, `labhit-cache:<sha256 hex>`.
-pub fn cache_key(input: &CacheKeyInput<'_>) -> SnapshotRef {
+/// The cache key of a `run:` stage as a snapshot tag, `labhit-cache:<sha256 hex>`; an error
+/// when the workspace holds content the key cannot cover (see
+/// [`WorkspaceManifest::key_digest`]).
+pub fn cache_key(input: &CacheKeyInput<'_>) -> Result<SnapshotRef, WorkspaceError> {
     let mut hasher = Sha256::new();
     field(&mut hasher, KEY_FORMAT.as_bytes());
     field(&mut hasher, b"executor");
@@ -80,8 +88,22 @@ pub fn cache_key(input: &CacheKeyInput<'_>) -> SnapshotRef {
         field(&mut hasher, name.as_bytes());
         field(&mut hasher, value.as_bytes());
     }
+    field(&mut hasher, b"inputs");
+    match input.inputs {
+        Some(globs) => {
+            hasher.update([1]);
+            hasher.update((globs.len() as u64).to_le_bytes());
+            for glob in globs {
+                field(&mut hasher, glob.as_str().as_bytes());
+            }
+        }
+        None => hasher.update([0]),
+    }
     field(&mut hasher, b"workspace");
-    field(&mut hasher, input.workspace.digest().as_bytes());
+    field(
+        &mut hasher,
+        input.workspace.key_digest(input.inputs)?.as_bytes(),
+    );
     field(&mut hasher, b"parent");
     match input.parent_snapshot {
         Some(parent) => {
@@ -95,7 +117,10 @@ pub fn cache_key(input: &CacheKeyInput<'_>) -> SnapshotRef {
     for key in input.upstream {
         field(&mut hasher, key.as_ref().as_bytes());
     }
-    SnapshotRef::new(format!("{TAG_PREFIX}{}", hex(&hasher.finalize())))
+    Ok(SnapshotRef::new(format!(
+        "{TAG_PREFIX}{}",
+        hex(&hasher.finalize())
+    )))
 }
 
 #[cfg(test)]
@@ -111,6 +136,7 @@ mod tests {
         parent: Option<SnapshotRef>,
         upstream: Vec<SnapshotRef>,
         executor: String,
+        inputs: Option<Vec<InputGlob>>,
     }
 
     impl Fixture {
@@ -122,6 +148,7 @@ mod tests {
                 parent: None,
                 upstream: Vec::new(),
                 executor: "local".to_owned(),
+                inputs: None,
             }
         }
 
@@ -131,9 +158,11 @@ mod tests {
                 step: &self.step,
                 env: &self.env,
                 workspace: &self.workspace,
+                inputs: self.inputs.as_deref(),
                 parent_snapshot: self.parent.as_ref(),
                 upstream: &self.upstream,
             })
+            .expect("key")
         }
     }
 
@@ -193,6 +222,10 @@ mod tests {
                 "upstream",
                 Box::new(|f| f.upstream.push(SnapshotRef::new("u"))),
             ),
+            (
+                "inputs",
+                Box::new(|f| f.inputs = Some(vec![InputGlob::new("src").expect("glob")])),
+            ),
         ];
         for (what, change) in changes {
             let mut fixture = Fixture::new(dir.path());
@@ -231,5 +264,49 @@ mod tests {
         let mut fixture = Fixture::new(dir.path());
         fixture.step.timeout_secs = Some(60);
         assert_eq!(fixture.key(), base);
+    }
+
+    #[test]
+    fn declared_inputs_narrow_the_key() {
+        let dir = workspace();
+        let mut fixture = Fixture::new(dir.path());
+        fixture.inputs = Some(vec![InputGlob::new("src").expect("glob")]);
+        let base = fixture.key();
+        std::fs::write(dir.path().join("a.txt"), "unrelated edit").expect("write");
+        fixture.workspace = WorkspaceManifest::scan(dir.path()).expect("scan");
+        assert_eq!(fixture.key(), base, "a file outside the inputs changed");
+        std::fs::write(dir.path().join("src/main.c"), "int main(void);").expect("write");
+        fixture.workspace = WorkspaceManifest::scan(dir.path()).expect("scan");
+        assert_ne!(fixture.key(), base, "a declared input changed");
+    }
+
+    #[test]
+    fn content_behind_outside_links_is_in_the_key_or_refused() {
+        let dir = workspace();
+        let outside = tempfile::tempdir().expect("tempdir");
+        let target = outside.path().join("config");
+        std::fs::write(&target, "v1").expect("write");
+        std::os::unix::fs::symlink(&target, dir.path().join("config")).expect("symlink");
+        let base = Fixture::new(dir.path()).key();
+        std::fs::write(&target, "v2").expect("write");
+        assert_ne!(Fixture::new(dir.path()).key(), base);
+
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("shared")).expect("symlink");
+        let fixture = Fixture::new(dir.path());
+        let err = cache_key(&CacheKeyInput {
+            executor: "local",
+            step: &fixture.step,
+            env: &fixture.env,
+            workspace: &fixture.workspace,
+            inputs: None,
+            parent_snapshot: None,
+            upstream: &[],
+        })
+        .expect_err("an outside directory cannot be covered");
+        let message = err.to_string();
+        assert!(
+            message.contains("`shared` is a symbolic link") && message.contains("a directory"),
+            "{message}"
+        );
     }
 }

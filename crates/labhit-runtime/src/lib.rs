@@ -34,12 +34,15 @@
 pub mod approval;
 pub mod boundary;
 pub mod cache;
+pub mod cachedir;
 pub mod cachekey;
 pub mod cancellation;
 pub mod component;
+pub mod digests;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod fastcopy;
 pub mod fsio;
 pub mod gates;
 pub mod host;

@@ -38,10 +38,11 @@ use std::sync::Arc;
 
 use labhit_protocol::ids::RunId;
 use labhit_protocol::pipeline::PipelineFile;
-use labhit_protocol::run::{PipelineRun, RunStatus, StageRun};
+use labhit_protocol::run::{LogLevel, PipelineRun, RunStatus, StageRun};
 
 use crate::approval::Approver;
 use crate::cancellation::Cancellation;
+use crate::digests::DigestIndex;
 use crate::error::{RuntimeError, StepError};
 use crate::executor::{Executor, ExtensionExecutor, LocalExecutor};
 use crate::gates::{Gates, PreApproved};
@@ -304,9 +305,13 @@ pub fn prepare(request: RunRequest) -> Result<PreparedRun, RunError> {
         });
     }
 
+    let mut digests = DigestIndex::new();
+    let mut warnings = Vec::new();
     let (workspace, run_dir) = match &place {
         RunPlace::Copy { runs_base, source } => {
-            let made = RunWorkspace::create(runs_base, run_id, source)?;
+            let mut made = RunWorkspace::create(runs_base, run_id, source)?;
+            digests = made.take_digests();
+            warnings = made.warnings().to_vec();
             (made.path().to_owned(), made.run_dir().to_owned())
         }
         RunPlace::Prepared { workspace, run_dir } => {
@@ -346,6 +351,7 @@ pub fn prepare(request: RunRequest) -> Result<PreparedRun, RunError> {
     };
 
     let mut runner = PipelineRunner::new(&workspace, &run_dir);
+    runner.set_digests(digests);
     for (id, stage) in stages.iter() {
         let plan = match (&stage.uses, &runtime) {
             (None, _) => StagePlan::Command(Arc::clone(&local)),
@@ -401,6 +407,9 @@ pub fn prepare(request: RunRequest) -> Result<PreparedRun, RunError> {
     scheduler.on_status = on_status;
     scheduler.observer = observer;
     let log = RunLog::new(run_id, log_sink).with_redactor(redactor);
+    for warning in &warnings {
+        log.system(None, LogLevel::Warn, warning);
+    }
     Ok(PreparedRun {
         pipeline,
         runner,

@@ -221,7 +221,21 @@ impl SnapshotStore {
         before: &WorkspaceManifest,
     ) -> Result<SnapshotInfo, SnapshotError> {
         let after = WorkspaceManifest::scan(workspace)?;
-        let diff = before.diff(&after);
+        self.commit_scanned(tag, workspace, before, &after)
+    }
+
+    /// [`SnapshotStore::commit`] with the workspace already scanned: `after` must be its
+    /// current manifest (taken after the step).
+    pub fn commit_scanned(
+        &self,
+        tag: &SnapshotRef,
+        workspace: &Path,
+        before: &WorkspaceManifest,
+        after: &WorkspaceManifest,
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        crate::cachedir::tag(&self.dir, "labhit snapshot store")
+            .map_err(io_err("create", &self.dir))?;
+        let diff = before.diff(after);
         let mut changed = Vec::with_capacity(diff.changed.len());
         for (path, entry) in diff.changed {
             let entry = match entry {

@@ -12,6 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::forms::{ByteSize, Cpu, DurationSpec, PipelineName, PolicyName, StageId, UseRef};
+use crate::glob::InputGlob;
 use crate::manifest::SecretName;
 use crate::value::Map;
 
@@ -296,6 +297,12 @@ pub struct Sandbox {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("uniqueItems" = true), example = ["DEPLOY_TOKEN"])]
     pub secrets: Vec<SecretName>,
+    /// The files the stage's `run` script reads, as workspace-relative globs (only with
+    /// `run`): its cache key covers just these (and what their symbolic links reach). Absent:
+    /// the key covers the whole workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("uniqueItems" = true), example = ["package-lock.json", "src"])]
+    pub inputs: Option<Vec<InputGlob>>,
 }
 
 /// Resource requests of a stage.

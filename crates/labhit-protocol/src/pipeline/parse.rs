@@ -16,6 +16,7 @@ use crate::diagnostic::{Diagnostic, Rule, Span, SuggestionBudget, Suggestions};
 use crate::forms::{
     ByteSize, Cpu, DurationSpec, FormError, PipelineName, PolicyName, StageId, UseRef,
 };
+use crate::glob::InputGlob;
 use crate::manifest::SecretName;
 use crate::value::{Map, Value};
 
@@ -391,6 +392,22 @@ impl<'n> Walker<'n, '_> {
         }
         if let Some((_, n)) = fields.get("sandbox") {
             if run_field.is_none()
+                && let Some((inputs_key, _)) = sandbox_key(n, "inputs")
+            {
+                self.push(
+                    Diagnostic::error(
+                        Rule::StageShape,
+                        inputs_key,
+                        format!(
+                            "{what} has `sandbox.inputs` but no `run`; it narrows the cache key \
+                             of a `run` script"
+                        ),
+                    )
+                    .with_help("remove `sandbox.inputs`, or add `run:`"),
+                );
+                ok = false;
+            }
+            if run_field.is_none()
                 && let Some((secrets_key, _)) = sandbox_secrets(n)
             {
                 self.push(
@@ -550,7 +567,11 @@ impl<'n> Walker<'n, '_> {
 
     fn sandbox(&mut self, node: &'n Node, what: &str) -> Option<Sandbox> {
         let ctx = format!("`sandbox` of {what}");
-        let fields = self.fields(node, &ctx, &["image", "resources", "timeout", "secrets"])?;
+        let fields = self.fields(
+            node,
+            &ctx,
+            &["image", "resources", "timeout", "secrets", "inputs"],
+        )?;
         let mut ok = fields.entries.len() == count_pairs(node);
         let mut sandbox = Sandbox::default();
         if let Some((_, n)) = fields.get("image") {
@@ -610,7 +631,66 @@ impl<'n> Walker<'n, '_> {
                 None => ok = false,
             }
         }
+        if let Some((_, n)) = fields.get("inputs") {
+            match self.input_globs(n, what) {
+                Some(globs) => sandbox.inputs = Some(globs),
+                None => ok = false,
+            }
+        }
         ok.then_some(sandbox)
+    }
+
+    /// `sandbox.inputs`: a list of distinct workspace-relative globs.
+    fn input_globs(&mut self, node: &'n Node, what: &str) -> Option<Vec<InputGlob>> {
+        let NodeValue::Seq(items) = &node.value else {
+            self.type_error(
+                node,
+                &format!("`sandbox.inputs` of {what}"),
+                "a list of globs like `src/**`",
+            );
+            return None;
+        };
+        let mut out: Vec<(InputGlob, Span)> = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items {
+            let Some(s) = self.string(item, || format!("a `sandbox.inputs` entry of {what}"))
+            else {
+                ok = false;
+                continue;
+            };
+            let glob = match InputGlob::new(s) {
+                Ok(glob) => glob,
+                Err(e) => {
+                    self.push(
+                        Diagnostic::error(
+                            e.rule,
+                            item.span,
+                            format!("`sandbox.inputs` of {what}: {}", e.message),
+                        )
+                        .with_help(
+                            "write a path relative to the workspace root, with `*`, `?` or `**`, \
+                             like `package-lock.json`, `src` or `**/*.rs`",
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Some((_, first)) = out.iter().find(|(seen, _)| *seen == glob) {
+                self.push(
+                    Diagnostic::error(
+                        Rule::InvalidValue,
+                        item.span,
+                        format!("{what} lists `{glob}` in `sandbox.inputs` twice"),
+                    )
+                    .with_related(*first, "first listed here"),
+                );
+                ok = false;
+                continue;
+            }
+            out.push((glob, item.span));
+        }
+        ok.then(|| out.into_iter().map(|(glob, _)| glob).collect())
     }
 
     /// `sandbox.secrets`: a list of distinct secret names.
@@ -792,12 +872,17 @@ impl<'n> Walker<'n, '_> {
 
 /// The `secrets` key of a `sandbox` mapping and its value, if it has one.
 fn sandbox_secrets(sandbox: &Node) -> Option<(Span, &Node)> {
+    sandbox_key(sandbox, "secrets")
+}
+
+/// The key `name` of a `sandbox` mapping and its value, if it has one.
+fn sandbox_key<'s>(sandbox: &'s Node, name: &str) -> Option<(Span, &'s Node)> {
     let NodeValue::Map(pairs) = &sandbox.value else {
         return None;
     };
     pairs
         .iter()
-        .find(|(key, _)| key.as_str() == Some("secrets"))
+        .find(|(key, _)| key.as_str() == Some(name))
         .map(|(key, value)| (key.span, value))
 }
 

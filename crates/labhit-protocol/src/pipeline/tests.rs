@@ -138,3 +138,59 @@ fn did_you_mean_work_is_bounded_per_file() {
     let checked = check(text.as_bytes(), &CheckOptions::default());
     assert_eq!(checked.diagnostics.len(), 10_000);
 }
+
+#[test]
+fn sandbox_inputs_are_validated_globs() {
+    let with_inputs = |inputs: &str| {
+        GOOD.replace(
+            "        timeout: 30m\n",
+            &format!("        timeout: 30m\n        {inputs}\n"),
+        )
+    };
+    let file = PipelineFile::from_yaml(&with_inputs("inputs: [Cargo.lock, \"src/**\"]")).unwrap();
+    let sandbox = file.pipeline.stages.get("build").unwrap().sandbox.clone();
+    let inputs = sandbox.unwrap().inputs.unwrap();
+    assert_eq!(inputs[0].as_str(), "Cargo.lock");
+    assert!(inputs[1].selects("src/a/b.rs"));
+    // Absent: the whole workspace.
+    let file = PipelineFile::from_yaml(GOOD).unwrap();
+    assert_eq!(
+        file.pipeline
+            .stages
+            .get("build")
+            .unwrap()
+            .sandbox
+            .as_ref()
+            .unwrap()
+            .inputs,
+        None
+    );
+
+    for (bad, rule, message) in [
+        ("inputs: [\"../x\"]", Rule::InvalidValue, "`..` segment"),
+        ("inputs: [/etc]", Rule::InvalidValue, "absolute"),
+        ("inputs: [a, a]", Rule::InvalidValue, "twice"),
+        ("inputs: src", Rule::InvalidType, "a list of globs"),
+        ("input: [src]", Rule::UnknownKey, "unknown key `input`"),
+    ] {
+        let d = check(with_inputs(bad).as_bytes(), &CheckOptions::default()).diagnostics;
+        assert_eq!(d.len(), 1, "{bad}: {d:?}");
+        assert_eq!(d[0].rule, rule, "{bad}: {d:?}");
+        assert!(d[0].message.contains(message), "{bad}: {}", d[0].message);
+        if bad.starts_with("input:") {
+            assert_eq!(d[0].help.as_deref(), Some("did you mean `inputs`?"));
+        }
+    }
+
+    let on_use = GOOD.replace(
+        "      with: {depth: 1}\n",
+        "      with: {depth: 1}\n      sandbox: {inputs: [src]}\n",
+    );
+    let d = check(on_use.as_bytes(), &CheckOptions::default()).diagnostics;
+    assert!(
+        d.iter()
+            .any(|d| d.rule == Rule::StageShape
+                && d.message.contains("`sandbox.inputs` but no `run`")),
+        "{d:?}"
+    );
+}

@@ -96,12 +96,7 @@ pub(crate) fn obey(
             let before = match ctx.start_manifest {
                 Some(manifest) => manifest,
                 None => {
-                    scanned = WorkspaceManifest::scan(ctx.workspace).map_err(|source| {
-                        ExecError::Workspace {
-                            stage: ctx.stage.as_str().to_owned(),
-                            source,
-                        }
-                    })?;
+                    scanned = scan(ctx)?;
                     &scanned
                 }
             };
@@ -109,8 +104,9 @@ pub(crate) fn obey(
             if !result.is_success() || result.committed_snapshot.as_ref() != Some(tag) {
                 return Ok(result);
             }
+            let after = scan(ctx)?;
             let info = store
-                .commit(tag, ctx.workspace, before)
+                .commit_scanned(tag, ctx.workspace, before, &after)
                 .map_err(snapshot_error(ctx, tag))?;
             log.emit(
                 LogLevel::Info,
@@ -125,6 +121,21 @@ pub(crate) fn obey(
         }
         CacheDecision::MissNoCommit => checked(run()),
     }
+}
+
+/// Scans the workspace, with the runner's digest index when there is one.
+fn scan(ctx: &ExecContext<'_>) -> Result<WorkspaceManifest, ExecError> {
+    let scanned = match ctx.digests {
+        Some(digests) => WorkspaceManifest::scan_indexed(
+            ctx.workspace,
+            &mut digests.lock().unwrap_or_else(|p| p.into_inner()),
+        ),
+        None => WorkspaceManifest::scan(ctx.workspace),
+    };
+    scanned.map_err(|source| ExecError::Workspace {
+        stage: ctx.stage.as_str().to_owned(),
+        source,
+    })
 }
 
 /// `result`, unless the boundary check after it finds something (which it removes).

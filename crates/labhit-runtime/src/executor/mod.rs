@@ -35,6 +35,7 @@ use labhit_protocol::ids::SnapshotRef;
 use labhit_protocol::pipeline::StageId;
 
 use crate::cancellation::Cancellation;
+use crate::digests::DigestIndex;
 use crate::error::StepError;
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
 use crate::secrets::{NoSecrets, SecretStore};
@@ -100,6 +101,9 @@ pub struct ExecContext<'a> {
     /// the cache key). A `miss_build_as` step then records its effect against it instead of
     /// scanning the workspace a second time; it must be current.
     pub start_manifest: Option<&'a WorkspaceManifest>,
+    /// The workspace's digest index, when the runner keeps one: the scans around a commit
+    /// take unchanged files' digests from it instead of reading them again.
+    pub digests: Option<&'a Mutex<DigestIndex>>,
     /// Where the executor puts the named outputs it reports (an executor extension's
     /// `step-output.outputs`, already checked against its output schema; the local executor
     /// reports none). The runner shows them in the stage's summary.
@@ -145,6 +149,7 @@ impl<'a> ExecContext<'a> {
             secrets: Arc::new(NoSecrets),
             secret_values: Vec::new(),
             start_manifest: None,
+            digests: None,
             outputs: StepOutputs::new(),
         }
     }

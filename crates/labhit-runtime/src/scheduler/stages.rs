@@ -61,6 +61,7 @@ use labhit_protocol::run::StageStatus;
 
 use super::{StageOutcome, StageRunner, StageTask};
 use crate::cachekey::{CacheKeyInput, cache_key};
+use crate::digests::DigestIndex;
 use crate::error::StepFailure;
 use crate::executor::{ExecContext, ExecError, Executor};
 use crate::logs::{LogCursor, REDACTED};
@@ -109,6 +110,7 @@ pub struct PipelineRunner {
     pub secrets: Arc<dyn SecretStore>,
     lock: RwLock<()>,
     keys: Mutex<BTreeMap<String, SnapshotRef>>,
+    digests: Mutex<DigestIndex>,
 }
 
 impl std::fmt::Debug for PipelineRunner {
@@ -136,7 +138,16 @@ impl PipelineRunner {
             secrets: Arc::new(NoSecrets),
             lock: RwLock::new(()),
             keys: Mutex::new(BTreeMap::new()),
+            digests: Mutex::new(DigestIndex::new()),
         }
+    }
+
+    /// Starts the workspace's digest index from `digests` (what
+    /// [`RunWorkspace::take_digests`](crate::workspace::RunWorkspace::take_digests) learnt
+    /// while copying), so the first scan for a cache key reads no file the copy already
+    /// hashed. Without it every file is hashed once, on the first scan.
+    pub fn set_digests(&mut self, digests: DigestIndex) {
+        *self.digests.get_mut().unwrap_or_else(|p| p.into_inner()) = digests;
     }
 
     fn run_extension(&self, task: &StageTask<'_>, ext: &LoadedExtension) -> StageOutcome {
@@ -285,7 +296,11 @@ impl PipelineRunner {
                 CacheDecision::MissNoCommit
             }
             Some(store) => {
-                let manifest = match WorkspaceManifest::scan(&self.workspace) {
+                let scanned = {
+                    let mut digests = self.digests.lock().unwrap_or_else(|p| p.into_inner());
+                    WorkspaceManifest::scan_indexed(&self.workspace, &mut digests)
+                };
+                let manifest = match scanned {
                     Ok(m) => m,
                     Err(e) => {
                         return StageOutcome::failed(
@@ -299,14 +314,21 @@ impl PipelineRunner {
                 for secret in granted_secrets(stage) {
                     key_env.insert(secret.as_str().to_owned(), REDACTED.to_owned());
                 }
-                let key = cache_key(&CacheKeyInput {
+                let inputs = stage.sandbox.as_ref().and_then(|s| s.inputs.as_deref());
+                let key = match cache_key(&CacheKeyInput {
                     executor: &name,
                     step: &step,
                     env: &key_env,
                     workspace: &manifest,
+                    inputs,
                     parent_snapshot: None,
                     upstream: &upstream,
-                });
+                }) {
+                    Ok(key) => key,
+                    Err(e) => {
+                        return StageOutcome::failed(None, format!("no cache key: {e}"));
+                    }
+                };
                 let exists = store.exists(&key);
                 start_manifest = Some(manifest);
                 if exists {
@@ -394,6 +416,7 @@ impl PipelineRunner {
         ctx.secrets = Arc::clone(&self.secrets);
         ctx.secret_values = secret_values;
         ctx.start_manifest = start_manifest;
+        ctx.digests = Some(&self.digests);
         let result = executor.execute(&input, &ctx);
         (result, ctx.outputs.snapshot())
     }
