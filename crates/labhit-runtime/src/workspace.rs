@@ -728,7 +728,7 @@ impl Walk<'_> {
                 let target = fs::read_link(&from).map_err(io_err("read", &from))?;
                 std::os::unix::fs::symlink(&target, &to).map_err(io_err("create", &to))?;
             } else if file_type.is_dir() {
-                if self.excluded.iter().any(|e| *e == from) || crate::cachedir::is_tagged(&from) {
+                if self.excluded.contains(&from) || crate::cachedir::is_tagged(&from) {
                     continue;
                 }
                 fs::create_dir(&to).map_err(io_err("create", &to))?;
