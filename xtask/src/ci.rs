@@ -2,8 +2,9 @@
 //!
 //! The README names this command as the way to run all tests; `.ci/run` installs the
 //! prerequisites (wasm targets, cargo-nextest, cargo-deny, cargo-semver-checks, Node.js for
-//! buf, the nightly toolchain and cargo-fuzz for the fuzz smoke run) and calls it. The
-//! conformance step needs Python 3 (standard library only), which `.ci/run` checks for.
+//! buf, the nightly toolchain and cargo-fuzz for the fuzz smoke run, the Python venv of the
+//! generated-client check) and calls it. The conformance step needs Python 3 (standard
+//! library only), which `.ci/run` checks for.
 
 use std::path::Path;
 use std::process::Command;
@@ -102,6 +103,10 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         "example pipeline, twice (the README's first command)",
         || crate::example::run(root, 2),
     )?;
+    step(
+        "Python client generated from the .proto, against `labhit serve`",
+        || proto_client(root),
+    )?;
     step("fuzz smoke (every cargo-fuzz target, briefly)", || {
         if crate::fuzz::tools_installed() {
             crate::fuzz::run(
@@ -146,6 +151,48 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     }
     eprintln!("\nci: all steps passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Installs the pinned grpcio-tools venv (`tools/proto-client/install.sh`) and runs
+/// `tools/proto-client/check.py` against the debug `labhit` binary and the extensions the
+/// example step built.
+fn proto_client(root: &Path) -> Result<()> {
+    cargo(
+        root,
+        &[
+            "build",
+            "--quiet",
+            "--locked",
+            "-p",
+            "labhit-cli",
+            "--bin",
+            "labhit",
+        ],
+    )?;
+    let output = Command::new("bash")
+        .arg("tools/proto-client/install.sh")
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting `bash tools/proto-client/install.sh`")?;
+    if !output.status.success() {
+        bail!(
+            "`tools/proto-client/install.sh` exited with {}",
+            output.status
+        );
+    }
+    let python = String::from_utf8(output.stdout).context("the venv's python path is not UTF-8")?;
+    shell(
+        root,
+        python.trim(),
+        &[
+            "tools/proto-client/check.py",
+            "--labhit",
+            "target/debug/labhit",
+            "--extensions",
+            "target/extensions",
+        ],
+    )
 }
 
 fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {

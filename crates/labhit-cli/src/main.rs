@@ -6,6 +6,7 @@
 //! a file belongs). Each subcommand lives in its own module; `render` prints diagnostics for
 //! people, `output` for tools, `files` reads inputs.
 
+mod client;
 mod ext;
 mod files;
 mod graph;
@@ -65,7 +66,8 @@ pub(crate) use exit_codes;
         "  labhit validate ci/*.yaml --format json      check several files, JSON for tools\n",
         "  labhit validate --extensions extensions/     also check `use` and `with` against manifests\n",
         "  labhit graph --format dot | dot -Tsvg > pipeline.svg\n",
-        "  labhit schema pipeline > pipeline.schema.json\n\n",
+        "  labhit schema pipeline > pipeline.schema.json\n",
+        "  labhit trigger app main --follow             run on a `labhit serve` server\n\n",
         exit_codes!()
     )
 )]
@@ -95,6 +97,18 @@ enum Command {
     },
     /// Serve the LabHit PipelineService over gRPC with a durable run store.
     Serve(serve::Args),
+    /// Start a run on a `labhit serve` server: `labhit trigger REPO REF`.
+    Trigger(client::trigger::Args),
+    /// Show a run of the server: status, stages, outputs.
+    Status(client::status::Args),
+    /// List the server's runs, newest first.
+    Runs(client::runs::Args),
+    /// Stream a run's log from the server; `-f` survives server restarts.
+    Logs(client::logs::Args),
+    /// Cancel a run on the server.
+    Cancel(client::cancel::Args),
+    /// Approve a stage of a run that waits at its approval gate.
+    Approve(client::approve::Args),
 }
 
 /// `--color` values.
@@ -128,6 +142,12 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args, cli.color),
         Command::Ext { command } => return ext::main(&command, cli.color),
         Command::Serve(args) => serve::run(&args),
+        Command::Trigger(args) => client::trigger::run(&args, cli.color),
+        Command::Status(args) => client::status::run(&args, cli.color),
+        Command::Runs(args) => client::runs::run(&args, cli.color),
+        Command::Logs(args) => client::logs::run(&args, cli.color),
+        Command::Cancel(args) => client::cancel::run(&args, cli.color),
+        Command::Approve(args) => client::approve::run(&args, cli.color),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -75,9 +75,39 @@ pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Resul
     Ok(out)
 }
 
+/// `value` as compact JSON on one line (for JSON Lines output), escaped like [`json`].
+pub(crate) fn json_line<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    // Compact output has no layout newline: every unsafe character is inside a string.
+    let text = serde_json::to_string(value)?;
+    if !text.chars().any(is_unsafe) {
+        return Ok(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{json, printable};
+    use super::{json, json_line, printable};
+
+    #[test]
+    fn json_lines_are_one_line_and_mean_the_same() {
+        let value = serde_json::json!({"k": "a\u{7f}b\u{202e}c\nd"});
+        let text = json_line(&value).expect("json");
+        assert!(
+            !text.contains('\n') && !text.chars().any(super::is_unsafe),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+        assert_eq!(back, value);
+    }
 
     #[test]
     fn json_escapes_what_serde_json_leaves_raw_and_means_the_same() {
