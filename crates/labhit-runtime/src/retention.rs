@@ -32,6 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use labhit_protocol::ids::RunId;
 
+use crate::snapshot::StoreLease;
+
 /// The lock file a run holds in its run directory while it is in progress.
 pub const RUN_LOCK_FILE: &str = "run.lock";
 
@@ -156,6 +158,29 @@ impl RunLock {
     /// The run directory.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+}
+
+/// What keeps a run live on disk while it is held: its [`RunLock`] (no pruning removes its
+/// run directory) and its [`StoreLease`] on the snapshot store (garbage collection leaves
+/// what the run may be writing or restoring alone). [`crate::run::prepare`] takes both;
+/// [`crate::run::PreparedRun::take_guard`] hands them to the caller. Released when dropped.
+#[derive(Debug, Default)]
+pub struct RunGuard {
+    pub(crate) lock: Option<RunLock>,
+    pub(crate) lease: Option<StoreLease>,
+}
+
+impl RunGuard {
+    /// Releases the lease on the snapshot store (before the run collects its garbage), and
+    /// keeps the run lock.
+    pub fn release_cache(&mut self) {
+        self.lease = None;
+    }
+
+    /// The run directory the lock is in, if the run has one of its own.
+    pub fn run_dir(&self) -> Option<&Path> {
+        self.lock.as_ref().map(RunLock::run_dir)
     }
 }
 
