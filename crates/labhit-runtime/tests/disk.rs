@@ -126,7 +126,7 @@ fn retention_by_age_removes_only_old_runs_even_with_read_only_directories() {
         false,
     )
     .expect("prune");
-    assert_eq!(report.removed, [old.clone()]);
+    assert_eq!(report.removed, std::slice::from_ref(&old));
     assert!(!old.exists());
     assert!(recent.exists());
     assert_eq!(
