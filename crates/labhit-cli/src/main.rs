@@ -6,6 +6,7 @@
 //! a file belongs). Each subcommand lives in its own module; `render` prints diagnostics for
 //! people, `output` for tools, `files` reads inputs.
 
+mod cache;
 mod client;
 mod ext;
 mod files;
@@ -109,6 +110,16 @@ enum Command {
     Cancel(client::cancel::Args),
     /// Approve a stage of a run that waits at its approval gate.
     Approve(client::approve::Args),
+    /// Show or prune the snapshot cache (`stats`, `gc`).
+    Cache {
+        #[command(subcommand)]
+        command: cache::CacheCommand,
+    },
+    /// Prune run directories (`gc runs`) or the snapshot cache (`gc cache`) by hand.
+    Gc {
+        #[command(subcommand)]
+        command: cache::GcCommand,
+    },
 }
 
 /// `--color` values.
@@ -148,6 +159,8 @@ fn main() -> ExitCode {
         Command::Logs(args) => client::logs::run(&args, cli.color),
         Command::Cancel(args) => client::cancel::run(&args, cli.color),
         Command::Approve(args) => client::approve::run(&args, cli.color),
+        Command::Cache { command } => cache::cache(&command),
+        Command::Gc { command } => cache::gc(&command),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

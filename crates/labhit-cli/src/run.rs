@@ -25,6 +25,7 @@
 //! specific, so cache keys stay stable across runs.
 
 mod console;
+mod housekeeping;
 mod orphans;
 mod progress;
 mod shutdown;
@@ -41,6 +42,7 @@ use clap::ValueEnum;
 use labhit_protocol::pipeline::{CheckOptions, JsonSchemaValidator, Limits, PipelineFile};
 use labhit_runtime::gates::PreApproved;
 use labhit_runtime::policy::{DEFAULT_POLICY_FILE, GitRef, Policies};
+use labhit_runtime::retention::{DEFAULT_KEEP_RUNS, Retention};
 use labhit_runtime::run::{CacheSettings, RunError, RunPlace, RunRequest};
 use labhit_runtime::scheduler::RunInfo;
 use labhit_runtime::snapshot::SnapshotStore;
@@ -64,7 +66,10 @@ use crate::{ColorWhen, Exit, files};
     "\n",
     "The project is the current directory: each run copies it (without .git, target,\n",
     "node_modules, .labhit/runs and what git ignores) into <run-dir>/<run-id>/workspace,\n",
-    "which all stages share.\n",
+    "which all stages share. After the run, only the newest --keep-runs run directories\n",
+    "stay (default 10; runs in progress are never removed) and the snapshot cache is pruned\n",
+    "to --cache-max-size, least recently used entries first (see `labhit gc runs`,\n",
+    "`labhit cache stats|gc`).\n",
     "Stage logs go to stderr as `[stage] message`; the summary goes to stdout and, as\n",
     "JSON (the labhit-protocol PipelineRun), to <run-dir>/<run-id>/summary.json.\n",
     "\n",
@@ -148,6 +153,21 @@ pub(crate) struct Args {
     /// Where run directories are created [default: .labhit/runs]
     #[arg(long, value_name = "DIR")]
     run_dir: Option<PathBuf>,
+
+    /// After the run, keep only the newest N run directories, this one included (`all`:
+    /// keep every run); runs in progress are never removed [default: 10]
+    #[arg(long, value_name = "N")]
+    keep_runs: Option<crate::cache::Keep>,
+
+    /// After the run, also remove run directories that started longer ago than AGE (`7d`,
+    /// `36h`, `90m`)
+    #[arg(long, value_name = "AGE")]
+    max_run_age: Option<crate::cache::Age>,
+
+    /// The snapshot cache's size cap, like `500Mi` or `20G`: after the run, least recently
+    /// used entries are evicted down to it [default: $LABHIT_CACHE_MAX_SIZE, else 10Gi]
+    #[arg(long, value_name = "SIZE")]
+    cache_max_size: Option<labhit_protocol::forms::ByteSize>,
 }
 
 /// `--format` of `run`.
@@ -214,10 +234,17 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         .run_dir
         .as_ref()
         .map_or_else(|| default_runs_base(&project), |dir| project.join(dir));
+    let max_bytes = crate::cache::max_bytes(args.cache_max_size)?;
+    let retention = Retention {
+        keep_runs: args
+            .keep_runs
+            .map_or(Some(DEFAULT_KEEP_RUNS), |keep| keep.0),
+        max_age: args.max_run_age.map(|age| age.0),
+    };
     let mut request = RunRequest::new(
         pipeline,
         RunPlace::Copy {
-            runs_base,
+            runs_base: runs_base.clone(),
             source: labhit_runtime::run::project_source(&project),
         },
     );
@@ -252,7 +279,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     request.log_sink = console.sink();
     request.on_status = Some(console.status_hook(&request.pipeline));
     let cache = request.cache.clone();
-    let prepared = match labhit_runtime::run::prepare(request) {
+    let mut prepared = match labhit_runtime::run::prepare(request) {
         Ok(prepared) => prepared,
         Err(RunError::UnknownStage { stage }) => {
             return usage(&format!(
@@ -261,6 +288,8 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         }
         Err(e) => return Err(e.into()),
     };
+    // Held until the pruning after the run: marks the run in progress and its cache use.
+    let guard = prepared.take_guard();
     let run_dir = prepared.run_dir().to_owned();
     console.attach_log_file(&run_dir.join(summary::LOG_FILE))?;
 
@@ -320,6 +349,14 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let _ = stdout.flush();
     drop(stdout);
     console.note(&format!("summary: {}", files::display(&summary_path)));
+    housekeeping::after_run(
+        &console,
+        guard,
+        cache.active(),
+        max_bytes,
+        &runs_base,
+        &retention,
+    );
     if let Some(signal) = shutdown.signal() {
         std::process::exit(i32::from(signals::exit_code(signal)));
     }

@@ -4,9 +4,14 @@
 //! behaves the same wherever it runs. [`prepare`] does, in order:
 //!
 //! 1. checks the pre-approved stages name stages of the pipeline;
-//! 2. makes the run's place: a fresh `<runs-base>/<run-id>/` with a copy of the project as its
-//!    `workspace/` ([`RunPlace::Copy`]), or the workspace and run directory the caller prepared
-//!    (a server's isolated checkout, [`RunPlace::Prepared`]);
+//! 2. registers the run with the snapshot store it will use (a lease, see
+//!    [`crate::snapshot`]; a store of the wrong kind is [`RunError::Cache`] here, before any
+//!    stage), and makes the run's place: a fresh `<runs-base>/<run-id>/`, locked as in
+//!    progress ([`crate::retention`]) before the project is copied into its `workspace/`
+//!    ([`RunPlace::Copy`]), or the workspace and run directory the caller prepared (a
+//!    server's isolated checkout, [`RunPlace::Prepared`]). Both are held until
+//!    [`PreparedRun::execute`] ends, or for as long as the caller holds
+//!    [`PreparedRun::take_guard`];
 //! 3. plans every stage ([`StagePlan`]): a `use:` stage is resolved in the registry and loaded
 //!    (a bundle that cannot be resolved or loaded fails its stage, not the run), a `run:`
 //!    stage gets its executor extension or the built-in local executor (unsandboxed);
@@ -49,11 +54,12 @@ use crate::gates::{Gates, PreApproved};
 use crate::logs::{LogSink, NullSink, Redactor};
 use crate::policy::{DEFAULT_POLICY_FILE, GitRef, Policies};
 use crate::registry::Registry;
+use crate::retention::{RetentionError, RunGuard, RunLock};
 use crate::runtime::{LoadedExtension, Runtime, RuntimeConfig, StepOutcome, StepRequest};
 use crate::scheduler::stages::{PipelineRunner, StagePlan};
 use crate::scheduler::{RunInfo, RunLog, RunObserver, Scheduler, SchedulerOptions, StatusHook};
 use crate::secrets::{NoSecrets, SecretStore};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{SnapshotError, SnapshotStore};
 use crate::workspace::{DEFAULT_SKIP, RunWorkspace, WorkspaceError, WorkspaceSource};
 
 /// Where a run works and keeps its files.
@@ -247,6 +253,12 @@ pub enum RunError {
     /// The runtime could not be started.
     #[error("cannot start the runtime: {0}")]
     Runtime(#[from] RuntimeError),
+    /// The snapshot store cannot be used (a path in it of the wrong kind, say).
+    #[error("cannot use the snapshot cache: {0}")]
+    Cache(#[from] SnapshotError),
+    /// The run directory could not be created and locked.
+    #[error("cannot create the run directory: {0}")]
+    RunLock(#[from] RetentionError),
 }
 
 /// A run that is ready to go: workspace made, stages planned. See the module documentation.
@@ -259,6 +271,7 @@ pub struct PreparedRun {
     run_dir: PathBuf,
     abort: Cancellation,
     snapshots: Option<SnapshotStore>,
+    guard: RunGuard,
 }
 
 impl std::fmt::Debug for PreparedRun {
@@ -305,10 +318,16 @@ pub fn prepare(request: RunRequest) -> Result<PreparedRun, RunError> {
         });
     }
 
+    // Before anything is made: a store of the wrong kind is an error now, not after the
+    // command of the first `run:` stage.
+    let lease = cache.active().map(SnapshotStore::lease).transpose()?;
+    let mut lock = None;
     let mut digests = DigestIndex::new();
     let mut warnings = Vec::new();
     let (workspace, run_dir) = match &place {
         RunPlace::Copy { runs_base, source } => {
+            // Locked before the copy: no pruning removes a run in progress.
+            lock = Some(RunLock::acquire(runs_base, run_id)?);
             let mut made = RunWorkspace::create(runs_base, run_id, source)?;
             digests = made.take_digests();
             warnings = made.warnings().to_vec();
@@ -419,6 +438,7 @@ pub fn prepare(request: RunRequest) -> Result<PreparedRun, RunError> {
         run_dir,
         abort,
         snapshots,
+        guard: RunGuard { lock, lease },
     })
 }
 
@@ -441,6 +461,13 @@ impl PreparedRun {
     /// The snapshot store the run reads and writes; `None` when caching is off.
     pub fn snapshots(&self) -> Option<&SnapshotStore> {
         self.snapshots.as_ref()
+    }
+
+    /// Hands the run's [`RunGuard`] (its run lock and its lease on the snapshot store) to the
+    /// caller, who then decides when they are released; without this they are released when
+    /// [`PreparedRun::execute`] returns. `labhit run` holds the lock while it prunes old runs.
+    pub fn take_guard(&mut self) -> RunGuard {
+        std::mem::take(&mut self.guard)
     }
 
     /// The run's cancellation flag (the request's).
@@ -490,29 +517,16 @@ impl PreparedRun {
 }
 
 /// A copy of `project` without [`DEFAULT_SKIP`] and, in a git work tree, without what git
-/// ignores (`git ls-files --others --ignored --exclude-standard --directory`).
+/// ignores ([`crate::gitnames::ignored_paths`], read NUL-separated so that names with
+/// non-ASCII bytes match).
 pub fn project_source(project: &Path) -> WorkspaceSource {
     let mut skip: Vec<String> = DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect();
-    let ignored = std::process::Command::new("git")
-        .arg("-C")
-        .arg(project)
-        .args([
-            "ls-files",
-            "--others",
-            "--ignored",
-            "--exclude-standard",
-            "--directory",
-        ])
-        .stderr(std::process::Stdio::null())
-        .output();
-    if let Ok(output) = ignored
-        && output.status.success()
-    {
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let path = line.trim_end_matches('/');
-            if !path.is_empty() && !skip.iter().any(|s| s == path) {
-                skip.push(path.to_owned());
-            }
+    // A name that is not UTF-8 cannot be in a workspace at all (the copy refuses it).
+    for path in crate::gitnames::ignored_paths(project).unwrap_or_default() {
+        if let Some(path) = path.to_str()
+            && !skip.iter().any(|s| s == path)
+        {
+            skip.push(path.to_owned());
         }
     }
     WorkspaceSource::Copy {

@@ -15,7 +15,13 @@
 //! ```text
 //! <dir>/blobs/<first 2 hex digits>/<sha256>   file contents, addressed by their sha256
 //! <dir>/tags/<sha256 of the tag>.snapshot     one manifest per tag
+//! <dir>/live/<pid>-<n>.lease                  one per live run using the store
 //! ```
+//!
+//! The store is bounded ([`SnapshotStore::gc`]): a size cap with least-recently-used
+//! eviction (a manifest's modification time is its last use; [`SnapshotStore::restore`]
+//! touches it), and removal of what a killed process left, older than every live run
+//! ([`StoreLease`]).
 //!
 //! A manifest file is a header line `labhit-snapshot/1 <sha256 of the rest>` followed by a
 //! JSON object `{"tag", "changed": [{"path", "kind": "dir"|"file"|"symlink", "mode", "size",
@@ -38,6 +44,15 @@
 //! and [`SnapshotStore::commit`] refuses to record a link that resolves outside. Permission
 //! bits are masked to `0o777` when committed and again when restored: setuid, setgid and
 //! sticky bits are never recorded nor restored, whatever a manifest says.
+
+mod gc;
+mod live;
+
+pub use gc::{
+    DEFAULT_MAX_BYTES, GcOptions, GcReport, MAX_SIZE_ENV, StoreStats, TEMP_GRACE,
+    max_bytes_from_env,
+};
+pub use live::StoreLease;
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -94,6 +109,15 @@ pub enum SnapshotError {
     /// The workspace could not be scanned.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
+    /// A path of the store is of the wrong kind (the store directory is a file, a manifest
+    /// path is a directory).
+    #[error("the snapshot cache entry `{}` is not a {expected}: remove it or pass another `--cache-dir`", path.display())]
+    WrongKind {
+        /// The path at fault.
+        path: PathBuf,
+        /// What it should be (`directory`, `regular file`).
+        expected: &'static str,
+    },
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + use<> {
@@ -289,6 +313,7 @@ impl SnapshotStore {
         workspace: &Path,
     ) -> Result<SnapshotInfo, SnapshotError> {
         let stored = self.load_verified(tag)?;
+        self.record_use(tag);
         for path in stored.deleted.iter().rev() {
             if !parents_are_dirs(workspace, path)? {
                 continue;
@@ -354,6 +379,31 @@ impl SnapshotStore {
             }
         }
         Ok(stored.info())
+    }
+
+    /// Checks, without changing anything, whether `tag` can be looked up and committed: its
+    /// manifest path is a regular file or absent. A stage asks before its command runs, so a
+    /// store entry of the wrong kind fails the stage up front instead of after the command.
+    pub fn check_tag(&self, tag: &SnapshotRef) -> Result<(), SnapshotError> {
+        let path = self.tag_path(tag);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_file() => Ok(()),
+            Ok(_) => Err(SnapshotError::WrongKind {
+                path,
+                expected: "regular file",
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Records a use of `tag` (its manifest's modification time, which least-recently-used
+    /// eviction orders by). Best effort: a store that cannot be written still restores.
+    fn record_use(&self, tag: &SnapshotRef) {
+        let path = self.tag_path(tag);
+        if let Ok(file) = fs::OpenOptions::new().write(true).open(&path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
     }
 
     /// Copies `path` into the blob store, returning its sha256 and size.
@@ -498,6 +548,15 @@ fn encode(tag: &SnapshotRef, stored: &Stored) -> String {
 }
 
 fn decode(tag: &SnapshotRef, bytes: &[u8]) -> Result<Stored, String> {
+    let (found, stored) = decode_any(bytes)?;
+    if found != tag.as_ref() {
+        return Err("the manifest belongs to another tag".to_owned());
+    }
+    Ok(stored)
+}
+
+/// Decodes and checks a manifest of any tag, returning the tag it names.
+fn decode_any(bytes: &[u8]) -> Result<(String, Stored), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the manifest is not UTF-8".to_owned())?;
     let (header, body) = text
         .split_once('\n')
@@ -511,9 +570,10 @@ fn decode(tag: &SnapshotRef, bytes: &[u8]) -> Result<Stored, String> {
     }
     let value: Value =
         serde_json::from_str(body).map_err(|e| format!("the manifest is not valid JSON: {e}"))?;
-    if value["tag"].as_str() != Some(tag.as_ref()) {
-        return Err("the manifest belongs to another tag".to_owned());
-    }
+    let tag = value["tag"]
+        .as_str()
+        .ok_or("the manifest names no tag")?
+        .to_owned();
     let path_of = |v: &Value| -> Result<String, String> {
         let path = v.as_str().ok_or("a path is not a string")?;
         if path.split('/').any(|c| c == ".") {
@@ -577,5 +637,5 @@ fn decode(tag: &SnapshotRef, bytes: &[u8]) -> Result<Stored, String> {
     }
     changed.sort_by(|a, b| a.path.cmp(&b.path));
     deleted.sort();
-    Ok(Stored { changed, deleted })
+    Ok((tag, Stored { changed, deleted }))
 }

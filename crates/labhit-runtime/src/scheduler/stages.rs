@@ -67,7 +67,7 @@ use crate::executor::{ExecContext, ExecError, Executor};
 use crate::logs::{LogCursor, REDACTED};
 use crate::runtime::{LoadedExtension, Runtime, StepRequest};
 use crate::secrets::{NoSecrets, SecretStore};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{SnapshotError, SnapshotStore};
 use crate::workspace::WorkspaceManifest;
 
 /// What a stage runs with, prepared by the caller before the run.
@@ -329,7 +329,33 @@ impl PipelineRunner {
                         return StageOutcome::failed(None, format!("no cache key: {e}"));
                     }
                 };
-                let exists = store.exists(&key);
+                // A store entry of the wrong kind fails the stage before its command runs.
+                if let Err(e) = store.check_tag(&key) {
+                    return StageOutcome::failed(None, format!("cache: {e}"));
+                }
+                let exists = match store.verify(&key) {
+                    Ok(_) => true,
+                    Err(SnapshotError::NotFound) => false,
+                    Err(SnapshotError::Corrupt { reason }) => {
+                        log.warn(
+                            task.id,
+                            &format!(
+                                "cache: snapshot `{key}` is corrupt and was discarded ({reason}); \
+                                 running the command"
+                            ),
+                        );
+                        false
+                    }
+                    Err(e) => {
+                        log.warn(
+                            task.id,
+                            &format!(
+                                "cache: snapshot `{key}` cannot be read ({e}); running the command"
+                            ),
+                        );
+                        false
+                    }
+                };
                 start_manifest = Some(manifest);
                 if exists {
                     log.info(

@@ -1,0 +1,346 @@
+//! End-to-end tests of the disk `labhit run` keeps bounded and of its cache checks: run
+//! retention after many runs, `labhit gc runs`, `labhit cache stats|gc`, a cache of the wrong
+//! kind failing before any stage, a corrupt snapshot reported, and git-ignored files with
+//! non-ASCII names left out of the workspace.
+//!
+//! Every test runs the real `labhit` binary on a project of its own with `run:` stages (the
+//! built-in local executor, no extensions), its own run and cache directories outside the
+//! project.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A project directory and a state directory (runs, cache, markers) beside it.
+struct Project {
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(stages: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("pipeline.yaml"),
+            format!("engine: \"1\"\npipeline:\n  name: disk\n  stages:\n{stages}"),
+        )
+        .expect("write the pipeline");
+        Self {
+            dir,
+            state: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn runs(&self) -> PathBuf {
+        self.state.path().join("runs")
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.state.path().join("cache")
+    }
+
+    fn labhit(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_labhit"))
+            .current_dir(self.path())
+            .env("LABHIT_CACHE_DIR", self.state.path().join("components"))
+            .env_remove("LABHIT_EXTENSIONS")
+            .env_remove("LABHIT_CACHE_MAX_SIZE")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .args(args)
+            .output()
+            .expect("run labhit");
+        Run(output)
+    }
+
+    /// `labhit run pipeline.yaml` with this project's run and cache directories.
+    fn run(&self, extra: &[&str]) -> Run {
+        let runs = self.runs();
+        let cache = self.cache();
+        let mut args = vec![
+            "run",
+            "pipeline.yaml",
+            "--ref",
+            "main",
+            "--format",
+            "json",
+            "--run-dir",
+            runs.to_str().expect("utf-8"),
+            "--cache-dir",
+            cache.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        self.labhit(&args)
+    }
+
+    /// The run directories on disk (names).
+    fn run_dirs(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.runs())
+            .expect("runs")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+struct Run(Output);
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.0.status.code(),
+            String::from_utf8_lossy(&self.0.stdout),
+            String::from_utf8_lossy(&self.0.stderr)
+        )
+    }
+}
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// The run id, from the JSON summary on stdout.
+    fn id(&self) -> String {
+        let summary: serde_json::Value =
+            serde_json::from_str(&self.stdout()).unwrap_or_else(|e| panic!("{e}: {self:?}"));
+        summary["id"].as_str().expect("id").to_owned()
+    }
+}
+
+const ONE_STAGE: &str = "    build:\n      run: mkdir -p out && echo built > out/result\n";
+
+#[test]
+fn twenty_runs_with_the_default_retention_leave_at_most_the_retained_runs() {
+    let project = Project::new(ONE_STAGE);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let run = project.run(&["--no-cache"]);
+        assert_eq!(run.code(), 0, "{run:?}");
+        ids.push(run.id());
+    }
+    let left = project.run_dirs();
+    assert_eq!(left.len(), 10, "default retention keeps 10 runs: {left:?}");
+    // The newest ten, the last run's included.
+    let mut newest: Vec<String> = ids[10..].to_vec();
+    newest.sort();
+    assert_eq!(left, newest);
+}
+
+#[test]
+fn keep_runs_and_gc_runs_never_touch_what_is_not_a_run() {
+    let project = Project::new(ONE_STAGE);
+    std::fs::create_dir_all(project.runs().join("notes")).expect("mkdir");
+    std::fs::write(project.runs().join("notes/summary.json"), "{}").expect("write");
+    // Named like a run, but a file; and a directory named like a run with nothing of a run.
+    let fake = "0b7c6a1e-3f52-4c8e-9d4a-5b6f7e8d9c0a";
+    std::fs::write(project.runs().join(fake), "mine").expect("write");
+    let empty = "1b7c6a1e-3f52-4c8e-9d4a-5b6f7e8d9c0a";
+    std::fs::create_dir(project.runs().join(empty)).expect("mkdir");
+    for _ in 0..3 {
+        let run = project.run(&["--no-cache", "--keep-runs", "1"]);
+        assert_eq!(run.code(), 0, "{run:?}");
+    }
+    let left = project.run_dirs();
+    assert_eq!(left.len(), 4, "{left:?}");
+    for name in ["notes", fake, empty] {
+        assert!(left.iter().any(|l| l == name), "{name} removed: {left:?}");
+    }
+
+    // By hand: `--keep 0` removes every finished run, and still nothing else.
+    let dry = project.labhit(&[
+        "gc",
+        "runs",
+        "--run-dir",
+        project.runs().to_str().expect("utf-8"),
+        "--keep",
+        "0",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(dry.code(), 0, "{dry:?}");
+    let report: serde_json::Value = serde_json::from_str(&dry.stdout()).expect("json");
+    assert_eq!(
+        report["removed"].as_array().map(Vec::len),
+        Some(1),
+        "{dry:?}"
+    );
+    assert_eq!(project.run_dirs().len(), 4, "a dry run removes nothing");
+    let gc = project.labhit(&[
+        "gc",
+        "runs",
+        "--run-dir",
+        project.runs().to_str().expect("utf-8"),
+        "--keep",
+        "0",
+    ]);
+    assert_eq!(gc.code(), 0, "{gc:?}");
+    let mut expected = vec!["notes".to_owned(), fake.to_owned(), empty.to_owned()];
+    expected.sort();
+    assert_eq!(project.run_dirs(), expected);
+}
+
+#[test]
+fn a_cache_dir_that_is_a_file_fails_before_any_stage_runs() {
+    let marker = tempfile::tempdir().expect("tempdir");
+    let ran = marker.path().join("ran");
+    let project = Project::new(&format!(
+        "    build:\n      run: echo ran > '{}'\n",
+        ran.display()
+    ));
+    std::fs::write(project.cache(), "not a directory").expect("write");
+    let run = project.run(&[]);
+    assert_eq!(run.code(), 3, "{run:?}");
+    assert!(
+        run.stderr().contains("is not a directory") && run.stderr().contains("cache"),
+        "{run:?}"
+    );
+    assert!(!ran.exists(), "the stage ran: {run:?}");
+}
+
+#[test]
+fn a_snapshot_path_that_is_a_directory_fails_before_any_stage_runs() {
+    let marker = tempfile::tempdir().expect("tempdir");
+    let ran = marker.path().join("ran");
+    let project = Project::new(&format!(
+        "    build:\n      run: echo ran >> '{}'\n",
+        ran.display()
+    ));
+    let first = project.run(&[]);
+    assert_eq!(first.code(), 0, "{first:?}");
+    let tags = project.cache().join("tags");
+    let manifest = std::fs::read_dir(&tags)
+        .expect("tags")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "snapshot"))
+        .expect("a committed snapshot");
+    std::fs::remove_file(&manifest).expect("remove");
+    std::fs::create_dir(&manifest).expect("mkdir");
+    let second = project.run(&[]);
+    assert_eq!(second.code(), 3, "{second:?}");
+    assert!(
+        second.stderr().contains(&manifest.display().to_string())
+            && second.stderr().contains("is not a regular file"),
+        "{second:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&ran).expect("marker"),
+        "ran\n",
+        "the stage ran again: {second:?}"
+    );
+}
+
+#[test]
+fn a_corrupt_snapshot_is_reported_with_its_tag_and_rebuilt() {
+    let project = Project::new(ONE_STAGE);
+    let first = project.run(&[]);
+    assert_eq!(first.code(), 0, "{first:?}");
+    let stderr = first.stderr();
+    let start = stderr.find("will commit `").expect("a commit") + "will commit `".len();
+    let tag = &stderr[start..start + stderr[start..].find('`').expect("tag end")];
+    let tags = project.cache().join("tags");
+    for entry in std::fs::read_dir(&tags).expect("tags") {
+        let path = entry.expect("entry").path();
+        let mut text = std::fs::read(&path).expect("read");
+        text.extend_from_slice(b"garbage");
+        std::fs::write(&path, text).expect("corrupt");
+    }
+    let second = project.run(&[]);
+    assert_eq!(second.code(), 0, "{second:?}");
+    assert!(
+        second.stderr().contains(&format!(
+            "cache: snapshot `{tag}` is corrupt and was discarded"
+        )),
+        "{second:?}"
+    );
+    let third = project.run(&[]);
+    assert!(third.stderr().contains("cache: hit"), "rebuilt: {third:?}");
+}
+
+#[test]
+fn git_ignored_files_with_non_ascii_names_stay_out_of_the_workspace() {
+    let project = Project::new(ONE_STAGE);
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .current_dir(project.path())
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    std::fs::write(project.path().join(".gitignore"), "*.log\nbüild/\n").expect("write");
+    std::fs::write(project.path().join("café.log"), "secret").expect("write");
+    std::fs::write(project.path().join("plain.log"), "secret").expect("write");
+    std::fs::create_dir(project.path().join("büild")).expect("mkdir");
+    std::fs::write(project.path().join("büild/out"), "x").expect("write");
+    std::fs::write(project.path().join("naïve.txt"), "kept").expect("write");
+    let run = project.run(&["--no-cache"]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let workspace = project.runs().join(run.id()).join("workspace");
+    assert!(workspace.join("naïve.txt").exists(), "{run:?}");
+    for ignored in ["café.log", "plain.log", "büild"] {
+        assert!(
+            !workspace.join(ignored).exists(),
+            "{ignored} was copied into the workspace"
+        );
+    }
+}
+
+#[test]
+fn cache_stats_and_gc_report_and_evict_to_the_cap() {
+    let project = Project::new(
+        "    a:\n      run: head -c 20000 /dev/zero > a.bin\n    b:\n      after: a\n      run: head -c 20001 /dev/zero > b.bin\n",
+    );
+    let run = project.run(&[]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let cache = project.cache();
+    let cache = cache.to_str().expect("utf-8");
+    let stats = project.labhit(&["cache", "stats", "--cache-dir", cache, "--format", "json"]);
+    assert_eq!(stats.code(), 0, "{stats:?}");
+    let stats: serde_json::Value = serde_json::from_str(&stats.stdout()).expect("json");
+    assert_eq!(stats["entries"], 2, "{stats}");
+    assert!(stats["bytes"].as_u64().expect("bytes") > 40_000, "{stats}");
+    assert!(stats["newest_use"].is_string(), "{stats}");
+
+    let gc = project.labhit(&[
+        "cache",
+        "gc",
+        "--cache-dir",
+        cache,
+        "--max-size",
+        "30000",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(gc.code(), 0, "{gc:?}");
+    let report: serde_json::Value = serde_json::from_str(&gc.stdout()).expect("json");
+    assert_eq!(
+        report["evicted"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert!(
+        report["bytes_after"].as_u64().expect("bytes") <= 30_000,
+        "{report}"
+    );
+    let stats = project.labhit(&["cache", "stats", "--cache-dir", cache, "--format", "json"]);
+    let stats: serde_json::Value = serde_json::from_str(&stats.stdout()).expect("json");
+    assert_eq!(stats["entries"], 1, "{stats}");
+}
