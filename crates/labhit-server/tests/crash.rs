@@ -45,9 +45,13 @@ fn main() {
     let exact = args.iter().any(|a| a == "--exact");
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let selected = filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| if exact { f.as_str() == TEST_NAME } else { TEST_NAME.contains(f.as_str()) });
+        || filters.iter().any(|f| {
+            if exact {
+                f.as_str() == TEST_NAME
+            } else {
+                TEST_NAME.contains(f.as_str())
+            }
+        });
     if selected {
         parent();
     }
