@@ -76,11 +76,13 @@ impl Project {
         self.labhit(&args)
     }
 
-    /// The run directories on disk (names).
+    /// What the runs directory holds besides labhit's own bookkeeping (the cache-directory
+    /// tag and the digest index): run directories and what the test put there.
     fn run_dirs(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.runs())
             .expect("runs")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.') && name != "CACHEDIR.TAG")
             .collect();
         names.sort();
         names
