@@ -88,12 +88,13 @@ impl Project {
 
     /// The one run's `summary.json`.
     fn summary(&self) -> Value {
+        // The runs directory also holds labhit's bookkeeping files (CACHEDIR.TAG, the
+        // digest index): the run is its one directory.
         let run = std::fs::read_dir(self.runs())
             .expect("run dir")
-            .next()
-            .expect("one run")
-            .expect("entry")
-            .path();
+            .map(|e| e.expect("entry").path())
+            .find(|path| path.is_dir())
+            .expect("one run");
         let text = std::fs::read(run.join("summary.json")).expect("summary.json");
         serde_json::from_slice(&text).expect("summary is JSON")
     }

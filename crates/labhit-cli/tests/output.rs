@@ -131,6 +131,7 @@ pipeline:
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
         .expect("runs")
         .map(|e| e.expect("entry").path())
+        .filter(|path| path.is_dir())
         .collect();
     let log = std::fs::read_to_string(runs[0].join("log.jsonl")).expect("log");
     let messages: Vec<String> = log

@@ -98,6 +98,7 @@ impl Stage {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
             .expect("runs")
             .map(|e| e.expect("entry").path())
+            .filter(|path| path.is_dir())
             .collect();
         assert_eq!(dirs.len(), 1, "{dirs:?}");
         dirs.remove(0)

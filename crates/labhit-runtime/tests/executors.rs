@@ -279,6 +279,20 @@ fn a_shell_missing_from_path_is_a_spawn_error() {
 
 /// Whether process `pid` exists and is not a zombie waiting for its (new) parent to reap it.
 fn running(pid: &str) -> bool {
+    // SIGKILL takes effect when the process is next scheduled: on a loaded machine a killed
+    // process can look alive for a moment after `killpg` returned. Give it a bounded while.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Whether `pid` is a process that is neither a zombie nor dead.
+fn alive(pid: &str) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(") ")

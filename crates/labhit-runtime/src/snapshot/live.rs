@@ -56,6 +56,11 @@ impl SnapshotStore {
             let dir = self.dir.join(sub);
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
+        // Tagged from the start: a store inside the project is never copied into a run's
+        // workspace, not even by the first run (whose workspace is copied before anything
+        // is committed).
+        crate::cachedir::tag(&self.dir, "labhit snapshot store")
+            .map_err(io_err("create", &self.dir))?;
         let live = self.dir.join(LIVE_DIR);
         let name = format!(
             "{}-{}",
