@@ -85,23 +85,27 @@ pub(crate) fn compare(package: &str, baseline: &Path, current: &Path) -> Result<
     if output.status.success() {
         return Ok(Vec::new());
     }
-    // A failed check prints one `--- failure <lint>: <what> ---` block per lint, followed by
-    // the items it found; anything else means the tool could not run.
+    // A failed check prints one `--- failure <lint>: <what> ---` block per lint, whose
+    // `Failed in:` section lists the items, one per line, up to a blank line; anything else
+    // means the tool could not run.
     let text = format!("{stdout}{stderr}");
     let mut found = Vec::new();
     let mut current_lint: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("--- failure ") {
+    let mut in_items = false;
+    // The findings are on stdout; progress lines ("Checking …") go to stderr.
+    for line in stdout.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("--- failure ") {
             current_lint = Some(rest.trim_end_matches('-').trim().to_owned());
-        } else if line.starts_with("---") {
-            current_lint = None;
-        } else if let Some(lint) = &current_lint
-            && (line.contains(" in file ") || line.contains(", previously in file "))
-        {
+            in_items = false;
+        } else if trimmed == "Failed in:" {
+            in_items = current_lint.is_some();
+        } else if trimmed.is_empty() || trimmed.starts_with("---") {
+            in_items = false;
+        } else if in_items && let Some(lint) = &current_lint {
             found.push(Breakage {
                 check: "rust-api",
-                message: format!("{package}: {lint}: {line}"),
+                message: format!("{package}: {lint}: {trimmed}"),
             });
         }
     }
@@ -132,44 +136,32 @@ pub(crate) fn check(root: &Path, rustdoc_dir: &Path) -> Result<Vec<Breakage>> {
 mod tests {
     use super::*;
 
-    /// Removes the public function `name` from a rustdoc JSON document: from the index, the
-    /// paths and every module that lists it. Returns whether it was there.
+    /// Renames the public function `name` in a rustdoc JSON document (its item and its
+    /// path), which to a user of the crate is the removal of `name`. Returns whether it was
+    /// there. (Deleting the item outright would leave dangling ids the tool refuses.)
     fn remove_function(doc: &mut serde_json::Value, name: &str) -> bool {
-        let Some(index) = doc["index"].as_object() else {
-            return false;
-        };
-        let ids: Vec<serde_json::Value> = index
-            .iter()
-            .filter(|(_, item)| item["name"] == name && item["inner"].get("function").is_some())
-            .filter_map(|(id, item)| {
-                item.get("id")
-                    .cloned()
-                    .or_else(|| id.parse::<u64>().ok().map(Into::into))
-            })
-            .collect();
-        if ids.is_empty() {
-            return false;
-        }
-        let keys: Vec<String> = ids
-            .iter()
-            .map(|id| id.to_string().trim_matches('"').to_owned())
-            .collect();
+        let renamed = format!("{name}_renamed");
+        let mut ids = Vec::new();
         if let Some(index) = doc["index"].as_object_mut() {
-            for key in &keys {
-                index.remove(key);
-            }
-            for item in index.values_mut() {
-                if let Some(items) = item["inner"]["module"]["items"].as_array_mut() {
-                    items.retain(|id| !ids.contains(id));
+            for (id, item) in index.iter_mut() {
+                if item["name"] == name && item["inner"].get("function").is_some() {
+                    item["name"] = renamed.clone().into();
+                    ids.push(id.clone());
                 }
             }
         }
         if let Some(paths) = doc["paths"].as_object_mut() {
-            for key in &keys {
-                paths.remove(key);
+            for id in &ids {
+                if let Some(last) = paths
+                    .get_mut(id)
+                    .and_then(|summary| summary["path"].as_array_mut())
+                    .and_then(|path| path.last_mut())
+                {
+                    *last = renamed.clone().into();
+                }
             }
         }
-        true
+        !ids.is_empty()
     }
 
     /// Whether the tool is there; without it the tests fail in CI (which installs it) and
