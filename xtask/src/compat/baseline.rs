@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 /// The pinned digest (sha256 of `MANIFEST.sha256`) of every released baseline.
 pub(crate) const PINNED: &[(&str, &str)] = &[(
     "0.1.0",
-    "6308400bd288bb5931dcc5679b5e95f85fa34e393f5f9aa42e1e152e2c7892de",
+    "fe8cf0c8da86292804722424ec3359de36fc2514bce16904b437d34cb33b4d6c",
 )];
 
 /// The manifest file of a baseline.
