@@ -541,3 +541,58 @@ async fn a_hundred_followers_receive_identical_complete_streams() -> TestResult 
     assert!(streams.iter().all(|s| s == first));
     Ok(())
 }
+
+const GATED: &str = "engine: \"1\"
+pipeline:
+  name: gated
+  stages:
+    deploy:
+      run: echo deployed
+      gate:
+        policy: main-only
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_of_the_commit_judge_the_triggered_ref() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let repo = repo(dir.path(), GATED);
+    std::fs::write(
+        repo.join(".labhit/policies.toml"),
+        "[policies.main-only]\nbranches = [\"main\"]\n",
+    )?;
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .map(|status| status.success())
+    };
+    assert!(git(&["add", "."])?);
+    assert!(git(&["commit", "-q", "-m", "policy"])?);
+    assert!(git(&["branch", "feature"])?);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--repo", &format!("app={}", repo.display())],
+    );
+    let mut client = server.client().await;
+    for (git_ref, expected) in [
+        ("main", StageStatus::Succeeded),
+        ("feature", StageStatus::Denied),
+    ] {
+        let run = client
+            .trigger_pipeline(trigger("app", git_ref))
+            .await?
+            .into_inner()
+            .run
+            .ok_or("run missing")?;
+        let (_, end) = follow(&mut client, &run.id, 0).await;
+        end?;
+        let finished = get(&mut client, &run.id).await;
+        let stage = finished.stages.first().ok_or("no stage")?;
+        assert_eq!(stage.status(), expected, "ref {git_ref}: {stage:?}");
+    }
+    Ok(())
+}

@@ -348,6 +348,10 @@ impl Driver {
             git_ref: run.git_ref.clone(),
             commit: run.commit.clone(),
         };
+        // Policies (read from the checkout's `.labhit/policies.toml`) judge the ref the run
+        // was triggered for, as given: a branch, a tag or a full ref; a bare commit id
+        // matches no branch rule.
+        request.git_ref = Some(labhit_runtime::policy::GitRef::new(run.git_ref.clone()));
         request.registry = Arc::clone(&self.inner.config.registry);
         request.jobs = self.inner.config.jobs;
         request.approved = PreApproved::Stages(approved);
