@@ -42,6 +42,7 @@ def compile_proto(out: pathlib.Path):
     import grpc_tools
 
     includes = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    out.mkdir(parents=True, exist_ok=True)  # protoc writes into it but does not create it
     code = protoc.main(
         [
             "grpc_tools.protoc",
