@@ -31,6 +31,8 @@ mod progress;
 mod shutdown;
 mod signals;
 
+pub(crate) use console::log_line;
+
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;

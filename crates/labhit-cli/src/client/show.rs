@@ -8,10 +8,9 @@
 
 use std::io::{IsTerminal as _, Write as _};
 
-use anstyle::{AnsiColor, Style};
 use anyhow::{Context as _, Result};
 use labhit_proto::v1;
-use labhit_protocol::run::{LogEntry, LogLevel, LogStream, PipelineRun};
+use labhit_protocol::run::{LogEntry, PipelineRun};
 use labhit_runtime::summary;
 
 use super::Format;
@@ -111,39 +110,12 @@ impl LogPrinter {
                 let _ = writeln!(stdout, "{}", crate::printable::json_line(entry)?);
             }
             Format::Human => {
-                let _ = writeln!(stdout, "{}", human_line(entry));
+                let _ = writeln!(stdout, "{}", crate::run::log_line(entry));
             }
         }
         let _ = stdout.flush();
         Ok(())
     }
-}
-
-/// The terminal line of an entry, like `labhit run` prints it.
-fn human_line(entry: &LogEntry) -> String {
-    let mut line = match &entry.stage {
-        Some(stage) => {
-            let style = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
-            format!("{style}[{}]{style:#} ", printable(stage.as_str()))
-        }
-        None => {
-            let dim = Style::new().dimmed();
-            format!("{dim}labhit:{dim:#} ")
-        }
-    };
-    let style = match (entry.level, entry.stream) {
-        (LogLevel::Error, _) => Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
-        (LogLevel::Warn, LogStream::System) => {
-            Style::new().fg_color(Some(AnsiColor::Yellow.into()))
-        }
-        (_, LogStream::System) => Style::new().dimmed(),
-        _ => Style::new(),
-    };
-    line.push_str(&format!("{style}{}{style:#}", printable(&entry.message)));
-    for (key, value) in &entry.fields {
-        line.push_str(&format!(" {}={}", printable(key), printable(value)));
-    }
-    line
 }
 
 /// A copy of `run` fit for a terminal: every text that comes from the server or a stage

@@ -140,28 +140,7 @@ impl Console {
     /// One entry, already redacted by the run's log (`RunLog::with_redactor`): to the
     /// terminal and to `log.jsonl`.
     fn entry(&self, entry: LogEntry) {
-        let mut line = match &entry.stage {
-            Some(stage) => {
-                let style = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
-                format!("{style}[{}]{style:#} ", printable(stage.as_str()))
-            }
-            None => {
-                let dim = Style::new().dimmed();
-                format!("{dim}labhit:{dim:#} ")
-            }
-        };
-        let style = match (entry.level, entry.stream) {
-            (LogLevel::Error, _) => Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
-            (LogLevel::Warn, LogStream::System) => {
-                Style::new().fg_color(Some(AnsiColor::Yellow.into()))
-            }
-            (_, LogStream::System) => Style::new().dimmed(),
-            _ => Style::new(),
-        };
-        line.push_str(&format!("{style}{}{style:#}", printable(&entry.message)));
-        for (key, value) in &entry.fields {
-            line.push_str(&format!(" {}={}", printable(key), printable(value)));
-        }
+        let line = log_line(&entry);
         let mut state = self.lock();
         if let Some(file) = state.log_file.as_mut()
             && let Ok(mut json) = serde_json::to_string(&entry)
@@ -271,4 +250,33 @@ impl Prompt {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// The terminal line of a log entry: `[stage] message key=value` (`labhit:` for run-wide
+/// entries), coloured by level and stream, every text through [`printable`]. `labhit run`
+/// and the client's `labhit logs` print entries this way.
+pub(crate) fn log_line(entry: &LogEntry) -> String {
+    let mut line = match &entry.stage {
+        Some(stage) => {
+            let style = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
+            format!("{style}[{}]{style:#} ", printable(stage.as_str()))
+        }
+        None => {
+            let dim = Style::new().dimmed();
+            format!("{dim}labhit:{dim:#} ")
+        }
+    };
+    let style = match (entry.level, entry.stream) {
+        (LogLevel::Error, _) => Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+        (LogLevel::Warn, LogStream::System) => {
+            Style::new().fg_color(Some(AnsiColor::Yellow.into()))
+        }
+        (_, LogStream::System) => Style::new().dimmed(),
+        _ => Style::new(),
+    };
+    line.push_str(&format!("{style}{}{style:#}", printable(&entry.message)));
+    for (key, value) in &entry.fields {
+        line.push_str(&format!(" {}={}", printable(key), printable(value)));
+    }
+    line
 }
