@@ -105,7 +105,7 @@ fn fatal_to_exit(result: Result<Exit>, color: ColorWhen) -> std::process::ExitCo
                 &mut stderr,
                 format_args!(
                     "labhit: {style}error{style:#}: {}\n",
-                    crate::printable::printable(&format!("{err:#}"))
+                    crate::printable::printable(&crate::errors::message(&err))
                 ),
             );
             std::process::ExitCode::from(Exit::Fatal as u8)

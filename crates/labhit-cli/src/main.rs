@@ -8,6 +8,7 @@
 
 mod cache;
 mod client;
+mod errors;
 mod ext;
 mod files;
 mod graph;
@@ -173,7 +174,7 @@ fn main() -> ExitCode {
             let _ = writeln!(
                 stderr,
                 "labhit: {style}error{style:#}: {}",
-                printable::printable(&format!("{err:#}"))
+                printable::printable(&errors::message(&err))
             );
             ExitCode::from(Exit::Fatal as u8)
         }

@@ -128,7 +128,7 @@ impl FileReport {
             kind,
             text: String::new(),
             diagnostics: Vec::new(),
-            fatal: Some(format!("{err:#}")),
+            fatal: Some(crate::errors::message(err)),
         }
     }
 

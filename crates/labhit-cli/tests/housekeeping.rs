@@ -293,6 +293,8 @@ fn git_ignored_files_with_non_ascii_names_stay_out_of_the_workspace() {
     std::fs::create_dir(project.path().join("büild")).expect("mkdir");
     std::fs::write(project.path().join("büild/out"), "x").expect("write");
     std::fs::write(project.path().join("naïve.txt"), "kept").expect("write");
+    // An ignored name that is not UTF-8 (Latin-1 `é`) is left out like the others.
+    std::fs::write(project.path().join(not_utf8("caf\u{e9}-latin1.log")), "x").expect("write");
     let run = project.run(&["--no-cache"]);
     assert_eq!(run.code(), 0, "{run:?}");
     let workspace = project.runs().join(run.id()).join("workspace");
@@ -303,6 +305,30 @@ fn git_ignored_files_with_non_ascii_names_stay_out_of_the_workspace() {
             "{ignored} was copied into the workspace"
         );
     }
+    assert!(!workspace.join(not_utf8("caf\u{e9}-latin1.log")).exists());
+
+    // A name that is not UTF-8 and not ignored cannot be copied: the run says which and how
+    // to fix it, once.
+    std::fs::write(project.path().join(not_utf8("r\u{e9}sum\u{e9}.txt")), "x").expect("write");
+    let refused = project.run(&["--no-cache"]);
+    assert_eq!(refused.code(), 3, "{refused:?}");
+    let stderr = refused.stderr();
+    assert!(stderr.contains("is not UTF-8"), "{refused:?}");
+    assert!(
+        stderr.contains("rename it, or have git ignore it"),
+        "{refused:?}"
+    );
+    assert_eq!(stderr.matches("is not UTF-8").count(), 1, "{refused:?}");
+}
+
+/// `text` with every char below 256 as one byte (Latin-1): not UTF-8 when it has `é`.
+fn not_utf8(text: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt as _;
+    let bytes = text
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("latin-1"))
+        .collect();
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(bytes))
 }
 
 #[test]

@@ -520,13 +520,12 @@ impl PreparedRun {
 /// ignores ([`crate::gitnames::ignored_paths`], read NUL-separated so that names with
 /// non-ASCII bytes match).
 pub fn project_source(project: &Path) -> WorkspaceSource {
-    let mut skip: Vec<String> = DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect();
-    // A name that is not UTF-8 cannot be in a workspace at all (the copy refuses it).
+    let mut skip: Vec<PathBuf> = DEFAULT_SKIP.iter().map(PathBuf::from).collect();
+    // Ignored names are kept as bytes: one that is not UTF-8 is left out like any other
+    // (only names that are copied must be UTF-8).
     for path in crate::gitnames::ignored_paths(project).unwrap_or_default() {
-        if let Some(path) = path.to_str()
-            && !skip.iter().any(|s| s == path)
-        {
-            skip.push(path.to_owned());
+        if !skip.contains(&path) {
+            skip.push(path);
         }
     }
     WorkspaceSource::Copy {

@@ -24,10 +24,11 @@
 //! * [`WorkspaceSource::GitWorktree`] — `git worktree add --detach <workspace> <ref>` of a
 //!   repository: exactly the committed tree at that ref.
 //!
-//! Cleanup: nothing is removed automatically, so logs, artifacts and the workspace of a
+//! Cleanup: this module removes nothing by itself, so logs, artifacts and the workspace of a
 //! finished run can be inspected. [`RunWorkspace::remove`] deletes the run's workspace (and
-//! unregisters a worktree with `git worktree remove --force`); the runner calls it according
-//! to its own policy (for example after a successful run unless asked to keep it).
+//! unregisters a worktree with `git worktree remove --force`); [`crate::retention`] prunes
+//! whole run directories after each run (the newest 10 stay by default, `labhit run
+//! --keep-runs` / `--max-run-age`, `labhit gc runs`).
 //!
 //! # Workspace manifests
 //!
@@ -79,8 +80,12 @@ pub enum WorkspaceError {
         #[source]
         source: io::Error,
     },
-    /// A file name is not UTF-8 (workspace paths must be).
-    #[error("`{}` has a file name that is not UTF-8", path.display())]
+    /// A file name is not UTF-8 (workspace paths must be: WASI paths are strings).
+    #[error(
+        "`{}` has a file name that is not UTF-8, which a workspace cannot hold (WASI paths are \
+         strings): rename it, or have git ignore it",
+        path.display()
+    )]
     NonUtf8Path {
         /// The path at fault.
         path: PathBuf,
@@ -463,7 +468,9 @@ pub enum WorkspaceSource {
         /// The project directory.
         project: PathBuf,
         /// Paths relative to the project root to leave out; [`DEFAULT_SKIP`] by default.
-        skip: Vec<String>,
+        /// Compared as paths (a trailing `/` does not matter), so a name that is not UTF-8
+        /// can be left out too.
+        skip: Vec<PathBuf>,
     },
     /// A detached `git worktree` of `repo` at `git_ref`.
     GitWorktree {
@@ -479,7 +486,7 @@ impl WorkspaceSource {
     pub fn copy(project: impl Into<PathBuf>) -> Self {
         WorkspaceSource::Copy {
             project: project.into(),
-            skip: DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect(),
+            skip: DEFAULT_SKIP.iter().map(PathBuf::from).collect(),
         }
     }
 }
@@ -622,7 +629,7 @@ fn project_index_path(base: &Path, project: &Path) -> PathBuf {
 /// Copies the tree `project` to `dest` (which must not exist), leaving out `skip` (paths
 /// relative to `project`) and `dest` itself should it lie inside `project`. Keeps permission
 /// bits and modification times, copies symbolic links as links, skips special files.
-pub fn copy_project(project: &Path, dest: &Path, skip: &[String]) -> Result<(), WorkspaceError> {
+pub fn copy_project(project: &Path, dest: &Path, skip: &[PathBuf]) -> Result<(), WorkspaceError> {
     copy_tree(project, dest, skip, &[dest.to_owned()], &DigestIndex::new()).map(|_| ())
 }
 
@@ -658,7 +665,7 @@ struct Done {
 pub fn copy_tree(
     project: &Path,
     dest: &Path,
-    skip: &[String],
+    skip: &[PathBuf],
     excluded: &[PathBuf],
     known: &DigestIndex,
 ) -> Result<CopiedDigests, WorkspaceError> {
@@ -699,7 +706,7 @@ pub fn copy_tree(
 
 /// The directory walk of a copy: creates directories and links, collects the files.
 struct Walk<'w> {
-    skip: &'w [String],
+    skip: &'w [PathBuf],
     excluded: &'w [PathBuf],
     jobs: Vec<Job>,
     dirs: Vec<(PathBuf, u32)>,
@@ -713,15 +720,19 @@ impl Walk<'_> {
         for item in read {
             let item = item.map_err(io_err("read", src))?;
             let from = item.path();
-            let name = utf8_name(&from, &item.file_name())?;
+            let file_name = item.file_name();
+            // Skipped names are compared before the UTF-8 check: an ignored file may have
+            // any name, since it is never copied.
+            let rel_path = Path::new(prefix).join(&file_name);
+            if self.skip.iter().any(|s| *s == rel_path) {
+                continue;
+            }
+            let name = utf8_name(&from, &file_name)?;
             let rel = if prefix.is_empty() {
                 name.clone()
             } else {
                 format!("{prefix}/{name}")
             };
-            if self.skip.iter().any(|s| s.trim_end_matches('/') == rel) {
-                continue;
-            }
             let to = dest.join(&name);
             let file_type = item.file_type().map_err(io_err("read", &from))?;
             if file_type.is_symlink() {

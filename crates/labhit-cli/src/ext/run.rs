@@ -143,7 +143,7 @@ pub(crate) fn main(args: &Args, color: ColorWhen) -> std::process::ExitCode {
         Err(failure) => {
             let (code, err) = match failure.downcast::<Problem>() {
                 Ok(problem) => (problem.code, problem.message),
-                Err(err) => (FATAL, format!("{err:#}")),
+                Err(err) => (FATAL, crate::errors::message(&err)),
             };
             print_error(&redactor.redact(&err), color);
             code
