@@ -139,6 +139,8 @@ fn repo_status(err: &RepoError) -> Status {
 /// What the blocking part of a trigger found.
 struct Resolved {
     commit: String,
+    /// The full ref the trigger's `git_ref` resolved to (`None`: a commit id).
+    full_ref: Option<String>,
     pipeline: PipelineFile,
 }
 
@@ -349,9 +351,13 @@ impl Driver {
             commit: run.commit.clone(),
         };
         // Policies (read from the checkout's `.labhit/policies.toml`) judge the ref the run
-        // was triggered for, as given: a branch, a tag or a full ref; a bare commit id
-        // matches no branch rule.
-        request.git_ref = Some(labhit_runtime::policy::GitRef::new(run.git_ref.clone()));
+        // was triggered for as what it resolved to: `refs/heads/…` or `refs/tags/…`, never
+        // guessed from a short name (a tag `release/1` is no branch); a commit id is no ref
+        // and passes only policies without ref conditions.
+        request.git_ref = resolved
+            .full_ref
+            .clone()
+            .map(labhit_runtime::policy::GitRef::new);
         request.registry = Arc::clone(&self.inner.config.registry);
         request.jobs = self.inner.config.jobs;
         request.approved = PreApproved::Stages(approved);
@@ -503,8 +509,8 @@ fn resolve(repos: &Repos, registry: &Registry, trigger: &Trigger) -> Result<Reso
     let repo = repos
         .get(&trigger.repository)
         .map_err(|e| repo_status(&e))?;
-    let commit = repo
-        .resolve(&trigger.git_ref)
+    let crate::repos::ResolvedRef { commit, full_ref } = repo
+        .resolve_ref(&trigger.git_ref)
         .map_err(|e| repo_status(&e))?;
     let source = repo
         .read_file(&commit, &trigger.pipeline_path, DEFAULT_MAX_FILE_BYTES)
@@ -543,6 +549,7 @@ fn resolve(repos: &Repos, registry: &Registry, trigger: &Trigger) -> Result<Reso
     }
     Ok(Resolved {
         commit: commit.as_str().to_owned(),
+        full_ref,
         pipeline,
     })
 }

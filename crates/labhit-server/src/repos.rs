@@ -236,6 +236,16 @@ fn io_error(path: &Path, err: &std::io::Error) -> RepoError {
     }
 }
 
+/// What a git ref resolved to ([`Repo::resolve_ref`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedRef {
+    /// The commit.
+    pub commit: CommitId,
+    /// The full ref it was found as (`refs/heads/main`, `refs/tags/v1`); `None` for a
+    /// commit id or a detached `HEAD`.
+    pub full_ref: Option<String>,
+}
+
 /// A full commit id (40 or 64 lower-case hex digits) as `git` printed it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommitId(String);
@@ -405,6 +415,14 @@ impl Repo {
     /// commit) or a commit id (full, or abbreviated to at least 4 unambiguous hex digits).
     /// Branches win over tags, tags over commit ids. A URL repository is fetched first.
     pub fn resolve(&self, git_ref: &str) -> Result<CommitId, RepoError> {
+        self.resolve_ref(git_ref).map(|resolved| resolved.commit)
+    }
+
+    /// [`Repo::resolve`], also saying which ref `git_ref` turned out to be: a short name is
+    /// `refs/heads/NAME` or `refs/tags/NAME` (whichever it resolved to, never guessed from the
+    /// name), a full ref itself, `HEAD` the branch it points at; a commit id, or a detached
+    /// `HEAD`, is no ref at all (`full_ref: None`).
+    pub fn resolve_ref(&self, git_ref: &str) -> Result<ResolvedRef, RepoError> {
         let form =
             syntax::check_ref(git_ref).map_err(|reason| self.invalid_ref(git_ref, reason))?;
         if let RepoSource::Url(url) = &self.source {
@@ -416,6 +434,17 @@ impl Repo {
             }
             self.fetch(url)?;
         }
+        let head_branch = if form == RefForm::Head {
+            let output = Git::new(&self.git_dir)
+                .args(["symbolic-ref", "--quiet", "HEAD"])
+                .run(200)?;
+            let text = String::from_utf8_lossy(&output.stdout)
+                .trim_end()
+                .to_owned();
+            (output.success && text.starts_with("refs/heads/")).then_some(text)
+        } else {
+            None
+        };
         let candidates: Vec<(String, bool)> = match form {
             RefForm::Head => vec![("HEAD".to_owned(), false)],
             RefForm::Full => vec![(git_ref.to_owned(), false)],
@@ -450,7 +479,14 @@ impl Repo {
             if is_commit_id && !commit.as_str().starts_with(&candidate) {
                 continue;
             }
-            return Ok(commit);
+            let full_ref = if is_commit_id {
+                None
+            } else if candidate == "HEAD" {
+                head_branch
+            } else {
+                Some(candidate)
+            };
+            return Ok(ResolvedRef { commit, full_ref });
         }
         Err(RepoError::RefNotFound {
             repo: self.name.to_string(),

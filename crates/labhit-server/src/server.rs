@@ -22,11 +22,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::auth::Tokens;
+use crate::limits::RequestLimit;
 
 /// The default listen address of `labhit serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
 
-/// The largest request message the server decodes (a trigger request is tiny).
+/// The largest request message the server decodes (a trigger request is tiny); a larger one
+/// is refused with `RESOURCE_EXHAUSTED` ([`crate::limits`]).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// The largest response message the server encodes (a run with many stages, a log entry).
@@ -150,11 +152,14 @@ where
         .build_v1alpha()
         .ok();
 
-    let pipeline = InterceptedService::new(
-        PipelineServiceServer::new(service)
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES),
-        tokens,
+    let pipeline = RequestLimit::new(
+        InterceptedService::new(
+            PipelineServiceServer::new(service)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            tokens,
+        ),
+        MAX_REQUEST_BYTES,
     );
 
     // When the shutdown signal arrives: mark draining (streams end, health says so), then let

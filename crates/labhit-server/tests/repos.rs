@@ -225,6 +225,32 @@ fn resolves_branches_tags_full_refs_and_commit_ids() {
 }
 
 #[test]
+fn a_resolved_ref_says_which_ref_it_was_never_guessed_from_the_name() {
+    let fx = fixture();
+    // A tag with the name of a branch, and one named like a branch.
+    git(&fx.repo, &["tag", "feature", &fx.first]);
+    git(&fx.repo, &["tag", "release/2", &fx.first]);
+    let repos = open(&fx);
+    let repo = repos.get("app").expect("app");
+    for (git_ref, full, commit) in [
+        ("main", Some("refs/heads/main"), &fx.second),
+        ("HEAD", Some("refs/heads/main"), &fx.second),
+        ("feature", Some("refs/heads/feature"), &fx.feature),
+        ("refs/tags/feature", Some("refs/tags/feature"), &fx.first),
+        ("release/2", Some("refs/tags/release/2"), &fx.first),
+        ("v1-annotated", Some("refs/tags/v1-annotated"), &fx.first),
+        (fx.first.as_str(), None, &fx.first),
+        (&fx.first[..10], None, &fx.first),
+    ] {
+        let resolved = repo
+            .resolve_ref(git_ref)
+            .unwrap_or_else(|e| panic!("{git_ref}: {e}"));
+        assert_eq!(resolved.full_ref.as_deref(), full, "{git_ref}");
+        assert_eq!(resolved.commit.as_str(), commit.as_str(), "{git_ref}");
+    }
+}
+
+#[test]
 fn unknown_refs_are_not_found() {
     let fx = fixture();
     let repos = open(&fx);

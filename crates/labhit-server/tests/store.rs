@@ -126,6 +126,12 @@ async fn a_run_moves_through_its_lifecycle_and_survives_a_reopen() {
     assert_eq!(record.run.stages[0], build);
     assert_eq!(record.approvals.get(&stage("deploy")), Some(&approval));
     assert!(record.log.closed);
+    // A list page carries the same record, approvals included.
+    let page = store
+        .list_runs(RunFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.runs, vec![record]);
 }
 
 #[tokio::test]
@@ -305,7 +311,7 @@ async fn list_pages_stay_complete_and_disjoint_while_runs_arrive() {
             .list_runs(RunFilter::default(), 7, token.clone())
             .await
             .unwrap();
-        seen.extend(page.runs.iter().map(|r| r.id));
+        seen.extend(page.runs.iter().map(|r| r.run.id));
         // New runs arrive between pages.
         create(&store, new_run("even", &["build"])).await;
         match page.next_page_token {
@@ -329,7 +335,7 @@ async fn list_pages_stay_complete_and_disjoint_while_runs_arrive() {
     let page = store.list_runs(filter, 10, None).await.unwrap();
     // older[3] is the run created fourth from last (i = 21), in repository "odd".
     assert_eq!(
-        page.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        page.runs.iter().map(|r| r.run.id).collect::<Vec<_>>(),
         vec![running]
     );
     let odd = store
@@ -343,7 +349,7 @@ async fn list_pages_stay_complete_and_disjoint_while_runs_arrive() {
         )
         .await
         .unwrap();
-    assert!(odd.runs.iter().all(|r| r.repository == "odd"));
+    assert!(odd.runs.iter().all(|r| r.run.repository == "odd"));
     // A token only works with its own filter, and garbage is refused.
     let token = odd.next_page_token.unwrap();
     let err = store
@@ -363,7 +369,7 @@ async fn list_pages_stay_complete_and_disjoint_while_runs_arrive() {
 }
 
 #[tokio::test]
-async fn the_log_cap_drops_entries_with_a_marker_and_a_final_count() {
+async fn the_log_cap_drops_entries_with_one_marker_carrying_the_final_count() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = StoreOptions::new(dir.path());
     options.log_cap = Some(10);
@@ -395,34 +401,42 @@ async fn the_log_cap_drops_entries_with_a_marker_and_a_final_count() {
     assert_eq!((second.sequences, second.dropped), (7..10, 5));
     assert_eq!((third.sequences.is_empty(), third.dropped), (true, 1));
 
+    // While the run goes on, the log holds the kept entries only: no marker yet, and a
+    // cursor at the end stays valid for the marker to come.
     let log = all_logs(&store, id).await;
-    assert_eq!(log.len(), 11, "10 entries and the cap marker");
-    let marker = &log[10];
-    assert_eq!(
-        (marker.stream, marker.level, marker.stage.as_ref()),
-        (LogStream::System, LogLevel::Warn, None)
-    );
-    assert!(
-        marker.message.contains("log cap reached"),
-        "{}",
-        marker.message
-    );
+    assert_eq!(log.len(), 10, "the 10 kept entries");
+    assert!(log.iter().all(|e| e.stream == LogStream::Stdout), "{log:?}");
+    let at_end = store.read_logs(id, 10, None, 10).await.unwrap();
+    assert!(at_end.entries.is_empty() && !at_end.is_complete());
 
     store
         .set_run_status(id, RunStatus::Succeeded, Utc::now())
         .await
         .unwrap();
     let log = all_logs(&store, id).await;
-    assert_eq!(log.len(), 12);
-    let count = &log[11];
+    assert_eq!(log.len(), 11, "10 entries and one marker");
+    let markers: Vec<_> = log
+        .iter()
+        .filter(|e| e.stream == LogStream::System)
+        .collect();
+    assert_eq!(markers.len(), 1, "exactly one marker: {markers:?}");
+    let marker = &log[10];
     assert_eq!(
-        count.message,
-        "6 log entries were dropped after the log cap of 10 entries"
+        (marker.stream, marker.level, marker.stage.as_ref()),
+        (LogStream::System, LogLevel::Warn, None)
     );
-    assert_eq!(count.fields.get("dropped").map(String::as_str), Some("6"));
+    assert_eq!(
+        marker.message,
+        "log cap reached: 6 log entries were dropped after the log cap of 10 entries"
+    );
+    assert_eq!(marker.fields.get("dropped").map(String::as_str), Some("6"));
+    assert_eq!(marker.fields.get("log_cap").map(String::as_str), Some("10"));
     for (i, entry) in log.iter().enumerate() {
         assert_eq!(entry.sequence, i as u64);
     }
+    let rest = store.read_logs(id, 10, None, 10).await.unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    assert!(rest.is_complete());
     assert_eq!(store.get_run(id).await.unwrap().log.dropped, 6);
 }
 

@@ -266,8 +266,8 @@ impl labhit_proto::PipelineService for Pipeline {
             )
             .await
             .map_err(store_status)?;
-        // Approval facts are per run; list pages show the runs without them.
-        let runs = page.runs.into_iter().map(v1::PipelineRun::from).collect();
+        // The same wire form as `GetPipelineRun`, approvals included.
+        let runs = page.runs.into_iter().map(wire_run).collect();
         Ok(Response::new(v1::ListPipelineRunsResponse {
             runs,
             next_page_token: page.next_page_token.unwrap_or_default(),

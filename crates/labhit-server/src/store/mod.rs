@@ -22,12 +22,12 @@
 //!
 //! The writer gives each entry its sequence: per run, from 0, without gaps. Committed entries
 //! are never changed or removed. With a log cap of `N` ([`StoreOptions::log_cap`]), a run
-//! accepts `N` entries from producers; when the first one past the cap arrives, the store
-//! writes one `system`/`warn` entry saying the cap was reached, drops that entry and every
-//! later one, and counts them (the count is committed with each batch). When the run ends
-//! (or is found interrupted on the next start), one more `system`/`warn` entry says how many
-//! entries were dropped, with fields `dropped` and `log_cap`. A capped log therefore holds at
-//! most `N + 2` entries and stays gapless.
+//! accepts `N` entries from producers; every later entry is dropped and counted (the count is
+//! committed with each batch). When the run ends (or is found interrupted on the next start),
+//! one `system`/`warn` marker entry, `log cap reached: D log entries were dropped …` with
+//! fields `dropped` and `log_cap`, says how many: the final count, written once, right after
+//! the last kept entry. A capped log therefore holds at most `N + 1` entries and stays
+//! gapless; a follower of a capped run sees nothing between the `N`th entry and the marker.
 //!
 //! # Runs that were in flight
 //!

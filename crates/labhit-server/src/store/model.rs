@@ -224,8 +224,9 @@ pub struct RunFilter {
 /// One page of runs, newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunPage {
-    /// The runs, newest first.
-    pub runs: Vec<PipelineRun>,
+    /// The runs, newest first, each with its server-only facts (approvals) so a page shows
+    /// the same run as [`crate::store::Store::get_run`].
+    pub runs: Vec<RunRecord>,
     /// The token of the next page; `None` on the last page.
     pub next_page_token: Option<String>,
 }

@@ -370,7 +370,7 @@ pub(crate) fn list_runs(
     for raw in rows.into_iter().take(page_size) {
         let row = decode_run(raw)?;
         last = Some(row.seq);
-        runs.push(record(conn, row)?.run);
+        runs.push(record(conn, row)?);
     }
     let next_page_token = match (more, last) {
         (true, Some(seq)) => Some(encode_token(seq, filter)),

@@ -87,8 +87,6 @@ struct Live {
     accepted: u64,
     /// Entries dropped past the cap.
     dropped: u64,
-    /// Whether the "log cap reached" entry was written.
-    cap_marked: bool,
     closed: bool,
     changes: u64,
 }
@@ -221,7 +219,7 @@ impl Writer {
                  WHERE run_seq = ?1 AND status = 'queued'",
                 &[&seq, &INTERRUPTED_QUEUED_REASON, &at],
             )?;
-            let mut live = load_live(&tx, seq, RunStatus::Running, false, self.log_cap)?;
+            let mut live = load_live(&tx, seq, RunStatus::Running, false)?;
             write_dropped_count(&tx, &mut live, self.log_cap, now)?;
             insert_entry(
                 &tx,
@@ -413,13 +411,7 @@ impl Writer {
 }
 
 /// Loads the writer state of run `seq` from the database.
-fn load_live(
-    conn: &Connection,
-    seq: i64,
-    status: RunStatus,
-    closed: bool,
-    cap: Option<u64>,
-) -> Result<Live> {
+fn load_live(conn: &Connection, seq: i64, status: RunStatus, closed: bool) -> Result<Live> {
     let next = read::next_sequence(conn, seq)?;
     let dropped: i64 = conn
         .query_row("SELECT log_dropped FROM runs WHERE seq = ?1", [seq], |r| {
@@ -427,14 +419,14 @@ fn load_live(
         })
         .map_err(StoreError::sqlite("reading a run's log state"))?;
     let dropped = u64::try_from(dropped).unwrap_or(0);
-    let cap_marked = dropped > 0 || cap.is_some_and(|cap| next > cap);
+    // The store writes its one marker only when the log closes, so every entry of an open
+    // log came from a producer.
     Ok(Live {
         seq,
         status,
         next,
-        accepted: next - u64::from(cap_marked),
+        accepted: next,
         dropped,
-        cap_marked,
         closed,
         changes: 0,
     })
@@ -444,15 +436,14 @@ impl State<'_> {
     /// The live state of `run`, remembering its pre-batch value for a rollback; a refusal if
     /// the run does not exist or has ended.
     fn live(&mut self, conn: &Connection, run: RunId) -> Applied<&mut Live> {
-        if !self.live.contains_key(&run) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.live.entry(run) {
             let Some((seq, status, closed)) = read::run_key(conn, run)? else {
                 return Ok(Err(StoreError::RunNotFound { run }));
             };
             if status.is_terminal() {
                 return Ok(Err(StoreError::RunEnded { run, status }));
             }
-            let live = load_live(conn, seq, status, closed, self.log_cap)?;
-            self.live.insert(run, live);
+            slot.insert(load_live(conn, seq, status, closed)?);
         }
         let before = self.live.get(&run).cloned();
         self.undo.entry(run).or_insert(before);
@@ -538,7 +529,6 @@ fn apply_create(conn: &Connection, state: &mut State<'_>, new: NewRun) -> Applie
             next: 0,
             accepted: 0,
             dropped: 0,
-            cap_marked: false,
             closed: false,
             changes: 0,
         },
@@ -730,9 +720,6 @@ fn apply_append(
     let mut dropped = 0;
     for entry in &entries {
         if cap.is_some_and(|cap| live.accepted >= cap) {
-            if !live.cap_marked {
-                write_cap_marker(conn, live, cap.unwrap_or_default(), entry.timestamp)?;
-            }
             dropped += 1;
             continue;
         }
@@ -772,23 +759,7 @@ fn system_entry<const N: usize>(
     }
 }
 
-/// Writes the "log cap reached" entry (once per run).
-fn write_cap_marker(conn: &Connection, live: &mut Live, cap: u64, at: DateTime<Utc>) -> Result<()> {
-    let entry = system_entry(
-        at,
-        LogLevel::Warn,
-        format!(
-            "log cap reached: this run keeps at most {cap} log entries; later entries are dropped and their number is logged when the run ends"
-        ),
-        [("log_cap", cap.to_string())],
-    );
-    insert_entry(conn, live.seq, live.next, &entry)?;
-    live.next += 1;
-    live.cap_marked = true;
-    Ok(())
-}
-
-/// At the end of a run that dropped entries: the entry saying how many.
+/// At the end of a run that dropped entries: the one marker entry, saying how many.
 fn write_dropped_count(
     conn: &Connection,
     live: &mut Live,
@@ -803,7 +774,7 @@ fn write_dropped_count(
         at,
         LogLevel::Warn,
         format!(
-            "{} log entries were dropped after the log cap of {cap} entries",
+            "log cap reached: {} log entries were dropped after the log cap of {cap} entries",
             live.dropped
         ),
         [("dropped", live.dropped.to_string()), ("log_cap", cap)],
