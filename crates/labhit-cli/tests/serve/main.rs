@@ -3,6 +3,14 @@
 //!
 //! Nothing here waits on time: a test waits for a log entry, a stream's end, or the process's
 //! exit. Each server is killed when its guard drops, so a failing test leaves nothing behind.
+//!
+//! This file holds the helpers and the trigger/follow/crash/shutdown tests; `faults` has the
+//! followers that leave or lag, `control` idempotency, cancel, approve and listing,
+//! `endpoints` health, reflection and the request size limit.
+
+mod control;
+mod endpoints;
+mod faults;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -29,13 +37,23 @@ impl Server {
     /// Starts `labhit serve` on an ephemeral loopback port with `data_dir` and `extra` args
     /// and waits for its `listening on ADDR` line.
     fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn(data_dir, extra, Stdio::inherit())
+    }
+
+    /// [`Server::start`] with the server's stderr written to `log`.
+    fn start_logged(data_dir: &Path, extra: &[&str], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("creating the stderr log");
+        Self::spawn(data_dir, extra, Stdio::from(file))
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], stderr: Stdio) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_labhit"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting labhit serve");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -52,12 +70,16 @@ impl Server {
     }
 
     async fn client(&self) -> PipelineServiceClient<Channel> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connecting");
-        PipelineServiceClient::new(channel)
+        PipelineServiceClient::new(self.channel().await)
+    }
+
+    /// A new connection to the server.
+    async fn channel(&self) -> Channel {
+        self.endpoint().connect().await.expect("connecting")
+    }
+
+    fn endpoint(&self) -> tonic::transport::Endpoint {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr)).expect("endpoint")
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -110,6 +132,20 @@ fn repo(dir: &Path, pipeline: &str) -> PathBuf {
     repo
 }
 
+/// Runs `git args` in `repo` (as a committer named `t`); panics when git fails.
+fn git(repo: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running git");
+    assert!(output.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 const QUICK: &str = "engine: \"1\"
 pipeline:
   name: quick
@@ -140,11 +176,33 @@ async fn follow(
     run: &str,
     cursor: u64,
 ) -> (Vec<LogEntry>, Result<(), tonic::Status>) {
-    let request = StreamLogsRequest {
+    follow_request(client, tonic::Request::new(logs(run, cursor))).await
+}
+
+/// A `StreamLogs` request of the whole run from `cursor`.
+fn logs(run: &str, cursor: u64) -> StreamLogsRequest {
+    StreamLogsRequest {
         run_id: run.to_owned(),
         stage_id: None,
         cursor,
-    };
+    }
+}
+
+/// `message` with the metadata `authorization: Bearer token`.
+fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}
+
+/// [`follow`] with a prepared request (metadata such as a token).
+async fn follow_request(
+    client: &mut PipelineServiceClient<Channel>,
+    request: tonic::Request<StreamLogsRequest>,
+) -> (Vec<LogEntry>, Result<(), tonic::Status>) {
     let mut stream = match client.stream_logs(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return (Vec::new(), Err(status)),
@@ -367,17 +425,14 @@ async fn bad_triggers_and_ids_get_the_documented_codes() -> TestResult {
     assert_eq!(c, Code::NotFound);
 
     // An oversized request is refused, and the server keeps serving.
-    let (c, _) = code(
+    let (c, m) = code(
         client
             .trigger_pipeline(trigger(&"x".repeat(200_000), "main"))
             .await,
     )
     .ok_or("accepted")?;
-    // tonic reports a message over the decoding limit as OUT_OF_RANGE.
-    assert!(
-        matches!(c, Code::ResourceExhausted | Code::OutOfRange),
-        "{c:?}"
-    );
+    assert_eq!(c, Code::ResourceExhausted, "{m}");
+    assert!(m.contains("at most 65536 bytes"), "{m}");
     let (c, _) = code(client.trigger_pipeline(trigger("/etc", "main")).await).ok_or("accepted")?;
     assert_eq!(c, Code::PermissionDenied);
     Ok(())
@@ -588,6 +643,52 @@ async fn policies_of_the_commit_judge_the_triggered_ref() -> TestResult {
             .into_inner()
             .run
             .ok_or("run missing")?;
+        let (_, end) = follow(&mut client, &run.id, 0).await;
+        end?;
+        let finished = get(&mut client, &run.id).await;
+        let stage = finished.stages.first().ok_or("no stage")?;
+        assert_eq!(stage.status(), expected, "ref {git_ref}: {stage:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_judge_what_the_ref_resolved_to_not_its_short_name() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let repo = repo(dir.path(), &GATED.replace("main-only", "branches-only"));
+    std::fs::write(
+        repo.join(".labhit/policies.toml"),
+        "[policies.branches-only]\nbranches = [\"**\"]\n",
+    )?;
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "policy"]);
+    let commit = git(&repo, &["rev-parse", "HEAD"]);
+    // A tag that looks like a branch, and a tag with the same name as the branch `main`.
+    git(&repo, &["tag", "release/1.0"]);
+    git(&repo, &["tag", "-a", "-m", "same name", "main"]);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--repo", &format!("app={}", repo.display())],
+    );
+    let mut client = server.client().await;
+    for (git_ref, expected) in [
+        // A short name that is a branch (a branch wins over a tag of the same name).
+        ("main", StageStatus::Succeeded),
+        ("refs/heads/main", StageStatus::Succeeded),
+        // Tags are no branches, whatever their names look like.
+        ("release/1.0", StageStatus::Denied),
+        ("refs/tags/main", StageStatus::Denied),
+        // A commit id is no ref at all.
+        (commit.as_str(), StageStatus::Denied),
+        (&commit[..12], StageStatus::Denied),
+    ] {
+        let run = client
+            .trigger_pipeline(trigger("app", git_ref))
+            .await?
+            .into_inner()
+            .run
+            .ok_or("run missing")?;
+        assert_eq!(run.commit.as_deref(), Some(commit.as_str()), "{git_ref}");
         let (_, end) = follow(&mut client, &run.id, 0).await;
         end?;
         let finished = get(&mut client, &run.id).await;
