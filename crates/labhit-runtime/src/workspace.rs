@@ -724,7 +724,7 @@ impl Walk<'_> {
             // Skipped names are compared before the UTF-8 check: an ignored file may have
             // any name, since it is never copied.
             let rel_path = Path::new(prefix).join(&file_name);
-            if self.skip.iter().any(|s| *s == rel_path) {
+            if self.skip.contains(&rel_path) {
                 continue;
             }
             let name = utf8_name(&from, &file_name)?;
