@@ -1,763 +1,244 @@
-//! Hostile guests: every way a stranger's extension can misbehave ends its step with a typed
-//! error (or, for sandbox escapes, with the guest reporting that the host refused), and the
-//! next step on the same [`Runtime`] succeeds.
+//! The runtime's hostile cases, as one table: every way a guest (or its manifest, its
+//! component file or its input) tries to break a limit or the sandbox ends its step with the
+//! typed error its row names, or with the guest reporting that the host refused; nothing
+//! outside the workspace changes; and the next step on the same [`Runtime`] succeeds.
 //!
-//! The guests live in `tests/fixtures/hostile/` (see its README): one SDK extension whose
-//! `with.mode` picks the misbehaviour, a component built against contract 9.0.0, and one
-//! that exports nothing; `manifests/` holds the `extension.toml` of each scenario. They are
-//! built by `labhit-guest-build` into `target/guests`. Compiled components are cached in
+//! A row ([`Case`]) names the guest and its manifest edits, the runtime settings, the step
+//! (`with`, workspace, env, secrets, timeout, cancellation) and the expected outcome: a
+//! failure kind ([`StepFailure::code`]) with message fragments and optionally the exact
+//! failure, a load error, or outputs. [`drive`] runs every row the same way. `table!` turns
+//! the rows into one `#[test]` each, so they run in parallel. The scenes that need more (RSS
+//! over a thousand failures, a pipeline whose later `run:` stage writes a planted link) are
+//! functions after the table, built from the same helpers.
+//!
+//! Guests: `tests/fixtures/hostile/` (see its README: an SDK extension whose `with.mode`
+//! picks the misbehaviour, a component built against contract 9.0.0, one that exports
+//! nothing, and the `extension.toml` of each scenario in `manifests/`) and
+//! `tests/fixtures/probe` (raw bindings; each mode checks one promise of the host). They are
+//! built by `labhit-guest-build` into `target/guests`; compiled components are cached in
 //! `CARGO_TARGET_TMPDIR`, so only the first test process pays for compilation.
 //!
-//! No test sleeps: deadlines are enforced by the runtime's epoch ticker, and every loop in
-//! a guest is stopped by a limit.
+//! No test sleeps: deadlines are enforced by the runtime's epoch ticker, cancellation is
+//! triggered by the log line a guest emits when it starts waiting, and every loop in a guest
+//! is stopped by a limit.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use labhit_guest_build::{Builder, Target};
 use labhit_protocol::manifest::Manifest;
-use labhit_protocol::run::LogStream;
+use labhit_protocol::run::{LogEntry, LogLevel, LogStream};
+use labhit_runtime::logs::{LogSink, encoded_forms};
 use labhit_runtime::{
     Cancellation, CollectingSink, LoadErrorKind, LoadedExtension, MapSecrets, Runtime,
     RuntimeConfig, StepError, StepFailure, StepOutcome, StepRequest, TRUNCATED_FIELD,
 };
-use serde_json::json;
+use serde_json::{Value, json};
+
+// ---- guests ----------------------------------------------------------------------------
 
 fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn fixtures_dir() -> PathBuf {
-    crate_dir().join("tests/fixtures/hostile")
+    crate_dir().join("tests/fixtures")
 }
 
-/// The built components, once per test process.
-struct Components {
-    hostile: PathBuf,
-    wrong_contract: PathBuf,
-    missing_export: PathBuf,
-}
-
-fn components() -> &'static Components {
-    static BUILT: OnceLock<Components> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let builder = Builder::for_workspace(&crate_dir().join("../.."));
-        let build = |name: &str| {
-            builder
+/// Builds the fixture crate `fixtures/<name>` once per process; the component's path.
+fn built(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    built
+        .entry(name.to_owned())
+        .or_insert_with(|| {
+            Builder::for_workspace(&crate_dir().join("../.."))
                 .build(&fixtures_dir().join(name), Target::P2)
                 .unwrap_or_else(|err| panic!("building fixture `{name}`: {err}"))
                 .component
+        })
+        .clone()
+}
+
+/// The guest a row runs.
+#[derive(Clone, Copy, Debug)]
+enum Guest {
+    /// `fixtures/hostile/guest` (an SDK extension) with `fixtures/hostile/manifests/<name>.toml`.
+    Hostile(&'static str),
+    /// `fixtures/probe` (raw bindings) with its `extension.toml`.
+    Probe,
+}
+
+impl Guest {
+    fn manifest_text(self) -> String {
+        let path = match self {
+            Guest::Hostile(name) => fixtures_dir().join(format!("hostile/manifests/{name}.toml")),
+            Guest::Probe => fixtures_dir().join("probe/extension.toml"),
         };
-        Components {
-            hostile: build("guest"),
-            wrong_contract: build("wrong-contract"),
-            missing_export: build("missing-export"),
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn component(self) -> PathBuf {
+        match self {
+            Guest::Hostile(_) => built("hostile/guest"),
+            Guest::Probe => built("probe"),
         }
-    })
-}
+    }
 
-fn manifest(name: &str) -> Manifest {
-    let path = fixtures_dir()
-        .join("manifests")
-        .join(format!("{name}.toml"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Manifest::from_toml(&text).unwrap_or_else(|d| panic!("{}: {d:?}", path.display()))
-}
-
-fn runtime() -> Runtime {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache");
-    Runtime::new(RuntimeConfig::with_cache_dir(cache)).expect("the runtime starts")
-}
-
-fn load(runtime: &Runtime, manifest_name: &str) -> LoadedExtension {
-    runtime
-        .load(&manifest(manifest_name), &components().hostile)
-        .unwrap_or_else(|err| panic!("{err}"))
-}
-
-/// A step of the hostile guest in `workspace`, with `with` and logs collected in `sink`.
-fn request(workspace: &Path, with: serde_json::Value, sink: &Arc<CollectingSink>) -> StepRequest {
-    let mut request = StepRequest::new("hostile");
-    request.with = with.into();
-    request.workspace = Some(workspace.to_owned());
-    request.log_sink = sink.clone();
-    request
-}
-
-fn run(
-    runtime: &Runtime,
-    extension: &LoadedExtension,
-    with: serde_json::Value,
-) -> (
-    Result<StepOutcome, StepError>,
-    Vec<labhit_protocol::run::LogEntry>,
-) {
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let result = runtime.execute(extension, request(workspace.path(), with, &sink));
-    (result, sink.take())
-}
-
-fn expect_error(result: Result<StepOutcome, StepError>) -> StepError {
-    match result {
-        Ok(outcome) => panic!("expected a step error, got {outcome:?}"),
-        Err(err) => {
-            let text = err.to_string();
-            assert!(
-                text.starts_with("stage `hostile`: extension `test/hostile"),
-                "the error names stage and extension: {text}"
-            );
-            assert!(
-                text.contains("@0.1.0"),
-                "the error names the version: {text}"
-            );
-            err
+    /// A step a healthy runtime runs to completion, and an output it then reports.
+    fn healthy_step(self) -> (Value, Option<(&'static str, &'static str)>) {
+        match self {
+            Guest::Hostile(_) => (json!({"mode": "log", "count": 2}), Some(("logged", "2"))),
+            Guest::Probe => (json!({"mode": "noop"}), None),
         }
     }
 }
 
-fn expect_output(result: Result<StepOutcome, StepError>) -> BTreeMap<String, String> {
-    match result {
-        Ok(outcome) => {
-            assert_eq!(outcome.exit_code, 0, "{outcome:?}");
-            outcome.outputs
-        }
-        Err(err) => panic!("expected the step to succeed: {err}"),
+/// The component file a row hands to the runtime.
+#[derive(Clone, Copy)]
+enum Component {
+    /// The row's guest.
+    Guest,
+    /// Another fixture crate, by its path under `fixtures/`.
+    Fixture(&'static str),
+    /// A file of this name holding these bytes.
+    File(&'static str, fn() -> Vec<u8>),
+    /// A file that does not exist.
+    Missing,
+}
+
+// ---- rows ------------------------------------------------------------------------------
+
+/// When the step's cancellation is set.
+#[derive(Clone, Copy)]
+enum Cancel {
+    Never,
+    /// Before the step starts.
+    Before,
+    /// When the guest logs exactly this message (it is about to block or spin).
+    OnLog(&'static str),
+}
+
+/// What an output must look like.
+#[derive(Clone, Copy, Debug)]
+enum Is {
+    Eq(&'static str),
+    StartsWith(&'static str),
+}
+
+/// The outcome a row expects.
+enum Expect {
+    /// The step fails with this kind ([`StepFailure::code`]), with exactly this failure when
+    /// one is given, and its message contains every fragment.
+    Fails {
+        kind: &'static str,
+        exactly: Option<StepFailure>,
+        says: &'static [&'static str],
+    },
+    /// The step succeeds (exit code 0) with these outputs among its outputs.
+    Succeeds(&'static [(&'static str, Is)]),
+    /// `Runtime::load` refuses the component with the kind `is` accepts (named `kind`), and
+    /// its message contains every fragment.
+    LoadFails {
+        kind: &'static str,
+        is: fn(&LoadErrorKind) -> bool,
+        says: &'static [&'static str],
+    },
+}
+
+fn fails(kind: &'static str, says: &'static [&'static str]) -> Expect {
+    Expect::Fails {
+        kind,
+        exactly: None,
+        says,
     }
 }
 
-/// The runtime is still healthy: a no-op step on it succeeds.
-fn next_step_succeeds(runtime: &Runtime, extension: &LoadedExtension) {
-    let (result, _) = run(runtime, extension, json!({"mode": "log", "count": 2}));
-    assert_eq!(expect_output(result)["logged"], "2");
+fn fails_with(failure: StepFailure, says: &'static [&'static str]) -> Expect {
+    Expect::Fails {
+        kind: failure.code(),
+        exactly: Some(failure),
+        says,
+    }
 }
 
-#[test]
-fn an_infinite_loop_stops_at_its_deadline() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let mut step = request(workspace.path(), json!({"mode": "loop"}), &sink);
-    step.timeout = Some(Duration::from_millis(200));
-    let start = Instant::now();
-    let err = expect_error(runtime.execute(&extension, step));
-    let elapsed = start.elapsed();
-    assert_eq!(
-        *err.failure,
-        StepFailure::Timeout {
-            timeout: Duration::from_millis(200)
-        }
-    );
-    assert!(
-        err.to_string().contains("ran past its deadline of 200ms"),
-        "{err}"
-    );
-    // Deadline ± one tick (10 ms), plus generous slack for a loaded CI machine.
-    assert!(
-        elapsed >= Duration::from_millis(200),
-        "stopped early: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_millis(1500),
-        "stopped late: {elapsed:?}"
-    );
-    next_step_succeeds(&runtime, &extension);
+/// One hostile scenario.
+struct Case {
+    guest: Guest,
+    /// `(from, to)` replacements in the guest's manifest text; each must match.
+    edits: &'static [(&'static str, &'static str)],
+    /// Changes to the runtime's settings.
+    config: fn(&mut RuntimeConfig),
+    component: Component,
+    /// Load through `Runtime::load_and_execute` instead of `load` then `execute`.
+    load_in_step: bool,
+    with: Value,
+    /// The step is given the scene's workspace.
+    workspace: bool,
+    /// Prepares the scene before the step.
+    scene: fn(&Scene),
+    env: Vec<(String, String)>,
+    secrets: Vec<(&'static str, String)>,
+    timeout: Option<Duration>,
+    cancel: Cancel,
+    /// How long the step may take, from its start.
+    took: Option<Range<Duration>>,
+    expect: Expect,
+    /// `(stream, fragment)`: some log entry on that stream contains the fragment.
+    logs: &'static [(LogStream, &'static str)],
+    /// `(path in the workspace, content)` after the step; `None`: no such entry.
+    files: &'static [(&'static str, Option<&'static str>)],
+    /// Text found in none of the outputs, the error and the log.
+    never: Vec<String>,
+    /// Checks beyond the table's columns.
+    check: fn(&Ran<'_>),
 }
 
-#[test]
-fn a_guest_asleep_in_the_host_stops_at_its_deadline() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    // One hour in `wasi:io/poll`: without a bounded wait the test would hang for that hour.
-    let mut step = request(
-        workspace.path(),
-        json!({"mode": "sleep", "count": 3600}),
-        &sink,
-    );
-    step.timeout = Some(Duration::from_millis(300));
-    let start = Instant::now();
-    let err = expect_error(runtime.execute(&extension, step));
-    let elapsed = start.elapsed();
-    assert_eq!(
-        *err.failure,
-        StepFailure::Timeout {
-            timeout: Duration::from_millis(300)
-        },
-        "{err}"
-    );
-    assert!(
-        elapsed >= Duration::from_millis(300),
-        "stopped early: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_secs(30),
-        "stopped late: {elapsed:?}"
-    );
-    assert!(sink.messages().iter().any(|m| m == "sleeping"));
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn a_guest_asleep_in_the_host_is_interrupted_after_the_cancel_grace_period() {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache");
-    let config = RuntimeConfig {
-        cancel_grace: Duration::from_millis(100),
-        ..RuntimeConfig::with_cache_dir(cache)
-    };
-    let runtime = Runtime::new(config).expect("the runtime starts");
-    let extension = load(&runtime, "hostile");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let cancel = Cancellation::new();
-    let mut step = request(
-        workspace.path(),
-        json!({"mode": "sleep", "count": 3600}),
-        &Arc::new(CollectingSink::new()),
-    );
-    step.cancellation = cancel.clone();
-    // Cancel once the guest says it is about to block.
-    step.log_sink = Arc::new(move |entry: labhit_protocol::run::LogEntry| {
-        if entry.message == "sleeping" {
-            cancel.cancel();
-        }
-    });
-    let err = expect_error(runtime.execute(&extension, step));
-    assert_eq!(
-        *err.failure,
-        StepFailure::Interrupted {
-            grace: Duration::from_millis(100)
-        },
-        "{err}"
-    );
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn a_step_cancelled_before_it_starts_gets_the_whole_grace_period() {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache");
-    let config = RuntimeConfig {
-        cancel_grace: Duration::from_millis(100),
-        ..RuntimeConfig::with_cache_dir(cache)
-    };
-    let runtime = Runtime::new(config).expect("the runtime starts");
-    let extension = load(&runtime, "hostile");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let mut step = request(
-        workspace.path(),
-        json!({"mode": "sleep", "count": 3600}),
-        &sink,
-    );
-    let cancel = Cancellation::new();
-    cancel.cancel();
-    step.cancellation = cancel;
-    let start = Instant::now();
-    let err = expect_error(runtime.execute(&extension, step));
-    assert_eq!(
-        *err.failure,
-        StepFailure::Interrupted {
-            grace: Duration::from_millis(100)
-        },
-        "{err}"
-    );
-    assert!(start.elapsed() >= Duration::from_millis(100));
-}
-
-#[test]
-fn a_guest_that_exits_is_reported_with_the_status_it_sent() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    // Rust's std on wasm32-wasip2 turns `exit(n)` into WASI 0.2 `exit(err)` for any n != 0:
-    // the code is lost in the guest, and the host must not invent one.
-    for (status, expected) in [(3, None), (0, Some(0)), (1, None), (42, None)] {
-        let (result, _) = run(
-            &runtime,
-            &extension,
-            json!({"mode": "process-exit", "count": status}),
-        );
-        let err = expect_error(result);
-        assert_eq!(
-            *err.failure,
-            StepFailure::Exit { status: expected },
-            "{err}"
-        );
-        if expected.is_none() {
-            assert!(err.to_string().contains("with a failure status"), "{err}");
+impl Case {
+    fn on(guest: Guest, with: Value) -> Self {
+        Self {
+            guest,
+            edits: &[],
+            config: |_| {},
+            component: Component::Guest,
+            load_in_step: false,
+            with,
+            workspace: true,
+            scene: |_| {},
+            env: Vec::new(),
+            secrets: Vec::new(),
+            timeout: None,
+            cancel: Cancel::Never,
+            took: None,
+            expect: Expect::Succeeds(&[]),
+            logs: &[],
+            files: &[],
+            never: Vec::new(),
+            check: |_| {},
         }
     }
-    next_step_succeeds(&runtime, &extension);
-}
 
-#[test]
-fn the_manifest_timeout_caps_a_longer_stage_timeout() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    assert_eq!(extension.timeout(), Duration::from_secs(1));
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let mut step = request(workspace.path(), json!({"mode": "loop"}), &sink);
-    step.timeout = Some(Duration::from_secs(3600));
-    let err = expect_error(runtime.execute(&extension, step));
-    assert_eq!(
-        *err.failure,
-        StepFailure::Timeout {
-            timeout: Duration::from_secs(1)
-        }
-    );
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn a_memory_bomb_hits_the_memory_limit() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    assert_eq!(extension.memory_limit(), 32 << 20);
-    let (result, _) = run(&runtime, &extension, json!({"mode": "memory-bomb"}));
-    let err = expect_error(result);
-    assert_eq!(*err.failure, StepFailure::MemoryLimit { limit: 32 << 20 });
-    assert!(
-        err.to_string()
-            .contains("exceeded its memory limit of 33554432 bytes"),
-        "{err}"
-    );
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn deep_recursion_traps_with_a_stack_overflow() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let (result, _) = run(&runtime, &extension, json!({"mode": "recurse"}));
-    let err = expect_error(result);
-    match &*err.failure {
-        StepFailure::Trap { trap, .. } => {
-            assert!(trap.contains("call stack exhausted"), "{trap}");
-        }
-        other => panic!("expected a stack overflow trap, got {other:?}"),
+    /// The hostile guest with `manifests/hostile.toml` (read-write, secret `DECLARED`,
+    /// 32 MiB, 1 s).
+    fn hostile(with: Value) -> Self {
+        Self::on(Guest::Hostile("hostile"), with)
     }
-    next_step_succeeds(&runtime, &extension);
-}
 
-#[test]
-fn a_panic_keeps_its_message() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let (result, logs) = run(&runtime, &extension, json!({"mode": "panic"}));
-    let err = expect_error(result);
-    match &*err.failure {
-        StepFailure::Panic { message } => {
-            assert!(
-                message.contains("hostile guest panicked on purpose"),
-                "{message}"
-            );
-        }
-        other => panic!("expected a panic, got {other:?}"),
+    /// The probe guest in `mode` (read-write, secrets `TOKEN` and `EMPTY`, 32 MiB, 1 min).
+    fn probe(mode: &str) -> Self {
+        Self::on(Guest::Probe, json!({ "mode": mode }))
     }
-    assert!(
-        logs.iter()
-            .any(|e| e.message.contains("hostile guest panicked on purpose")),
-        "the panic is in the log: {logs:?}"
-    );
-    next_step_succeeds(&runtime, &extension);
 }
 
-#[test]
-fn config_the_guest_rejects_is_invalid_config() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let (result, _) = run(&runtime, &extension, json!({"mode": "unheard-of"}));
-    let err = expect_error(result);
-    assert_eq!(
-        *err.failure,
-        StepFailure::InvalidConfig("unknown mode `unheard-of`".to_owned())
-    );
-    let (result, _) = run(&runtime, &extension, json!({"count": 1}));
-    match *expect_error(result).failure {
-        StepFailure::InvalidConfig(message) => assert!(message.contains("mode"), "{message}"),
-        other => panic!("expected invalid config, got {other:?}"),
-    }
-    next_step_succeeds(&runtime, &extension);
-}
+// ---- the driver ------------------------------------------------------------------------
 
-#[test]
-fn dot_dot_escapes_are_refused() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let (result, _) = run(&runtime, &extension, json!({"mode": "escape-dotdot"}));
-    let refused = &expect_output(result)["refused"];
-    assert!(refused.starts_with("/workspace/../"), "{refused}");
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn absolute_paths_outside_the_workspace_are_refused() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let (result, _) = run(&runtime, &extension, json!({"mode": "escape-absolute"}));
-    let refused = &expect_output(result)["refused"];
-    assert!(refused.starts_with("/etc/passwd: "), "{refused}");
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn symlinks_leading_outside_the_workspace_are_refused() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let outside = tempfile::tempdir().expect("tempdir");
-    std::fs::write(outside.path().join("secret.txt"), "outside the sandbox").expect("write");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    std::os::unix::fs::symlink(
-        outside.path().join("secret.txt"),
-        workspace.path().join("file-link"),
-    )
-    .expect("symlink");
-    std::os::unix::fs::symlink(outside.path(), workspace.path().join("dir-link")).expect("symlink");
-    for path in ["file-link", "dir-link/secret.txt"] {
-        let sink = Arc::new(CollectingSink::new());
-        let step = request(
-            workspace.path(),
-            json!({"mode": "escape-symlink", "path": path}),
-            &sink,
-        );
-        let outputs = expect_output(runtime.execute(&extension, step));
-        assert!(
-            outputs["refused"].starts_with(&format!("/workspace/{path}: ")),
-            "{outputs:?}"
-        );
-    }
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn undeclared_secrets_are_denied() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let mut secrets = MapSecrets::new();
-    secrets
-        .insert("UNDECLARED", "would-leak")
-        .insert("DECLARED", "fine");
-    let mut step = request(
-        workspace.path(),
-        json!({"mode": "secret", "name": "UNDECLARED"}),
-        &sink,
-    );
-    step.secrets = Arc::new(secrets);
-    let outputs = expect_output(runtime.execute(&extension, step));
-    assert_eq!(outputs["secret"], "Denied");
-    let (result, _) = run(
-        &runtime,
-        &extension,
-        json!({"mode": "secret", "name": "bad name"}),
-    );
-    assert_eq!(expect_output(result)["secret"], "InvalidName");
-    let (result, _) = run(
-        &runtime,
-        &extension,
-        json!({"mode": "secret", "name": "DECLARED"}),
-    );
-    assert_eq!(
-        expect_output(result)["secret"],
-        "NotFound",
-        "no store value in this step"
-    );
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn secret_values_are_redacted_from_logs_outputs_and_errors() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let mut secrets = MapSecrets::new();
-    secrets.insert("DECLARED", "s3cr3t-value");
-    let mut step = request(
-        workspace.path(),
-        json!({"mode": "echo-secret", "name": "DECLARED"}),
-        &sink,
-    );
-    step.secrets = Arc::new(secrets);
-    let err = expect_error(runtime.execute(&extension, step));
-    assert_eq!(
-        *err.failure,
-        StepFailure::Failed("failing with ***".to_owned())
-    );
-    let logs = sink.take();
-    assert!(
-        logs.iter().any(|e| e.message == "the secret is ***"),
-        "{logs:?}"
-    );
-    assert!(
-        logs.iter()
-            .any(|e| e.stream == LogStream::Stdout && e.message == "stdout says ***"),
-        "{logs:?}"
-    );
-    assert!(!format!("{logs:?}{err}").contains("s3cr3t-value"));
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn writes_to_a_read_only_workspace_are_refused() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile-readonly");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let outputs = expect_output(runtime.execute(
-        &extension,
-        request(workspace.path(), json!({"mode": "write"}), &sink),
-    ));
-    assert!(!outputs["refused"].is_empty());
-    assert!(
-        !workspace.path().join("written.txt").exists(),
-        "nothing was written"
-    );
-    // The same guest may write when the manifest grants read-write.
-    let writer = load(&runtime, "hostile");
-    let (result, _) = run(&runtime, &writer, json!({"mode": "write"}));
-    match *expect_error(result).failure {
-        StepFailure::Failed(message) => assert_eq!(message, "wrote to a read-only workspace"),
-        other => panic!("expected the write to succeed, got {other:?}"),
-    }
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn a_log_flood_is_capped_and_the_step_finishes() {
-    // A low cap keeps the flood (twice the cap) well inside the fixture's 1 s deadline even
-    // in a debug build on a loaded machine; the mechanism is the same at any cap.
-    let mut config = RuntimeConfig::with_cache_dir(
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache"),
-    );
-    config.log_limits.max_entries_per_step = 500;
-    let runtime = Runtime::new(config).expect("the runtime starts");
-    let extension = load(&runtime, "hostile");
-    let limit = runtime.config().log_limits.max_entries_per_step;
-    let count = limit * 2;
-    let (result, logs) = run(
-        &runtime,
-        &extension,
-        json!({"mode": "log-flood", "count": count}),
-    );
-    assert_eq!(expect_output(result)["logged"], count.to_string());
-    let kept = u64::try_from(logs.len()).expect("fits");
-    assert!(kept <= limit + 1, "{kept} entries kept, limit {limit}");
-    let last = logs.last().expect("entries");
-    assert_eq!(last.stream, LogStream::System, "{last:?}");
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn log_fields_are_bounded_per_entry_and_per_step() {
-    // 10 calls of 400 fields, each key 300+ bytes and each value 8000 bytes: about 33 MB of
-    // fields, which all reached the sink before fields were bounded.
-    let mut config = RuntimeConfig::with_cache_dir(
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache"),
-    );
-    config.log_limits.max_bytes_per_step = 200 * 1024;
-    let limits = config.log_limits;
-    let runtime = Runtime::new(config).expect("the runtime starts");
-    let extension = load(&runtime, "hostile");
-    let (result, logs) = run(
-        &runtime,
-        &extension,
-        json!({"mode": "log-fields", "count": 10}),
-    );
-    assert_eq!(expect_output(result)["logged"], "10");
-    let mut total = 0;
-    for entry in &logs {
-        let line = serde_json::to_string(entry).expect("json");
-        total += line.len() + 1;
-        // The entry's text is bounded; JSON adds quotes, commas and the envelope.
-        assert!(
-            line.len() <= limits.max_entry_bytes + 4096,
-            "one log.jsonl line is {} bytes",
-            line.len()
-        );
-        assert!(entry.fields.len() <= limits.max_fields_per_entry + 1);
-        assert!(
-            entry
-                .fields
-                .keys()
-                .all(|k| k.len() <= limits.max_field_key_bytes + 40),
-            "{:?}",
-            entry.fields.keys().collect::<Vec<_>>()
-        );
-    }
-    assert!(
-        total <= 200 * 1024 + 64 * 1024,
-        "the step wrote {total} bytes of log"
-    );
-    let fields = &logs[0].fields;
-    assert!(
-        fields[TRUNCATED_FIELD].contains("fields dropped"),
-        "truncation is marked: {fields:?}"
-    );
-    let last = logs.last().expect("entries");
-    assert_eq!(last.stream, LogStream::System, "{last:?}");
-    assert!(last.message.contains("were dropped"), "{last:?}");
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn a_secret_never_leaks_through_a_step_in_any_form() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let secret = "Zq7-leak-probe-secret-value";
-    for count in [0, 1] {
-        let workspace = tempfile::tempdir().expect("tempdir");
-        let sink = Arc::new(CollectingSink::new());
-        let mut step = request(
-            workspace.path(),
-            json!({"mode": "leak-secret", "name": "DECLARED", "count": count}),
-            &sink,
-        );
-        step.secrets = Arc::new([("DECLARED", secret)].into_iter().collect::<MapSecrets>());
-        let result = runtime.execute(&extension, step);
-        let logs = sink.take();
-        // Artifact paths stay raw in the outcome (the workspace file has that name); they
-        // are redacted where runs record them (`summary::collect_artifacts`, `redact_run`).
-        let reported = match &result {
-            Ok(outcome) => format!("{:?} exit {}", outcome.outputs, outcome.exit_code),
-            Err(err) => err.to_string(),
-        };
-        let text = format!("{reported} {logs:?}");
-        for part in [secret, "Zq7-leak", "probe-secret", "secret-value"] {
-            assert!(!text.contains(part), "`{part}` leaked: {text}");
-        }
-        assert!(text.contains("***"), "{text}");
-        if count == 0 {
-            let outputs = expect_output(result);
-            assert_eq!(outputs["***"], "name");
-            assert_eq!(outputs["from-file"], "***");
-        } else {
-            let err = expect_error(result);
-            assert_eq!(
-                *err.failure,
-                StepFailure::Failed("failing with ***".to_owned())
-            );
-        }
-    }
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn garbage_bytes_are_not_a_component() {
-    let runtime = runtime();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let garbage = dir.path().join("garbage.wasm");
-    std::fs::write(&garbage, b"#!/bin/sh\nrm -rf / # not wasm at all\n").expect("write");
-    let err = runtime
-        .load(&manifest("garbage"), &garbage)
-        .expect_err("garbage must not load");
-    assert!(matches!(*err.kind, LoadErrorKind::NotWasm(_)), "{err}");
-    assert!(
-        err.to_string()
-            .starts_with("cannot load extension `test/garbage@0.1.0`"),
-        "{err}"
-    );
-    // A truncated component is malformed, not a crash.
-    let bytes = std::fs::read(&components().hostile).expect("component");
-    std::fs::write(&garbage, &bytes[..bytes.len() / 2]).expect("write");
-    let err = runtime
-        .load(&manifest("garbage"), &garbage)
-        .expect_err("a truncated component must not load");
-    assert!(matches!(*err.kind, LoadErrorKind::Compile(_)), "{err}");
-    next_step_succeeds(&runtime, &load(&runtime, "hostile"));
-}
-
-#[test]
-fn a_wrong_contract_version_is_refused_before_running() {
-    let runtime = runtime();
-    let err = runtime
-        .load(&manifest("wrong-contract"), &components().wrong_contract)
-        .expect_err("contract 9.0.0 must be refused");
-    match &*err.kind {
-        LoadErrorKind::IncompatibleContract { targets, .. } => assert_eq!(targets, "9.0.0"),
-        other => panic!("expected an incompatible contract, got {other:?}"),
-    }
-    let text = err.to_string();
-    assert!(text.contains("test/wrong-contract@0.1.0"), "{text}");
-    assert!(text.contains("9.0.0") && text.contains("0.1.0"), "{text}");
-    assert!(text.contains("rebuild"), "says what to do: {text}");
-    next_step_succeeds(&runtime, &load(&runtime, "hostile"));
-}
-
-#[test]
-fn a_component_without_the_export_is_refused() {
-    let runtime = runtime();
-    let err = runtime
-        .load(&manifest("missing-export"), &components().missing_export)
-        .expect_err("no export");
-    assert!(
-        matches!(*err.kind, LoadErrorKind::MissingExport { .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("labhit:extension/pipeline-step"),
-        "{err}"
-    );
-    next_step_succeeds(&runtime, &load(&runtime, "hostile"));
-}
-
-/// Resident set size of this process in bytes, from `/proc/self/statm`.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    pages * 4096
-}
-
-#[test]
-fn a_thousand_failing_steps_leave_host_memory_flat() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let fail = |n: usize| {
-        for _ in 0..n {
-            let mut step = StepRequest::new("hostile");
-            step.with = json!({"mode": "panic"}).into();
-            step.workspace = Some(workspace.path().to_owned());
-            let err = runtime.execute(&extension, step).expect_err("panics");
-            assert!(matches!(*err.failure, StepFailure::Panic { .. }), "{err}");
-        }
-    };
-    fail(200);
-    let before = rss_bytes();
-    fail(1000);
-    let after = rss_bytes();
-    let growth = after.saturating_sub(before);
-    eprintln!("RSS {before} -> {after} bytes over 1000 failing steps");
-    assert!(
-        growth < 8 << 20,
-        "RSS grew by {growth} bytes over 1000 failing steps ({before} -> {after})"
-    );
-    next_step_succeeds(&runtime, &extension);
-}
-
-// --- The workspace boundary and the disk and file limits (issue 9, items 2 and 9) ---
-
-/// The hostile manifest with `limits` lines added and a timeout long enough for a busy
-/// machine (the limits, not the deadline, must stop these guests).
-fn manifest_with(extra_limits: &str) -> Manifest {
-    let path = fixtures_dir().join("manifests/hostile.toml");
-    let text = std::fs::read_to_string(&path).expect("manifest");
-    let text = text.replace(
-        "timeout = \"1s\"",
-        &format!("timeout = \"60s\"\n{extra_limits}"),
-    );
-    Manifest::from_toml(&text).unwrap_or_else(|d| panic!("{d:?}"))
-}
-
-/// A run directory `<dir>/run/workspace` beside a file `<dir>/outside` that no stage may
+/// A run directory `<dir>/run/workspace` beside a file `<dir>/outside` that no step may
 /// touch; `../../outside` from the workspace root names it.
 struct Scene {
     dir: tempfile::TempDir,
@@ -776,6 +257,990 @@ impl Scene {
     fn outside(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("outside")).expect("outside")
     }
+}
+
+/// A runtime with the row's settings and the row's (edited) manifest.
+struct Harness {
+    runtime: Runtime,
+    guest: Guest,
+    manifest: Manifest,
+    /// The guest's manifest without the row's edits.
+    plain: Manifest,
+}
+
+fn parse(text: &str) -> Manifest {
+    Manifest::from_toml(text).unwrap_or_else(|d| panic!("invalid manifest: {d:?}\n{text}"))
+}
+
+impl Harness {
+    fn new(guest: Guest, edits: &[(&str, &str)], config: fn(&mut RuntimeConfig)) -> Self {
+        let plain = guest.manifest_text();
+        let mut text = plain.clone();
+        for (from, to) in edits {
+            assert!(
+                text.contains(from),
+                "the manifest edit `{from}` matches nothing"
+            );
+            text = text.replacen(from, to, 1);
+        }
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache");
+        let mut settings = RuntimeConfig::with_cache_dir(cache);
+        config(&mut settings);
+        Self {
+            runtime: Runtime::new(settings).expect("the runtime starts"),
+            guest,
+            manifest: parse(&text),
+            plain: parse(&plain),
+        }
+    }
+
+    /// The row's guest with the row's manifest.
+    fn load(&self) -> LoadedExtension {
+        self.runtime
+            .load(&self.manifest, &self.guest.component())
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// `category/name@version` of the row's manifest.
+    fn id(&self) -> String {
+        let identity = &self.manifest.extension;
+        format!(
+            "{}/{}@{}",
+            identity.category, identity.name, identity.version
+        )
+    }
+
+    fn component_path(&self, component: Component, scene: &Scene) -> PathBuf {
+        match component {
+            Component::Guest => self.guest.component(),
+            Component::Fixture(name) => built(name),
+            Component::File(name, bytes) => {
+                let path = scene.dir.path().join(name);
+                std::fs::write(&path, bytes()).expect("write");
+                path
+            }
+            Component::Missing => scene.dir.path().join("missing.wasm"),
+        }
+    }
+
+    /// A step of stage `hostile` in the scene's workspace, its log collected in the sink.
+    fn request(&self, scene: &Scene, with: Value) -> (StepRequest, Arc<CollectingSink>) {
+        let sink = Arc::new(CollectingSink::new());
+        let mut request = StepRequest::new("hostile");
+        request.with = with.into();
+        request.workspace = Some(scene.workspace());
+        request.log_sink = sink.clone();
+        (request, sink)
+    }
+
+    /// The runtime is still healthy: an ordinary step of the guest succeeds on it.
+    fn next_step_succeeds(&self, extension: &LoadedExtension) {
+        let scene = Scene::new();
+        let (with, output) = self.guest.healthy_step();
+        let (request, _) = self.request(&scene, with);
+        let outcome = self
+            .runtime
+            .execute(extension, request)
+            .unwrap_or_else(|err| panic!("the next step fails: {err}"));
+        assert_eq!(outcome.exit_code, 0, "{outcome:?}");
+        if let Some((key, value)) = output {
+            assert_eq!(outcome.outputs[key], value, "{outcome:?}");
+        }
+    }
+
+    /// The guest with its unedited manifest.
+    fn load_plain(&self) -> LoadedExtension {
+        self.runtime
+            .load(&self.plain, &self.guest.component())
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+}
+
+/// A step the driver ran, for a row's own checks.
+struct Ran<'a> {
+    harness: &'a Harness,
+    extension: Option<&'a LoadedExtension>,
+    scene: &'a Scene,
+    result: Result<StepOutcome, StepError>,
+    logs: Vec<LogEntry>,
+}
+
+impl Ran<'_> {
+    fn error(&self) -> &StepError {
+        self.result.as_ref().expect_err("the row expects a failure")
+    }
+
+    /// Runs the row's extension again in the same workspace.
+    fn again(&self, with: Value) -> Result<StepOutcome, StepError> {
+        let (request, _) = self.harness.request(self.scene, with);
+        let extension = self.extension.expect("a loaded extension");
+        self.harness.runtime.execute(extension, request)
+    }
+}
+
+/// Checks that the error names stage, extension and version; the error itself.
+fn named_error<'a>(harness: &Harness, result: &'a Result<StepOutcome, StepError>) -> &'a StepError {
+    let err = match result {
+        Ok(outcome) => panic!("expected a step error, got {outcome:?}"),
+        Err(err) => err,
+    };
+    let text = err.to_string();
+    let prefix = format!("stage `hostile`: extension `{}`", harness.id());
+    assert!(
+        text.starts_with(&prefix),
+        "the error names stage, extension and version ({prefix}): {text}"
+    );
+    err
+}
+
+fn drive(case: Case) {
+    let harness = Harness::new(case.guest, case.edits, case.config);
+    let scene = Scene::new();
+    (case.scene)(&scene);
+    let path = harness.component_path(case.component, &scene);
+
+    if let Expect::LoadFails { kind, is, says } = &case.expect {
+        let err = harness
+            .runtime
+            .load(&harness.manifest, &path)
+            .expect_err("the component must not load");
+        assert!(is(&err.kind), "expected a {kind} load error: {err}");
+        let text = err.to_string();
+        let prefix = format!("cannot load extension `{}`", harness.id());
+        assert!(text.starts_with(&prefix), "{prefix}: {text}");
+        for part in *says {
+            assert!(text.contains(part), "`{part}` is not in: {text}");
+        }
+        harness.next_step_succeeds(&harness.load_plain());
+        return;
+    }
+
+    let extension = (!case.load_in_step).then(|| {
+        harness
+            .runtime
+            .load(&harness.manifest, &path)
+            .unwrap_or_else(|err| panic!("{err}"))
+    });
+    let (mut request, sink) = harness.request(&scene, case.with);
+    if !case.workspace {
+        request.workspace = None;
+    }
+    request.env = case.env.into_iter().collect();
+    request.secrets = Arc::new(case.secrets.into_iter().collect::<MapSecrets>());
+    request.timeout = case.timeout;
+    let cancellation = Cancellation::new();
+    request.cancellation = cancellation.clone();
+    match case.cancel {
+        Cancel::Never => {}
+        Cancel::Before => cancellation.cancel(),
+        Cancel::OnLog(line) => {
+            let collect = sink.clone();
+            request.log_sink = Arc::new(move |entry: LogEntry| {
+                if entry.message == line {
+                    cancellation.cancel();
+                }
+                collect.emit(entry);
+            });
+        }
+    }
+
+    let start = Instant::now();
+    let result = match &extension {
+        Some(extension) => harness.runtime.execute(extension, request),
+        None => harness
+            .runtime
+            .load_and_execute(&harness.manifest, &path, request),
+    };
+    let elapsed = start.elapsed();
+    let logs = sink.take();
+
+    let reported = match &case.expect {
+        Expect::Fails {
+            kind,
+            exactly,
+            says,
+        } => {
+            let err = named_error(&harness, &result);
+            assert_eq!(err.failure.code(), *kind, "{err}");
+            if let Some(failure) = exactly {
+                assert_eq!(&*err.failure, failure, "{err}");
+            }
+            let text = err.to_string();
+            for part in *says {
+                assert!(text.contains(part), "`{part}` is not in: {text}");
+            }
+            text
+        }
+        Expect::Succeeds(expected) => {
+            let outcome = match &result {
+                Ok(outcome) => outcome,
+                Err(err) => panic!("expected the step to succeed: {err}"),
+            };
+            assert_eq!(outcome.exit_code, 0, "{outcome:?}");
+            for (key, is) in *expected {
+                let value = outcome
+                    .outputs
+                    .get(*key)
+                    .unwrap_or_else(|| panic!("no output `{key}`: {:?}", outcome.outputs));
+                let matches = match is {
+                    Is::Eq(want) => value == want,
+                    Is::StartsWith(want) => value.starts_with(want),
+                };
+                assert!(matches, "output `{key}` = {value:?}, expected {is:?}");
+            }
+            format!("{:?}", outcome.outputs)
+        }
+        Expect::LoadFails { .. } => unreachable!("handled above"),
+    };
+    if let Some(range) = &case.took {
+        assert!(
+            range.contains(&elapsed),
+            "the step took {elapsed:?}, expected {range:?}"
+        );
+    }
+    for (stream, part) in case.logs {
+        assert!(
+            logs.iter()
+                .any(|e| e.stream == *stream && e.message.contains(part)),
+            "no {stream:?} entry contains `{part}`: {logs:?}"
+        );
+    }
+    for (file, content) in case.files {
+        let path = scene.workspace().join(file);
+        match content {
+            Some(content) => assert_eq!(
+                std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}")),
+                *content
+            ),
+            None => assert!(
+                std::fs::symlink_metadata(&path).is_err(),
+                "`{file}` exists in the workspace"
+            ),
+        }
+    }
+    let everything = format!("{reported} {logs:?}");
+    for text in &case.never {
+        assert!(
+            !everything.contains(text.as_str()),
+            "`{text}` leaked: {everything}"
+        );
+    }
+    assert_eq!(
+        scene.outside(),
+        "untouched",
+        "a file outside the workspace changed"
+    );
+    (case.check)(&Ran {
+        harness: &harness,
+        extension: extension.as_ref(),
+        scene: &scene,
+        result,
+        logs,
+    });
+    let next = extension.unwrap_or_else(|| harness.load_plain());
+    harness.next_step_succeeds(&next);
+}
+
+/// One `#[test]` per row, each run by [`drive`].
+macro_rules! table {
+    ($($(#[doc = $doc:literal])* $name:ident: $case:expr;)*) => {
+        $(
+            $(#[doc = $doc])*
+            #[test]
+            fn $name() {
+                drive($case);
+            }
+        )*
+    };
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A secret and the parts of it that must never be seen.
+const LEAK_PROBE: &str = "Zq7-leak-probe-secret-value";
+const LEAK_PARTS: [&str; 4] = [LEAK_PROBE, "Zq7-leak", "probe-secret", "secret-value"];
+
+/// A secret whose raw, base64, URL and JSON forms all differ.
+const ENCODED: &str = "p@ss w/rd+\"ü\"\\ä";
+
+fn forms() -> Vec<String> {
+    let forms = encoded_forms(ENCODED);
+    assert!(forms.len() >= 8, "{forms:?}");
+    forms
+}
+
+/// The probe's `leak` mode: the secret and its encodings as env values, `fail` or not.
+fn leak_case(fail: bool) -> Case {
+    let all = forms();
+    Case {
+        with: json!({"mode": "leak", "fail": fail}),
+        workspace: false,
+        edits: NO_FILESYSTEM,
+        secrets: vec![("TOKEN", ENCODED.to_owned())],
+        env: all
+            .iter()
+            .enumerate()
+            .map(|(i, form)| (format!("PROBE_FORM_{i:02}"), form.clone()))
+            .collect(),
+        never: all,
+        logs: &[
+            (LogStream::Log, "log: *** | ***"),
+            (LogStream::Stdout, "stdout: *** | ***"),
+            (LogStream::Stderr, "stderr: *** | ***"),
+            (LogStream::Stdout, "partial line without newline: ***"),
+        ],
+        expect: if fail {
+            fails("failed", &["failed with *** | ***"])
+        } else {
+            Expect::Succeeds(&[
+                ("plain", Is::Eq("visible")),
+                ("leak", Is::StartsWith("*** | ***")),
+            ])
+        },
+        check: |ran| {
+            for entry in &ran.logs {
+                let keys = entry.fields.keys().chain(entry.fields.values());
+                for text in keys {
+                    for form in forms() {
+                        assert!(!text.contains(&form), "`{form}` in a field: {entry:?}");
+                    }
+                }
+            }
+            let level = |stream| {
+                ran.logs
+                    .iter()
+                    .find(|e| e.stream == stream)
+                    .map(|e| e.level)
+            };
+            assert_eq!(level(LogStream::Stdout), Some(LogLevel::Info));
+            assert_eq!(level(LogStream::Stderr), Some(LogLevel::Warn));
+            let sequences: Vec<u64> = ran.logs.iter().map(|e| e.sequence).collect();
+            assert_eq!(sequences, (0..ran.logs.len() as u64).collect::<Vec<_>>());
+            assert!(
+                ran.logs
+                    .iter()
+                    .all(|e| e.stage.as_ref().map(|s| s.as_str()) == Some("hostile")),
+                "every entry names the stage"
+            );
+        },
+        ..Case::probe("leak")
+    }
+}
+
+/// The probe's manifest granting no filesystem, or only reading it.
+const NO_FILESYSTEM: &[(&str, &str)] = &[("filesystem = \"read-write\"", "filesystem = \"none\"")];
+const READ_ONLY: &[(&str, &str)] = &[("filesystem = \"read-write\"", "filesystem = \"read\"")];
+
+/// The hostile manifest with `limits` lines added and a timeout long enough for a busy
+/// machine (the limits, not the deadline, must stop these guests).
+const DISK_16MI: &[(&str, &str)] = &[("timeout = \"1s\"", "timeout = \"60s\"\ndisk = \"16Mi\"")];
+const FILES_1000: &[(&str, &str)] = &[("timeout = \"1s\"", "timeout = \"60s\"\nfiles = 1000")];
+
+/// A later step must not find what the guest left: the file must be at most 16 MiB.
+fn at_most_16mi(ran: &Ran<'_>) {
+    let size = std::fs::metadata(ran.scene.workspace().join("big"))
+        .expect("file")
+        .len();
+    assert!(size <= 16 << 20, "{size} bytes written");
+}
+
+/// The workspace holds no link `a`, and a later local `run:` stage writing `a` writes inside.
+fn later_stage_writes_inside(ran: &Ran<'_>) {
+    assert!(std::fs::symlink_metadata(ran.scene.workspace().join("a")).is_err());
+    assert_eq!(
+        later_local_stage_writes_a(&ran.scene.workspace()).exit_code,
+        0
+    );
+    assert_eq!(ran.scene.outside(), "untouched");
+    assert_eq!(
+        std::fs::read_to_string(ran.scene.workspace().join("a")).expect("a"),
+        "pwned\n"
+    );
+}
+
+/// The guest's escaping link was refused: reported in the log, never created.
+fn planted_link_refused(ran: &Ran<'_>) {
+    assert!(
+        ran.logs
+            .iter()
+            .any(|e| e.message.contains("`a` -> `") && e.message.contains("refused")),
+        "the attempt is in the step's log: {:?}",
+        ran.logs
+    );
+    later_stage_writes_inside(ran);
+}
+
+table! {
+    // --- deadlines, sleeping in the host, cancellation ---
+
+    /// Deadline ± one tick (10 ms), plus generous slack for a loaded CI machine: the bound
+    /// only proves the guest was stopped, not left spinning.
+    an_infinite_loop_stops_at_its_deadline: Case {
+        timeout: Some(ms(300)),
+        took: Some(ms(300)..ms(1810)),
+        expect: fails_with(
+            StepFailure::Timeout { timeout: ms(300) },
+            &["ran past its deadline of 300ms and was stopped"],
+        ),
+        ..Case::hostile(json!({"mode": "loop"}))
+    };
+    /// One hour in `wasi:io/poll`: without a bounded wait the test would hang for that hour.
+    a_guest_asleep_in_the_host_stops_at_its_deadline: Case {
+        timeout: Some(ms(300)),
+        took: Some(ms(300)..Duration::from_secs(30)),
+        logs: &[(LogStream::Log, "sleeping")],
+        expect: fails_with(StepFailure::Timeout { timeout: ms(300) }, &["300ms"]),
+        ..Case::hostile(json!({"mode": "sleep", "count": 3600}))
+    };
+    the_manifest_timeout_caps_a_longer_stage_timeout: Case {
+        timeout: Some(Duration::from_secs(3600)),
+        took: Some(Duration::from_secs(1)..Duration::from_secs(30)),
+        expect: fails_with(
+            StepFailure::Timeout { timeout: Duration::from_secs(1) },
+            &["deadline of 1s"],
+        ),
+        ..Case::hostile(json!({"mode": "loop"}))
+    };
+    a_guest_asleep_in_the_host_is_interrupted_after_the_cancel_grace_period: Case {
+        config: |c| c.cancel_grace = ms(100),
+        cancel: Cancel::OnLog("sleeping"),
+        took: Some(ms(100)..Duration::from_secs(30)),
+        expect: fails_with(
+            StepFailure::Interrupted { grace: ms(100) },
+            &["interrupted after a grace period of 100ms"],
+        ),
+        ..Case::hostile(json!({"mode": "sleep", "count": 3600}))
+    };
+    a_step_cancelled_before_it_starts_gets_the_whole_grace_period: Case {
+        config: |c| c.cancel_grace = ms(100),
+        cancel: Cancel::Before,
+        took: Some(ms(100)..Duration::from_secs(30)),
+        expect: fails_with(StepFailure::Interrupted { grace: ms(100) }, &["100ms"]),
+        ..Case::hostile(json!({"mode": "sleep", "count": 3600}))
+    };
+    a_looping_guest_that_ignores_cancellation_is_interrupted_after_the_grace_period: Case {
+        config: |c| c.cancel_grace = ms(50),
+        cancel: Cancel::OnLog("looping"),
+        took: Some(ms(50)..Duration::from_secs(30)),
+        expect: fails_with(StepFailure::Interrupted { grace: ms(50) }, &["50ms"]),
+        ..Case::probe("loop")
+    };
+    cancellation_reaches_a_guest_that_polls_for_it: Case {
+        cancel: Cancel::OnLog("spinning"),
+        expect: fails("cancelled", &["stopped after cancellation: stopped after "]),
+        ..Case::probe("spin")
+    };
+
+    // --- memory, stack, panics, exits, config, outputs ---
+
+    a_memory_bomb_hits_the_memory_limit: Case {
+        expect: fails_with(
+            StepFailure::MemoryLimit { limit: 32 << 20 },
+            &["exceeded its memory limit of 33554432 bytes"],
+        ),
+        ..Case::hostile(json!({"mode": "memory-bomb"}))
+    };
+    /// The probe asks with `try_reserve` and aborts when refused, as an ordinary program.
+    a_guest_that_aborts_when_memory_is_refused_hits_the_memory_limit: Case {
+        expect: fails_with(StepFailure::MemoryLimit { limit: 32 << 20 }, &["33554432 bytes"]),
+        ..Case::probe("memory")
+    };
+    deep_recursion_traps_with_a_stack_overflow: Case {
+        expect: fails("trap", &["trapped: ", "call stack exhausted"]),
+        ..Case::hostile(json!({"mode": "recurse"}))
+    };
+    a_panic_keeps_its_message: Case {
+        expect: fails_with(
+            StepFailure::Panic { message: "hostile guest panicked on purpose".to_owned() },
+            &["panicked: hostile guest panicked on purpose"],
+        ),
+        logs: &[(LogStream::Log, "hostile guest panicked on purpose")],
+        ..Case::hostile(json!({"mode": "panic"}))
+    };
+    /// Rust's std on wasm32-wasip2 turns `exit(n)` into WASI 0.2 `exit(err)` for any n != 0:
+    /// the code is lost in the guest, and the host must not invent one.
+    exit_3_is_a_failure_without_a_code: Case {
+        expect: fails_with(StepFailure::Exit { status: None }, &["with a failure status"]),
+        ..Case::hostile(json!({"mode": "process-exit", "count": 3}))
+    };
+    exit_1_is_a_failure_without_a_code: Case {
+        expect: fails_with(StepFailure::Exit { status: None }, &["with a failure status"]),
+        ..Case::hostile(json!({"mode": "process-exit", "count": 1}))
+    };
+    exit_42_is_a_failure_without_a_code: Case {
+        expect: fails_with(StepFailure::Exit { status: None }, &["with a failure status"]),
+        ..Case::hostile(json!({"mode": "process-exit", "count": 42}))
+    };
+    exit_0_instead_of_returning_fails_with_status_0: Case {
+        expect: fails_with(StepFailure::Exit { status: Some(0) }, &["`wasi:cli/exit`"]),
+        ..Case::hostile(json!({"mode": "process-exit", "count": 0}))
+    };
+    an_unknown_mode_is_invalid_config: Case {
+        expect: fails_with(
+            StepFailure::InvalidConfig("unknown mode `unheard-of`".to_owned()),
+            &["stage `hostile`: extension `test/hostile@0.1.0` rejected its config: \
+               unknown mode `unheard-of`"],
+        ),
+        ..Case::hostile(json!({"mode": "unheard-of"}))
+    };
+    a_config_without_mode_is_invalid_config: Case {
+        expect: fails("invalid-config", &["rejected its config: ", "mode"]),
+        ..Case::hostile(json!({"count": 1}))
+    };
+    an_artifact_that_does_not_exist_is_an_invalid_output: Case {
+        expect: fails("invalid-output", &["returned an invalid step output: ", "missing.txt"]),
+        ..Case::probe("escape-artifact")
+    };
+
+    // --- the filesystem boundary ---
+
+    dot_dot_escapes_are_refused: Case {
+        expect: Expect::Succeeds(&[(
+            "refused",
+            Is::StartsWith("/workspace/../../../../etc/passwd: "),
+        )]),
+        ..Case::hostile(json!({"mode": "escape-dotdot"}))
+    };
+    absolute_paths_outside_the_workspace_are_refused: Case {
+        expect: Expect::Succeeds(&[("refused", Is::StartsWith("/etc/passwd: "))]),
+        ..Case::hostile(json!({"mode": "escape-absolute"}))
+    };
+    a_file_symlink_leading_outside_the_workspace_is_refused: Case {
+        scene: links_to_outside,
+        expect: Expect::Succeeds(&[("refused", Is::StartsWith("/workspace/file-link: "))]),
+        ..Case::hostile(json!({"mode": "escape-symlink", "path": "file-link"}))
+    };
+    a_directory_symlink_leading_outside_the_workspace_is_refused: Case {
+        scene: links_to_outside,
+        expect: Expect::Succeeds(&[("refused", Is::StartsWith("/workspace/dir-link/outside: "))]),
+        ..Case::hostile(json!({"mode": "escape-symlink", "path": "dir-link/outside"}))
+    };
+    a_read_write_grant_lets_the_guest_write: Case {
+        expect: Expect::Succeeds(&[("write", Is::Eq("ok"))]),
+        files: &[("probe.txt", Some("probe"))],
+        ..Case::probe("write")
+    };
+    a_read_grant_refuses_writes: Case {
+        edits: READ_ONLY,
+        expect: Expect::Succeeds(&[("write", Is::StartsWith("refused"))]),
+        files: &[("probe.txt", None)],
+        ..Case::probe("write")
+    };
+    a_read_only_workspace_refuses_std_fs_writes: Case {
+        expect: Expect::Succeeds(&[("refused", Is::StartsWith("Operation not permitted"))]),
+        files: &[("written.txt", None)],
+        ..Case::on(Guest::Hostile("hostile-readonly"), json!({"mode": "write"}))
+    };
+    /// The control of the row above: the same guest writes when the manifest grants it.
+    a_read_write_workspace_lets_the_same_guest_write: Case {
+        expect: fails_with(StepFailure::Failed("wrote to a read-only workspace".to_owned()), &[]),
+        files: &[("written.txt", Some("data"))],
+        ..Case::hostile(json!({"mode": "write"}))
+    };
+    no_filesystem_grant_refuses_writes_to_a_given_workspace: Case {
+        edits: NO_FILESYSTEM,
+        expect: Expect::Succeeds(&[("write", Is::StartsWith("refused"))]),
+        files: &[("probe.txt", None)],
+        ..Case::probe("write")
+    };
+    no_filesystem_grant_reaches_no_root: Case {
+        edits: NO_FILESYSTEM,
+        workspace: false,
+        expect: Expect::Succeeds(&[("root", Is::StartsWith("error"))]),
+        ..Case::probe("env")
+    };
+    a_granted_workspace_must_be_given: Case {
+        edits: READ_ONLY,
+        workspace: false,
+        expect: fails("setup", &["could not be started: ", "names no workspace"]),
+        ..Case::probe("noop")
+    };
+    /// The host sets `initial-cwd` to `/workspace`, but Rust's std (wasi-libc) starts at `/`
+    /// whatever the host says, as the WIT warns; so only the workspace path is checked.
+    the_environment_is_exactly_what_is_granted: Case {
+        edits: READ_ONLY,
+        env: vec![("CI".into(), "true".into()), ("GREETING".into(), "hi".into())],
+        expect: Expect::Succeeds(&[
+            ("env", Is::Eq("CI=true,GREETING=hi")),
+            ("args", Is::Eq("0")),
+            ("workspace", Is::Eq("/workspace")),
+            ("root", Is::StartsWith("error")),
+        ]),
+        ..Case::probe("env")
+    };
+    the_network_is_denied: Case {
+        edits: NO_FILESYSTEM,
+        workspace: false,
+        expect: Expect::Succeeds(&[("net", Is::StartsWith("refused"))]),
+        ..Case::probe("net")
+    };
+
+    // --- secrets ---
+
+    an_undeclared_secret_is_denied_even_when_the_store_has_it: Case {
+        secrets: vec![("UNDECLARED", "would-leak".into()), ("DECLARED", "fine".into())],
+        expect: Expect::Succeeds(&[("secret", Is::Eq("Denied"))]),
+        never: vec!["would-leak".into()],
+        ..Case::hostile(json!({"mode": "secret", "name": "UNDECLARED"}))
+    };
+    an_invalid_secret_name_is_refused: Case {
+        expect: Expect::Succeeds(&[("secret", Is::Eq("InvalidName"))]),
+        ..Case::hostile(json!({"mode": "secret", "name": "bad name"}))
+    };
+    a_declared_secret_without_a_value_is_not_found: Case {
+        expect: Expect::Succeeds(&[("secret", Is::Eq("NotFound"))]),
+        ..Case::hostile(json!({"mode": "secret", "name": "DECLARED"}))
+    };
+    secrets_are_served_only_by_declared_name: Case {
+        edits: NO_FILESYSTEM,
+        workspace: false,
+        secrets: vec![("TOKEN", "abc".into()), ("OTHER", "must not leak".into())],
+        expect: Expect::Succeeds(&[
+            ("declared", Is::Eq("granted 3 bytes")),
+            ("undeclared", Is::Eq("denied")),
+            ("unset", Is::Eq("not-found")),
+            ("invalid", Is::Eq("invalid-name")),
+        ]),
+        ..Case::probe("secrets")
+    };
+    a_secret_is_redacted_from_logs_stdout_and_errors: Case {
+        secrets: vec![("DECLARED", "s3cr3t-value".into())],
+        expect: fails_with(
+            StepFailure::Failed("failing with ***".to_owned()),
+            &["failed: failing with ***"],
+        ),
+        logs: &[(LogStream::Log, "the secret is ***"), (LogStream::Stdout, "stdout says ***")],
+        never: vec!["s3cr3t-value".into()],
+        ..Case::hostile(json!({"mode": "echo-secret", "name": "DECLARED"}))
+    };
+    /// Artifact paths stay raw in the outcome (the workspace file has that name); they are
+    /// redacted where runs record them (`summary::collect_artifacts`, `redact_run`).
+    a_secret_never_leaks_through_a_succeeding_step_in_any_form: Case {
+        secrets: vec![("DECLARED", LEAK_PROBE.into())],
+        expect: Expect::Succeeds(&[("***", Is::Eq("name")), ("from-file", Is::Eq("***"))]),
+        never: LEAK_PARTS.iter().map(|p| p.to_string()).collect(),
+        ..Case::hostile(json!({"mode": "leak-secret", "name": "DECLARED", "count": 0}))
+    };
+    a_secret_never_leaks_through_a_failing_step_in_any_form: Case {
+        secrets: vec![("DECLARED", LEAK_PROBE.into())],
+        expect: fails_with(StepFailure::Failed("failing with ***".to_owned()), &["***"]),
+        never: LEAK_PARTS.iter().map(|p| p.to_string()).collect(),
+        ..Case::hostile(json!({"mode": "leak-secret", "name": "DECLARED", "count": 1}))
+    };
+    a_secret_and_its_encodings_never_reach_the_log_of_a_succeeding_step: leak_case(false);
+    a_secret_and_its_encodings_never_reach_the_log_or_error_of_a_failing_step: leak_case(true);
+
+    // --- the log ---
+
+    /// A low cap keeps the flood (twice the cap) well inside the fixture's 1 s deadline even
+    /// in a debug build on a loaded machine; the mechanism is the same at any cap.
+    a_log_flood_is_capped_and_the_step_finishes: Case {
+        config: |c| c.log_limits.max_entries_per_step = 500,
+        expect: Expect::Succeeds(&[("logged", Is::Eq("1000"))]),
+        check: |ran| {
+            let kept = ran.logs.len();
+            assert!(kept <= 501, "{kept} entries kept, limit 500");
+            let last = ran.logs.last().expect("entries");
+            assert_eq!(last.stream, LogStream::System, "{last:?}");
+        },
+        ..Case::hostile(json!({"mode": "log-flood", "count": 1000}))
+    };
+    /// 10 calls of 400 fields, each key 300+ bytes and each value 8000 bytes: about 33 MB of
+    /// fields, which all reached the sink before fields were bounded.
+    log_fields_are_bounded_per_entry_and_per_step: Case {
+        config: |c| c.log_limits.max_bytes_per_step = 200 * 1024,
+        expect: Expect::Succeeds(&[("logged", Is::Eq("10"))]),
+        logs: &[(LogStream::System, "were dropped")],
+        check: |ran| {
+            let limits = ran.harness.runtime.config().log_limits;
+            let mut total = 0;
+            for entry in &ran.logs {
+                let line = serde_json::to_string(entry).expect("json");
+                total += line.len() + 1;
+                // The entry's text is bounded; JSON adds quotes, commas and the envelope.
+                assert!(
+                    line.len() <= limits.max_entry_bytes + 4096,
+                    "one log.jsonl line is {} bytes",
+                    line.len()
+                );
+                assert!(entry.fields.len() <= limits.max_fields_per_entry + 1);
+                assert!(
+                    entry.fields.keys().all(|k| k.len() <= limits.max_field_key_bytes + 40),
+                    "{:?}",
+                    entry.fields.keys().collect::<Vec<_>>()
+                );
+            }
+            assert!(total <= 200 * 1024 + 64 * 1024, "the step wrote {total} bytes of log");
+            let fields = &ran.logs[0].fields;
+            assert!(
+                fields[TRUNCATED_FIELD].contains("fields dropped"),
+                "truncation is marked: {fields:?}"
+            );
+            let last = ran.logs.last().expect("entries");
+            assert_eq!(last.stream, LogStream::System, "{last:?}");
+        },
+        ..Case::hostile(json!({"mode": "log-fields", "count": 10}))
+    };
+
+    // --- components and manifests that must not load ---
+
+    garbage_bytes_are_not_a_component: Case {
+        guest: Guest::Hostile("garbage"),
+        component: Component::File("garbage.wasm", || {
+            b"#!/bin/sh\nrm -rf / # not wasm at all\n".to_vec()
+        }),
+        expect: Expect::LoadFails {
+            kind: "not-wasm",
+            is: |k| matches!(k, LoadErrorKind::NotWasm(_)),
+            says: &["garbage.wasm", "not a WebAssembly file"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    an_empty_file_is_not_a_component: Case {
+        guest: Guest::Hostile("garbage"),
+        component: Component::File("empty.wasm", Vec::new),
+        expect: Expect::LoadFails {
+            kind: "not-wasm",
+            is: |k| matches!(k, LoadErrorKind::NotWasm(_)),
+            says: &["empty.wasm"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_truncated_component_is_malformed_not_a_crash: Case {
+        guest: Guest::Hostile("garbage"),
+        component: Component::File("truncated.wasm", || {
+            let bytes = std::fs::read(built("hostile/guest")).expect("component");
+            bytes[..bytes.len() / 2].to_vec()
+        }),
+        expect: Expect::LoadFails {
+            kind: "compile",
+            is: |k| matches!(k, LoadErrorKind::Compile(_)),
+            says: &["truncated.wasm", "malformed component"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_broken_core_module_cannot_be_adapted: Case {
+        guest: Guest::Hostile("garbage"),
+        component: Component::File("core.wasm", || b"\0asm\x01\0\0\0\xff".to_vec()),
+        expect: Expect::LoadFails {
+            kind: "adapt",
+            is: |k| matches!(k, LoadErrorKind::Adapt(_)),
+            says: &["core.wasm", "cannot adapt"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    an_empty_core_module_misses_the_export: Case {
+        guest: Guest::Hostile("garbage"),
+        component: Component::File("empty-module.wasm", || b"\0asm\x01\0\0\0".to_vec()),
+        expect: Expect::LoadFails {
+            kind: "missing-export",
+            is: |k| matches!(k, LoadErrorKind::MissingExport { .. }),
+            says: &["empty-module.wasm", "labhit:extension/pipeline-step"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_missing_component_file_is_a_read_error: Case {
+        component: Component::Missing,
+        expect: Expect::LoadFails {
+            kind: "read",
+            is: |k| matches!(k, LoadErrorKind::Read(_)),
+            says: &["missing.wasm", "cannot read the file"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_component_that_is_not_wasm_fails_its_stage_when_loaded_in_the_step: Case {
+        guest: Guest::Hostile("garbage"),
+        component: Component::File("script.wasm", || b"#!/bin/sh\n".to_vec()),
+        load_in_step: true,
+        expect: fails("load", &["could not be loaded: not a WebAssembly file"]),
+        ..Case::hostile(json!({"mode": "noop"}))
+    };
+    a_wrong_contract_version_is_refused_before_running: Case {
+        guest: Guest::Hostile("wrong-contract"),
+        component: Component::Fixture("hostile/wrong-contract"),
+        expect: Expect::LoadFails {
+            kind: "incompatible-contract",
+            is: |k| match k {
+                LoadErrorKind::IncompatibleContract { targets, .. } => targets == "9.0.0",
+                _ => false,
+            },
+            says: &["9.0.0", "0.1.0", "rebuild"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_component_without_the_export_is_refused: Case {
+        guest: Guest::Hostile("missing-export"),
+        component: Component::Fixture("hostile/missing-export"),
+        expect: Expect::LoadFails {
+            kind: "missing-export",
+            is: |k| matches!(k, LoadErrorKind::MissingExport { .. }),
+            says: &["labhit:extension/pipeline-step"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_manifest_contract_requirement_the_component_breaks_is_refused: Case {
+        edits: &[("contract = \"^0.1\"", "contract = \"^0.2\"")],
+        expect: Expect::LoadFails {
+            kind: "manifest-contract",
+            is: |k| matches!(k, LoadErrorKind::ManifestContract { .. }),
+            says: &["labhit:extension@0.1.0"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_memory_limit_above_the_runtime_maximum_is_refused: Case {
+        edits: &[("memory = \"32Mi\"", "memory = \"2Gi\"")],
+        expect: Expect::LoadFails {
+            kind: "memory-limit-too-large",
+            is: |k| matches!(k, LoadErrorKind::MemoryLimitTooLarge { .. }),
+            says: &[],
+        },
+        ..Case::hostile(Value::Null)
+    };
+
+    // --- planted links, disk and file limits (issue 9, items 2 and 9) ---
+
+    a_planted_link_up_and_out_is_refused_reported_and_never_followed: Case {
+        expect: fails_with(
+            StepFailure::EscapeAttempt { path: "a".into(), target: "../../outside".into() },
+            &["leads outside the workspace"],
+        ),
+        check: planted_link_refused,
+        ..Case::hostile(json!({"mode": "plant-link", "path": "../../outside", "name": "a"}))
+    };
+    a_planted_link_out_through_a_subdirectory_is_refused: Case {
+        expect: fails_with(
+            StepFailure::EscapeAttempt { path: "a".into(), target: "sub/../../../outside".into() },
+            &["leads outside the workspace"],
+        ),
+        check: planted_link_refused,
+        ..Case::hostile(json!({"mode": "plant-link", "path": "sub/../../../outside", "name": "a"}))
+    };
+    a_planted_absolute_link_is_refused: Case {
+        expect: fails_with(
+            StepFailure::EscapeAttempt { path: "a".into(), target: "/etc/passwd".into() },
+            &["leads outside the workspace"],
+        ),
+        check: planted_link_refused,
+        ..Case::hostile(json!({"mode": "plant-link", "path": "/etc/passwd", "name": "a"}))
+    };
+    a_link_that_stays_inside_is_allowed: Case {
+        expect: Expect::Succeeds(&[("planted", Is::Eq("/workspace/a"))]),
+        ..Case::hostile(json!({"mode": "plant-link", "path": "sub/../inside.txt", "name": "a"}))
+    };
+    a_link_renamed_to_where_it_escapes_is_removed_and_reported: Case {
+        expect: fails(
+            "workspace-escape",
+            &["symbolic link `a` -> `../../outside` (resolves outside the workspace)"],
+        ),
+        logs: &[(LogStream::System, "`a` -> `../../outside`")],
+        check: |ran| {
+            let StepFailure::Trespass { found } = &*ran.error().failure else {
+                panic!("expected a trespass: {}", ran.error());
+            };
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].path, "a");
+            later_stage_writes_inside(ran);
+        },
+        ..Case::hostile(json!({"mode": "plant-link-rename", "path": "../../outside", "name": "a"}))
+    };
+    /// 2 GiB asked for, through streams.
+    a_guest_cannot_fill_the_disk_past_limits_disk: Case {
+        edits: DISK_16MI,
+        expect: fails_with(
+            StepFailure::DiskLimit { limit: 16 << 20 },
+            &["disk limit of 16Mi", "`limits.disk`"],
+        ),
+        check: at_most_16mi,
+        ..Case::hostile(json!({"mode": "disk-fill", "count": 2048, "name": "big"}))
+    };
+    /// A sparse file of 1 TiB through `set-size`.
+    a_guest_cannot_grow_a_sparse_file_past_limits_disk: Case {
+        edits: DISK_16MI,
+        expect: fails_with(
+            StepFailure::DiskLimit { limit: 16 << 20 },
+            &["disk limit of 16Mi", "`limits.disk`"],
+        ),
+        check: at_most_16mi,
+        ..Case::hostile(json!({"mode": "disk-sparse", "count": 1 << 20, "name": "big"}))
+    };
+    writes_within_limits_disk_succeed: Case {
+        edits: DISK_16MI,
+        expect: Expect::Succeeds(&[("written", Is::Eq("8"))]),
+        ..Case::hostile(json!({"mode": "disk-fill", "count": 8, "name": "ok"}))
+    };
+    a_guest_cannot_create_more_entries_than_limits_files: Case {
+        edits: FILES_1000,
+        expect: fails_with(StepFailure::FileLimit { limit: 1000 }, &["`limits.files`"]),
+        check: |ran| {
+            let created = std::fs::read_dir(ran.scene.workspace().join("many"))
+                .expect("dir")
+                .count();
+            assert!(created < 1000, "{created} files created");
+            // Rewriting the same files creates nothing new.
+            let outcome = ran
+                .again(json!({"mode": "many-files", "count": 900, "name": "many"}))
+                .unwrap_or_else(|err| panic!("{err}"));
+            assert_eq!(outcome.outputs["created"], "900");
+        },
+        ..Case::hostile(json!({"mode": "many-files", "count": 100_000, "name": "many"}))
+    };
+}
+
+/// `<workspace>/file-link -> <dir>/outside` and `<workspace>/dir-link -> <dir>`.
+fn links_to_outside(scene: &Scene) {
+    let workspace = scene.workspace();
+    std::os::unix::fs::symlink(
+        scene.dir.path().join("outside"),
+        workspace.join("file-link"),
+    )
+    .expect("symlink");
+    std::os::unix::fs::symlink(scene.dir.path(), workspace.join("dir-link")).expect("symlink");
+}
+
+// ---- scenes beyond one step ------------------------------------------------------------
+
+/// Resident set size of this process in bytes, from `/proc/self/statm`.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    pages * 4096
+}
+
+#[test]
+fn a_thousand_failing_steps_leave_host_memory_flat() {
+    let harness = Harness::new(Guest::Hostile("hostile"), &[], |_| {});
+    let extension = harness.load();
+    let scene = Scene::new();
+    let fail = |n: usize| {
+        for _ in 0..n {
+            // The default sink: a collecting one would grow by design.
+            let mut request = StepRequest::new("hostile");
+            request.with = json!({"mode": "panic"}).into();
+            request.workspace = Some(scene.workspace());
+            let err = harness
+                .runtime
+                .execute(&extension, request)
+                .expect_err("panics");
+            assert!(matches!(*err.failure, StepFailure::Panic { .. }), "{err}");
+        }
+    };
+    fail(200);
+    let before = rss_bytes();
+    fail(1000);
+    let after = rss_bytes();
+    let growth = after.saturating_sub(before);
+    eprintln!("RSS {before} -> {after} bytes over 1000 failing steps");
+    assert!(
+        growth < 8 << 20,
+        "RSS grew by {growth} bytes over 1000 failing steps ({before} -> {after})"
+    );
+    harness.next_step_succeeds(&extension);
 }
 
 /// Runs `echo pwned > a` with the local executor in `workspace`, as a later `run:` stage.
@@ -802,167 +1267,6 @@ fn later_local_stage_writes_a(workspace: &Path) -> labhit_protocol::executor::St
         .expect("the later stage runs")
 }
 
-#[test]
-fn a_planted_escaping_link_is_refused_reported_and_never_followed() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    for target in ["../../outside", "sub/../../../outside", "/etc/passwd"] {
-        let scene = Scene::new();
-        let sink = Arc::new(CollectingSink::new());
-        let step = request(
-            &scene.workspace(),
-            json!({"mode": "plant-link", "path": target, "name": "a"}),
-            &sink,
-        );
-        let err = expect_error(runtime.execute(&extension, step));
-        assert_eq!(
-            *err.failure,
-            StepFailure::EscapeAttempt {
-                path: "a".into(),
-                target: target.into()
-            },
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains("leads outside the workspace"),
-            "{err}"
-        );
-        assert!(
-            sink.messages()
-                .iter()
-                .any(|m| m.contains("`a` -> `") && m.contains("refused")),
-            "the attempt is in the step's log: {:?}",
-            sink.messages()
-        );
-        assert!(std::fs::symlink_metadata(scene.workspace().join("a")).is_err());
-        assert_eq!(later_local_stage_writes_a(&scene.workspace()).exit_code, 0);
-        assert_eq!(scene.outside(), "untouched", "{target}");
-    }
-    // A link that stays inside is still allowed.
-    let scene = Scene::new();
-    let sink = Arc::new(CollectingSink::new());
-    let step = request(
-        &scene.workspace(),
-        json!({"mode": "plant-link", "path": "sub/../inside.txt", "name": "a"}),
-        &sink,
-    );
-    assert!(expect_output(runtime.execute(&extension, step)).contains_key("planted"));
-    next_step_succeeds(&runtime, &extension);
-}
-
-#[test]
-fn a_link_renamed_to_where_it_escapes_is_removed_and_reported() {
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
-    let scene = Scene::new();
-    let sink = Arc::new(CollectingSink::new());
-    let step = request(
-        &scene.workspace(),
-        json!({"mode": "plant-link-rename", "path": "../../outside", "name": "a"}),
-        &sink,
-    );
-    let err = expect_error(runtime.execute(&extension, step));
-    let StepFailure::Trespass { found } = &*err.failure else {
-        panic!("expected a trespass: {err}");
-    };
-    assert_eq!(found.len(), 1, "{err}");
-    assert_eq!(found[0].path, "a");
-    assert!(
-        err.to_string()
-            .contains("symbolic link `a` -> `../../outside` (resolves outside the workspace)"),
-        "{err}"
-    );
-    assert_eq!(err.failure.code(), "workspace-escape");
-    assert!(std::fs::symlink_metadata(scene.workspace().join("a")).is_err());
-    assert!(
-        sink.messages()
-            .iter()
-            .any(|m| m.contains("`a` -> `../../outside`")),
-        "{:?}",
-        sink.messages()
-    );
-    assert_eq!(later_local_stage_writes_a(&scene.workspace()).exit_code, 0);
-    assert_eq!(scene.outside(), "untouched");
-}
-
-#[test]
-fn a_guest_cannot_fill_the_disk_past_limits_disk() {
-    let runtime = runtime();
-    let extension = runtime
-        .load(&manifest_with("disk = \"16Mi\""), &components().hostile)
-        .expect("load");
-    // 2 GiB asked for, through streams; then a sparse file of 1 TiB through set-size.
-    for (mode, count) in [("disk-fill", 2048), ("disk-sparse", 1 << 20)] {
-        let workspace = tempfile::tempdir().expect("tempdir");
-        let sink = Arc::new(CollectingSink::new());
-        let step = request(
-            workspace.path(),
-            json!({"mode": mode, "count": count, "name": "big"}),
-            &sink,
-        );
-        let err = expect_error(runtime.execute(&extension, step));
-        assert_eq!(
-            *err.failure,
-            StepFailure::DiskLimit { limit: 16 << 20 },
-            "{mode}: {err}"
-        );
-        assert!(err.to_string().contains("disk limit of 16Mi"), "{err}");
-        assert!(err.to_string().contains("`limits.disk`"), "{err}");
-        let size = std::fs::metadata(workspace.path().join("big"))
-            .expect("file")
-            .len();
-        assert!(size <= 16 << 20, "{mode}: {size} bytes written");
-    }
-    // Within the limit, the same guest succeeds.
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let step = request(
-        workspace.path(),
-        json!({"mode": "disk-fill", "count": 8, "name": "ok"}),
-        &sink,
-    );
-    assert_eq!(
-        expect_output(runtime.execute(&extension, step))["written"],
-        "8"
-    );
-}
-
-#[test]
-fn a_guest_cannot_create_more_entries_than_limits_files() {
-    let runtime = runtime();
-    let extension = runtime
-        .load(&manifest_with("files = 1000"), &components().hostile)
-        .expect("load");
-    let workspace = tempfile::tempdir().expect("tempdir");
-    let sink = Arc::new(CollectingSink::new());
-    let step = request(
-        workspace.path(),
-        json!({"mode": "many-files", "count": 100_000, "name": "many"}),
-        &sink,
-    );
-    let err = expect_error(runtime.execute(&extension, step));
-    assert_eq!(
-        *err.failure,
-        StepFailure::FileLimit { limit: 1000 },
-        "{err}"
-    );
-    assert!(err.to_string().contains("`limits.files`"), "{err}");
-    let created = std::fs::read_dir(workspace.path().join("many"))
-        .expect("dir")
-        .count();
-    assert!(created < 1000, "{created} files created");
-    // Rewriting the same files creates nothing new.
-    let step = request(
-        workspace.path(),
-        json!({"mode": "many-files", "count": 900, "name": "many"}),
-        &sink,
-    );
-    assert_eq!(
-        expect_output(runtime.execute(&extension, step))["created"],
-        "900"
-    );
-}
-
 /// The acceptance scenario of issue 9: a sandboxed stage of a pipeline tries to plant
 /// `a -> ../../outside` (directly, and by renaming a link), a later `run:` stage writes `a`.
 /// The attempt is reported in the run, and no stage writes outside the run's workspace.
@@ -974,8 +1278,8 @@ fn acceptance_a_planted_link_is_reported_and_no_later_stage_writes_outside() {
     use labhit_runtime::scheduler::stages::{PipelineRunner, StagePlan};
     use labhit_runtime::scheduler::{RunInfo, RunLog, Scheduler, SchedulerOptions};
 
-    let runtime = runtime();
-    let extension = load(&runtime, "hostile");
+    let harness = Harness::new(Guest::Hostile("hostile"), &[], |_| {});
+    let extension = harness.load();
     for mode in ["plant-link", "plant-link-rename"] {
         let scene = Scene::new();
         let text = format!(
@@ -986,7 +1290,7 @@ fn acceptance_a_planted_link_is_reported_and_no_later_stage_writes_outside() {
         let file = PipelineFile::from_yaml(&text).unwrap_or_else(|d| panic!("{d:?}"));
         let store = tempfile::tempdir().expect("tempdir");
         let mut runner = PipelineRunner::new(scene.workspace(), scene.dir.path().join("run"));
-        runner.runtime = Some(runtime.clone());
+        runner.runtime = Some(harness.runtime.clone());
         runner.plans.insert(
             "plant".into(),
             StagePlan::Extension(Box::new(extension.clone())),
@@ -1028,4 +1332,5 @@ fn acceptance_a_planted_link_is_reported_and_no_later_stage_writes_outside() {
             "pwned\n"
         );
     }
+    harness.next_step_succeeds(&extension);
 }
