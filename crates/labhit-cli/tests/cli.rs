@@ -4,9 +4,12 @@
 //! Every test runs the built binary (`CARGO_BIN_EXE_labhit`) in a temporary directory and
 //! names files relative to it, so paths in snapshots are stable.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::Run;
 use serde_json::Value;
 
 /// A temporary directory to run `labhit` in.
@@ -39,52 +42,13 @@ impl Workspace {
     }
 
     fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("NO_COLOR")
-            .env_remove("CLICOLOR_FORCE")
-            .env_remove("CLICOLOR")
-            .stdin(Stdio::null());
+        // Colors are what some of these tests are about: none of the color variables is set.
+        let mut command = common::labhit(self.path());
+        command.env_remove("NO_COLOR").args(args);
         for (key, value) in env {
             command.env(key, value);
         }
-        Run(command.output().expect("running labhit"))
-    }
-}
-
-/// The outcome of one `labhit` run.
-struct Run(Output);
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().expect("an exit code")
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8(self.0.stdout.clone()).expect("UTF-8 stdout")
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8(self.0.stderr.clone()).expect("UTF-8 stderr")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.0.stdout).expect("stdout is one JSON document")
-    }
-
-    /// Asserts the exit code, showing both streams when it differs.
-    #[track_caller]
-    fn expect(self, code: i32) -> Self {
-        assert_eq!(
-            self.code(),
-            code,
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
+        Run::of(&mut command)
     }
 }
 
@@ -668,9 +632,8 @@ fn broken_manifests_are_diagnostics_of_the_manifest() {
 #[test]
 fn standard_input() {
     let ws = Workspace::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_labhit"))
+    let mut child = common::labhit(ws.path())
         .args(["validate", "-"])
-        .current_dir(ws.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -714,13 +677,9 @@ fn oversized_files_are_diagnostics_not_fatal() {
 /// Runs `labhit` in `dir` and fails the test (killing `labhit`) when it has not ended
 /// within a minute: a hang must be a failure, not a test that never stops.
 fn run_within_a_minute(dir: &Path, args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_labhit"))
+    let mut child = common::labhit(dir)
         .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("LABHIT_EXTENSIONS")
         .env("XDG_DATA_HOME", dir.join("no-data-home"))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

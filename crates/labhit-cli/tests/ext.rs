@@ -6,49 +6,20 @@
 //! (`crates/labhit-runtime/tests/fixtures/hostile`). Compiled components are cached in
 //! `CARGO_TARGET_TMPDIR` (through `LABHIT_CACHE_DIR`), so only the first test compiles.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+mod common;
 
-use labhit_guest_build::{Builder, Target};
+use std::path::{Path, PathBuf};
+
+use common::{Run, builder, hostile_component, root};
+use labhit_guest_build::Target;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn hostile_dir() -> PathBuf {
-    root().join("crates/labhit-runtime/tests/fixtures/hostile")
+    common::hostile_fixtures()
 }
 
-fn builder() -> Builder {
-    Builder::for_workspace(&root())
-}
-
-/// Every example extension, built once per test process and bundled under one directory.
 fn examples() -> &'static (tempfile::TempDir, Vec<PathBuf>) {
-    static BUILT: OnceLock<(tempfile::TempDir, Vec<PathBuf>)> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = tempfile::tempdir().expect("tempdir");
-        let extensions =
-            labhit_guest_build::discover(&root().join("extensions")).expect("discover");
-        assert!(
-            !extensions.is_empty(),
-            "the workspace has example extensions"
-        );
-        let bundles = extensions
-            .iter()
-            .map(|extension| {
-                let built = builder()
-                    .build(&extension.dir, Target::P2)
-                    .unwrap_or_else(|e| panic!("{e}"));
-                extension
-                    .bundle(&built.component, out.path())
-                    .unwrap_or_else(|e| panic!("{e}"))
-            })
-            .collect();
-        (out, bundles)
-    })
+    common::example_extensions()
 }
 
 fn example(name: &str) -> PathBuf {
@@ -58,24 +29,6 @@ fn example(name: &str) -> PathBuf {
         .find(|b| b.ends_with(name))
         .unwrap_or_else(|| panic!("no example bundle {name}"))
         .clone()
-}
-
-/// The hostile guests, built once per test process.
-fn hostile_component(crate_name: &str) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some((_, path)) = built.iter().find(|(n, _)| n == crate_name) {
-        return path.clone();
-    }
-    let path = builder()
-        .build(&hostile_dir().join(crate_name), Target::P2)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .component;
-    built.push((crate_name.to_owned(), path.clone()));
-    path
 }
 
 /// A bundle in `dir/<name>/` made of the hostile manifest `manifest` and `component` bytes.
@@ -109,57 +62,17 @@ fn hostile_bundle(dir: &Path, manifest: &str) -> PathBuf {
     bundle(dir, manifest, Some(("hostile.wasm", &wasm)))
 }
 
-struct Run(Output);
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().expect("an exit code")
-    }
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.0.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout()))
-    }
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout(), self.stderr())
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.0.status.code(),
-            self.stdout(),
-            self.stderr()
-        )
-    }
-}
-
 fn labhit(args: &[&str]) -> Run {
     labhit_env(args, &[])
 }
 
+/// `labhit` in this crate's directory, with `env` added to its clean environment.
 fn labhit_env(args: &[&str], env: &[(&str, &Path)]) -> Run {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-ext-cache");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
+    let mut command = common::labhit(Path::new(env!("CARGO_MANIFEST_DIR")));
     for (key, value) in env {
         command.env(key, value);
     }
-    let output = command
-        .args(args)
-        .env("LABHIT_CACHE_DIR", cache)
-        .env_remove("CLICOLOR_FORCE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running labhit");
-    Run(output)
+    Run::of(command.args(args))
 }
 
 fn path(p: &Path) -> &str {

@@ -7,96 +7,40 @@
 //! the one that counts. No test sleeps: the tests wait for what `labhit` prints and for its
 //! exit.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use labhit_guest_build::{Builder, Target};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A bundle directory holding `test/hostile` with a one-hour manifest timeout.
-fn extensions() -> &'static Path {
-    static BUILT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let fixtures = root().join("crates/labhit-runtime/tests/fixtures/hostile");
-            let built = Builder::for_workspace(&root())
-                .build(&fixtures.join("guest"), Target::P2)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let out = tempfile::tempdir().expect("tempdir");
-            let bundle = out.path().join("test/hostile");
-            std::fs::create_dir_all(&bundle).expect("mkdir");
-            let manifest =
-                std::fs::read_to_string(fixtures.join("manifests/hostile.toml")).expect("manifest");
-            assert!(manifest.contains("timeout = \"1s\""), "{manifest}");
-            std::fs::write(
-                bundle.join("extension.toml"),
-                manifest.replace("timeout = \"1s\"", "timeout = \"1h\""),
-            )
-            .expect("write manifest");
-            std::fs::copy(&built.component, bundle.join("hostile.wasm")).expect("copy");
-            out
-        })
-        .path()
-}
-
-/// A project with one pipeline file and its own run and cache directories.
-struct Project {
-    dir: tempfile::TempDir,
-}
+// A project with one pipeline file and its own run and cache directories.
+common::project_type!();
 
 impl Project {
     fn new(pipeline: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write");
-        Self { dir }
+        Self(common::Project::new(pipeline))
     }
 
-    fn runs(&self) -> PathBuf {
-        self.dir.path().join("state/runs")
-    }
-
-    /// `labhit run pipeline.yaml --format json`, started with stderr piped.
+    /// `labhit run pipeline.yaml --format json`, started with stderr piped, given the
+    /// hostile guest with a one-hour manifest timeout.
     fn spawn(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_labhit"))
-            .current_dir(self.dir.path())
-            .env(
-                "LABHIT_CACHE_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("labhit-cache"),
-            )
-            .env_remove("LABHIT_EXTENSIONS")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+        common::labhit(self.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .args(["run", "pipeline.yaml", "--format", "json", "--ref", "main"])
             .arg("--extensions")
-            .arg(extensions())
+            .arg(common::hostile_extensions(&[(
+                "timeout = \"1s\"",
+                "timeout = \"1h\"",
+            )]))
             .arg("--cache-dir")
-            .arg(self.dir.path().join("state/cache"))
+            .arg(self.cache())
             .arg("--run-dir")
             .arg(self.runs())
             .spawn()
             .expect("start labhit")
-    }
-
-    /// The one run's `summary.json`.
-    fn summary(&self) -> Value {
-        // The runs directory also holds labhit's bookkeeping files (CACHEDIR.TAG, the
-        // digest index): the run is its one directory.
-        let run = std::fs::read_dir(self.runs())
-            .expect("run dir")
-            .map(|e| e.expect("entry").path())
-            .find(|path| path.is_dir())
-            .expect("one run");
-        let text = std::fs::read(run.join("summary.json")).expect("summary.json");
-        serde_json::from_slice(&text).expect("summary is JSON")
     }
 }
 
@@ -163,11 +107,7 @@ fn sigint_stops_a_guest_asleep_in_the_host_and_the_summary_says_cancelled() {
     let mut child = project.spawn();
     let (_, rest) = wait_for_line(&mut child, "sleeping");
     let start = Instant::now();
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    common::signal(child.id(), "INT");
     let status = child.wait().expect("labhit exits");
     let elapsed = start.elapsed();
     let stderr = rest.join().expect("stderr reader");

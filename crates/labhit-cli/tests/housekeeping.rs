@@ -7,53 +7,28 @@
 //! built-in local executor, no extensions), its own run and cache directories outside the
 //! project.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-/// A project directory and a state directory (runs, cache, markers) beside it.
-struct Project {
-    dir: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
+use std::process::{Command, Stdio};
+
+use common::Run;
+
+// A project directory and a state directory (runs, cache, markers) beside it.
+common::project_type!();
 
 impl Project {
     fn new(stages: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("pipeline.yaml"),
-            format!("engine: \"1\"\npipeline:\n  name: disk\n  stages:\n{stages}"),
-        )
-        .expect("write the pipeline");
-        Self {
-            dir,
-            state: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn runs(&self) -> PathBuf {
-        self.state.path().join("runs")
-    }
-
-    fn cache(&self) -> PathBuf {
-        self.state.path().join("cache")
+        Self(common::Project::new(&format!(
+            "engine: \"1\"\npipeline:\n  name: disk\n  stages:\n{stages}"
+        )))
     }
 
     fn labhit(&self, args: &[&str]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_labhit"))
-            .current_dir(self.path())
-            .env("LABHIT_CACHE_DIR", self.state.path().join("components"))
-            .env_remove("LABHIT_EXTENSIONS")
-            .env_remove("LABHIT_CACHE_MAX_SIZE")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .args(args)
-            .output()
-            .expect("run labhit");
-        Run(output)
+        Run::of(
+            common::labhit(self.path())
+                .env("LABHIT_CACHE_DIR", self.state().join("components"))
+                .args(args),
+        )
     }
 
     /// `labhit run pipeline.yaml` with this project's run and cache directories.
@@ -86,41 +61,6 @@ impl Project {
             .collect();
         names.sort();
         names
-    }
-}
-
-struct Run(Output);
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.0.status.code(),
-            String::from_utf8_lossy(&self.0.stdout),
-            String::from_utf8_lossy(&self.0.stderr)
-        )
-    }
-}
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().unwrap_or(-1)
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-
-    /// The run id, from the JSON summary on stdout.
-    fn id(&self) -> String {
-        let summary: serde_json::Value =
-            serde_json::from_str(&self.stdout()).unwrap_or_else(|e| panic!("{e}: {self:?}"));
-        summary["id"].as_str().expect("id").to_owned()
     }
 }
 

@@ -6,19 +6,17 @@
 //! * The exit status never depends on whether output could be written: stdout and stderr are
 //!   pipes whose read end is closed before `labhit` starts (every write is `EPIPE`).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use common::project;
 
 /// Runs `labhit` in `dir` with `args`; `closed` gives it stdout and stderr pipes nobody reads.
 fn labhit(dir: &Path, args: &[&str], closed: bool) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
-    command
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("LABHIT_EXTENSIONS")
-        .stdin(Stdio::null())
-        .args(args);
+    let mut command = common::labhit(dir);
+    command.args(args);
     if closed {
         let (out_reader, out_writer) = std::io::pipe().expect("pipe");
         let (err_reader, err_writer) = std::io::pipe().expect("pipe");
@@ -33,12 +31,6 @@ fn labhit(dir: &Path, args: &[&str], closed: bool) -> Output {
     } else {
         command.output().expect("run labhit")
     }
-}
-
-fn project(pipeline: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write");
-    dir
 }
 
 const FAILING: &str = r#"engine: "1"
@@ -128,12 +120,8 @@ pipeline:
     );
     assert!(stderr.contains(r"over\rwritten \u{202e}dlrow"), "{stderr}");
     // log.jsonl keeps the raw text.
-    let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
-        .expect("runs")
-        .map(|e| e.expect("entry").path())
-        .filter(|path| path.is_dir())
-        .collect();
-    let log = std::fs::read_to_string(runs[0].join("log.jsonl")).expect("log");
+    let run = common::run_dir(&dir.path().join("runs"));
+    let log = std::fs::read_to_string(run.join("log.jsonl")).expect("log");
     let messages: Vec<String> = log
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["message"].to_string())

@@ -8,60 +8,30 @@
 //! directory given as `--extensions`. Compiled components are cached in
 //! `CARGO_TARGET_TMPDIR` (through `LABHIT_CACHE_DIR`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+mod common;
 
-use labhit_guest_build::{Builder, Target};
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{Run, root};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Every example extension, built once and bundled into one directory.
 fn extensions() -> &'static Path {
-    static BUILT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = tempfile::tempdir().expect("tempdir");
-            let builder = Builder::for_workspace(&root());
-            for extension in
-                labhit_guest_build::discover(&root().join("extensions")).expect("discover")
-            {
-                let built = builder
-                    .build(&extension.dir, Target::P2)
-                    .unwrap_or_else(|e| panic!("{e}"));
-                extension
-                    .bundle(&built.component, out.path())
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
-            out
-        })
-        .path()
+    common::example_extensions().0.path()
 }
 
-/// A project with a pipeline file and the repository's policy file.
-struct Project {
-    dir: tempfile::TempDir,
-    /// Run and cache directories, outside the project (whose content is part of cache keys).
-    state: tempfile::TempDir,
-}
+// A project with a pipeline file and the repository's policy file.
+common::project_type!();
 
 impl Project {
     fn new(pipeline: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join(".labhit")).expect("mkdir");
-        std::fs::copy(
-            root().join(".labhit/policies.toml"),
-            dir.path().join(".labhit/policies.toml"),
-        )
-        .expect("copy the policy file");
-        std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write");
-        Self {
-            dir,
-            state: tempfile::tempdir().expect("tempdir"),
-        }
+        let project = common::Project::new(pipeline);
+        project.write(
+            ".labhit/policies.toml",
+            std::fs::read(root().join(".labhit/policies.toml")).expect("the policy file"),
+        );
+        Self(project)
     }
 
     fn example() -> Self {
@@ -69,33 +39,10 @@ impl Project {
         Self::new(&text)
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn runs(&self) -> PathBuf {
-        self.state.path().join("runs")
-    }
-
-    fn edit(&self, from: &str, to: &str) {
-        let path = self.path().join("pipeline.yaml");
-        let text = std::fs::read_to_string(&path).expect("read");
-        assert!(text.contains(from), "{from:?} not in the pipeline");
-        std::fs::write(&path, text.replacen(from, to, 1)).expect("write");
-    }
-
     /// `labhit run pipeline.yaml --format json` with `extra` arguments.
     fn run(&self, extra: &[&str]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
+        let mut command = common::labhit(self.path());
         command
-            .current_dir(self.path())
-            .env(
-                "LABHIT_CACHE_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("labhit-cache"),
-            )
-            .env_remove("LABHIT_EXTENSIONS")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
             .args(["run", "pipeline.yaml", "--format", "json"])
             .args(if extra.contains(&"--ref") {
                 &[][..]
@@ -105,56 +52,11 @@ impl Project {
             .arg("--extensions")
             .arg(extensions())
             .arg("--cache-dir")
-            .arg(self.state.path().join("cache"))
+            .arg(self.cache())
             .arg("--run-dir")
             .arg(self.runs())
             .args(extra);
-        Run(command.output().expect("run labhit"))
-    }
-}
-
-struct Run(Output);
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.0.status.code(),
-            String::from_utf8_lossy(&self.0.stdout),
-            String::from_utf8_lossy(&self.0.stderr)
-        )
-    }
-}
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().unwrap_or(-1)
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-
-    fn stage(&self, id: &str) -> Value {
-        self.json()["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .find(|s| s["stage"] == id)
-            .unwrap_or_else(|| panic!("no stage {id}: {self:?}"))
-            .clone()
-    }
-
-    fn status(&self, id: &str) -> String {
-        self.stage(id)["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        Run::of(&mut command)
     }
 }
 
@@ -375,21 +277,13 @@ fn usage_errors_exit_2_and_a_missing_file_3() {
     assert_eq!(project.run(&["--approve", "nope"]).code(), 2);
     assert_eq!(project.run(&["--secret", "novalue"]).code(), 2);
     assert_eq!(project.run(&["--jobs", "0"]).code(), 2);
-    let missing = Command::new(env!("CARGO_BIN_EXE_labhit"))
-        .current_dir(project.path())
-        .args(["run", "missing.yaml"])
-        .output()
-        .expect("run");
-    assert_eq!(missing.status.code(), Some(3));
+    let missing = Run::of(common::labhit(project.path()).args(["run", "missing.yaml"]));
+    assert_eq!(missing.code(), 3, "{missing:?}");
 }
 
 #[test]
 fn help_lists_examples_and_exit_codes() {
-    let out = Command::new(env!("CARGO_BIN_EXE_labhit"))
-        .args(["run", "--help"])
-        .output()
-        .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = Run::of(common::labhit(&root()).args(["run", "--help"])).stdout();
     assert!(text.contains("Examples:"), "{text}");
     assert!(text.contains("Exit codes:"), "{text}");
     assert!(text.contains("--approve <STAGE>"), "{text}");
@@ -412,11 +306,8 @@ pipeline:
 "#,
         marker.display()
     ));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
+    let mut command = common::labhit(project.path());
     command
-        .current_dir(project.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .args([
@@ -438,11 +329,7 @@ pipeline:
         );
         std::thread::yield_now();
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    common::signal(child.id(), "INT");
     let run = Run(child.wait_with_output().expect("wait"));
     assert_eq!(run.code(), 130, "{run:?}");
     assert_eq!(run.json()["status"], "cancelled", "{run:?}");

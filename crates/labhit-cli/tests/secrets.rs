@@ -10,44 +10,16 @@
 //! file of the run directory except the workspace copy, every artifact's name, and
 //! `labhit`'s stdout and stderr are searched for the raw value.
 
+mod common;
+
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::Stdio;
 
-use labhit_guest_build::{Builder, Target};
+use common::Run;
 
 const SECRET: &str = "Zq7-leak-probe-s3cret/value";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A directory with one bundle: the hostile guest and its read-write manifest (which
-/// declares the secret `DECLARED`).
-fn extensions() -> &'static Path {
-    static BUILT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let hostile = root().join("crates/labhit-runtime/tests/fixtures/hostile");
-            let component = Builder::for_workspace(&root())
-                .build(&hostile.join("guest"), Target::P2)
-                .unwrap_or_else(|e| panic!("{e}"))
-                .component;
-            let out = tempfile::tempdir().expect("tempdir");
-            let bundle = out.path().join("hostile");
-            std::fs::create_dir_all(&bundle).expect("mkdir");
-            std::fs::copy(
-                hostile.join("manifests/hostile.toml"),
-                bundle.join("extension.toml"),
-            )
-            .expect("manifest");
-            std::fs::copy(component, bundle.join("hostile.wasm")).expect("component");
-            out
-        })
-        .path()
-}
 
 const PIPELINE: &str = r#"engine: "1"
 pipeline:
@@ -71,36 +43,22 @@ pipeline:
       sandbox: {secrets: [DECLARED]}
 "#;
 
-struct Project {
-    dir: tempfile::TempDir,
-}
+common::project_type!();
 
 impl Project {
     fn new(pipeline: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write");
-        Self { dir }
+        Self(common::Project::new(pipeline))
     }
 
-    fn runs(&self) -> PathBuf {
-        self.dir.path().join("state/runs")
-    }
-
-    /// `labhit run pipeline.yaml` with `args`, extra environment and standard input.
-    fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_labhit"));
+    /// `labhit run pipeline.yaml` with `args`, extra environment and standard input, given
+    /// the hostile guest's bundle (which declares the secret `DECLARED`).
+    fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut command = common::labhit(self.path());
         command
-            .current_dir(self.dir.path())
-            .env(
-                "LABHIT_CACHE_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("labhit-cache"),
-            )
-            .env_remove("LABHIT_EXTENSIONS")
             .env_remove("DECLARED")
-            .env("NO_COLOR", "1")
             .args(["run", "pipeline.yaml", "--ref", "main", "--no-cache"])
             .arg("--extensions")
-            .arg(extensions())
+            .arg(common::hostile_extensions(&[]))
             .arg("--run-dir")
             .arg(self.runs())
             .args(args)
@@ -117,28 +75,8 @@ impl Project {
             let mut pipe = child.stdin.take().expect("stdin");
             pipe.write_all(text.as_bytes()).expect("write stdin");
         }
-        child.wait_with_output().expect("labhit ends")
+        Run(child.wait_with_output().expect("labhit ends"))
     }
-
-    /// The one run directory.
-    fn run_dir(&self) -> PathBuf {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.runs())
-            .expect("runs")
-            .map(|e| e.expect("entry").path())
-            .filter(|path| path.is_dir())
-            .collect();
-        assert_eq!(dirs.len(), 1, "{dirs:?}");
-        dirs.remove(0)
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Every file below `dir` (not following links), skipping `skip`.
@@ -167,8 +105,8 @@ fn leaks(haystack: &str) -> Vec<&'static str> {
 fn a_granted_secret_appears_in_nothing_the_run_produces() {
     let project = Project::new(PIPELINE);
     let output = project.run(&["--secret", "DECLARED"], &[("DECLARED", SECRET)], None);
-    let shown = text(&output);
-    assert_eq!(output.status.code(), Some(1), "guest-fails fails: {shown}");
+    let shown = format!("{output:?}");
+    assert_eq!(output.code(), 1, "guest-fails fails: {shown}");
     assert!(
         leaks(&shown).is_empty(),
         "{:?} in the terminal: {shown}",
@@ -263,41 +201,33 @@ pipeline:
       sandbox: {secrets: [DECLARED]}
 "#;
     let project = Project::new(pipeline);
-    let file = project.dir.path().join("secrets.env");
+    let file = project.path().join("secrets.env");
     std::fs::write(&file, "# secrets\nDECLARED=from-file-value\n").expect("write");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let refused = project.run(&["--secrets-file", "secrets.env"], &[], None);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(text(&refused).contains("chmod 600"), "{}", text(&refused));
+    assert_eq!(refused.code(), 2, "{refused:?}");
+    assert!(refused.all().contains("chmod 600"), "{refused:?}");
 
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let output = project.run(&["--secrets-file", "secrets.env"], &[], None);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(text(&output).contains("got ***"), "{}", text(&output));
-    assert!(
-        !text(&output).contains("from-file-value"),
-        "{}",
-        text(&output)
-    );
+    assert_eq!(output.code(), 0, "{output:?}");
+    assert!(output.all().contains("got ***"), "{output:?}");
+    assert!(!output.all().contains("from-file-value"), "{output:?}");
 
     let output = project.run(
         &["--secrets-file", "-"],
         &[],
         Some("DECLARED=from-file-value\n"),
     );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.code(), 0, "{output:?}");
 
     // Usage errors: unset variable, too short, never the value.
     let unset = project.run(&["--secret", "DECLARED"], &[], None);
-    assert_eq!(unset.status.code(), Some(2), "{}", text(&unset));
-    assert!(text(&unset).contains("is not set"), "{}", text(&unset));
+    assert_eq!(unset.code(), 2, "{unset:?}");
+    assert!(unset.all().contains("is not set"), "{unset:?}");
     let short = project.run(&["--secret", "DECLARED=ab"], &[], None);
-    assert_eq!(short.status.code(), Some(2), "{}", text(&short));
-    assert!(
-        text(&short).contains("shorter than 4 bytes"),
-        "{}",
-        text(&short)
-    );
+    assert_eq!(short.code(), 2, "{short:?}");
+    assert!(short.all().contains("shorter than 4 bytes"), "{short:?}");
 }
 
 #[test]
@@ -312,11 +242,12 @@ pipeline:
 "#;
     let project = Project::new(pipeline);
     let output = project.run(&[], &[], None);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.code(), 1, "{output:?}");
     assert!(
-        text(&output).contains("secret `MISSING_TOKEN` is granted by `sandbox.secrets`"),
-        "{}",
-        text(&output)
+        output
+            .all()
+            .contains("secret `MISSING_TOKEN` is granted by `sandbox.secrets`"),
+        "{output:?}"
     );
-    assert!(!text(&output).contains("never"), "{}", text(&output));
+    assert!(!output.all().contains("never"), "{output:?}");
 }

@@ -7,8 +7,10 @@
 //! `labhit` with `kill(1)`, waits for it to exit, and then waits (bounded) for every recorded
 //! process to be gone from `/proc` (a zombie counts as gone: it runs nothing).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -49,10 +51,7 @@ impl Stage {
             "engine: \"1\"\npipeline:\n  name: stubborn\n  stages:\n    stubborn:\n      run: |\n{indented}    after-it:\n      after: stubborn\n      run: echo never\n"
         );
         std::fs::write(project.path().join("pipeline.yaml"), pipeline).expect("write");
-        let labhit = Command::new(env!("CARGO_BIN_EXE_labhit"))
-            .current_dir(project.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+        let labhit = common::labhit(project.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .args(["run", "pipeline.yaml", "--no-cache", "--run-dir"])
@@ -86,22 +85,11 @@ impl Stage {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.labhit.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal}");
+        common::signal(self.labhit.id(), signal);
     }
 
     fn run_dir(&self) -> PathBuf {
-        let runs = self.project.path().join("runs");
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
-            .expect("runs")
-            .map(|e| e.expect("entry").path())
-            .filter(|path| path.is_dir())
-            .collect();
-        assert_eq!(dirs.len(), 1, "{dirs:?}");
-        dirs.remove(0)
+        common::run_dir(&self.project.path().join("runs"))
     }
 
     fn log(&self) -> String {
@@ -128,9 +116,7 @@ impl Stage {
     }
 
     fn summary(&self) -> Value {
-        let path = self.run_dir().join("summary.json");
-        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        serde_json::from_slice(&text).expect("summary json")
+        common::summary(&self.run_dir())
     }
 }
 
@@ -227,10 +213,7 @@ fn a_process_that_left_its_stage_group_does_not_outlive_the_run() {
         p = pid_file.display()
     );
     std::fs::write(project.path().join("pipeline.yaml"), pipeline).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_labhit"))
-        .current_dir(project.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+    let out = common::labhit(project.path())
         .args(["run", "pipeline.yaml", "--no-cache", "--run-dir", "runs"])
         .output()
         .expect("run labhit");

@@ -5,100 +5,35 @@
 //! Every project is a temporary directory with `run:` stages only (no extensions); run and
 //! cache directories are given explicitly.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-use serde_json::Value;
+use std::path::PathBuf;
 
-struct Project {
-    dir: tempfile::TempDir,
-    state: tempfile::TempDir,
-    runs: PathBuf,
-    cache: PathBuf,
-}
+use common::Run;
+
+common::project_type!();
 
 impl Project {
     fn new(pipeline: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write");
-        let state = tempfile::tempdir().expect("tempdir");
-        let runs = state.path().join("runs");
-        let cache = state.path().join("cache");
-        Self {
-            dir,
-            state,
-            runs,
-            cache,
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, path: &str, content: &str) {
-        let path = self.path().join(path);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, content).expect("write");
+        Self(common::Project::new(pipeline))
     }
 
     fn run(&self) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_labhit"))
-            .current_dir(self.path())
-            .env("LABHIT_CACHE_DIR", self.state.path().join("labhit-cache"))
-            .env_remove("LABHIT_EXTENSIONS")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .args(["run", "pipeline.yaml", "--format", "json", "--ref", "main"])
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .arg("--run-dir")
-            .arg(&self.runs)
-            .output()
-            .expect("run labhit");
-        Run(output)
-    }
-}
-
-struct Run(Output);
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.0.status.code(),
-            String::from_utf8_lossy(&self.0.stdout),
-            String::from_utf8_lossy(&self.0.stderr)
+        Run::of(
+            common::labhit(self.path())
+                .env("LABHIT_CACHE_DIR", self.state().join("labhit-cache"))
+                .args(["run", "pipeline.yaml", "--format", "json", "--ref", "main"])
+                .arg("--cache-dir")
+                .arg(self.cache())
+                .arg("--run-dir")
+                .arg(self.runs()),
         )
     }
 }
 
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-
-    fn status(&self, id: &str) -> String {
-        self.json()["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .find(|s| s["stage"] == id)
-            .unwrap_or_else(|| panic!("no stage {id}: {self:?}"))["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-
-    fn workspace(&self, project: &Project) -> PathBuf {
-        let id = self.json()["id"].as_str().expect("id").to_owned();
-        project.runs.join(id).join("workspace")
-    }
+/// The workspace of `run`'s run directory.
+fn workspace(run: &Run, project: &Project) -> PathBuf {
+    project.runs().join(run.id()).join("workspace")
 }
 
 #[test]
@@ -127,7 +62,7 @@ fn declared_inputs_keep_a_stage_cached_across_an_unrelated_edit() {
     assert_eq!(second.status("deps"), "cached", "{second:?}");
     assert_eq!(second.status("all"), "succeeded", "{second:?}");
     assert_eq!(
-        std::fs::read_to_string(second.workspace(&project).join("installed.txt")).expect("read"),
+        std::fs::read_to_string(workspace(&second, &project).join("installed.txt")).expect("read"),
         "{\"lock\": 1}"
     );
 
@@ -136,7 +71,7 @@ fn declared_inputs_keep_a_stage_cached_across_an_unrelated_edit() {
     let third = project.run();
     assert_eq!(third.status("deps"), "succeeded", "{third:?}");
     assert_eq!(
-        std::fs::read_to_string(third.workspace(&project).join("installed.txt")).expect("read"),
+        std::fs::read_to_string(workspace(&third, &project).join("installed.txt")).expect("read"),
         "{\"lock\": 2}"
     );
 }
@@ -160,7 +95,7 @@ fn a_symlinked_input_outside_the_project_that_changes_is_a_miss() {
     let third = project.run();
     assert_eq!(third.status("read"), "succeeded", "{third:?}");
     assert_eq!(
-        std::fs::read_to_string(third.workspace(&project).join("seen.txt")).expect("read"),
+        std::fs::read_to_string(workspace(&third, &project).join("seen.txt")).expect("read"),
         "v2"
     );
 
@@ -181,8 +116,8 @@ fn run_and_cache_directories_inside_the_project_are_never_copied() {
         "engine: \"1\"\npipeline:\n  name: inside\n  stages:\n    build:\n      run: \
          date +%s%N > stamp.txt\n",
     );
-    project.runs = project.path().join("my-runs");
-    project.cache = project.path().join("my-cache");
+    project.0.runs = project.path().join("my-runs");
+    project.0.cache = project.path().join("my-cache");
     project.write("src/a.txt", "a");
     let mut last = None;
     for i in 0..3 {
@@ -193,7 +128,7 @@ fn run_and_cache_directories_inside_the_project_are_never_copied() {
         assert_eq!(run.status("build"), expected, "run {i}: {run:?}");
         last = Some(run);
     }
-    let workspace = last.expect("a run").workspace(&project);
+    let workspace = workspace(&last.expect("a run"), &project);
     assert!(workspace.join("src/a.txt").is_file());
     assert!(
         !workspace.join("my-runs").exists(),
@@ -210,7 +145,7 @@ fn a_corrupt_digest_index_is_reported_and_not_trusted() {
     );
     project.write("data.txt", "one");
     assert_eq!(project.run().status("read"), "succeeded");
-    let index = std::fs::read_dir(&project.runs)
+    let index = std::fs::read_dir(project.runs())
         .expect("runs")
         .map(|e| e.expect("entry").path())
         .find(|p| {
