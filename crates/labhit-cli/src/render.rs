@@ -152,12 +152,11 @@ impl<'a> Line<'a> {
 }
 
 impl<'a> Source<'a> {
-    /// Splits `text` on `\n`; a `\r` before it is dropped.
+    /// Splits `text` at `\n`, `\r\n` and lone `\r`, the line breaks diagnostics count.
     pub(crate) fn new(text: &'a str) -> Self {
         Self {
-            lines: text
-                .split('\n')
-                .map(|l| Line::new(l.strip_suffix('\r').unwrap_or(l)))
+            lines: labhit_protocol::diagnostic::lines(text)
+                .map(Line::new)
                 .collect(),
         }
     }
@@ -396,6 +395,23 @@ mod tests {
             render("a:\n  afer: x\n", &diag),
             "p.yaml:2:3: error[unknown-key]: unknown key `afer`\n  |\n2 |   afer: x\n  |   ^^^^\n  = help: did you mean `after`?\n\n"
         );
+    }
+
+    #[test]
+    fn the_snippet_is_the_diagnostic_line_whatever_the_line_breaks() {
+        let diag = Diagnostic::error(Rule::UnknownKey, span(2, 3, 7), "unknown key `afer`");
+        for text in [
+            "a:\n  afer: x\nb: 1\n",
+            "a:\r\n  afer: x\r\nb: 1",
+            "a:\r  afer: x\rb: 1\r",
+        ] {
+            let out = render(text, &diag);
+            assert!(
+                out.contains("2 |   afer: x\n  |   ^^^^\n"),
+                "{text:?}: {out}"
+            );
+            assert!(!out.contains("b: 1"), "{text:?}: {out}");
+        }
     }
 
     #[test]

@@ -24,10 +24,31 @@ impl Position {
         Self { line, column }
     }
 
-    /// The position just past the last character of `prefix` (the text before it).
+    /// The position just past the last character of `prefix` (the text before it). A line
+    /// ends at `\n`, `\r\n` or a lone `\r` (see [`lines`]); a `\r` that ends `prefix` counts
+    /// as a line break ([`Position::at_byte`] looks at what follows it).
     pub fn after(prefix: &str) -> Self {
-        let line = prefix.matches('\n').count() + 1;
-        let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let bytes = prefix.as_bytes();
+        let mut line: usize = 1;
+        let mut line_start = 0;
+        // `\r` and `\n` are ASCII: in UTF-8 they never occur inside another character.
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\r' => {
+                    line += 1;
+                    line_start = i + 1;
+                }
+                b'\n' => {
+                    // The `\n` of `\r\n` ends the line its `\r` already ended.
+                    if i == 0 || bytes[i - 1] != b'\r' {
+                        line += 1;
+                    }
+                    line_start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        let column = prefix[line_start..].chars().count() + 1;
         Self::new(
             u32::try_from(line).unwrap_or(u32::MAX),
             u32::try_from(column).unwrap_or(u32::MAX),
@@ -35,13 +56,58 @@ impl Position {
     }
 
     /// The position of byte `offset` of `source` (clamped to its end; an offset inside a
-    /// character counts from that character's start).
+    /// character counts from that character's start). The `\n` of a `\r\n` is on the line
+    /// that break ends, one column past its `\r`.
     pub fn at_byte(source: &str, offset: usize) -> Self {
         let mut end = offset.min(source.len());
         while !source.is_char_boundary(end) {
             end -= 1;
         }
-        Self::after(&source[..end])
+        let prefix = &source[..end];
+        match prefix.strip_suffix('\r') {
+            Some(before) if source[end..].starts_with('\n') => {
+                let at = Self::after(before);
+                Self::new(at.line, at.column.saturating_add(1))
+            }
+            _ => Self::after(prefix),
+        }
+    }
+}
+
+/// The lines of `text` without their line breaks: a line ends at `\n`, at `\r\n` or at a
+/// lone `\r` (YAML's line breaks; old Mac files end lines with `\r`), the same breaks
+/// [`Position`] counts, so line `n` of a [`Span`] is item `n - 1`. Text that ends with a
+/// break ends with an empty line, as [`str::split`] does.
+pub fn lines(text: &str) -> Lines<'_> {
+    Lines { rest: Some(text) }
+}
+
+/// The iterator of [`lines`].
+#[derive(Debug, Clone)]
+pub struct Lines<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        match rest.find(['\r', '\n']) {
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+            Some(at) => {
+                let next = if rest[at..].starts_with("\r\n") {
+                    at + 2
+                } else {
+                    at + 1
+                };
+                self.rest = Some(&rest[next..]);
+                Some(&rest[..at])
+            }
+        }
     }
 }
 
