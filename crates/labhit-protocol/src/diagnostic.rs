@@ -185,6 +185,8 @@ rules! {
     InputSchema = "input-schema", schema: Blind;
     /// Rule 7: `run` together with `use` needs an extension with the `executor` capability.
     NotAnExecutor = "not-an-executor", schema: Blind;
+    /// An extension manifest is invalid (beyond TOML syntax and unknown keys).
+    InvalidManifest = "invalid-manifest", schema: Blind;
     /// A string in `with` holds a malformed output reference (`${{ … }}`).
     InvalidOutputRef = "invalid-output-ref", schema: Blind;
     /// An output reference names a stage that does not exist or is not upstream through
@@ -193,8 +195,6 @@ rules! {
     /// An output reference names an output the stage cannot report (a `run:` stage on the
     /// built-in executor; an output its extension's manifest does not declare).
     UndeclaredOutput = "undeclared-output", schema: Blind;
-    /// An extension manifest is invalid (beyond TOML syntax and unknown keys).
-    InvalidManifest = "invalid-manifest", schema: Blind;
 }
 
 impl fmt::Display for Rule {
