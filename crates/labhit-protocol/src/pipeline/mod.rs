@@ -82,14 +82,12 @@ pub fn check(source: &[u8], options: &CheckOptions<'_>) -> Checked {
         graph::check(&walked.sites, &mut diagnostics, &mut budget);
         upstream::check(
             &walked.sites,
-            walked.file.as_ref().map(|f| &f.pipeline.stages),
             options.extensions,
             &mut diagnostics,
             &mut budget,
         );
-        if let (Some(file), Some(manifests)) = (&walked.file, options.extensions) {
+        if let Some(manifests) = options.extensions {
             extensions::check(
-                &file.pipeline.stages,
                 &walked.sites,
                 manifests,
                 options.input_validator,

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use indexmap::IndexMap;
 
-use super::model::Stages;
+use super::model::Stage;
 use super::parse::StageSite;
 use super::refs::{self, OutputRef};
 use super::yaml::{Node, NodeValue};
@@ -19,11 +19,10 @@ use crate::diagnostic::{Diagnostic, Position, Rule, Span, SuggestionBudget, Sugg
 use crate::forms::StageId;
 use crate::manifest::Manifest;
 
-/// Checks every reference in every stage's `with`. `stages` and `manifests` enable the
-/// declared-output check against extension manifests.
+/// Checks every reference in every stage's `with`. `manifests` enable the declared-output
+/// check against extension manifests.
 pub(crate) fn check(
     sites: &IndexMap<StageId, StageSite<'_>>,
-    stages: Option<&Stages>,
     manifests: Option<&[Manifest]>,
     diags: &mut Vec<Diagnostic>,
     budget: &mut SuggestionBudget,
@@ -116,12 +115,12 @@ pub(crate) fn check(
                     );
                     continue;
                 }
-                let (Some(stages), Some(manifests)) = (stages, manifests) else {
+                let Some(manifests) = manifests else {
                     continue;
                 };
                 let known = declared
                     .entry(target_key.as_str())
-                    .or_insert_with(|| declared_outputs(stages, target, manifests));
+                    .or_insert_with(|| declared_outputs(&target_site.parts, manifests));
                 if let Some(known) = known
                     && let Some(diag) = undeclared(id, &at, reference, known, span, budget)
                 {
@@ -143,12 +142,8 @@ struct Declared<'m> {
 /// What the manifest of stage `target`'s extension declares; `None` when that is unknown
 /// (no `use`, no matching manifest: reported elsewhere) or undocumented (no `outputs`
 /// schema, or one without `properties`).
-fn declared_outputs<'m>(
-    stages: &Stages,
-    target: &str,
-    manifests: &'m [Manifest],
-) -> Option<Declared<'m>> {
-    let reference = stages.get(target)?.uses.as_ref()?;
+fn declared_outputs<'m>(target: &Stage, manifests: &'m [Manifest]) -> Option<Declared<'m>> {
+    let reference = target.uses.as_ref()?;
     let manifest = super::extensions::resolve(reference, manifests).ok()?;
     let crate::Value::Object(properties) = manifest.outputs.as_ref()?.get("properties")? else {
         return None;
