@@ -340,7 +340,9 @@ pub struct DurationSpec {
 
 impl DurationSpec {
     /// The JSON Schema `pattern`: at least one non-zero part, each part 1–6 digits.
-    pub const PATTERN: &'static str = "^(?=.*[1-9])([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$";
+    /// Written without lookahead, so RE2-based validators accept it: one alternative per part
+    /// that holds the non-zero digit.
+    pub const PATTERN: &'static str = "^(?:(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|0{2}[1-9][0-9]{0,3}|0{3}[1-9][0-9]{0,2}|0{4}[1-9][0-9]{0,1}|0{5}[1-9])h(?:[0-9]{1,6}m)?(?:[0-9]{1,6}s)?|(?:[0-9]{1,6}h)?(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|0{2}[1-9][0-9]{0,3}|0{3}[1-9][0-9]{0,2}|0{4}[1-9][0-9]{0,1}|0{5}[1-9])m(?:[0-9]{1,6}s)?|(?:[0-9]{1,6}h)?(?:[0-9]{1,6}m)?(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|0{2}[1-9][0-9]{0,3}|0{3}[1-9][0-9]{0,2}|0{4}[1-9][0-9]{0,1}|0{5}[1-9])s)$";
 
     /// A duration of `seconds` (must be positive).
     pub fn from_secs(seconds: u64) -> Result<Self, FormError> {
@@ -441,7 +443,9 @@ pub struct ByteSize {
 
 impl ByteSize {
     /// The JSON Schema `pattern` of the string form.
-    pub const PATTERN: &'static str = "^(?=.*[1-9])[0-9]{1,15}(Ki|Mi|Gi|Ti|K|M|G|T)?$";
+    /// 1–15 digits, not all zero, written without lookahead (RE2-based validators accept it):
+    /// one alternative per count of leading zeros.
+    pub const PATTERN: &'static str = "^(?:[1-9][0-9]{0,14}|0[1-9][0-9]{0,13}|0{2}[1-9][0-9]{0,12}|0{3}[1-9][0-9]{0,11}|0{4}[1-9][0-9]{0,10}|0{5}[1-9][0-9]{0,9}|0{6}[1-9][0-9]{0,8}|0{7}[1-9][0-9]{0,7}|0{8}[1-9][0-9]{0,6}|0{9}[1-9][0-9]{0,5}|0{10}[1-9][0-9]{0,4}|0{11}[1-9][0-9]{0,3}|0{12}[1-9][0-9]{0,2}|0{13}[1-9][0-9]{0,1}|0{14}[1-9])(?:Ki|Mi|Gi|Ti|K|M|G|T)?$";
 
     /// A size of `bytes` (must be positive).
     pub fn from_bytes(bytes: u64) -> Result<Self, FormError> {

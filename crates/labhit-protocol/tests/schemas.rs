@@ -352,3 +352,104 @@ fn the_checked_in_schemas_are_the_generated_ones() {
         );
     }
 }
+
+/// Every `pattern` (and `patternProperties` key) in `value`, with its JSON Pointer.
+fn patterns(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, sub) in map {
+                let here = format!("{at}/{key}");
+                if key == "pattern"
+                    && let Some(p) = sub.as_str()
+                {
+                    out.push((here.clone(), p.to_owned()));
+                }
+                if key == "patternProperties"
+                    && let Some(props) = sub.as_object()
+                {
+                    out.extend(props.keys().map(|p| (here.clone(), p.clone())));
+                }
+                patterns(sub, &here, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                patterns(item, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Editors validate with many engines; RE2-based ones (Go, Rust's `regex`) have no
+/// lookaround and no back-references. Every pattern of every published schema must compile
+/// with the `regex` crate, which has the same limits.
+#[test]
+fn every_schema_pattern_is_accepted_by_an_re2_style_engine() {
+    let mut found = Vec::new();
+    patterns(&pipeline_schema(), "pipeline", &mut found);
+    patterns(&manifest_schema(), "manifest", &mut found);
+    for (name, schema) in wire_schemas() {
+        patterns(&schema, &name, &mut found);
+    }
+    assert!(found.len() >= 8, "{found:?}");
+    let refused: Vec<String> = found
+        .iter()
+        .filter_map(|(at, p)| {
+            regex::Regex::new(p)
+                .err()
+                .map(|e| format!("{at}: {p}: {e}"))
+        })
+        .collect();
+    assert!(refused.is_empty(), "{}", refused.join("\n"));
+}
+
+/// The lookahead-free patterns of durations and sizes accept exactly what the parsers
+/// accept (as far as form goes; sizes too large for 64 bits are the parser's business), on
+/// every string of a small alphabet up to a length, and at the digit-count boundaries.
+#[test]
+fn duration_and_size_patterns_agree_with_the_parsers() {
+    fn strings(alphabet: &[&str], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |a| format!("{s}{a}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+    use labhit_protocol::{ByteSize, DurationSpec};
+    let duration = regex::Regex::new(DurationSpec::PATTERN).expect("compiles");
+    let mut cases = strings(&["0", "1", "h", "m", "s"], 7);
+    cases.extend(["0000009s", "999999h", "1000000h", "000000h1s", "1h1h"].map(String::from));
+    for s in &cases {
+        assert_eq!(
+            duration.is_match(s),
+            s.parse::<DurationSpec>().is_ok(),
+            "duration {s:?}"
+        );
+    }
+    let size = regex::Regex::new(ByteSize::PATTERN).expect("compiles");
+    let mut cases = strings(&["0", "1", "K", "i", "M"], 6);
+    cases.extend(
+        [
+            "0".repeat(15),
+            format!("{}1", "0".repeat(14)),
+            format!("{}1", "0".repeat(15)),
+            format!("{}Ki", "1".repeat(15)),
+            "1".repeat(16),
+            "999999999999999".to_owned(),
+        ]
+        .into_iter(),
+    );
+    for s in &cases {
+        assert_eq!(
+            size.is_match(s),
+            s.parse::<ByteSize>().is_ok(),
+            "size {s:?}"
+        );
+    }
+}
