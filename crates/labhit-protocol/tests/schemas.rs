@@ -390,7 +390,7 @@ fn every_schema_pattern_is_accepted_by_an_re2_style_engine() {
     patterns(&pipeline_schema(), "pipeline", &mut found);
     patterns(&manifest_schema(), "manifest", &mut found);
     for (name, schema) in wire_schemas() {
-        patterns(&schema, &name, &mut found);
+        patterns(&schema, name, &mut found);
     }
     assert!(found.len() >= 8, "{found:?}");
     let refused: Vec<String> = found
@@ -434,17 +434,14 @@ fn duration_and_size_patterns_agree_with_the_parsers() {
     }
     let size = regex::Regex::new(ByteSize::PATTERN).expect("compiles");
     let mut cases = strings(&["0", "1", "K", "i", "M"], 6);
-    cases.extend(
-        [
-            "0".repeat(15),
-            format!("{}1", "0".repeat(14)),
-            format!("{}1", "0".repeat(15)),
-            format!("{}Ki", "1".repeat(15)),
-            "1".repeat(16),
-            "999999999999999".to_owned(),
-        ]
-        .into_iter(),
-    );
+    cases.extend([
+        "0".repeat(15),
+        format!("{}1", "0".repeat(14)),
+        format!("{}1", "0".repeat(15)),
+        format!("{}Ki", "1".repeat(15)),
+        "1".repeat(16),
+        "999999999999999".to_owned(),
+    ]);
     for s in &cases {
         assert_eq!(
             size.is_match(s),
