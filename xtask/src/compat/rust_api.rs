@@ -103,10 +103,14 @@ pub(crate) fn compare(package: &str, baseline: &Path, current: &Path) -> Result<
         } else if trimmed.is_empty() || trimmed.starts_with("---") {
             in_items = false;
         } else if in_items && let Some(lint) = &current_lint {
-            found.push(Breakage {
-                check: "rust-api",
-                message: format!("{package}: {lint}: {trimmed}"),
-            });
+            // The tool may list an item under more than one heading of a lint; say it once.
+            let message = format!("{package}: {lint}: {trimmed}");
+            if !found.iter().any(|b: &Breakage| b.message == message) {
+                found.push(Breakage {
+                    check: "rust-api",
+                    message,
+                });
+            }
         }
     }
     if found.is_empty() {
