@@ -2,8 +2,9 @@
 //!
 //! The README names this command as the way to run all tests; `.ci/run` installs the
 //! prerequisites (wasm targets, cargo-nextest, cargo-deny, cargo-semver-checks, Node.js for
-//! buf, the nightly toolchain and cargo-fuzz for the fuzz smoke run, the Python venv of the
-//! generated-client check) and calls it. The conformance step needs Python 3 (standard
+//! buf, the nightly toolchain and cargo-fuzz for the fuzz smoke run, the Python venvs of the
+//! generated-client check and of `componentize-py`) and calls it; the venvs' install scripts
+//! are idempotent and run again here, so the command works on its own. The conformance step needs Python 3 (standard
 //! library only), which `.ci/run` checks for.
 
 use std::path::Path;
@@ -80,6 +81,10 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
             Ok(())
         }
     })?;
+    step(
+        "Python extensions (pinned componentize-py, for the tests and the example)",
+        || python_extensions(root),
+    )?;
     step("tests", || {
         if which("cargo-nextest") {
             cargo(
@@ -151,6 +156,28 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     }
     eprintln!("\nci: all steps passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Runs the Python unit tests of `util/verify`, installs the pinned componentize-py
+/// (`tools/python-ext/install.sh`) and builds the
+/// Python extensions into `target/extensions`, so that `crates/labhit-cli/tests/python.rs`
+/// finds the venv and the example step bundles them.
+fn python_extensions(root: &Path) -> Result<()> {
+    // The standard-library logic of util/verify, with the machine's python3.
+    shell(
+        root,
+        "python3",
+        &[
+            "-B",
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            "extensions/util/verify",
+        ],
+    )?;
+    shell(root, "bash", &["tools/python-ext/install.sh"])?;
+    crate::extensions::run_python(root, &root.join("target").join("extensions"))
 }
 
 /// Installs the pinned grpcio-tools venv (`tools/proto-client/install.sh`) and runs

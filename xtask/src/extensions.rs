@@ -9,12 +9,18 @@
 //! with the WASI preview1 adapter) is always shown for the first extension, and for every
 //! extension with `--p1`; those bundles go to `<out>-wasip1/`. The build logic lives in
 //! `labhit-guest-build`, which the host tests of `labhit-wit` share.
+//!
+//! Python extensions (a directory with `extension.toml` and `app.py`, see
+//! `labhit_guest_build::python`) are built with the pinned `componentize-py` into
+//! `target/python-ext/` and bundled the same way when its venv exists
+//! (`bash tools/python-ext/install.sh`, which `cargo xtask ci` runs); without it they are
+//! skipped with a note naming that command.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use labhit_guest_build::{Builder, Target, discover};
+use labhit_guest_build::{Builder, Target, discover, python};
 
 /// One row of the summary table.
 struct Row {
@@ -65,13 +71,55 @@ pub(crate) fn run(root: &Path, out: Option<PathBuf>, all_p1: bool) -> Result<()>
             });
         }
     }
+    let mut count = extensions.len();
+    if python::componentize_py(root).is_ok() {
+        let built = build_python(root, &out)?;
+        count += built.len();
+        rows.extend(built);
+    } else {
+        let skipped = python::discover(&root.join("extensions"))?.len();
+        if skipped > 0 {
+            eprintln!(
+                "skipping {skipped} Python extension(s): componentize-py is not installed ({})",
+                python::INSTALL
+            );
+        }
+    }
     print_table(root, &rows);
     println!(
-        "built {} extension(s) in {:.1}s",
-        extensions.len(),
+        "built {count} extension(s) in {:.1}s",
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Builds and bundles only the Python extensions into `out`; a missing `componentize-py` is
+/// an error naming the command that installs it.
+pub(crate) fn run_python(root: &Path, out: &Path) -> Result<()> {
+    let rows = build_python(root, out)?;
+    print_table(root, &rows);
+    Ok(())
+}
+
+/// Builds every Python extension under `root/extensions` with `componentize-py` into
+/// `target/python-ext/` and bundles it into `out`.
+fn build_python(root: &Path, out: &Path) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for extension in python::discover(&root.join("extensions"))? {
+        eprintln!("building {} with componentize-py", extension.id());
+        let built = python::build(root, &extension, &root.join("target").join("python-ext"))
+            .with_context(|| format!("building {}", extension.id()))?;
+        let bundle = extension.bundle(&built.component, out)?;
+        rows.push(Row {
+            extension: extension.id(),
+            version: extension.manifest.extension.version.to_string(),
+            target: Target::P2,
+            size: built.size,
+            elapsed: built.elapsed,
+            bundle,
+        });
+    }
+    Ok(rows)
 }
 
 fn print_table(root: &Path, rows: &[Row]) {

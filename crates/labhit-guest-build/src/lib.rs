@@ -15,7 +15,10 @@
 //! * [`Extension::bundle`] checks that the component exports `pipeline-step` of a contract
 //!   version the manifest's `contract` requirement accepts ([`contract_version`]), and writes
 //!   an installable bundle: `extension.toml` plus the component named as the manifest's
-//!   `component`.
+//!   `component`;
+//! * [`python`] does the same for Python extensions, with a pinned `componentize-py`;
+//! * [`conforms`] checks a built component against a world of the contract, the way an
+//!   author outside this repository would (`wasm-tools component targets`).
 //!
 //! Not published: this is tooling of the `labhit-contracts` workspace.
 
@@ -30,6 +33,8 @@ use labhit_protocol::manifest::Manifest;
 use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
+
+pub mod python;
 
 /// The cargo profile guests are built with. Its settings are passed on the command line too
 /// ([`WASM_PROFILE_SETTINGS`]), so crates outside this workspace build the same way.
@@ -99,6 +104,24 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// The venv with `componentize-py` has not been made.
+    #[error(
+        "`{path}` is missing: install the pinned componentize-py with          `bash tools/python-ext/install.sh` (from the workspace root)"
+    )]
+    PythonToolchain {
+        /// Where `componentize-py` was looked for.
+        path: PathBuf,
+    },
+    /// `componentize-py` failed.
+    #[error("`componentize-py` of `{dir}` failed ({status}):\n{stderr}")]
+    Componentize {
+        /// The Python extension.
+        dir: PathBuf,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// The tail of its standard error.
+        stderr: String,
     },
     /// The preview1 core module could not be turned into a component.
     #[error("cannot adapt the wasm32-wasip1 module `{path}` into a component: {message}")]
@@ -340,6 +363,21 @@ pub fn adapt_p1(core: &[u8]) -> anyhow::Result<Vec<u8>> {
             WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
         )?
         .encode()
+}
+
+/// Checks that `component` only imports what the world `world` of the WIT directory
+/// `wit_dir` (with its `deps/`) offers and exports what it requires, matching WASI versions
+/// semver-compatibly as hosts do (`wasm-tools component targets`). The error is
+/// `wit-component`'s explanation, which names the offending import.
+pub fn conforms(component: &[u8], wit_dir: &Path, world: &str) -> Result<(), String> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve
+        .push_dir(wit_dir)
+        .map_err(|err| format!("`{}` does not parse: {err:#}", wit_dir.display()))?;
+    let world = resolve
+        .select_world(&[pkg], Some(world))
+        .map_err(|err| format!("{err:#}"))?;
+    wit_component::targets(&resolve, world, component, true).map_err(|err| format!("{err:#}"))
 }
 
 /// The contract version a component targets: the version of its export

@@ -191,6 +191,39 @@ fn world_extension_with_wasi_adds_exactly_the_provided_wasi_interfaces() {
     }
 }
 
+/// The `wasi:sockets` interfaces hosts link but deny, exactly as the world
+/// `extension-with-wasi-sockets` adds them. Changing this list is a contract change.
+const LINKED_DENIED_WASI: &[&str] = &[
+    "wasi:sockets/network@0.2.12",
+    "wasi:sockets/instance-network@0.2.12",
+    "wasi:sockets/ip-name-lookup@0.2.12",
+    "wasi:sockets/tcp@0.2.12",
+    "wasi:sockets/tcp-create-socket@0.2.12",
+    "wasi:sockets/udp@0.2.12",
+    "wasi:sockets/udp-create-socket@0.2.12",
+];
+
+#[test]
+fn world_extension_with_wasi_sockets_adds_exactly_the_linked_socket_interfaces() {
+    for dir in wit_dirs() {
+        let (resolve, pkg) = load(&dir);
+        let wasi = &resolve.worlds[world(&resolve, pkg, "extension-with-wasi")];
+        let full = &resolve.worlds[world(&resolve, pkg, "extension-with-wasi-sockets")];
+
+        assert_eq!(
+            names(&resolve, &full.exports),
+            names(&resolve, &wasi.exports)
+        );
+        let mut expected: Vec<String> =
+            LINKED_DENIED_WASI.iter().map(ToString::to_string).collect();
+        expected.extend(names(&resolve, &wasi.imports));
+        expected.sort();
+        let mut imports = names(&resolve, &full.imports);
+        imports.sort();
+        assert_eq!(imports, expected, "{}", dir.display());
+    }
+}
+
 #[test]
 fn wit_constant_is_self_contained() {
     let mut resolve = Resolve::default();
