@@ -15,8 +15,10 @@
 //! * `labhit-extension.wit`: the package documentation, the interfaces and the world
 //!   `extension` (self-contained, also available as [`WIT`]);
 //! * `extension-with-wasi.wit`: the world `extension-with-wasi`, which is `extension` plus
-//!   exactly the WASI interfaces every host provides, for conformance checks and for
-//!   toolchains that need WASI in their target world;
+//!   exactly the WASI interfaces every host provides, for toolchains that need WASI in
+//!   their target world; and the world `extension-with-wasi-sockets`, which adds the
+//!   `wasi:sockets` interfaces hosts link but deny, for checking that a built component
+//!   imports only what a host accepts;
 //! * `deps/`: the WASI `0.2.12` WIT packages that world refers to, vendored unchanged.
 //!
 //! The package version always equals [`labhit_protocol::CONTRACT_VERSION`], and its name
