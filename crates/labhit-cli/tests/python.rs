@@ -11,21 +11,18 @@
 //! is compiled by wasmtime once per target directory; everything runs in one test so that
 //! no two tests compile it at the same time.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-use labhit_guest_build::{Builder, Target, python};
-use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{Run, builder, labhit, root};
+use labhit_guest_build::{Target, python};
 
 /// The bundles of `exec/sh`, `util/checksum` and the Python `util/verify` in `out`; returns
 /// the Python component.
 fn bundle_extensions(out: &Path) -> PathBuf {
     let root = root();
-    let builder = Builder::for_workspace(&root);
+    let builder = builder();
     for extension in labhit_guest_build::discover(&root.join("extensions")).expect("discover") {
         if ["exec/sh", "util/checksum"].contains(&extension.id().as_str()) {
             let built = builder
@@ -84,81 +81,18 @@ fn tampered() -> String {
     )
 }
 
-struct Run(Output);
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.0.status.code(),
-            String::from_utf8_lossy(&self.0.stdout),
-            String::from_utf8_lossy(&self.0.stderr)
-        )
-    }
-}
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().unwrap_or(-1)
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-
-    fn stage(&self, id: &str) -> Value {
-        self.json()["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .find(|s| s["stage"] == id)
-            .unwrap_or_else(|| panic!("no stage {id}: {self:?}"))
-            .clone()
-    }
-}
-
-fn labhit(dir: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_labhit"))
-        .current_dir(dir)
-        .env(
-            "LABHIT_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("labhit-cache"),
-        )
-        .env_remove("LABHIT_EXTENSIONS")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .args(args)
-        .output()
-        .expect("run labhit");
-    Run(output)
-}
-
 /// `labhit run pipeline.yaml` in a fresh project with `pipeline`.
-fn run(extensions: &Path, pipeline: &str) -> (tempfile::TempDir, Run) {
-    let project = tempfile::tempdir().expect("tempdir");
-    std::fs::write(project.path().join("pipeline.yaml"), pipeline).expect("write");
-    let state = project.path().join(".state");
-    let run = labhit(
-        project.path(),
-        &[
-            "run",
-            "pipeline.yaml",
-            "--format",
-            "json",
-            "--ref",
-            "main",
-            "--extensions",
-            extensions.to_str().expect("UTF-8 path"),
-            "--cache-dir",
-            state.join("cache").to_str().expect("UTF-8 path"),
-            "--run-dir",
-            state.join("runs").to_str().expect("UTF-8 path"),
-        ],
+fn run(extensions: &Path, pipeline: &str) -> (common::Project, Run) {
+    let project = common::Project::new(pipeline);
+    let run = Run::of(
+        labhit(project.path())
+            .args(["run", "pipeline.yaml", "--format", "json", "--ref", "main"])
+            .arg("--extensions")
+            .arg(extensions)
+            .arg("--cache-dir")
+            .arg(project.cache())
+            .arg("--run-dir")
+            .arg(project.runs()),
     );
     (project, run)
 }
@@ -200,11 +134,8 @@ fn a_python_extension_checks_and_runs_with_rust_extensions() {
         ),
         "{stderr}"
     );
-    let id = good.json()["id"].as_str().expect("id").to_owned();
     let report = project
-        .path()
-        .join(".state/runs")
-        .join(id)
+        .run_dir()
         .join("artifacts/verify/reports/verify.txt");
     assert_eq!(
         std::fs::read_to_string(&report).expect("the report is kept as an artifact"),
@@ -235,9 +166,10 @@ fn a_python_extension_checks_and_runs_with_rust_extensions() {
 
     // `labhit ext check` accepts the bundle (its compiled component is cached by now).
     let bundle = extensions.path().join("util/verify");
-    let check = labhit(
-        extensions.path(),
-        &["ext", "check", bundle.to_str().expect("UTF-8 path")],
-    );
-    assert_eq!(check.code(), 0, "{check:?}");
+    Run::of(
+        labhit(extensions.path())
+            .args(["ext", "check"])
+            .arg(&bundle),
+    )
+    .expect(0);
 }
