@@ -554,10 +554,11 @@ impl JsonSchema for ByteSize {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "description": "An amount of memory: bytes, or a number with a binary (Ki, Mi, Gi, Ti) or decimal (K, M, G, T) suffix.",
-            "oneOf": [
-                { "type": "integer", "minimum": 1, "maximum": u64::MAX },
-                { "type": "string", "pattern": ByteSize::PATTERN },
-            ],
+            // One branch per type (see `Cpu`): messages name the rule the value breaks.
+            "type": ["integer", "string"],
+            "if": { "type": "string" },
+            "then": { "pattern": ByteSize::PATTERN },
+            "else": { "minimum": 1, "maximum": u64::MAX },
             "examples": ["4Gi", "512Mi", 1073741824],
         })
     }
@@ -660,10 +661,13 @@ impl JsonSchema for Cpu {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "description": "CPU in cores: a number greater than zero, or millicores like `500m`.",
-            "oneOf": [
-                { "type": "number", "exclusiveMinimum": 0 },
-                { "type": "string", "pattern": Cpu::PATTERN },
-            ],
+            // `if`/`then`/`else` on the type instead of `oneOf`, so a validator's message
+            // names the rule the value breaks (`-1 is less than or equal to 0`), not every
+            // branch (`-1 is not of type string`).
+            "type": ["number", "string"],
+            "if": { "type": "string" },
+            "then": { "pattern": Cpu::PATTERN },
+            "else": { "exclusiveMinimum": 0 },
             "examples": [2, 0.5, "500m"],
         })
     }

@@ -450,3 +450,42 @@ fn duration_and_size_patterns_agree_with_the_parsers() {
         );
     }
 }
+
+/// Schema messages name what is allowed: a wrong `approval` lists the allowed values (it
+/// used to say that `policy` is required), a negative `cpu` or a zero `memory` names the
+/// bound (it used to say "not of type string"), a bad string names its pattern.
+#[test]
+fn schema_messages_name_the_allowed_values() {
+    let validator = jsonschema::validator_for(&pipeline_schema()).expect("compiles");
+    let messages = |stage: Value| -> Vec<(String, String)> {
+        let doc = json!({"engine": "1", "pipeline": {"name": "p", "stages": {"a": stage}}});
+        validator
+            .iter_errors(&doc)
+            .map(|e| (e.instance_path().to_string(), e.to_string()))
+            .collect()
+    };
+    let approval = messages(json!({"run": "x", "gate": {"approval": "maybe"}}));
+    assert!(
+        approval.iter().any(|(at, m)| at.ends_with("/gate/approval")
+            && m.contains("\"required\"")
+            && m.contains("\"none\"")),
+        "{approval:?}"
+    );
+    assert!(
+        !approval.iter().any(|(_, m)| m.contains("policy")),
+        "{approval:?}"
+    );
+    let resources =
+        messages(json!({"run": "x", "sandbox": {"resources": {"cpu": -1, "memory": 0}}}));
+    assert_eq!(resources.len(), 2, "{resources:?}");
+    for (at, m) in &resources {
+        assert!(!m.contains("type"), "{at}: {m}");
+        assert!(
+            m.contains("minimum") || m.contains("less than"),
+            "{at}: {m}"
+        );
+    }
+    let pattern = messages(json!({"run": "x", "sandbox": {"resources": {"cpu": "5x"}}}));
+    assert_eq!(pattern.len(), 1, "{pattern:?}");
+    assert!(pattern[0].1.contains("does not match"), "{pattern:?}");
+}

@@ -342,10 +342,14 @@ pub struct Resources {
 )]
 #[serde(deny_unknown_fields)]
 #[schemars(extend(
-    "anyOf" = [
-        { "required": ["policy"] },
-        { "required": ["approval"], "properties": { "approval": { "const": "required" } } }
-    ]
+    // Without a policy, `approval: required` must be there. Not an `anyOf`: its message
+    // ("'policy' is required") hid the real problem; now `approval: maybe` is reported by
+    // the `Approval` enum, which names the allowed values.
+    "if" = { "not": { "required": ["policy"] } },
+    "then" = {
+        "required": ["approval"],
+        "properties": { "approval": { "const": "required" } }
+    }
 ))]
 pub struct Gate {
     /// Whether a person must approve the stage before it runs.
@@ -365,16 +369,7 @@ impl Gate {
 
 /// Whether a gate waits for a person.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    BorshSerialize,
-    BorshDeserialize,
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
 )]
 #[borsh(use_discriminant = false)]
 pub enum Approval {
@@ -384,6 +379,21 @@ pub enum Approval {
     /// No approval needed (useful to state it explicitly next to a policy).
     #[serde(rename = "none")]
     NotRequired,
+}
+
+impl JsonSchema for Approval {
+    fn schema_name() -> Cow<'static, str> {
+        "Approval".into()
+    }
+    /// An `enum` (not a `oneOf` of constants), so a validator's message lists the allowed
+    /// values.
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Whether a gate waits for a person: `required` (a person must approve the stage) or `none` (no approval needed; useful to state it explicitly next to a policy).",
+            "type": "string",
+            "enum": ["required", "none"],
+        })
+    }
 }
 
 #[cfg(test)]
