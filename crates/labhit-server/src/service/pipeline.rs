@@ -170,14 +170,30 @@ impl labhit_proto::PipelineService for Pipeline {
                 )
             };
             let mut batch = first;
+            // One drain future for the whole stream (not one per message); it is polled
+            // only until it completes, since the stream ends right then.
+            let draining = drain.started();
+            tokio::pin!(draining);
             loop {
+                // While this batch is sent, the next one (if already committed) is read on a
+                // blocking thread: reading and sending overlap.
+                let prefetch = (!batch.is_complete()
+                    && batch.next_cursor < batch.log.next_sequence)
+                    .then(|| {
+                        let store = store.clone();
+                        let stage = stage.clone();
+                        let cursor = batch.next_cursor;
+                        tokio::spawn(
+                            async move { store.read_logs(run, cursor, stage, LOG_BATCH).await },
+                        )
+                    });
                 for entry in batch.entries.drain(..) {
                     let message = v1::StreamLogsResponse {
                         entry: Some(entry.into()),
                     };
                     tokio::select! {
                         biased;
-                        () = drain.started() => {
+                        () = &mut draining => {
                             let _ = tx.send(Err(unavailable())).await;
                             return;
                         }
@@ -190,23 +206,32 @@ impl labhit_proto::PipelineService for Pipeline {
                 if batch.is_complete() {
                     return;
                 }
-                let cursor = batch.next_cursor;
-                if cursor >= batch.log.next_sequence {
-                    // Caught up: wait for the next commit, the drain or the client leaving.
-                    tokio::select! {
-                        biased;
-                        () = drain.started() => {
-                            let _ = tx.send(Err(unavailable())).await;
-                            return;
+                let read = match prefetch {
+                    Some(read) => read.await.unwrap_or_else(|err| {
+                        Err(StoreError::ReadAborted {
+                            detail: err.to_string(),
+                        })
+                    }),
+                    None => {
+                        // Caught up: wait for the next commit, the drain or the client leaving.
+                        tokio::select! {
+                            biased;
+                            () = &mut draining => {
+                                let _ = tx.send(Err(unavailable())).await;
+                                return;
+                            }
+                            () = tx.closed() => return,
+                            changed = progress.changed() => if changed.is_err() {
+                                let _ = tx.send(Err(unavailable())).await;
+                                return;
+                            },
                         }
-                        () = tx.closed() => return,
-                        changed = progress.changed() => if changed.is_err() {
-                            let _ = tx.send(Err(unavailable())).await;
-                            return;
-                        },
+                        store
+                            .read_logs(run, batch.next_cursor, stage.clone(), LOG_BATCH)
+                            .await
                     }
-                }
-                batch = match store.read_logs(run, cursor, stage.clone(), LOG_BATCH).await {
+                };
+                batch = match read {
                     Ok(batch) => batch,
                     Err(err) => {
                         let _ = tx.send(Err(store_status(err))).await;
