@@ -365,3 +365,33 @@ pipeline:
     assert!(reason.contains("deadline of 1s"), "{reason}");
     assert_eq!(run.status("quick"), "succeeded");
 }
+
+#[test]
+fn an_executor_stages_with_is_part_of_its_cache_key() {
+    let pipeline = |artifact: &str| {
+        format!(
+            "engine: \"1\"\npipeline:\n  name: keyed\n  stages:\n    pack:\n      use: exec/sh\n      \
+             with: {{artifacts: [\"{artifact}\"]}}\n      run: |\n        printf 'a\\n' > a.txt\n        \
+             printf 'b\\n' > b.txt\n"
+        )
+    };
+    let project = Project::new(&pipeline("a.txt"));
+    let first = project.run(&[]);
+    assert_eq!(first.code(), 0, "{first:?}");
+    assert_eq!(first.status("pack"), "succeeded", "{first:?}");
+    let same = project.run(&[]);
+    assert_eq!(same.status("pack"), "cached", "the same `with`: {same:?}");
+
+    // Another `with` asks the executor for other artifacts: the snapshot of the first run
+    // must not stand in for it.
+    project.write("pipeline.yaml", pipeline("b.txt"));
+    let changed = project.run(&[]);
+    assert_eq!(changed.code(), 0, "{changed:?}");
+    assert_eq!(
+        changed.status("pack"),
+        "succeeded",
+        "a changed `with`: {changed:?}"
+    );
+    let artifacts = changed.stage("pack")["artifacts"].to_string();
+    assert!(artifacts.contains("b.txt"), "{artifacts}");
+}

@@ -18,6 +18,8 @@
 //!   entry, or only those its declared inputs (`sandbox.inputs`) select, and the globs
 //!   themselves; with the content of files that symbolic links outside the workspace reach
 //!   (a link to an outside directory makes the key an error: it cannot be covered);
+//! * the stage's `with` (it configures an executor extension), as canonical JSON (object
+//!   keys sorted), or its absence;
 //! * the parent snapshot and the keys of upstream stages, in the order given.
 //!
 //! Not in the key: the timeout and the cpu/memory limits (they decide whether a step
@@ -33,7 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::workspace::{WorkspaceError, WorkspaceManifest, field, hex};
 
 /// Version of the key derivation; changing what is hashed bumps it.
-pub const KEY_FORMAT: &str = "labhit-cache-key/2";
+pub const KEY_FORMAT: &str = "labhit-cache-key/3";
 
 /// Prefix of every cache tag: a key is `labhit-cache:<64 hex digits>`.
 pub const TAG_PREFIX: &str = "labhit-cache:";
@@ -51,6 +53,8 @@ pub struct CacheKeyInput<'a> {
     pub workspace: &'a WorkspaceManifest,
     /// The stage's declared inputs (`sandbox.inputs`); `None`: the whole workspace.
     pub inputs: Option<&'a [InputGlob]>,
+    /// The stage's `with` (`use` + `run` stages); `None` without one.
+    pub with: Option<&'a labhit_protocol::Value>,
     /// The snapshot the step boots from, if any.
     pub parent_snapshot: Option<&'a SnapshotRef>,
     /// Cache keys (or other stable identities) of upstream stages.
@@ -104,6 +108,15 @@ pub fn cache_key(input: &CacheKeyInput<'_>) -> Result<SnapshotRef, WorkspaceErro
         &mut hasher,
         input.workspace.key_digest(input.inputs)?.as_bytes(),
     );
+    field(&mut hasher, b"with");
+    match input.with {
+        Some(with) => {
+            hasher.update([1]);
+            // `Value::to_json` builds objects from sorted maps: the text is canonical.
+            field(&mut hasher, with.to_json().to_string().as_bytes());
+        }
+        None => hasher.update([0]),
+    }
     field(&mut hasher, b"parent");
     match input.parent_snapshot {
         Some(parent) => {
@@ -137,6 +150,7 @@ mod tests {
         upstream: Vec<SnapshotRef>,
         executor: String,
         inputs: Option<Vec<InputGlob>>,
+        with: Option<labhit_protocol::Value>,
     }
 
     impl Fixture {
@@ -149,6 +163,7 @@ mod tests {
                 upstream: Vec::new(),
                 executor: "local".to_owned(),
                 inputs: None,
+                with: None,
             }
         }
 
@@ -159,6 +174,7 @@ mod tests {
                 env: &self.env,
                 workspace: &self.workspace,
                 inputs: self.inputs.as_deref(),
+                with: self.with.as_ref(),
                 parent_snapshot: self.parent.as_ref(),
                 upstream: &self.upstream,
             })
@@ -223,6 +239,10 @@ mod tests {
                 Box::new(|f| f.upstream.push(SnapshotRef::new("u"))),
             ),
             (
+                "with",
+                Box::new(|f| f.with = Some(labhit_protocol::Value::Object(Default::default()))),
+            ),
+            (
                 "inputs",
                 Box::new(|f| f.inputs = Some(vec![InputGlob::new("src").expect("glob")])),
             ),
@@ -236,6 +256,21 @@ mod tests {
                 "changing the {what} must change the key"
             );
         }
+    }
+
+    #[test]
+    fn a_changed_with_changes_the_key() {
+        let dir = workspace();
+        let mut fixture = Fixture::new(dir.path());
+        let with = |level: u64| {
+            let json = serde_json::json!({"artifacts": ["release/*"], "level": level});
+            Some(labhit_protocol::Value::from_json(&json))
+        };
+        fixture.with = with(1);
+        let a = fixture.key();
+        assert_eq!(fixture.key(), a);
+        fixture.with = with(2);
+        assert_ne!(fixture.key(), a, "a different `with`");
     }
 
     #[test]
@@ -299,6 +334,7 @@ mod tests {
             env: &fixture.env,
             workspace: &fixture.workspace,
             inputs: None,
+            with: None,
             parent_snapshot: None,
             upstream: &[],
         })

@@ -315,12 +315,15 @@ impl PipelineRunner {
                     key_env.insert(secret.as_str().to_owned(), REDACTED.to_owned());
                 }
                 let inputs = stage.sandbox.as_ref().and_then(|s| s.inputs.as_deref());
+                // An executor extension's `with` configures what the command does.
+                let with = stage.with.clone().map(labhit_protocol::Value::Object);
                 let key = match cache_key(&CacheKeyInput {
                     executor: &name,
                     step: &step,
                     env: &key_env,
                     workspace: &manifest,
                     inputs,
+                    with: with.as_ref(),
                     parent_snapshot: None,
                     upstream: &upstream,
                 }) {
