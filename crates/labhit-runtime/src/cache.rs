@@ -54,9 +54,9 @@ pub enum CacheOutcome {
     Disabled,
 }
 
-/// A compiled component and how it was obtained.
+/// How a compiled component was obtained (the component itself went to the caller's
+/// `accept`).
 pub(crate) struct Loaded {
-    pub(crate) component: Component,
     pub(crate) outcome: CacheOutcome,
     /// Problems that did not stop the load (an entry that could not be written, ...).
     pub(crate) notes: Vec<String>,
@@ -154,7 +154,6 @@ impl ComponentCache {
             let accepted = accept(&component)?;
             return Ok((
                 Loaded {
-                    component,
                     outcome: CacheOutcome::Disabled,
                     notes: Vec::new(),
                 },
@@ -169,7 +168,6 @@ impl ComponentCache {
                 let accepted = accept(&component)?;
                 return Ok((
                     Loaded {
-                        component,
                         outcome: CacheOutcome::Hit,
                         notes: Vec::new(),
                     },
@@ -187,14 +185,7 @@ impl ComponentCache {
         {
             notes.push(problem);
         }
-        Ok((
-            Loaded {
-                component,
-                outcome,
-                notes,
-            },
-            accepted,
-        ))
+        Ok((Loaded { outcome, notes }, accepted))
     }
 
     fn read_entry(

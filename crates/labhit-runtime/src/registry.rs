@@ -481,6 +481,11 @@ impl Registry {
         &self.bundles
     }
 
+    /// Where each bundle of [`bundles`](Self::bundles) was found (same order and length).
+    pub fn origins(&self) -> &[Origin] {
+        &self.origins
+    }
+
     /// The manifests of every usable bundle, for `labhit_protocol::pipeline::check`.
     pub fn manifests(&self) -> Vec<Manifest> {
         self.bundles.iter().map(|b| b.manifest.clone()).collect()
