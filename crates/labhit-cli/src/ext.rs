@@ -7,8 +7,10 @@
 //! * [`run`]: `labhit ext run MANIFEST --workspace DIR` executes one step through the
 //!   reference runtime, streaming the step's log to stderr as it happens.
 //! * [`list`]: `labhit ext list` shows what the registry
-//!   ([`labhit_runtime::registry`]) finds on its search path, with invalid bundles and
-//!   conflicts.
+//!   ([`labhit_runtime::registry`]) finds on its search path, where each bundle came from,
+//!   invalid bundles and conflicts.
+//! * [`install`]: `labhit ext install BUNDLE` checks a bundle and copies it into the
+//!   per-user extensions directory that every command searches by default.
 //!
 //! Both read the manifest the same way ([`read_manifest`]) and create the runtime the same
 //! way ([`runtime`], the run API's single-step runtime): no pooling (one step at a time), the compile cache in its default
@@ -16,6 +18,7 @@
 //! `~/.cache/labhit/components`).
 
 pub(crate) mod check;
+pub(crate) mod install;
 pub(crate) mod list;
 pub(crate) mod run;
 
@@ -42,6 +45,8 @@ pub(crate) enum Command {
     Run(run::Args),
     /// List the installed extension bundles, with invalid ones and conflicts.
     List(list::Args),
+    /// Check a bundle and install it into the per-user extensions directory.
+    Install(install::Args),
 }
 
 /// `--format` of `ext check` and `ext run`.
@@ -87,6 +92,7 @@ pub(crate) fn main(command: &Command, color: ColorWhen) -> std::process::ExitCod
     match command {
         Command::Check(args) => fatal_to_exit(check::run(args, color), color),
         Command::List(args) => fatal_to_exit(list::run(args, color), color),
+        Command::Install(args) => fatal_to_exit(install::run(args, color), color),
         Command::Run(args) => run::main(args, color),
     }
 }

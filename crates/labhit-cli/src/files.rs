@@ -1,4 +1,4 @@
-//! Reading the files a command works on, and finding extension manifests.
+//! Reading the files a command works on, and the extension registry of a command.
 //!
 //! Everything here that fails is *fatal* (exit code 3): a missing file, a directory, FIFO or
 //! device where a file belongs, a permission problem. What is wrong *inside* a file (not
@@ -80,14 +80,6 @@ pub(crate) fn read(path: &Path, limit: Limit) -> Result<Contents> {
     }
 }
 
-fn fatal(path: &Path, err: &io::Error) -> anyhow::Error {
-    let shown = path.display();
-    match err.kind() {
-        io::ErrorKind::NotFound => anyhow::anyhow!("`{shown}` does not exist"),
-        _ => anyhow::anyhow!("cannot read `{shown}`: {}", describe(err)),
-    }
-}
-
 /// Checks the directories given with `--extensions`: each must exist and be a directory.
 /// Every command that takes `--extensions` (`validate`, `graph`, `run`, `ext …`) calls this
 /// first, so a mistyped directory is fatal (exit code 3) everywhere rather than an empty
@@ -118,44 +110,6 @@ pub(crate) fn check_extension_dirs(dirs: &[PathBuf]) -> Result<()> {
 pub(crate) fn registry(explicit: &[PathBuf]) -> Result<labhit_runtime::registry::Registry> {
     check_extension_dirs(explicit)?;
     Ok(labhit_runtime::registry::Registry::discover(explicit))
-}
-
-/// Every `extension.toml` under `dir`, sorted by path. Hidden directories and `target`
-/// directories are skipped; symbolic links to directories are not followed.
-pub(crate) fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
-    check_extension_dirs(std::slice::from_ref(&dir.to_path_buf()))?;
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let entries = std::fs::read_dir(&current).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read directory `{}`: {}",
-                current.display(),
-                describe(&e)
-            )
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read directory `{}`: {}",
-                    current.display(),
-                    describe(&e)
-                )
-            })?;
-            let name = entry.file_name();
-            let file_type = entry.file_type().map_err(|e| fatal(&entry.path(), &e))?;
-            if file_type.is_dir() {
-                let hidden = name.to_string_lossy().starts_with('.');
-                if !hidden && name != "target" {
-                    pending.push(entry.path());
-                }
-            } else if name == MANIFEST_NAME {
-                found.push(entry.path());
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ pub(crate) use exit_codes;
         "  labhit validate                              check .labhit/pipeline.yaml\n",
         "  labhit validate ci/*.yaml --format json      check several files, JSON for tools\n",
         "  labhit validate --extensions extensions/     also check `use` and `with` against manifests\n",
+        "  labhit ext install target/extensions/util/checksum   install a bundle for every command\n",
         "  labhit graph --format dot | dot -Tsvg > pipeline.svg\n",
         "  labhit schema pipeline > pipeline.schema.json\n",
         "  labhit trigger app main --follow             run on a `labhit serve` server\n\n",
@@ -92,7 +93,7 @@ enum Command {
     Schema(schema::Args),
     /// Run a pipeline on this machine: DAG, gates, executors, cache, summary.
     Run(run::Args),
-    /// Check an extension bundle or run one step of it.
+    /// Check, install, list an extension bundle, or run one step of it.
     Ext {
         #[command(subcommand)]
         command: ext::Command,

@@ -62,10 +62,11 @@ pub(crate) struct Args {
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
 
-    /// Directory to search (recursively, skipping hidden and `target` directories) for
-    /// `extension.toml` manifests; with it, each `use` must resolve to a manifest whose version
-    /// fits, `with` must satisfy the extension's input schema, and `run` with `use` needs an
-    /// executor. Repeatable
+    /// A directory of extension bundles, searched before `$LABHIT_EXTENSIONS` and the
+    /// per-user directory (the search path of `labhit run` and `ext list`). When extensions
+    /// are given or found, each `use` must resolve to a bundle whose version fits, `with`
+    /// must satisfy the extension's input schema, and `run` with `use` needs an executor.
+    /// Repeatable
     #[arg(long = "extensions", value_name = "DIR")]
     extensions: Vec<PathBuf>,
 
@@ -208,17 +209,43 @@ fn into_text(bytes: Vec<u8>) -> String {
 
 /// Runs `labhit validate`.
 pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
+    let mut stderr = crate::stdio::stderr(color.choice());
+    // The same registry as `labhit run` (one discovery, one search path): what validates is
+    // what runs.
+    let registry = files::registry(&args.extensions)?;
     let mut reports = Vec::new();
-    let mut manifests = Vec::new();
-    for dir in &args.extensions {
-        for path in files::find_manifests(dir)? {
-            let (report, manifest) = load_manifest(&path);
-            manifests.extend(manifest);
-            reports.push(report);
-        }
+    for bundle in registry.bundles() {
+        let (report, _) = load_manifest(&bundle.manifest_path);
+        reports.push(report);
     }
-    if !args.extensions.is_empty() && reports.is_empty() {
-        let mut stderr = crate::stdio::stderr(color.choice());
+    for invalid in registry.invalid() {
+        // A manifest that does not parse is reported with its diagnostics; any other reason
+        // (a missing or non-wasm component, a contract the host does not implement, an
+        // unreadable directory) is skipped with a warning, as `labhit run` skips it.
+        let is_manifest =
+            invalid.path.file_name() == Some(std::ffi::OsStr::new(files::MANIFEST_NAME));
+        if is_manifest {
+            let (report, manifest) = load_manifest(&invalid.path);
+            if manifest.is_none() {
+                reports.push(report);
+                continue;
+            }
+        }
+        writeln!(
+            stderr,
+            "labhit: warning: skipping extension bundle `{}`: {}",
+            crate::printable::printable(&invalid.path.display().to_string()),
+            crate::printable::printable(&invalid.reason)
+        )?;
+    }
+    for conflict in registry.conflicts() {
+        writeln!(
+            stderr,
+            "labhit: warning: {}",
+            crate::printable::printable(&conflict.to_string())
+        )?;
+    }
+    if !args.extensions.is_empty() && registry.bundles().is_empty() && reports.is_empty() {
         let dirs: Vec<String> = args
             .extensions
             .iter()
@@ -231,9 +258,13 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
             dirs.join(", ")
         )?;
     }
+    drop(stderr);
+    let manifests = registry.manifests();
+    // Rule 7 runs when extensions were asked for or any were found on the search path.
+    let with_extensions = !args.extensions.is_empty() || !registry.bundles().is_empty();
     let options = CheckOptions {
         limits: Limits::default(),
-        extensions: (!args.extensions.is_empty()).then_some(manifests.as_slice()),
+        extensions: with_extensions.then_some(manifests.as_slice()),
         input_validator: Some(&JsonSchemaValidator),
     };
     let defaulted = args.files.is_empty();

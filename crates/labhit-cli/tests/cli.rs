@@ -507,6 +507,11 @@ fn rule_7_with_extension_manifests() {
         manifest("exec", "shell", "0.1.0", "[capabilities]\nexecutor = true\n"),
     )
     .write("exts/.hidden/extension.toml", "not = [toml")
+    // Bundles hold their component (the registry only reads its header here).
+    .write("exts/source/git/git.wasm", "\0asm\x0d\0\x01\0")
+    .write("exts/build/make/make.wasm", "\0asm\x0d\0\x01\0")
+    .write("exts/deploy/kubernetes/kubernetes.wasm", "\0asm\x0d\0\x01\0")
+    .write("more/exec/shell.wasm", "\0asm\x0d\0\x01\0")
     .write("rule7.yaml", RULE7)
     .write("valid.yaml", "engine: \"1\"\npipeline:\n  name: ok\n  stages:\n    clone: {use: source/git, with: {depth: 3}}\n");
 

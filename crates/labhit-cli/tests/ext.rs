@@ -1,4 +1,5 @@
-//! End-to-end tests of `labhit ext check` and `labhit ext run`.
+//! End-to-end tests of `labhit ext check`, `ext run`, `ext list` and `ext install`, and of
+//! the one search path every command shares.
 //!
 //! Bundles are assembled in temporary directories from components built by
 //! `labhit-guest-build` (the logic of `cargo xtask extensions`) into `target/guests`: every
@@ -761,4 +762,295 @@ fn a_planted_escaping_link_fails_the_step_and_is_removed() {
             "untouched"
         );
     }
+}
+
+/// The bundle of the largest example (`exec/sh`) with its component rewritten to export the
+/// contract under major version 9: a real, large component of the wrong contract.
+fn wrong_contract_bundle(dir: &Path) -> PathBuf {
+    let source = example("exec/sh");
+    let manifest = std::fs::read_to_string(source.join("extension.toml")).expect("manifest");
+    let wasm = std::fs::read(source.join("sh.wasm")).expect("component");
+    let from = format!(
+        "pipeline-step@{}.",
+        labhit_protocol::CONTRACT_VERSION
+            .split('.')
+            .next()
+            .expect("major")
+    );
+    let to = "pipeline-step@9.";
+    assert_eq!(from.len(), to.len(), "the rewrite keeps every length");
+    let mut rewritten = Vec::with_capacity(wasm.len());
+    let mut rest = &wasm[..];
+    let mut count = 0;
+    while let Some(at) = rest.windows(from.len()).position(|w| w == from.as_bytes()) {
+        rewritten.extend_from_slice(&rest[..at]);
+        rewritten.extend_from_slice(to.as_bytes());
+        rest = &rest[at + from.len()..];
+        count += 1;
+    }
+    rewritten.extend_from_slice(rest);
+    assert!(count > 0, "the component names its contract");
+    let bundle = bundle_text(dir, "sh-wrong", &manifest, Some(("sh.wasm", &rewritten)));
+    bundle.parent().expect("bundle dir").to_owned()
+}
+
+/// Every file below `dir` (none when it does not exist).
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_wrong_contract_is_refused_before_compiling_and_never_cached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let bundle = wrong_contract_bundle(dir.path());
+    let env = [("LABHIT_CACHE_DIR", cache.as_path())];
+    let run = labhit_env(&["ext", "check", path(&bundle), "--format", "json"], &env);
+    assert_eq!(run.code(), 1, "{run:?}");
+    let json = run.json();
+    let (status, message) = check(&json, "contract");
+    assert_eq!(status, "fail", "{json:#}");
+    assert!(message.contains("targets contract 9."), "{message}");
+    // Language-neutral: the supported range, the WIT, and the SDK only as the Rust way.
+    assert!(
+        message.contains("runs components built for 0."),
+        "{message}"
+    );
+    assert!(
+        message.contains("rebuild the extension against the labhit:extension WIT"),
+        "{message}"
+    );
+    assert!(message.contains("for Rust)"), "{message}");
+    let (status, message) = check(&json, "component");
+    assert_eq!(status, "pass");
+    assert!(message.contains("not compiled"), "{message}");
+    assert_eq!(
+        files_below(&cache),
+        Vec::<PathBuf>::new(),
+        "no compile-cache entry for a rejected component"
+    );
+
+    // Running it is refused the same way, and still nothing is cached.
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let run = labhit_env(
+        &[
+            "ext",
+            "run",
+            path(&bundle),
+            "--workspace",
+            path(workspace.path()),
+        ],
+        &env,
+    );
+    assert_ne!(run.code(), 0, "{run:?}");
+    assert!(run.stderr().contains("targets contract 9."), "{run:?}");
+    assert_eq!(files_below(&cache), Vec::<PathBuf>::new());
+
+    // The control: the genuine component is compiled and cached.
+    let good = labhit_env(&["ext", "check", path(&example("exec/sh"))], &env);
+    assert_eq!(good.code(), 0, "{good:?}");
+    assert!(
+        !files_below(&cache).is_empty(),
+        "an accepted component is cached"
+    );
+}
+
+#[test]
+fn install_checks_the_bundle_refuses_duplicates_and_every_command_finds_it() {
+    let data_home = tempfile::tempdir().expect("tempdir");
+    let env = [("XDG_DATA_HOME", data_home.path())];
+    let checksum = example("util/checksum");
+    let version = "0.1.0";
+    let dest = data_home
+        .path()
+        .join("labhit/extensions/util/checksum")
+        .join(version);
+
+    let run = labhit_env(&["ext", "install", path(&checksum)], &env);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(
+        run.stdout().contains(&format!(
+            "installed `util/checksum@{version}` into {}",
+            dest.display()
+        )),
+        "{run:?}"
+    );
+    assert!(dest.join("extension.toml").is_file());
+    assert_eq!(
+        std::fs::read(dest.join("checksum.wasm")).expect("installed component"),
+        std::fs::read(checksum.join("checksum.wasm")).expect("component")
+    );
+
+    // The same version again: refused, unless `--force`.
+    let again = labhit_env(
+        &["ext", "install", path(&checksum.join("extension.toml"))],
+        &env,
+    );
+    assert_eq!(again.code(), 1, "{again:?}");
+    assert!(
+        again.stderr().contains(&format!(
+            "`util/checksum@{version}` is already installed at `{}`; pass `--force`",
+            dest.display()
+        )),
+        "{again:?}"
+    );
+    let forced = labhit_env(&["ext", "install", path(&checksum), "--force"], &env);
+    assert_eq!(forced.code(), 0, "{forced:?}");
+    assert!(forced.stdout().starts_with("replaced "), "{forced:?}");
+
+    // `ext list` shows it, and where it came from.
+    let list = labhit_env(&["ext", "list", "--format", "json"], &env);
+    assert_eq!(list.code(), 0, "{list:?}");
+    let json = list.json();
+    assert_eq!(json["bundles"][0]["id"], format!("util/checksum@{version}"));
+    assert_eq!(json["bundles"][0]["origin"], "default");
+    let human = labhit_env(&["ext", "list"], &env);
+    assert!(human.stdout().contains("per-user directory"), "{human:?}");
+
+    // `validate` and `run` find it without `--extensions`: rule 7 checks `with` against it.
+    let project = tempfile::tempdir().expect("tempdir");
+    let pipeline = project.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "engine: \"1\"\npipeline:\n  name: p\n  stages:\n    sums:\n      use: util/checksum\n      with: {paterns: [\"*\"]}\n",
+    )
+    .expect("write");
+    for command in ["validate", "run"] {
+        let run = labhit_env(&[command, path(&pipeline)], &env);
+        assert_eq!(run.code(), 1, "{command}: {run:?}");
+        assert!(
+            run.all().contains("error[input-schema]"),
+            "{command}: {run:?}"
+        );
+    }
+    let check = labhit_env(&["ext", "check", "util/checksum"], &env);
+    assert_eq!(check.code(), 0, "{check:?}");
+    assert!(
+        check.stdout().contains(path(&dest.join("extension.toml"))),
+        "{check:?}"
+    );
+
+    // The same version earlier on the search path: installing says it is shadowed.
+    let env_dir = tempfile::tempdir().expect("tempdir");
+    let copy = env_dir.path().join("checksum");
+    std::fs::create_dir_all(&copy).expect("mkdir");
+    for file in ["extension.toml", "checksum.wasm"] {
+        std::fs::copy(checksum.join(file), copy.join(file)).expect("copy");
+    }
+    let shadowed = labhit_env(
+        &["ext", "install", path(&checksum), "--force"],
+        &[
+            ("XDG_DATA_HOME", data_home.path()),
+            ("LABHIT_EXTENSIONS", env_dir.path()),
+        ],
+    );
+    assert_eq!(shadowed.code(), 0, "{shadowed:?}");
+    assert!(
+        shadowed.stderr().contains(&format!(
+            "`util/checksum@{version}` is installed more than once; using {}",
+            copy.join("extension.toml").display()
+        )),
+        "{shadowed:?}"
+    );
+
+    // A bundle that fails a check is refused and nothing is written.
+    let broken = tempfile::tempdir().expect("tempdir");
+    let wrong = wrong_contract_bundle(broken.path());
+    let refused = labhit_env(&["ext", "install", path(&wrong)], &env);
+    assert_eq!(refused.code(), 1, "{refused:?}");
+    assert!(
+        refused.stderr().contains("not installed: `")
+            && refused.stderr().contains("fails the check(s) contract"),
+        "{refused:?}"
+    );
+    assert!(refused.stdout().contains("✗ contract"), "{refused:?}");
+    assert!(
+        !data_home.path().join("labhit/extensions/exec").exists(),
+        "nothing installed"
+    );
+    let missing = labhit_env(&["ext", "install", "no/such/dir"], &env);
+    assert_eq!(missing.code(), 3, "{missing:?}");
+}
+
+#[test]
+fn validate_and_run_see_the_same_extensions() {
+    // Bundles in `LABHIT_EXTENSIONS` (which `validate` used to ignore), one of them invalid,
+    // one installed twice (once below a `target` directory, which `validate` used to skip).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checksum = example("util/checksum");
+    let manifest = std::fs::read_to_string(checksum.join("extension.toml")).expect("manifest");
+    let wasm = std::fs::read(checksum.join("checksum.wasm")).expect("component");
+    bundle_text(
+        dir.path(),
+        "checksum",
+        &manifest,
+        Some(("checksum.wasm", &wasm)),
+    );
+    bundle_text(
+        &dir.path().join("target"),
+        "checksum",
+        &manifest,
+        Some(("checksum.wasm", &wasm)),
+    );
+    let broken = bundle_text(
+        dir.path(),
+        "broken",
+        &manifest.replace("name = \"checksum\"", "name = \"broken\""),
+        Some(("checksum.wasm", b"not wasm at all")),
+    );
+    let env = [("LABHIT_EXTENSIONS", dir.path())];
+    let project = tempfile::tempdir().expect("tempdir");
+    let pipeline = project.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "engine: \"1\"\npipeline:\n  name: p\n  stages:\n    a:\n      use: util/broken\n    b:\n      use: util/checksum\n      with: {patterns: [\"*\"], algorithm: md5}\n",
+    )
+    .expect("write");
+    let mut seen = Vec::new();
+    for command in ["validate", "run"] {
+        let run = labhit_env(&[command, path(&pipeline)], &env);
+        assert_eq!(run.code(), 1, "{command}: {run:?}");
+        let all = run.all();
+        assert!(
+            all.contains("error[unknown-extension]"),
+            "{command}: {run:?}"
+        );
+        assert!(all.contains("error[input-schema]"), "{command}: {run:?}");
+        assert!(
+            all.contains(&format!(
+                "warning: skipping extension bundle `{}`",
+                broken.display()
+            )),
+            "{command}: {run:?}"
+        );
+        assert!(
+            all.contains("`util/checksum@0.1.0` is installed more than once"),
+            "{command}: {run:?}"
+        );
+        let rules: Vec<String> = all
+            .lines()
+            .filter(|l| l.contains(": error["))
+            .map(str::to_owned)
+            .collect();
+        seen.push(rules);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "validate and run report the same problems"
+    );
 }

@@ -7,8 +7,9 @@
 //!   `Cargo.toml` and `extension.toml`) and validates its manifest with
 //!   [`Manifest::from_toml`];
 //! * [`Builder::build`] runs `cargo build` for `wasm32-wasip2` (a component directly) or
-//!   `wasm32-wasip1` (a core module, then [`adapt_p1`] turns it into a component with the
-//!   WASI preview1 reactor adapter), with the size-optimised `wasm` profile, into one shared
+//!   `wasm32-wasip1` (a core module, then [`labhit_bundle::adapt_preview1`], the host's own
+//!   adapter, turns it into a component with the WASI preview1 reactor adapter), with the
+//!   size-optimised `wasm` profile, into one shared
 //!   target directory (`target/guests` in this workspace). A separate target directory means
 //!   nested builds started from tests never wait on the lock of the main `target/`;
 //!   cargo's own caching makes a rebuild of an unchanged crate a no-op;
@@ -30,9 +31,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use labhit_protocol::manifest::Manifest;
-use wasi_preview1_component_adapter_provider::{
-    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-};
 
 pub mod python;
 
@@ -293,10 +291,11 @@ impl Builder {
             Target::P2 => wasm,
             Target::P1 => {
                 let core = std::fs::read(&wasm).map_err(io("cannot read", &wasm))?;
-                let component = adapt_p1(&core).map_err(|err| Error::Adapt {
-                    path: wasm.clone(),
-                    message: format!("{err:#}"),
-                })?;
+                let component =
+                    labhit_bundle::adapt_preview1(&core).map_err(|err| Error::Adapt {
+                        path: wasm.clone(),
+                        message: err.0,
+                    })?;
                 let out = wasm.with_extension("component.wasm");
                 write_if_changed(&out, &component)?;
                 out
@@ -351,20 +350,6 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(io("cannot write", path))
 }
 
-/// Turns a `wasm32-wasip1` core module (built with the guest bindings, so it carries the
-/// component type of the world `extension`) into a component, using the WASI preview1
-/// reactor adapter.
-pub fn adapt_p1(core: &[u8]) -> anyhow::Result<Vec<u8>> {
-    wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(core)?
-        .adapter(
-            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .encode()
-}
-
 /// Checks that `component` only imports what the world `world` of the WIT directory
 /// `wit_dir` (with its `deps/`) offers and exports what it requires, matching WASI versions
 /// semver-compatibly as hosts do (`wasm-tools component targets`). The error is
@@ -381,42 +366,24 @@ pub fn conforms(component: &[u8], wit_dir: &Path, world: &str) -> Result<(), Str
 }
 
 /// The contract version a component targets: the version of its export
-/// `labhit:extension/pipeline-step@X.Y.Z`, read the way a host reads it.
+/// `labhit:extension/pipeline-step@X.Y.Z`, read the way a host reads it
+/// ([`labhit_bundle::read_contract_export`], from the export names, without compiling).
 pub fn contract_version(component: &[u8]) -> Result<semver::Version, String> {
-    // The preamble: magic, then a version and a layer; layer 1 is a component, 0 a core module.
-    match (component.get(..4), component.get(6..8)) {
-        (Some(b"\0asm"), Some([1, 0])) => {}
-        (Some(b"\0asm"), _) => {
-            return Err(
-                "is a core wasm module, not a component (build for wasm32-wasip2, \
-                        or adapt the wasm32-wasip1 module)"
-                    .to_owned(),
-            );
-        }
-        _ => return Err("is not a component: no wasm preamble".to_owned()),
+    if labhit_bundle::detect(component) == Ok(labhit_bundle::Kind::CoreModule) {
+        return Err(
+            "is a core wasm module, not a component (build for wasm32-wasip2, \
+                    or adapt the wasm32-wasip1 module)"
+                .to_owned(),
+        );
     }
-    let (resolve, world) = match wit_parser::decoding::decode(component) {
-        Ok(wit_parser::decoding::DecodedWasm::Component(resolve, world)) => (resolve, world),
-        Ok(_) => return Err("is a WIT package, not a component".to_owned()),
-        Err(err) => return Err(format!("is not a component: {err:#}")),
-    };
-    let exports: Vec<String> = resolve.worlds[world]
-        .exports
-        .keys()
-        .map(|key| resolve.name_world_key(key))
-        .collect();
-    exports
-        .iter()
-        .find_map(|name| {
-            let version = name.strip_prefix("labhit:extension/pipeline-step@")?;
-            semver::Version::parse(version).ok()
-        })
-        .ok_or_else(|| {
-            format!(
-                "exports no `labhit:extension/pipeline-step@<version>` (exports: {})",
-                exports.join(", ")
-            )
-        })
+    let export = labhit_bundle::read_contract_export(component).map_err(|e| e.to_string())?;
+    export.version.ok_or_else(|| {
+        format!(
+            "exports `{}`, which carries no version (expected `{}@<version>`)",
+            export.name,
+            labhit_bundle::PIPELINE_STEP_EXPORT
+        )
+    })
 }
 
 /// An extension crate: a directory with `Cargo.toml` and a valid `extension.toml`.

@@ -54,9 +54,9 @@ pub enum CacheOutcome {
     Disabled,
 }
 
-/// A compiled component and how it was obtained.
+/// How a compiled component was obtained (the component itself went to the caller's
+/// `accept`).
 pub(crate) struct Loaded {
-    pub(crate) component: Component,
     pub(crate) outcome: CacheOutcome,
     /// Problems that did not stop the load (an entry that could not be written, ...).
     pub(crate) notes: Vec<String>,
@@ -136,49 +136,56 @@ impl ComponentCache {
     }
 
     /// Loads the compiled form of `source` from the cache, or compiles the component that
-    /// `prepare` makes from it (adapting a core module, for instance) and stores it.
-    pub(crate) fn load_or_compile<'a, E>(
+    /// `prepare` makes from it (adapting a core module, for instance, and checking what can
+    /// be checked before compiling) and stores it. `accept` judges the compiled component
+    /// (contract, links); a freshly compiled component is stored only when it accepts it, so
+    /// the cache never holds the artifact of a component the caller rejected.
+    pub(crate) fn load_or_compile<'a, T, E>(
         &self,
         engine: &Engine,
         source: &'a [u8],
         prepare: impl FnOnce() -> Result<std::borrow::Cow<'a, [u8]>, E>,
         compile_error: impl FnOnce(wasmtime::Error) -> E,
-    ) -> Result<Loaded, E> {
+        accept: impl FnOnce(&Component) -> Result<T, E>,
+    ) -> Result<(Loaded, T), E> {
         let Some(dir) = self.entries_dir() else {
             let bytes = prepare()?;
             let component = Component::new(engine, &bytes).map_err(compile_error)?;
-            return Ok(Loaded {
-                component,
-                outcome: CacheOutcome::Disabled,
-                notes: Vec::new(),
-            });
+            let accepted = accept(&component)?;
+            return Ok((
+                Loaded {
+                    outcome: CacheOutcome::Disabled,
+                    notes: Vec::new(),
+                },
+                accepted,
+            ));
         };
         let key = sha256_hex(source);
         let artifact_path = dir.join(format!("{key}.cwasm"));
         let record_path = dir.join(format!("{key}.json"));
         let outcome = match self.read_entry(engine, &key, &artifact_path, &record_path) {
             Lookup::Hit(component) => {
-                return Ok(Loaded {
-                    component,
-                    outcome: CacheOutcome::Hit,
-                    notes: Vec::new(),
-                });
+                let accepted = accept(&component)?;
+                return Ok((
+                    Loaded {
+                        outcome: CacheOutcome::Hit,
+                        notes: Vec::new(),
+                    },
+                    accepted,
+                ));
             }
             Lookup::Absent => CacheOutcome::Miss,
             Lookup::Refused(reason) => CacheOutcome::Rebuilt { reason },
         };
         let bytes = prepare()?;
         let component = Component::new(engine, &bytes).map_err(compile_error)?;
+        let accepted = accept(&component)?;
         let mut notes = Vec::new();
         if let Err(problem) = self.write_entry(&component, &key, &dir, &artifact_path, &record_path)
         {
             notes.push(problem);
         }
-        Ok(Loaded {
-            component,
-            outcome,
-            notes,
-        })
+        Ok((Loaded { outcome, notes }, accepted))
     }
 
     fn read_entry(
@@ -328,8 +335,10 @@ mod tests {
                 source,
                 || Ok::<_, String>(Cow::Borrowed(source)),
                 |e| e.to_string(),
+                |_| Ok(()),
             )
             .expect("loads")
+            .0
     }
 
     #[test]
@@ -349,6 +358,42 @@ mod tests {
             .expect("dir")
             .count();
         assert_eq!(entries, 2);
+    }
+
+    #[test]
+    fn a_rejected_component_is_not_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = engine();
+        let cache = ComponentCache::new(&engine, Some(dir.path().to_owned()));
+        let mut prepared = false;
+        let err = cache
+            .load_or_compile(
+                &engine,
+                EMPTY_COMPONENT,
+                || {
+                    prepared = true;
+                    Ok::<_, String>(Cow::Borrowed(EMPTY_COMPONENT))
+                },
+                |e| e.to_string(),
+                |_| Err::<(), _>("rejected".to_owned()),
+            )
+            .err();
+        assert_eq!(err.as_deref(), Some("rejected"));
+        assert!(prepared);
+        let (artifact, record) = cache.entry_paths(EMPTY_COMPONENT).expect("enabled");
+        assert!(!artifact.exists() && !record.exists(), "nothing stored");
+        // A refusal before compiling (in `prepare`) stores nothing either.
+        let err = cache
+            .load_or_compile(
+                &engine,
+                EMPTY_COMPONENT,
+                || Err::<Cow<'_, [u8]>, _>("refused early".to_owned()),
+                |e| e.to_string(),
+                |_| Ok(()),
+            )
+            .err();
+        assert_eq!(err.as_deref(), Some("refused early"));
+        assert!(!artifact.exists() && !record.exists(), "nothing stored");
     }
 
     #[test]
@@ -391,6 +436,7 @@ mod tests {
                 source,
                 || Ok::<_, String>(Cow::Borrowed(EMPTY_COMPONENT)),
                 |e| e.to_string(),
+                |_| Ok(()),
             )
             .expect("loads");
     }

@@ -64,9 +64,9 @@ pub enum LoadErrorKind {
     },
     /// The component targets a contract version this runtime does not implement.
     #[error(
-        "the component targets contract {targets} (it exports `{export}`), but this runtime \
-         supports contract {supported} (components built for {series}); rebuild the extension \
-         against `{wit}` (labhit-sdk {supported})"
+        "the component targets contract {targets} (it exports `{export}`), but this host \
+         implements contract {supported} and runs components built for {series}; rebuild the \
+         extension against the labhit:extension WIT `{wit}` (labhit-sdk {supported} for Rust)"
     )]
     IncompatibleContract {
         /// The contract version found in the component's export name.

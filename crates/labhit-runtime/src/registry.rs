@@ -34,7 +34,8 @@
 //!
 //! Both WebAssembly components (`wasm32-wasip2`) and core modules (`wasm32-wasip1`, adapted
 //! into components by the runtime when it loads them) are accepted; [`Bundle::format`] says
-//! which one a bundle holds. Only the first 8 bytes of a component are read here: whether
+//! which one a bundle holds. Only the first 8 bytes of a component are read here (checked by
+//! [`labhit_bundle::detect`], the one header check of the workspace): whether
 //! it really exports the contract is the runtime's business when it loads it.
 //!
 //! Pure Rust and file-system reads only: no wasmtime, so it is cheap to use from tools.
@@ -261,17 +262,11 @@ fn sniff(path: &Path) -> Result<ComponentFormat, String> {
             Err(e) => return Err(format!("cannot read component `{shown}`: {}", describe(&e))),
         }
     }
-    if read < 8 || &header[..4] != b"\0asm" {
-        return Err(format!(
-            "component `{shown}` is not a WebAssembly file (no `\\0asm` header)"
-        ));
-    }
-    let [_, _, _, _, a, b, c, d] = header;
-    match [a, b, c, d] {
-        [0x0d, 0x00, 0x01, 0x00] => Ok(ComponentFormat::Component),
-        [0x01, 0x00, 0x00, 0x00] => Ok(ComponentFormat::CoreModule),
-        _ => Err(format!(
-            "component `{shown}` has an unknown WebAssembly version or layer ({a:#04x} {b:#04x} {c:#04x} {d:#04x})"
+    match labhit_bundle::detect(&header[..read]) {
+        Ok(labhit_bundle::Kind::Component) => Ok(ComponentFormat::Component),
+        Ok(labhit_bundle::Kind::CoreModule) => Ok(ComponentFormat::CoreModule),
+        Err(e) => Err(format!(
+            "component `{shown}` is not a WebAssembly file: {e}"
         )),
     }
 }
@@ -486,6 +481,11 @@ impl Registry {
         &self.bundles
     }
 
+    /// Where each bundle of [`bundles`](Self::bundles) was found (same order and length).
+    pub fn origins(&self) -> &[Origin] {
+        &self.origins
+    }
+
     /// The manifests of every usable bundle, for `labhit_protocol::pipeline::check`.
     pub fn manifests(&self) -> Vec<Manifest> {
         self.bundles.iter().map(|b| b.manifest.clone()).collect()
@@ -589,11 +589,10 @@ fn check_contract(manifest: &Manifest) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{}` requires contract `{}`, but this host implements {}; rebuild it against labhit-sdk {}",
+            "`{}` requires contract `{}`, but {}",
             manifest.qualified_name(),
             manifest.extension.contract,
-            labhit_protocol::CONTRACT_VERSION,
-            labhit_protocol::CONTRACT_VERSION,
+            labhit_bundle::rebuild_hint(&host),
         ))
     }
 }
@@ -866,7 +865,8 @@ mod tests {
             reasons[&bad_name]
         );
         assert!(
-            reasons[&future].contains("requires contract `^9`, but this host implements 0.1.0"),
+            reasons[&future]
+                .contains("requires contract `^9`, but this host implements contract 0.1.0"),
             "{}",
             reasons[&future]
         );

@@ -429,27 +429,39 @@ impl Runtime {
             )),
         };
         let source = component::detect(bytes).map_err(fail)?;
+        // The contract version is read from the export names before anything is compiled:
+        // a component of the wrong contract is refused in milliseconds, whatever its size,
+        // and never reaches the compile cache. (A preview1 module is checked once adapted.)
+        if source == SourceKind::Component {
+            component::precheck_contract(bytes, supported).map_err(fail)?;
+        }
         let engine = inner.engine.engine();
-        let loaded = inner
+        let (loaded, (contract, pre)) = inner
             .cache
             .load_or_compile(
                 engine,
                 bytes,
                 || match source {
                     SourceKind::Component => Ok(Cow::Borrowed(bytes)),
-                    SourceKind::Preview1Module => component::adapt_preview1(bytes).map(Cow::Owned),
+                    SourceKind::Preview1Module => {
+                        let adapted = component::adapt_preview1(bytes)?;
+                        component::precheck_contract(&adapted, supported)?;
+                        Ok(Cow::Owned(adapted))
+                    }
                 },
                 |err| LoadErrorKind::Compile(error_chain(&err)),
+                |compiled| {
+                    let contract = component::check_contract(engine, compiled, supported)?;
+                    let instance_pre = inner
+                        .linker
+                        .instantiate_pre(compiled)
+                        .map_err(|e| LoadErrorKind::Link(error_chain(&e)))?;
+                    let pre = ExtensionPre::new(instance_pre)
+                        .map_err(|e| LoadErrorKind::Link(error_chain(&e)))?;
+                    Ok((contract, pre))
+                },
             )
             .map_err(fail)?;
-        let contract =
-            component::check_contract(engine, &loaded.component, supported).map_err(fail)?;
-        let instance_pre = inner
-            .linker
-            .instantiate_pre(&loaded.component)
-            .map_err(|e| fail(LoadErrorKind::Link(error_chain(&e))))?;
-        let pre = ExtensionPre::new(instance_pre)
-            .map_err(|e| fail(LoadErrorKind::Link(error_chain(&e))))?;
         Ok(LoadedExtension {
             manifest: Arc::new(manifest.clone()),
             name: manifest.qualified_name(),

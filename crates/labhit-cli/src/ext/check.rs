@@ -8,6 +8,10 @@
 //! | `component` | the component file exists, is WebAssembly (a component, or a `wasm32-wasip1` core module, which is adapted) and compiles |
 //! | `exports` | it exports `labhit:extension/pipeline-step` |
 //! | `contract` | the contract version in that export, and the manifest's `contract` requirement, are compatible with this host |
+//!
+//! `exports` and `contract` are read from the component's export names *before* it is
+//! compiled (`labhit_bundle`): a component of the wrong contract is refused in milliseconds
+//! whatever its size, and nothing is stored in the compile cache for it.
 //! | `links` | it imports nothing this host does not provide |
 //! | `limits` | the manifest's memory limit is within this host's maximum |
 //! | `inputs`, `outputs` | the declared JSON Schemas are valid (2020-12 unless `$schema` says otherwise) |
@@ -21,7 +25,7 @@ use labhit_protocol::pipeline::{ByteSize, DurationSpec};
 use labhit_runtime::LoadErrorKind;
 use serde::Serialize;
 
-use super::{Format, read_manifest};
+use super::{Format, ManifestFile, read_manifest};
 use crate::{ColorWhen, Exit};
 
 /// Arguments of `labhit ext check`.
@@ -75,9 +79,12 @@ pub(crate) enum Status {
 /// One line of the report.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Check {
-    name: &'static str,
-    status: Status,
-    message: String,
+    /// `manifest`, `component`, …
+    pub(crate) name: &'static str,
+    /// Pass, fail or skip.
+    pub(crate) status: Status,
+    /// What was found.
+    pub(crate) message: String,
 }
 
 impl Check {
@@ -106,17 +113,32 @@ impl Check {
 
 /// The whole report (also the JSON document).
 #[derive(Debug, Serialize)]
-struct Report {
+pub(crate) struct Report {
     manifest: String,
     extension: Option<String>,
     version: Option<String>,
-    ok: bool,
-    checks: Vec<Check>,
+    /// Whether every check passed.
+    pub(crate) ok: bool,
+    /// Every check, in order.
+    pub(crate) checks: Vec<Check>,
 }
 
 /// Runs `labhit ext check`.
 pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     let file = read_manifest(&args.manifest, &args.extensions)?;
+    let report = check_bundle(&file)?;
+    args.format
+        .print(&report, |report| print_human(report, color))?;
+    Ok(if report.ok {
+        Exit::Clean
+    } else {
+        Exit::Problems
+    })
+}
+
+/// Every check of the bundle whose manifest `file` is (also what `ext install` runs before
+/// installing). `Err` only when the runtime cannot start.
+pub(crate) fn check_bundle(file: &ManifestFile) -> Result<Report> {
     let mut checks = Vec::new();
     let (extension, version) = match &file.manifest {
         Err(diagnostics) => {
@@ -169,19 +191,16 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         }
     };
     let ok = checks.iter().all(|c| c.status == Status::Pass);
-    let report = Report {
+    Ok(Report {
         manifest: file.path.display().to_string(),
         extension,
         version,
         ok,
         checks,
-    };
-    args.format
-        .print(&report, |report| print_human(report, color))?;
-    Ok(if ok { Exit::Clean } else { Exit::Problems })
+    })
 }
 
-fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
+pub(crate) fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
     use anstyle::{AnsiColor, Style};
     let mut out = crate::stdio::stdout(color.choice());
     let green = Style::new().fg_color(Some(AnsiColor::Green.into())).bold();
@@ -351,15 +370,18 @@ fn component_checks(
         }
         Err(err) => {
             let reason = err.kind.to_string();
+            // The contract is read from the export names before compiling: a component
+            // refused for its exports was not compiled (nor cached).
+            let read = "is a component (not compiled: its exports were checked first)";
             match *err.kind {
                 LoadErrorKind::MissingExport { .. } => vec![
-                    Check::pass("component", format!("`{shown}` compiles")),
+                    Check::pass("component", format!("`{shown}` {read}")),
                     Check::fail("exports", reason),
                     Check::skip("contract", "the component exports no contract"),
                     Check::skip("links", "the component exports no contract"),
                 ],
                 LoadErrorKind::IncompatibleContract { .. } => vec![
-                    Check::pass("component", format!("`{shown}` compiles")),
+                    Check::pass("component", format!("`{shown}` {read}")),
                     Check::pass("exports", "exports `labhit:extension/pipeline-step`"),
                     Check::fail(
                         "contract",

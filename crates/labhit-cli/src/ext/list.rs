@@ -1,6 +1,7 @@
 //! `labhit ext list`: the extension bundles a `use:` can resolve to, from the registry's
 //! search path (`--extensions DIR`…, then `LABHIT_EXTENSIONS`, then the default directory),
-//! with every invalid bundle and every conflict, each with its path and reason.
+//! where each bundle came from, and every invalid bundle and every conflict, each with its
+//! path and reason.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -16,17 +17,19 @@ use crate::{ColorWhen, Exit};
 #[derive(Debug, clap::Args)]
 #[command(after_help = concat!(
     "Search path, in precedence order: every `--extensions DIR`, then the `:`-separated\n",
-    "directories of `LABHIT_EXTENSIONS`, then `$XDG_DATA_HOME/labhit/extensions` (default\n",
-    "`~/.local/share/labhit/extensions`). A bundle is a directory holding `extension.toml` and\n",
-    "the component it names. When the same `category/name@version` is installed twice, the\n",
-    "first one found wins and the conflict is reported.\n",
+    "directories of `LABHIT_EXTENSIONS`, then the per-user directory\n",
+    "`$XDG_DATA_HOME/labhit/extensions` (default `~/.local/share/labhit/extensions`, where\n",
+    "`labhit ext install` puts bundles). A `use` resolves in the first group holding a fitting\n",
+    "version. A bundle is a directory holding `extension.toml` and the component it names.\n",
+    "When the same `category/name@version` is installed twice, the first one found wins and\n",
+    "the conflict is reported. Each bundle is shown with the group it came from.\n",
     "\n",
     "Examples:\n",
     "  labhit ext list --extensions target/extensions\n",
     "  LABHIT_EXTENSIONS=/opt/labhit/ext labhit ext list --format json\n",
     "\n",
-    "JSON output: {\"searched\": [{\"path\", \"origin\"}], \"bundles\": [{\"id\", \"name\", \"version\",\n",
-    "  \"format\", \"manifest\", \"component\"}], \"invalid\": [{\"path\", \"reason\"}],\n",
+    "JSON output: {\"searched\": [{\"path\", \"origin\"}], \"bundles\": [{\"id\", \"origin\", \"name\",\n",
+    "  \"version\", \"format\", \"manifest\", \"component\"}], \"invalid\": [{\"path\", \"reason\"}],\n",
     "  \"conflicts\": [{\"id\", \"used\", \"shadowed\": [path]}]}\n",
     "\n",
     "Exit codes:\n",
@@ -62,6 +65,8 @@ struct Searched {
 #[derive(Debug, Serialize)]
 struct Bundle {
     id: String,
+    /// Which group of the search path it was found in: `explicit`, `env` or `default`.
+    origin: String,
     name: String,
     version: String,
     format: String,
@@ -94,19 +99,16 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
             .iter()
             .map(|d| Searched {
                 path: d.path.display().to_string(),
-                origin: match d.origin {
-                    Origin::Explicit => "explicit",
-                    Origin::Env => "env",
-                    Origin::Default => "default",
-                }
-                .to_owned(),
+                origin: origin_name(d.origin).to_owned(),
             })
             .collect(),
         bundles: registry
             .bundles()
             .iter()
-            .map(|b| Bundle {
+            .zip(registry.origins())
+            .map(|(b, origin)| Bundle {
                 id: b.id(),
+                origin: origin_name(*origin).to_owned(),
                 name: b.name(),
                 version: b.manifest.extension.version.to_string(),
                 format: b.format.to_string(),
@@ -144,6 +146,24 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
     )
 }
 
+/// How an origin is named in the JSON output.
+fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Explicit => "explicit",
+        Origin::Env => "env",
+        Origin::Default => "default",
+    }
+}
+
+/// How an origin is named in the human output.
+fn origin_text(origin: &str) -> &'static str {
+    match origin {
+        "explicit" => "from --extensions",
+        "env" => "from LABHIT_EXTENSIONS",
+        _ => "per-user directory",
+    }
+}
+
 fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
     use anstyle::{AnsiColor, Style};
     let mut out = crate::stdio::stdout(color.choice());
@@ -159,8 +179,12 @@ fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
         let pad = width - bundle.id.chars().count();
         writeln!(
             out,
-            "{bold}{}{bold:#}{:pad$}  {}  {dim}{}{dim:#}",
-            bundle.id, "", bundle.manifest, bundle.format
+            "{bold}{}{bold:#}{:pad$}  {}  {dim}{}, {}{dim:#}",
+            bundle.id,
+            "",
+            bundle.manifest,
+            bundle.format,
+            origin_text(&bundle.origin)
         )?;
     }
     for conflict in &report.conflicts {

@@ -118,7 +118,8 @@ pub(crate) fn component_cache() -> PathBuf {
 }
 
 /// The built `labhit`, run in `dir`, with an environment that does not depend on the
-/// caller's: no color (`NO_COLOR=1`, no `CLICOLOR*`), no `LABHIT_EXTENSIONS`, no cache size
+/// caller's: no color (`NO_COLOR=1`, no `CLICOLOR*`), no `LABHIT_EXTENSIONS`, an empty
+/// per-user extensions directory (`XDG_DATA_HOME`), no cache size
 /// from the environment, components cached in [`component_cache`], and no standard input.
 /// Callers change what their test is about (a `.env(..)` after this wins).
 pub(crate) fn labhit(dir: &Path) -> Command {
@@ -129,6 +130,12 @@ pub(crate) fn labhit(dir: &Path) -> Command {
         .env_remove("CLICOLOR_FORCE")
         .env_remove("CLICOLOR")
         .env_remove("LABHIT_EXTENSIONS")
+        // Every command searches the per-user extensions directory: an empty one, not the
+        // caller's.
+        .env(
+            "XDG_DATA_HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-data-home"),
+        )
         .env_remove("LABHIT_CACHE_MAX_SIZE")
         .env("LABHIT_CACHE_DIR", component_cache())
         .stdin(Stdio::null());
