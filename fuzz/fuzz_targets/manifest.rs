@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use labhit_fuzz::{LineBreaks, Lines, assert_diagnostics_inside};
+use labhit_fuzz::{Lines, assert_diagnostics_inside};
 use labhit_protocol::manifest::Manifest;
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(diagnostics) => {
             assert!(!diagnostics.is_empty(), "an error without a diagnostic");
-            assert_diagnostics_inside(&diagnostics, &[&Lines::new(data, LineBreaks::LfOnly)]);
+            assert_diagnostics_inside(&diagnostics, &Lines::new(data));
         }
     }
 });

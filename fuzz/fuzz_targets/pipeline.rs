@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use labhit_fuzz::{LineBreaks, Lines, assert_diagnostics_inside};
+use labhit_fuzz::{Lines, assert_diagnostics_inside};
 use labhit_protocol::manifest::Manifest;
 use labhit_protocol::pipeline::{CheckOptions, Checked, JsonSchemaValidator, check};
 use libfuzzer_sys::fuzz_target;
@@ -32,7 +32,7 @@ fn manifests() -> &'static [Manifest] {
     })
 }
 
-fn assert_consistent(checked: &Checked, lines: &[&Lines]) {
+fn assert_consistent(checked: &Checked, lines: &Lines) {
     assert_diagnostics_inside(&checked.diagnostics, lines);
     assert_eq!(
         checked.is_ok(),
@@ -42,9 +42,7 @@ fn assert_consistent(checked: &Checked, lines: &[&Lines]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let yaml = Lines::new(data, LineBreaks::Yaml);
-    let lf = Lines::new(data, LineBreaks::LfOnly);
-    let lines = [&yaml, &lf];
+    let lines = Lines::new(data);
     let plain = check(data, &CheckOptions::default());
     assert_consistent(&plain, &lines);
     if plain.pipeline.is_some() || data.len() < 4096 {

@@ -120,3 +120,21 @@ fn a_diagnostic_names_the_same_line_and_column_whatever_the_line_breaks() {
         assert_eq!(line, "      rnu: make", "{style}");
     }
 }
+
+/// Found by the `manifest` fuzz target: a manifest whose lines end with a lone `\r` and that
+/// holds a byte that is not UTF-8 is refused at that byte, counted in the same convention.
+#[test]
+fn a_manifest_with_lone_cr_lines_names_its_bad_byte_on_the_right_line() {
+    let mut bytes = b"[extension]\rcategory = \"util\"\rname = \"x".to_vec();
+    bytes.push(0xff);
+    bytes.extend_from_slice(b"\"\r");
+    let diagnostics =
+        labhit_protocol::manifest::Manifest::from_toml_bytes(&bytes).expect_err("not UTF-8");
+    let bad = &diagnostics[0];
+    assert!(bad.message.contains("UTF-8"), "{bad:?}");
+    assert_eq!(
+        (bad.span.start.line, bad.span.start.column),
+        (3, 10),
+        "{bad:?}"
+    );
+}
