@@ -56,8 +56,9 @@ impl Position {
     }
 
     /// The position of byte `offset` of `source` (clamped to its end; an offset inside a
-    /// character counts from that character's start). The `\n` of a `\r\n` is on the line
-    /// that break ends, one column past its `\r`.
+    /// character counts from that character's start). The `\n` of a `\r\n` is where its `\r`
+    /// is: one line break, one column just past the line's last character, so every position
+    /// names a character of [`lines`] or the end of one.
     pub fn at_byte(source: &str, offset: usize) -> Self {
         let mut end = offset.min(source.len());
         while !source.is_char_boundary(end) {
@@ -65,10 +66,7 @@ impl Position {
         }
         let prefix = &source[..end];
         match prefix.strip_suffix('\r') {
-            Some(before) if source[end..].starts_with('\n') => {
-                let at = Self::after(before);
-                Self::new(at.line, at.column.saturating_add(1))
-            }
+            Some(before) if source[end..].starts_with('\n') => Self::after(before),
             _ => Self::after(prefix),
         }
     }

@@ -15,7 +15,8 @@ fn positions_of_every_kind_of_line_break() {
         ("ab\ncd", 3, 2, 1),
         ("ab\ncd", 4, 2, 2),
         ("ab\r\ncd", 2, 1, 3),
-        ("ab\r\ncd", 3, 1, 4),
+        // The `\n` of a `\r\n` is where its `\r` is: just past the line's end.
+        ("ab\r\ncd", 3, 1, 3),
         ("ab\r\ncd", 4, 2, 1),
         ("ab\r\ncd", 5, 2, 2),
         ("ab\rcd", 2, 1, 3),
@@ -118,6 +119,29 @@ fn a_diagnostic_names_the_same_line_and_column_whatever_the_line_breaks() {
         );
         let line = diagnostic::lines(&text).nth(5).expect("line 6");
         assert_eq!(line, "      rnu: make", "{style}");
+    }
+}
+
+/// Found by the `manifest` fuzz target: a TOML error at the `\n` of a `\r\n` was one column
+/// past the end of its line.
+#[test]
+fn a_manifest_error_at_a_crlf_is_just_past_its_line() {
+    let bytes = b"\"\r\n[i\"object\"\nadditionalPropea\n0m\"\r\n[input\0wasm\"\n";
+    let diagnostics =
+        labhit_protocol::manifest::Manifest::from_toml_bytes(bytes).expect_err("not TOML");
+    let text = String::from_utf8_lossy(bytes);
+    for d in &diagnostics {
+        for at in [d.span.start, d.span.end] {
+            let line = diagnostic::lines(&text)
+                .nth(at.line as usize - 1)
+                .unwrap_or_else(|| panic!("no line {}: {d:?}", at.line));
+            assert!(
+                at.column as usize <= line.chars().count() + 1,
+                "{}:{} is past the end of {line:?}: {d:?}",
+                at.line,
+                at.column
+            );
+        }
     }
 }
 
