@@ -460,9 +460,22 @@ impl Extension {
 /// `extension.toml`; `target/` and hidden directories are skipped), sorted by path, each
 /// with its manifest validated.
 pub fn discover(root: &Path) -> Result<Vec<Extension>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        if dir.join("Cargo.toml").is_file() && dir.join("extension.toml").is_file() {
-            out.push(dir.to_owned());
+    discover_where(root, |dir| dir.join("Cargo.toml").is_file())
+}
+
+/// Every directory under `root` holding an `extension.toml` that `accept` takes (the walk
+/// stops at any `extension.toml`; `target/` and hidden directories are skipped), sorted by
+/// path, each with its manifest validated. The one walk behind [`discover`] and
+/// [`python::discover`].
+pub(crate) fn discover_where(
+    root: &Path,
+    accept: impl Fn(&Path) -> bool,
+) -> Result<Vec<Extension>> {
+    fn walk(dir: &Path, accept: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>) -> Result<()> {
+        if dir.join("extension.toml").is_file() {
+            if accept(dir) {
+                out.push(dir.to_owned());
+            }
             return Ok(());
         }
         let entries = std::fs::read_dir(dir).map_err(io("cannot read", dir))?;
@@ -475,14 +488,14 @@ pub fn discover(root: &Path) -> Result<Vec<Extension>> {
             }
             let path = entry.path();
             if path.is_dir() {
-                walk(&path, out)?;
+                walk(&path, accept, out)?;
             }
         }
         Ok(())
     }
     let mut dirs = Vec::new();
     if root.is_dir() {
-        walk(root, &mut dirs)?;
+        walk(root, &accept, &mut dirs)?;
     }
     dirs.sort();
     dirs.iter().map(|dir| Extension::load(dir)).collect()

@@ -41,34 +41,7 @@ pub fn componentize_py(root: &Path) -> Result<PathBuf> {
 /// `app.py` but no `Cargo.toml`; `target/` and hidden directories are skipped), sorted by
 /// path, each with its manifest validated.
 pub fn discover(root: &Path) -> Result<Vec<Extension>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        if dir.join("extension.toml").is_file() {
-            if is_python(dir) {
-                out.push(dir.to_owned());
-            }
-            return Ok(());
-        }
-        let entries = std::fs::read_dir(dir).map_err(io("cannot read", dir))?;
-        for entry in entries {
-            let entry = entry.map_err(io("cannot read", dir))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name == "target" {
-                continue;
-            }
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out)?;
-            }
-        }
-        Ok(())
-    }
-    let mut dirs = Vec::new();
-    if root.is_dir() {
-        walk(root, &mut dirs)?;
-    }
-    dirs.sort();
-    dirs.iter().map(|dir| Extension::load(dir)).collect()
+    crate::discover_where(root, is_python)
 }
 
 /// Whether `dir` holds a Python extension: `extension.toml` and `app.py`, no `Cargo.toml`.
