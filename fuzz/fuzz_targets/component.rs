@@ -24,7 +24,7 @@ const MANIFEST: &str = r#"
 category = "fuzz"
 name = "component"
 version = "0.1.0"
-contract = "^0.1"
+contract = "^0.2"
 description = "Fuzz target: arbitrary bytes as the component"
 component = "fuzz.wasm"
 

@@ -463,7 +463,7 @@ fn strip_ansi(text: &str) -> String {
 
 fn manifest(category: &str, name: &str, version: &str, extra: &str) -> String {
     format!(
-        "[extension]\ncategory = \"{category}\"\nname = \"{name}\"\nversion = \"{version}\"\ncontract = \"^0.1\"\n\
+        "[extension]\ncategory = \"{category}\"\nname = \"{name}\"\nversion = \"{version}\"\ncontract = \"^0.2\"\n\
          description = \"test extension\"\ncomponent = \"{name}.wasm\"\n{extra}"
     )
 }

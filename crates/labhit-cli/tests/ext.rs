@@ -215,7 +215,7 @@ fn check_fails_with_the_reason_on_broken_bundles() {
                 "future",
                 &std::fs::read_to_string(hostile_dir().join("manifests/hostile.toml"))
                     .expect("manifest")
-                    .replace("contract = \"^0.1\"", "contract = \"^9\""),
+                    .replace("contract = \"^0.2\"", "contract = \"^9\""),
                 Some(("hostile.wasm", &hostile)),
             ),
             "contract",

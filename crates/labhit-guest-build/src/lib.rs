@@ -510,7 +510,7 @@ mod tests {
 category = "util"
 name = "hello"
 version = "0.2.0"
-contract = "^0.1"
+contract = "^0.2"
 description = "Says hello"
 component = "hello.wasm"
 "#;

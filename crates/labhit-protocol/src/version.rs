@@ -4,17 +4,17 @@
 //! [`CONTRACT_VERSION`] always move together; a test keeps them in step.
 
 /// Version of the LabHit contract these types describe (SemVer).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// The WIT package, with version, that extension components target.
-pub const WIT_PACKAGE: &str = "labhit:extension@0.1.0";
+pub const WIT_PACKAGE: &str = "labhit:extension@0.2.0";
 
 /// The only pipeline file format version this crate understands (`engine: "1"`).
 pub const ENGINE_FORMAT: &str = "1";
 
 /// [`CONTRACT_VERSION`] parsed.
 pub fn contract_version() -> semver::Version {
-    semver::Version::new(0, 1, 0)
+    semver::Version::new(0, 2, 0)
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ const MANIFEST: &str = r#"[extension]
 category = "util"
 name = "checksum"
 version = "0.1.0"
-contract = "^0.1"
+contract = "^0.2"
 description = "Hash workspace files and write a checksum manifest"
 component = "checksum.wasm"
 

@@ -25,7 +25,7 @@ const MANIFEST: &str = r#"
 category = "bench"
 name = "wrong"
 version = "0.1.0"
-contract = "^0.1"
+contract = "^0.2"
 description = "A real component exporting a contract this host does not implement"
 component = "wrong.wasm"
 "#;

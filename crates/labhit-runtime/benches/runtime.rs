@@ -34,7 +34,7 @@ const MANIFEST: &str = r#"
 category = "bench"
 name = "noop"
 version = "0.1.0"
-contract = "^0.1"
+contract = "^0.2"
 description = "The hostile fixture run in its harmless modes"
 component = "hostile.wasm"
 

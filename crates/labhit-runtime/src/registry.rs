@@ -707,7 +707,7 @@ mod tests {
             bundle(
                 root,
                 &format!("util/checksum-{v}"),
-                &manifest("util", "checksum", v, "^0.1"),
+                &manifest("util", "checksum", v, "^0.2"),
                 Some(COMPONENT),
             );
         }
@@ -737,7 +737,7 @@ mod tests {
         bundle(
             tmp.path(),
             "a",
-            &manifest("test", "beta", "0.3.0-rc.1", "^0.1"),
+            &manifest("test", "beta", "0.3.0-rc.1", "^0.2"),
             Some(COMPONENT),
         );
         let registry = Registry::discover_in(explicit(&[tmp.path()]));
@@ -753,7 +753,7 @@ mod tests {
         bundle(
             tmp.path(),
             "a",
-            &manifest("util", "checksum", "0.1.0", "^0.1"),
+            &manifest("util", "checksum", "0.1.0", "^0.2"),
             Some(COMPONENT),
         );
         let registry = Registry::discover_in(explicit(&[tmp.path()]));
@@ -786,32 +786,32 @@ mod tests {
         let good = bundle(
             root,
             "util/good",
-            &manifest("util", "good", "0.1.0", "^0.1"),
+            &manifest("util", "good", "0.1.0", "^0.2"),
             Some(COMPONENT),
         );
         let p1 = bundle(
             root,
             "util/p1",
-            &manifest("util", "p1", "0.1.0", "^0.1"),
+            &manifest("util", "p1", "0.1.0", "^0.2"),
             Some(CORE),
         );
         let missing = bundle(
             root,
             "util/missing",
-            &manifest("util", "missing", "0.1.0", "^0.1"),
+            &manifest("util", "missing", "0.1.0", "^0.2"),
             None,
         );
         let garbage = bundle(
             root,
             "util/garbage",
-            &manifest("util", "garbage", "0.1.0", "^0.1"),
+            &manifest("util", "garbage", "0.1.0", "^0.2"),
             Some(b"#!/bin/sh\necho hi\n"),
         );
         let bad_toml = bundle(root, "util/bad", "[extension]\nname = 3\n", None);
         let bad_name = bundle(
             root,
             "util/upper",
-            &manifest("Util", "upper", "0.1.0", "^0.1"),
+            &manifest("Util", "upper", "0.1.0", "^0.2"),
             Some(COMPONENT),
         );
         let future = bundle(
@@ -823,7 +823,7 @@ mod tests {
         let dir_component = bundle(
             root,
             "util/dir",
-            &manifest("util", "dir", "0.1.0", "^0.1"),
+            &manifest("util", "dir", "0.1.0", "^0.2"),
             None,
         );
         std::fs::create_dir(root.join("util/dir/dir.wasm")).unwrap();
@@ -886,14 +886,14 @@ mod tests {
     fn duplicates_are_conflicts_and_the_first_in_search_order_wins() {
         let first = tempfile::tempdir().unwrap();
         let second = tempfile::tempdir().unwrap();
-        let m = manifest("util", "checksum", "0.1.0", "^0.1");
+        let m = manifest("util", "checksum", "0.1.0", "^0.2");
         let a = bundle(first.path(), "checksum", &m, Some(COMPONENT));
         let b = bundle(second.path(), "checksum", &m, Some(COMPONENT));
         let c = bundle(second.path(), "copy", &m, Some(COMPONENT));
         bundle(
             second.path(),
             "newer",
-            &manifest("util", "checksum", "0.1.1", "^0.1"),
+            &manifest("util", "checksum", "0.1.1", "^0.2"),
             Some(COMPONENT),
         );
 
@@ -932,19 +932,19 @@ mod tests {
         let ours = bundle(
             explicit_dir.path(),
             "checksum",
-            &manifest("util", "checksum", "0.1.0", "^0.1"),
+            &manifest("util", "checksum", "0.1.0", "^0.2"),
             Some(COMPONENT),
         );
         let env = bundle(
             env_dir.path(),
             "checksum",
-            &manifest("util", "checksum", "0.9.0", "^0.1"),
+            &manifest("util", "checksum", "0.9.0", "^0.2"),
             Some(COMPONENT),
         );
         bundle(
             default_dir.path(),
             "checksum",
-            &manifest("util", "checksum", "1.0.0", "^0.1"),
+            &manifest("util", "checksum", "1.0.0", "^0.2"),
             Some(COMPONENT),
         );
         let at = |path: &Path, origin| SearchDir {
@@ -985,14 +985,14 @@ mod tests {
         let linked = bundle(
             tmp.path(),
             "b/linked",
-            &manifest("util", "linked", "0.1.0", "^0.1"),
+            &manifest("util", "linked", "0.1.0", "^0.2"),
             None,
         );
         std::os::unix::fs::symlink(&outside, tmp.path().join("b/linked/linked.wasm")).unwrap();
         let zero = bundle(
             tmp.path(),
             "b/zero",
-            &manifest("util", "zero", "0.1.0", "^0.1"),
+            &manifest("util", "zero", "0.1.0", "^0.2"),
             None,
         );
         std::os::unix::fs::symlink("/dev/zero", tmp.path().join("b/zero/zero.wasm")).unwrap();
@@ -1000,7 +1000,7 @@ mod tests {
         let inside = bundle(
             tmp.path(),
             "b/inside",
-            &manifest("util", "inside", "0.1.0", "^0.1"),
+            &manifest("util", "inside", "0.1.0", "^0.2"),
             None,
         );
         std::fs::write(tmp.path().join("b/inside/real.wasm"), COMPONENT).unwrap();
@@ -1038,7 +1038,7 @@ mod tests {
         let component = bundle(
             tmp.path(),
             "c",
-            &manifest("util", "fifo", "0.1.0", "^0.1"),
+            &manifest("util", "fifo", "0.1.0", "^0.2"),
             None,
         );
         mkfifo(&tmp.path().join("c/fifo.wasm"));
@@ -1065,7 +1065,7 @@ mod tests {
     #[test]
     fn oversized_manifests_are_refused_unread() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut text = manifest("util", "big", "0.1.0", "^0.1");
+        let mut text = manifest("util", "big", "0.1.0", "^0.2");
         text.push_str(&format!("# {}\n", "x".repeat(2 << 20)));
         let path = bundle(tmp.path(), "big", &text, Some(COMPONENT));
         let registry = Registry::discover_in(explicit(&[tmp.path()]));
@@ -1117,7 +1117,7 @@ mod tests {
         bundle(
             tmp.path(),
             "a/ext",
-            &manifest("util", "ext", "0.1.0", "^0.1"),
+            &manifest("util", "ext", "0.1.0", "^0.2"),
             Some(COMPONENT),
         );
         #[cfg(unix)]

@@ -1093,7 +1093,7 @@ table! {
                 LoadErrorKind::IncompatibleContract { targets, .. } => targets == "9.0.0",
                 _ => false,
             },
-            says: &["9.0.0", "0.1.0", "rebuild"],
+            says: &["9.0.0", "0.2.0", "rebuild"],
         },
         ..Case::hostile(Value::Null)
     };
@@ -1108,11 +1108,11 @@ table! {
         ..Case::hostile(Value::Null)
     };
     a_manifest_contract_requirement_the_component_breaks_is_refused: Case {
-        edits: &[("contract = \"^0.1\"", "contract = \"^0.2\"")],
+        edits: &[("contract = \"^0.2\"", "contract = \"^0.3\"")],
         expect: Expect::LoadFails {
             kind: "manifest-contract",
             is: |k| matches!(k, LoadErrorKind::ManifestContract { .. }),
-            says: &["labhit:extension@0.1.0"],
+            says: &["labhit:extension@0.2.0"],
         },
         ..Case::hostile(Value::Null)
     };

@@ -28,7 +28,7 @@
 //!     category = "util"
 //!     name = "token"
 //!     version = "0.1.0"
-//!     contract = "^0.1"
+//!     contract = "^0.2"
 //!     description = "Measures a token"
 //!     component = "token.wasm"
 //!     [capabilities]
@@ -587,7 +587,7 @@ mod tests {
             category = "util"
             name = "demo"
             version = "0.1.0"
-            contract = "^0.1"
+            contract = "^0.2"
             description = "Demo"
             component = "demo.wasm"
             [capabilities]

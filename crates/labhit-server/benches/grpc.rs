@@ -58,7 +58,7 @@ const MANIFEST: &str = r#"[extension]
 category = "bench"
 name = "log"
 version = "0.1.0"
-contract = "^0.1"
+contract = "^0.2"
 description = "The runtime's test guest, logging a line"
 component = "guest.wasm"
 

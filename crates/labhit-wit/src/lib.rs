@@ -1,7 +1,7 @@
 //! The LabHit extension contract in WIT, and the bindings generated from it.
 //!
 //! A LabHit extension is a WebAssembly component that targets the world `extension` of the
-//! WIT package `labhit:extension@0.1.0`. That package is the authoritative, language-neutral
+//! WIT package `labhit:extension@0.2.0`. That package is the authoritative, language-neutral
 //! definition of the contract: what an extension exports (`pipeline-step.execute`), the
 //! host interfaces it may import (`log`, `secrets`, `cancellation`), which WASI 0.2
 //! interfaces a host provides (scoped `wasi:filesystem` with exactly one preopen,

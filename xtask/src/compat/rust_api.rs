@@ -7,6 +7,10 @@
 //! stable toolchain (as cargo-semver-checks itself does) into `target/compat-rustdoc/`.
 //! A baseline whose JSON format the installed cargo-semver-checks cannot read is reported
 //! as such (freeze a new one with the current toolchain).
+//!
+//! Unlike the WIT, proto, schema and wire checks, this one follows Cargo's rules, which the
+//! tool reads from each JSON's `crate_version`: 0.1 → 0.2 is a breaking release, so a Rust
+//! API break is allowed across a 0.x minor and still caught within one (0.2.0 → 0.2.1).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -211,6 +215,46 @@ mod tests {
         assert!(
             found.iter().any(|b| b.message.contains("to_borsh")),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_rust_api_break_is_allowed_across_a_0x_minor_and_caught_within_one() {
+        if !tool_or_skip() {
+            return;
+        }
+        let root = crate::project_root();
+        let baseline = super::super::newest_baseline(&root)
+            .expect("a baseline")
+            .join("rustdoc/labhit_protocol.json");
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&baseline).expect("read")).expect("json");
+        let old: semver::Version = doc["crate_version"]
+            .as_str()
+            .expect("crate_version")
+            .parse()
+            .expect("a version");
+        assert!(remove_function(&mut doc, "to_borsh"), "to_borsh exists");
+        let temp = tempfile::tempdir().expect("tempdir");
+        let current = temp.path().join("labhit_protocol.json");
+        let with_version = |version: semver::Version| {
+            let mut doc = doc.clone();
+            doc["crate_version"] = version.to_string().into();
+            std::fs::write(&current, serde_json::to_vec(&doc).expect("json")).expect("write");
+            compare("labhit-protocol", &baseline, &current).expect("the tool runs")
+        };
+
+        let patch = semver::Version::new(old.major, old.minor, old.patch + 1);
+        let found = with_version(patch.clone());
+        assert!(
+            found.iter().any(|b| b.message.contains("to_borsh")),
+            "{old} -> {patch} must not remove a function: {found:?}"
+        );
+        let next_minor = semver::Version::new(old.major, old.minor + 1, 0);
+        assert_eq!(
+            with_version(next_minor),
+            Vec::new(),
+            "{old} -> 0.x+1 may break"
         );
     }
 

@@ -1,7 +1,8 @@
 //! The WIT check: every world of the baseline package still exists and is a semver-compatible
 //! superset of the baseline's (`wit_component::semver_check`), as long as the working tree's
-//! package version is within the baseline's compatibility range (same major, and same minor
-//! while the major is 0). A release outside that range may break, and is not checked.
+//! package has the baseline's major version. The WIT is stricter than Cargo: a new 0.x minor
+//! (0.1 → 0.2) must stay additive too, because one host runs components of every minor it
+//! supports (see `compat/README.md`). Only a new major version may break, and is not checked.
 
 use std::path::Path;
 
@@ -38,10 +39,10 @@ pub(crate) fn check(baseline: &Path, current: &Path) -> Result<Vec<Breakage>> {
         );
     }
     if let (Some(old), Some(new)) = (&old_name.version, &new_name.version)
-        && !compatible(old, new)
+        && !must_stay_compatible(old, new)
     {
         eprintln!(
-            "   WIT: {new_name} is a new release line after {old_name}; not checked against it"
+            "   WIT: {new_name} is a new major version after {old_name}; not checked against it"
         );
         return Ok(Vec::new());
     }
@@ -100,12 +101,10 @@ fn rename_baseline(resolve: &mut Resolve, id: PackageId) -> Result<PackageId> {
     Ok(id)
 }
 
-/// Whether `new` is in the semver compatibility range of `old` (Cargo's rules).
-fn compatible(old: &semver::Version, new: &semver::Version) -> bool {
-    if old.major != new.major {
-        return false;
-    }
-    old.major != 0 || old.minor == new.minor
+/// Whether the WIT of version `new` must stay backward compatible with `old`: same major
+/// version, including across 0.x minors (stricter than Cargo, for which 0.1 → 0.2 breaks).
+fn must_stay_compatible(old: &semver::Version, new: &semver::Version) -> bool {
+    old.major == new.major
 }
 
 /// An error and its causes on one line.
@@ -180,6 +179,33 @@ mod tests {
             "a changed parameter type must be breaking"
         );
         assert!(found.iter().any(|b| b.message.contains("log")), "{found:?}");
+    }
+
+    #[test]
+    fn a_new_0x_minor_must_stay_compatible_and_only_a_new_major_may_break() {
+        let v = |s: &str| semver::Version::parse(s).expect("version");
+        assert!(must_stay_compatible(&v("0.1.0"), &v("0.1.3")));
+        assert!(must_stay_compatible(&v("0.1.0"), &v("0.2.0")));
+        assert!(must_stay_compatible(&v("1.0.0"), &v("1.4.0")));
+        assert!(!must_stay_compatible(&v("0.2.0"), &v("1.0.0")));
+
+        // The working tree is a newer minor than the newest baseline, or the same one: either
+        // way a removed import is still found (the mutation tests above run on it too).
+        let root = crate::project_root();
+        let current = std::fs::read_to_string(root.join("wit/labhit-extension.wit")).expect("read");
+        let baseline =
+            std::fs::read_to_string(baseline_wit().join("labhit-extension.wit")).expect("read");
+        let version_of = |text: &str| {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix("package labhit:extension@"))
+                .expect("package line");
+            v(line.trim_end_matches(';'))
+        };
+        assert!(must_stay_compatible(
+            &version_of(&baseline),
+            &version_of(&current)
+        ));
     }
 
     #[test]

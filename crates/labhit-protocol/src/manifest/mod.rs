@@ -47,7 +47,7 @@ pub struct Manifest {
 fn example_manifest() -> serde_json::Value {
     serde_json::json!({
         "extension": {
-            "category": "util", "name": "checksum", "version": "0.1.0", "contract": "^0.1",
+            "category": "util", "name": "checksum", "version": "0.1.0", "contract": "^0.2",
             "description": "Hash workspace files and write a checksum manifest",
             "component": "checksum.wasm"
         },
@@ -85,8 +85,8 @@ pub struct Identity {
     )]
     pub version: semver::Version,
     /// The versions of the LabHit extension contract (the WIT package) this extension works
-    /// with, as a SemVer requirement, e.g. `^0.1`.
-    #[schemars(with = "String", example = "^0.1")]
+    /// with, as a SemVer requirement, e.g. `^0.2`.
+    #[schemars(with = "String", example = "^0.2")]
     #[borsh(
         serialize_with = "crate::borsh_ext::version_req::serialize",
         deserialize_with = "crate::borsh_ext::version_req::deserialize"

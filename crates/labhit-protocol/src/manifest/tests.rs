@@ -7,7 +7,7 @@ const GOOD: &str = r#"
 category = "util"
 name = "checksum"
 version = "0.1.0"
-contract = "^0.1"
+contract = "^0.2"
 description = "Hash workspace files"
 component = "checksum.wasm"
 
