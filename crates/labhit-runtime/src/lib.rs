@@ -39,6 +39,7 @@ pub mod cachekey;
 pub mod cancellation;
 pub mod component;
 pub mod digests;
+pub mod dispatch;
 pub mod engine;
 pub mod error;
 pub mod executor;

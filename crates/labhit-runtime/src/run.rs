@@ -48,6 +48,7 @@ use labhit_protocol::run::{LogLevel, PipelineRun, RunStatus, StageRun};
 use crate::approval::Approver;
 use crate::cancellation::Cancellation;
 use crate::digests::DigestIndex;
+use crate::dispatch::{Dispatcher, InProcess};
 use crate::error::{RuntimeError, StepError};
 use crate::executor::{Executor, ExtensionExecutor, LocalExecutor};
 use crate::gates::{Gates, PreApproved};
@@ -154,6 +155,8 @@ pub struct RunRequest {
     pub observer: Option<Arc<dyn RunObserver>>,
     /// Called on every stage status change (a progress line).
     pub on_status: Option<StatusHook>,
+    /// Who runs each stage's step ([`crate::dispatch`]): in this process by default.
+    pub dispatcher: Arc<dyn Dispatcher>,
 }
 
 impl std::fmt::Debug for RunRequest {
@@ -169,6 +172,7 @@ impl std::fmt::Debug for RunRequest {
             .field("git_ref", &self.git_ref)
             .field("jobs", &self.jobs)
             .field("fail_fast", &self.fail_fast)
+            .field("dispatcher", &self.dispatcher.name())
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +223,7 @@ impl RunRequest {
             log_sink: Arc::new(NullSink),
             observer: None,
             on_status: None,
+            dispatcher: Arc::new(InProcess),
         }
     }
 }
@@ -308,6 +313,7 @@ pub fn prepare(request: RunRequest) -> Result<PreparedRun, RunError> {
         log_sink,
         observer,
         on_status,
+        dispatcher,
     } = request;
     let stages = &pipeline.pipeline.stages;
     if let PreApproved::Stages(named) = &approved
@@ -400,6 +406,7 @@ pub fn prepare(request: RunRequest) -> Result<PreparedRun, RunError> {
     let snapshots = cache.active().cloned();
     runner.snapshots = snapshots.clone();
     runner.secrets = secrets;
+    runner.dispatcher = dispatcher;
     let mut granted = BTreeMap::from([
         ("CI".to_owned(), "true".to_owned()),
         ("LABHIT".to_owned(), "1".to_owned()),

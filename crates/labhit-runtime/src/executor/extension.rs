@@ -109,6 +109,14 @@ impl Executor for ExtensionExecutor {
         true
     }
 
+    fn contract(&self) -> Option<semver::Version> {
+        Some(self.extension.contract_version().clone())
+    }
+
+    fn called_on_hit(&self) -> bool {
+        true
+    }
+
     fn execute(
         &self,
         input: &ExecutorInput,

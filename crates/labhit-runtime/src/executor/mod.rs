@@ -62,12 +62,52 @@ pub trait Executor: Send + Sync {
         Vec::new()
     }
 
+    /// The contract version of the component behind the executor, when it is an extension
+    /// (a dispatcher needs it to find a worker that has the same). `None` by default.
+    fn contract(&self) -> Option<semver::Version> {
+        None
+    }
+
+    /// Whether the executor is called on a `hit` too (an extension acknowledges the decision)
+    /// rather than skipped (the local executor). `false` by default.
+    fn called_on_hit(&self) -> bool {
+        false
+    }
+
     /// Runs (or, on `CacheDecision::Hit`, restores and skips) one `run:` step.
     fn execute(
         &self,
         input: &ExecutorInput,
         ctx: &ExecContext<'_>,
     ) -> Result<StepResult, ExecError>;
+}
+
+/// The host's part of `input.cache_lookup`, for a dispatcher whose `run` has the command
+/// executed elsewhere (another host's executor, which must not touch a snapshot store): a
+/// `hit` is restored here before `run` (called only when `called_on_hit`), a
+/// `miss_build_as` is committed here after `run` reported success and the commit, and the
+/// workspace boundary is checked around it, exactly as for the executors of this process.
+/// Without a store (caching off) `run` is called alone.
+pub fn host_side(
+    store: Option<&crate::snapshot::SnapshotStore>,
+    input: &ExecutorInput,
+    ctx: &ExecContext<'_>,
+    called_on_hit: bool,
+    run: impl FnOnce() -> Result<StepResult, ExecError>,
+) -> Result<StepResult, ExecError> {
+    ctx.check_input(input)?;
+    let Some(store) = store else {
+        return run();
+    };
+    let log = ctx.step_log(input);
+    let on_hit = if called_on_hit {
+        decision::OnHit::Call
+    } else {
+        decision::OnHit::Skip
+    };
+    let result = decision::obey(store, input, ctx, &log, on_hit, run);
+    log.finish();
+    result
 }
 
 /// What the runner gives an executor besides the [`ExecutorInput`]: where the stage's files

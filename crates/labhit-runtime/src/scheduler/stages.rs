@@ -45,6 +45,13 @@
 //! secret store (the runtime serves declared names only), `sandbox.timeout` (capped by the
 //! manifest's timeout) and the run's cancellation flag.
 //!
+//! # Dispatch
+//!
+//! The step itself (the extension's, or the script's with its cache decision) goes to the
+//! runner's [`Dispatcher`] ([`crate::dispatch`]): [`InProcess`] by default, so it runs on the
+//! runner's thread; the runner keeps the workspace lock, the cache decision and the artifacts
+//! whoever runs it.
+//!
 //! Artifacts of every finished stage are copied to `<run-dir>/artifacts/<stage>/` while the
 //! stage still holds its workspace lock (see [`crate::summary`]).
 
@@ -62,6 +69,7 @@ use labhit_protocol::run::StageStatus;
 use super::{StageOutcome, StageRunner, StageTask};
 use crate::cachekey::{CacheKeyInput, cache_key};
 use crate::digests::DigestIndex;
+use crate::dispatch::{Dispatch, Dispatcher, InProcess};
 use crate::error::StepFailure;
 use crate::executor::{ExecContext, ExecError, Executor};
 use crate::logs::{LogCursor, REDACTED};
@@ -108,6 +116,8 @@ pub struct PipelineRunner {
     /// Secrets: for extensions (names their manifest declares) and for `run:` stages (names
     /// their `sandbox.secrets` grants).
     pub secrets: Arc<dyn SecretStore>,
+    /// Who runs each step: [`InProcess`] (the default) or a fleet.
+    pub dispatcher: Arc<dyn Dispatcher>,
     lock: RwLock<()>,
     keys: Mutex<BTreeMap<String, SnapshotRef>>,
     digests: Mutex<DigestIndex>,
@@ -120,13 +130,14 @@ impl std::fmt::Debug for PipelineRunner {
             .field("workspace", &self.workspace)
             .field("run_dir", &self.run_dir)
             .field("cache", &self.snapshots.as_ref().map(SnapshotStore::dir))
+            .field("dispatcher", &self.dispatcher.name())
             .finish_non_exhaustive()
     }
 }
 
 impl PipelineRunner {
     /// A runner for the run directory `run_dir` with its workspace `workspace`: no plans, no
-    /// runtime, caching off, no env, no secrets.
+    /// runtime, caching off, no env, no secrets, steps dispatched [`InProcess`].
     pub fn new(workspace: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> Self {
         Self {
             runtime: None,
@@ -136,6 +147,7 @@ impl PipelineRunner {
             snapshots: None,
             env: BTreeMap::new(),
             secrets: Arc::new(NoSecrets),
+            dispatcher: Arc::new(InProcess),
             lock: RwLock::new(()),
             keys: Mutex::new(BTreeMap::new()),
             digests: Mutex::new(DigestIndex::new()),
@@ -189,12 +201,26 @@ impl PipelineRunner {
         request.log_sink = log.sink();
         request.log_cursor = LogCursor::new();
         request.cancellation = task.cancellation.clone();
+        let dispatch = self.dispatch(task, 1);
+        let run = || self.dispatcher.extension(&dispatch, runtime, ext, request);
         if access == FilesystemAccess::ReadWrite {
             let _exclusive = self.lock.write().unwrap_or_else(|p| p.into_inner());
-            self.finish_extension(task, runtime.execute(ext, request))
+            self.finish_extension(task, run())
         } else {
             let _shared = self.lock.read().unwrap_or_else(|p| p.into_inner());
-            self.finish_extension(task, runtime.execute(ext, request))
+            self.finish_extension(task, run())
+        }
+    }
+
+    /// The [`Dispatch`] of `task`'s step number `attempt`.
+    fn dispatch<'t>(&'t self, task: &'t StageTask<'_>, attempt: u32) -> Dispatch<'t> {
+        Dispatch {
+            run_id: task.run_id,
+            stage: task.id,
+            definition: task.stage,
+            attempt,
+            workspace: &self.workspace,
+            snapshots: self.snapshots.as_ref(),
         }
     }
 
@@ -383,6 +409,7 @@ impl PipelineRunner {
             &step,
             decision.clone(),
             start_manifest.as_ref(),
+            1,
         );
         if let (CacheDecision::Hit { tag }, (Err(ExecError::Snapshot { source, .. }), _)) =
             (&decision, &outcome)
@@ -393,7 +420,7 @@ impl PipelineRunner {
             );
             let retry = CacheDecision::MissBuildAs { tag: tag.clone() };
             // A failed restore may have changed the workspace: the executor scans it afresh.
-            let outcome = self.execute(task, executor, &step, retry.clone(), None);
+            let outcome = self.execute(task, executor, &step, retry.clone(), None, 2);
             return self.finish_command(task, outcome, &retry);
         }
         self.finish_command(task, outcome, &decision)
@@ -406,6 +433,7 @@ impl PipelineRunner {
         step: &CommandStep,
         decision: CacheDecision,
         start_manifest: Option<&WorkspaceManifest>,
+        attempt: u32,
     ) -> (Result<StepResult, ExecError>, BTreeMap<String, String>) {
         let mut env = self.env.clone();
         let mut secret_values = Vec::new();
@@ -446,7 +474,9 @@ impl PipelineRunner {
         ctx.secret_values = secret_values;
         ctx.start_manifest = start_manifest;
         ctx.digests = Some(&self.digests);
-        let result = executor.execute(&input, &ctx);
+        let result = self
+            .dispatcher
+            .command(&self.dispatch(task, attempt), executor, &input, &ctx);
         (result, ctx.outputs.snapshot())
     }
 
