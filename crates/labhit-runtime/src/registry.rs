@@ -866,7 +866,7 @@ mod tests {
         );
         assert!(
             reasons[&future]
-                .contains("requires contract `^9`, but this host implements contract 0.1.0"),
+                .contains("requires contract `^9`, but this host implements contract 0.2.0"),
             "{}",
             reasons[&future]
         );
