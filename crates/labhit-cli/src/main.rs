@@ -21,6 +21,7 @@ mod secrets;
 mod serve;
 mod stdio;
 mod validate;
+mod worker;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -100,6 +101,8 @@ enum Command {
     },
     /// Serve the LabHit PipelineService over gRPC with a durable run store.
     Serve(serve::Args),
+    /// Run stages for a `labhit serve --nats` server: pull tasks from NATS JetStream.
+    Worker(worker::Args),
     /// Start a run on a `labhit serve` server: `labhit trigger REPO REF`.
     Trigger(client::trigger::Args),
     /// Show a run of the server: status, stages, outputs.
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args, cli.color),
         Command::Ext { command } => return ext::main(&command, cli.color),
         Command::Serve(args) => serve::run(&args),
+        Command::Worker(args) => worker::run(&args),
         Command::Trigger(args) => client::trigger::run(&args, cli.color),
         Command::Status(args) => client::status::run(&args, cli.color),
         Command::Runs(args) => client::runs::run(&args, cli.color),

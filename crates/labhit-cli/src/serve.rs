@@ -69,6 +69,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "MODE", default_value = "normal")]
     sync: SyncMode,
 
+    /// Run stages on a fleet of `labhit worker`s through this NATS JetStream system
+    /// (comma-separated URLs) instead of in this process
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+
     /// How long running runs may go on after SIGINT/SIGTERM before they are cancelled
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     grace: DurationSpec,
@@ -90,7 +95,7 @@ fn default_data_dir() -> Result<PathBuf> {
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -157,13 +162,30 @@ async fn serve(args: &Args) -> Result<()> {
             .context("registering repositories")??
     };
     let registry = Registry::discover(&args.extensions);
+    let dispatcher: Arc<dyn labhit_runtime::dispatch::Dispatcher> = match &args.nats {
+        None => Arc::new(labhit_runtime::dispatch::InProcess),
+        Some(urls) => {
+            let fleet = labhit_fleet::Fleet::connect(urls, crate::worker::fleet_options())
+                .await
+                .with_context(|| format!("--nats {urls}"))?;
+            Arc::new(labhit_fleet::NatsDispatcher::new(
+                fleet,
+                tokio::runtime::Handle::current(),
+            ))
+        }
+    };
     let driver = Driver::new(
         store.clone(),
         Arc::new(repos),
         DriverConfig {
             runs_dir: data_dir.join("runs"),
             registry: Arc::new(registry),
-            jobs: labhit_runtime::scheduler::default_jobs(),
+            jobs: match args.nats {
+                // Stages wait on the fleet, not on this machine's cores.
+                Some(_) => 32,
+                None => labhit_runtime::scheduler::default_jobs(),
+            },
+            dispatcher,
         },
     );
     let drain = Drain::new();

@@ -86,6 +86,8 @@ pub struct DriverConfig {
     pub registry: Arc<Registry>,
     /// Most stages of one run running at once.
     pub jobs: usize,
+    /// Who runs each stage's step: in this process, or a fleet (`labhit serve --nats`).
+    pub dispatcher: Arc<dyn labhit_runtime::dispatch::Dispatcher>,
 }
 
 /// An executing run's handles.
@@ -360,6 +362,7 @@ impl Driver {
             .map(labhit_runtime::policy::GitRef::new);
         request.registry = Arc::clone(&self.inner.config.registry);
         request.jobs = self.inner.config.jobs;
+        request.dispatcher = Arc::clone(&self.inner.config.dispatcher);
         request.approved = PreApproved::Stages(approved);
         request.approver = Some(Arc::new(active.approvals.clone()));
         request.cancellation = active.cancellation.clone();

@@ -1,0 +1,369 @@
+//! [`NatsDispatcher`]: the server's side of the fleet (see the crate documentation).
+//!
+//! One step, as the runner hands it over:
+//!
+//! 1. find a worker advertising the step's [`Need`]; none: the step fails at once, naming the
+//!    extension and the fix;
+//! 2. pack the workspace, store the archive unless its id is stored already;
+//! 3. listen to the task's events, then publish the task (message id `run/stage/attempt`:
+//!    JetStream drops a second publication of the same task);
+//! 4. forward log lines in order, dropping numbers already forwarded (a task redelivered after
+//!    a worker died sends its lines again), until the first reply; the run's cancellation is
+//!    published for the worker, which stops the step;
+//! 5. apply the worker's resulting workspace (for steps that may write) and answer the runner
+//!    as an in-process step would.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use futures_util::StreamExt as _;
+use labhit_protocol::Value;
+use labhit_protocol::executor::{ExecutorInput, StepResult};
+use labhit_protocol::manifest::FilesystemAccess;
+use labhit_runtime::dispatch::{Dispatch, Dispatcher};
+use labhit_runtime::executor::{ExecContext, ExecError, Executor, host_side};
+use labhit_runtime::{
+    Cancellation, LoadedExtension, LogSink, Runtime, StepError, StepFailure, StepOutcome,
+    StepRequest,
+};
+
+use crate::archive;
+use crate::setup::{Fleet, FleetError, nats};
+use crate::wire::{Failure, LogLine, Need, Outcome, Reply, Task, TaskBody};
+
+/// How long the server keeps waiting for a worker's reply after it published a cancellation.
+const CANCEL_GRACE: Duration = Duration::from_secs(15);
+
+/// Dispatches steps to the fleet. Its methods block the calling (runner) thread on the
+/// tokio runtime it was made on.
+#[derive(Debug, Clone)]
+pub struct NatsDispatcher {
+    fleet: Fleet,
+    handle: tokio::runtime::Handle,
+}
+
+/// Why a remote step did not come back.
+#[derive(Debug)]
+enum Remote {
+    /// No worker advertises the need.
+    NoWorker(Need),
+    /// Cancelled before a worker answered.
+    Cancelled,
+    /// The fleet failed.
+    Fleet(FleetError),
+}
+
+impl From<FleetError> for Remote {
+    fn from(e: FleetError) -> Self {
+        Remote::Fleet(e)
+    }
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Remote::NoWorker(need) => write!(
+                f,
+                "no worker of the fleet has {need}: start a `labhit worker --extensions DIR` \
+                 whose DIR holds it"
+            ),
+            Remote::Cancelled => f.write_str("cancelled before a worker answered"),
+            Remote::Fleet(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl NatsDispatcher {
+    /// A dispatcher over `fleet`, blocking on `handle` (the server's runtime).
+    pub fn new(fleet: Fleet, handle: tokio::runtime::Handle) -> Self {
+        Self { fleet, handle }
+    }
+
+    /// Whether some worker advertises `need`.
+    async fn advertised(&self, need: &Need) -> Result<bool, FleetError> {
+        let mut keys = self
+            .fleet
+            .workers
+            .keys()
+            .await
+            .map_err(nats("listing the workers"))?;
+        while let Some(key) = keys.next().await {
+            let Ok(key) = key else { continue };
+            let Ok(Some(value)) = self.fleet.workers.get(&key).await else {
+                continue;
+            };
+            if let Ok(advert) = serde_json::from_slice::<crate::worker::Advert>(&value)
+                && advert.needs.contains(need)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Runs `task` on the fleet: steps 1–5 of the module documentation.
+    async fn remote(
+        &self,
+        mut task: Task,
+        dispatch: &Dispatch<'_>,
+        log: &Arc<dyn LogSink>,
+        cancellation: &Cancellation,
+    ) -> Result<Reply, Remote> {
+        if !self.advertised(&task.need).await? {
+            return Err(Remote::NoWorker(task.need));
+        }
+        let bytes = archive::pack(dispatch.workspace).map_err(FleetError::from)?;
+        task.archive = self.fleet.put_archive(&bytes).await?;
+        let key = task.key();
+        let consumer = self
+            .fleet
+            .events
+            .create_consumer(pull::OrderedConfig {
+                filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats(format!("listening to task `{key}`")))?;
+        let mut events = consumer
+            .messages()
+            .await
+            .map_err(nats(format!("listening to task `{key}`")))?;
+        let payload = serde_json::to_vec(&task).map_err(|source| FleetError::Malformed {
+            subject: "labhit.task".to_owned(),
+            source,
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", dispatch.task_id().as_str());
+        self.fleet
+            .js
+            .publish_with_headers(
+                format!("labhit.task.{}", task.need.token()),
+                headers,
+                payload.into(),
+            )
+            .await
+            .map_err(nats(format!("publishing task `{key}`")))?
+            .await
+            .map_err(nats(format!("publishing task `{key}`")))?;
+
+        let mut next_line = 0u64;
+        let mut cancel_sent: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = cancel_sent.map(|at| at + CANCEL_GRACE);
+            let event = tokio::select! {
+                event = events.next() => event,
+                () = cancellation.cancelled(), if cancel_sent.is_none() => {
+                    self.fleet
+                        .js
+                        .publish(format!("labhit.cancel.{key}"), bytes::Bytes::new())
+                        .await
+                        .map_err(nats(format!("cancelling task `{key}`")))?;
+                    cancel_sent = Some(tokio::time::Instant::now());
+                    continue;
+                }
+                () = sleep_until(deadline) => return Err(Remote::Cancelled),
+            };
+            let Some(event) = event else {
+                return Err(Remote::Fleet(FleetError::Nats {
+                    what: format!("the events of task `{key}`"),
+                    source: "the subscription ended".into(),
+                }));
+            };
+            let message = event.map_err(nats(format!("the events of task `{key}`")))?;
+            let subject = message.subject.to_string();
+            if subject.starts_with("labhit.log.") {
+                let line: LogLine = serde_json::from_slice(&message.payload)
+                    .map_err(|source| FleetError::Malformed { subject, source })?;
+                // A redelivered task sends its lines again: the first copy stands.
+                if line.n >= next_line {
+                    next_line = line.n + 1;
+                    log.emit(line.entry);
+                }
+                continue;
+            }
+            let reply: Reply = serde_json::from_slice(&message.payload)
+                .map_err(|source| FleetError::Malformed { subject, source })?;
+            if let Some(after) = reply.archive_after {
+                let bytes = self.fleet.get_archive(after).await?;
+                archive::replace(&bytes, dispatch.workspace).map_err(FleetError::from)?;
+            }
+            return Ok(reply);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The message of a failed remote step, naming the worker.
+fn on_worker(worker: &str, message: &str) -> String {
+    format!("on worker `{worker}`: {message}")
+}
+
+impl Dispatcher for NatsDispatcher {
+    fn name(&self) -> &str {
+        "nats"
+    }
+
+    fn extension(
+        &self,
+        dispatch: &Dispatch<'_>,
+        _runtime: &Runtime,
+        ext: &LoadedExtension,
+        request: StepRequest,
+    ) -> Result<StepOutcome, StepError> {
+        let started = std::time::Instant::now();
+        let error = |failure: StepFailure| StepError {
+            stage: dispatch.stage.to_string(),
+            extension: ext.name().to_owned(),
+            version: ext.version().clone(),
+            failure: Box::new(failure),
+            elapsed: started.elapsed(),
+        };
+        let task = Task {
+            run_id: dispatch.run_id,
+            stage: dispatch.stage.to_string(),
+            attempt: dispatch.attempt,
+            archive: labhit_protocol::ids::ArchiveId::from_uuid(uuid::Uuid::nil()),
+            need: Need::Extension {
+                reference: format!("{}@{}", ext.name(), ext.version()),
+                contract: ext.contract_version().to_string(),
+            },
+            body: TaskBody::Extension {
+                with: request.with.clone(),
+                env: request.env.clone(),
+            },
+            timeout_ms: request.timeout.map(|t| t.as_millis() as u64),
+            writes: ext.manifest().capabilities.filesystem == FilesystemAccess::ReadWrite,
+        };
+        let reply = self.handle.block_on(self.remote(
+            task,
+            dispatch,
+            &request.log_sink,
+            &request.cancellation,
+        ));
+        match reply {
+            Err(Remote::Cancelled) => Err(error(StepFailure::Cancelled(
+                "cancelled before a worker answered".to_owned(),
+            ))),
+            Err(e) => Err(error(StepFailure::Setup(e.to_string()))),
+            Ok(reply) => match reply.outcome {
+                Outcome::Step {
+                    exit_code,
+                    outputs,
+                    artifacts,
+                } => Ok(StepOutcome {
+                    exit_code,
+                    outputs,
+                    artifacts,
+                    committed_snapshot: None,
+                    elapsed: started.elapsed(),
+                }),
+                Outcome::Failed { failure, message } => Err(error(match failure {
+                    Failure::Cancelled => StepFailure::Cancelled(message),
+                    Failure::Timeout { ms } => StepFailure::Timeout {
+                        timeout: Duration::from_millis(ms),
+                    },
+                    Failure::Exit { status } => StepFailure::Exit { status },
+                    Failure::Refused => StepFailure::Setup(on_worker(&reply.worker, &message)),
+                    Failure::Other => StepFailure::Failed(on_worker(&reply.worker, &message)),
+                })),
+                Outcome::Command { .. } => Err(error(StepFailure::InvalidOutput(on_worker(
+                    &reply.worker,
+                    "answered an extension step with a command result",
+                )))),
+            },
+        }
+    }
+
+    fn command(
+        &self,
+        dispatch: &Dispatch<'_>,
+        executor: &dyn Executor,
+        input: &ExecutorInput,
+        ctx: &ExecContext<'_>,
+    ) -> Result<StepResult, ExecError> {
+        let stage = dispatch.stage.to_string();
+        let need = match executor.contract() {
+            None => Need::Local,
+            Some(contract) => Need::Extension {
+                reference: executor.name().trim_start_matches("extension:").to_owned(),
+                contract: contract.to_string(),
+            },
+        };
+        let with = dispatch.definition.with.clone().map(Value::Object);
+        let task = Task {
+            run_id: dispatch.run_id,
+            stage: stage.clone(),
+            attempt: dispatch.attempt,
+            archive: labhit_protocol::ids::ArchiveId::from_uuid(uuid::Uuid::nil()),
+            need,
+            body: TaskBody::Command {
+                with,
+                input: Box::new(input.clone()),
+            },
+            timeout_ms: ctx.timeout.map(|t| t.as_millis() as u64),
+            writes: true,
+        };
+        let mut outputs = BTreeMap::new();
+        let result = host_side(
+            dispatch.snapshots,
+            input,
+            ctx,
+            executor.called_on_hit(),
+            || {
+                let reply =
+                    self.handle
+                        .block_on(self.remote(task, dispatch, &ctx.log, &ctx.cancellation));
+                match reply {
+                    Err(Remote::Cancelled) => Err(ExecError::Cancelled {
+                        stage: stage.clone(),
+                    }),
+                    Err(e) => Err(ExecError::Refused {
+                        stage: stage.clone(),
+                        message: e.to_string(),
+                    }),
+                    Ok(reply) => match reply.outcome {
+                        Outcome::Command {
+                            result,
+                            outputs: reported,
+                        } => {
+                            outputs = reported;
+                            Ok(result)
+                        }
+                        Outcome::Failed { failure, message } => Err(match failure {
+                            Failure::Cancelled => ExecError::Cancelled {
+                                stage: stage.clone(),
+                            },
+                            Failure::Timeout { ms } => ExecError::Timeout {
+                                stage: stage.clone(),
+                                timeout: Duration::from_millis(ms),
+                            },
+                            _ => ExecError::Refused {
+                                stage: stage.clone(),
+                                message: on_worker(&reply.worker, &message),
+                            },
+                        }),
+                        Outcome::Step { .. } => Err(ExecError::Refused {
+                            stage: stage.clone(),
+                            message: on_worker(
+                                &reply.worker,
+                                "answered a command step with an extension result",
+                            ),
+                        }),
+                    },
+                }
+            },
+        );
+        ctx.outputs.extend(outputs);
+        result
+    }
+}

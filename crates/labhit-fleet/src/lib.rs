@@ -1,0 +1,35 @@
+//! Scale-out for LabHit: the stages of a run dispatched to a fleet of `labhit worker`s
+//! through NATS JetStream.
+//!
+//! The server side is [`NatsDispatcher`], a `labhit_runtime::dispatch::Dispatcher`: for each
+//! ready stage it packs the run's workspace into the JetStream object store under its
+//! content-addressed `ArchiveId` (identical workspaces are stored once), publishes one
+//! [`wire::Task`] to the work-queue stream on the subject of what the stage needs (the local
+//! executor, or an extension `name@version` of a contract), forwards the worker's log lines to
+//! the run's log (the server owns the logs; a line already seen is dropped) and applies the
+//! worker's resulting workspace. Host-side caching stays the server's: it restores a `hit`
+//! and commits a `miss_build_as` in its own snapshot store around the remote step, so a hit
+//! reaches every worker through the next archive.
+//!
+//! The worker side is [`worker::run`]: one durable pull consumer per need it can serve, in
+//! progress acknowledgements while a stage runs, the same `labhit-runtime` sandbox and limits
+//! as a local run, the stage's deadline and the run's cancellation honoured on the worker.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`wire`] | the messages and subjects |
+//! | [`archive`] | a workspace as one deterministic tar, its content-addressed id |
+//! | [`setup`] | connecting, the streams and buckets both sides use |
+//! | [`dispatcher`] | [`NatsDispatcher`] |
+//! | [`worker`] | `labhit worker` |
+//! | [`testing`] | real `nats-server` processes for tests and benchmarks: one node or a three-node JetStream cluster |
+
+pub mod archive;
+pub mod dispatcher;
+pub mod setup;
+pub mod testing;
+pub mod wire;
+pub mod worker;
+
+pub use dispatcher::NatsDispatcher;
+pub use setup::{Fleet, FleetError, FleetOptions};

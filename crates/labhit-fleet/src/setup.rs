@@ -1,0 +1,259 @@
+//! Connecting to NATS and the JetStream streams and buckets server and workers share
+//! (created by whoever comes first, with the same settings).
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv, object_store, stream};
+use labhit_protocol::ids::ArchiveId;
+use tokio::io::AsyncReadExt as _;
+
+use crate::archive;
+use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, TASKS_STREAM, WORKERS_BUCKET};
+
+/// How long a first JetStream request may be retried while a fresh cluster elects its leader.
+const JETSTREAM_READY: Duration = Duration::from_secs(30);
+
+/// A failure talking to NATS or handling what came over it.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// A NATS operation failed.
+    #[error("nats: {what}: {source}")]
+    Nats {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A workspace archive could not be made or used.
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    /// The archive a task names is not in the object store.
+    #[error(
+        "workspace archive `{id}` is missing from the object store bucket `{bucket}` (was it \
+         deleted, or is the worker connected to another NATS system?)",
+        bucket = ARCHIVES_BUCKET
+    )]
+    MissingArchive {
+        /// The archive.
+        id: ArchiveId,
+    },
+    /// The archive's bytes do not hash to its name.
+    #[error(
+        "workspace archive `{id}` in bucket `{bucket}` is corrupt: its content hashes to \
+         `{actual}`",
+        bucket = ARCHIVES_BUCKET
+    )]
+    CorruptArchive {
+        /// The archive's name.
+        id: ArchiveId,
+        /// The id its content has.
+        actual: ArchiveId,
+    },
+    /// A message that is not what the fleet sends.
+    #[error("malformed message on `{subject}`: {source}")]
+    Malformed {
+        /// Its subject.
+        subject: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A local I/O failure (the worker's directories).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Maps a client error to [`FleetError::Nats`].
+pub(crate) fn nats<E: std::error::Error + Send + Sync + 'static>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> FleetError {
+    let what = what.into();
+    move |e| FleetError::Nats {
+        what,
+        source: Box::new(e),
+    }
+}
+
+/// Settings both sides must agree on.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Replicas of every stream and bucket (3 on a three-node cluster).
+    pub replicas: usize,
+    /// How long a worker may stay silent on a task before it is redelivered to another.
+    pub ack_wait: Duration,
+    /// How often a task is delivered before it is given up.
+    pub max_deliver: i64,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+        }
+    }
+}
+
+/// A connection with the fleet's streams and buckets.
+#[derive(Clone)]
+pub struct Fleet {
+    /// The core client.
+    pub client: async_nats::Client,
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// The tasks stream.
+    pub tasks: stream::Stream,
+    /// The events stream.
+    pub events: stream::Stream,
+    /// The workspace archives.
+    pub archives: object_store::ObjectStore,
+    /// The workers' advertisements.
+    pub workers: kv::Store,
+    /// The settings.
+    pub options: FleetOptions,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// Connects to `urls` (comma-separated) and makes sure the streams and buckets exist. A
+    /// fresh cluster's first JetStream requests are retried until it has a leader.
+    pub async fn connect(urls: &str, options: FleetOptions) -> Result<Self, FleetError> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(urls)
+            .await
+            .map_err(nats(format!("connecting to `{urls}`")))?;
+        let js = jetstream::new(client.clone());
+        let start = Instant::now();
+        loop {
+            match Self::open(&client, &js, &options).await {
+                Ok(fleet) => return Ok(fleet),
+                Err(e) if start.elapsed() >= JETSTREAM_READY => return Err(e),
+                // JetStream not ready yet (no leader): each attempt waits on the server.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn open(
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        options: &FleetOptions,
+    ) -> Result<Self, FleetError> {
+        let tasks = js
+            .get_or_create_stream(stream::Config {
+                name: TASKS_STREAM.to_owned(),
+                subjects: vec!["labhit.task.>".to_owned()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                num_replicas: options.replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(nats(format!("the stream `{TASKS_STREAM}`")))?;
+        let events = js
+            .get_or_create_stream(stream::Config {
+                name: EVENTS_STREAM.to_owned(),
+                subjects: vec![
+                    "labhit.log.>".to_owned(),
+                    "labhit.done.>".to_owned(),
+                    "labhit.cancel.>".to_owned(),
+                ],
+                max_age: Duration::from_secs(24 * 3600),
+                num_replicas: options.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats(format!("the stream `{EVENTS_STREAM}`")))?;
+        let archives = match js.get_object_store(ARCHIVES_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: ARCHIVES_BUCKET.to_owned(),
+                    num_replicas: options.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(nats(format!("the object store `{ARCHIVES_BUCKET}`")))?,
+        };
+        let workers = match js.get_key_value(WORKERS_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: WORKERS_BUCKET.to_owned(),
+                    history: 1,
+                    max_age: Duration::from_secs(30),
+                    num_replicas: options.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(nats(format!("the key-value bucket `{WORKERS_BUCKET}`")))?,
+        };
+        Ok(Self {
+            client: client.clone(),
+            js: js.clone(),
+            tasks,
+            events,
+            archives,
+            workers,
+            options: options.clone(),
+        })
+    }
+
+    /// Stores `bytes` under its content-addressed id unless an archive of that id exists.
+    pub async fn put_archive(&self, bytes: &[u8]) -> Result<ArchiveId, FleetError> {
+        let id = archive::archive_id(bytes);
+        let name = id.to_string();
+        if self.archives.info(&name).await.is_ok() {
+            return Ok(id);
+        }
+        let mut reader = bytes;
+        self.archives
+            .put(name.as_str(), &mut reader)
+            .await
+            .map_err(nats(format!("storing workspace archive `{id}`")))?;
+        Ok(id)
+    }
+
+    /// The bytes of archive `id`, checked against the id.
+    pub async fn get_archive(&self, id: ArchiveId) -> Result<Vec<u8>, FleetError> {
+        let name = id.to_string();
+        if self.archives.info(&name).await.is_err() {
+            return Err(FleetError::MissingArchive { id });
+        }
+        let mut object = self
+            .archives
+            .get(&name)
+            .await
+            .map_err(nats(format!("fetching workspace archive `{id}`")))?;
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|source| FleetError::Io {
+                what: format!("reading workspace archive `{id}`"),
+                source,
+            })?;
+        let actual = archive::archive_id(&bytes);
+        if actual != id {
+            return Err(FleetError::CorruptArchive { id, actual });
+        }
+        Ok(bytes)
+    }
+}

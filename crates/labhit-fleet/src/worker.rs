@@ -1,0 +1,529 @@
+//! `labhit worker`: pulls tasks the fleet's server published and runs them with
+//! `labhit-runtime`, in the same sandbox and with the same limits as a local run.
+//!
+//! A worker loads every bundle of its extension directories once ([`Worker::prepare`]) and
+//! advertises what it can run (the local executor, and each extension as `name@version` with
+//! its contract) in the `labhit_workers` bucket, refreshed while it lives. For each of these
+//! needs it pulls from one durable consumer shared by every worker with the same need, so a
+//! task only reaches a worker that can run it.
+//!
+//! Per task: a task already answered (a redelivery after the answering worker died before
+//! its acknowledgement) is acknowledged and dropped; otherwise the archive is fetched and
+//! checked, unpacked into a fresh directory, the step runs while the task is kept in progress
+//! (an acknowledgement every third of the ack wait), its log lines go to the server as they
+//! come, the workspace goes back when the step may write, then the reply, then the
+//! acknowledgement. A cancellation published for the task stops the step; the stage's
+//! deadline applies here. A worker killed mid-step leaves the task unacknowledged: JetStream
+//! delivers it to another worker after the ack wait.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::pull;
+use futures_util::StreamExt as _;
+use labhit_protocol::Value;
+use labhit_protocol::executor::{CacheDecision, StepResult};
+use labhit_protocol::pipeline::StageId;
+use labhit_protocol::run::LogEntry;
+use labhit_runtime::executor::{
+    ExecContext, ExecError, Executor, ExtensionExecutor, LocalExecutor,
+};
+use labhit_runtime::registry::Registry;
+use labhit_runtime::snapshot::SnapshotStore;
+use labhit_runtime::{
+    Cancellation, LoadedExtension, LogSink, Runtime, RuntimeConfig, StepError, StepFailure,
+    StepRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::archive;
+use crate::setup::{Fleet, FleetError, nats};
+use crate::wire::{Failure, LogLine, Need, Outcome, Reply, Task, TaskBody};
+
+/// What a worker advertises in the workers bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Advert {
+    /// The worker's name.
+    pub worker: String,
+    /// What it can run.
+    pub needs: Vec<Need>,
+}
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Its name (unique in the fleet).
+    pub name: String,
+    /// Directories of extension bundles.
+    pub extensions: Vec<PathBuf>,
+    /// Most tasks running at once (at least 1).
+    pub concurrency: usize,
+    /// Where task workspaces are unpacked.
+    pub work_dir: PathBuf,
+}
+
+/// A worker with its extensions loaded.
+pub struct Worker {
+    config: WorkerConfig,
+    runtime: Runtime,
+    loaded: BTreeMap<Need, LoadedExtension>,
+    /// Bundles that could not be loaded, with why.
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .field("needs", &self.needs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Discovers and loads (compiles) every bundle of `config.extensions`.
+    pub fn prepare(config: WorkerConfig) -> Result<Self, FleetError> {
+        let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| FleetError::Io {
+            what: "starting the runtime".to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let registry = Registry::discover(&config.extensions);
+        let mut loaded = BTreeMap::new();
+        let mut problems: Vec<String> = registry
+            .invalid()
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect();
+        for bundle in registry.bundles() {
+            match runtime.load(&bundle.manifest, &bundle.component_path) {
+                Ok(ext) => {
+                    let need = Need::Extension {
+                        reference: format!("{}@{}", ext.name(), ext.version()),
+                        contract: ext.contract_version().to_string(),
+                    };
+                    loaded.insert(need, ext);
+                }
+                Err(e) => problems.push(format!("{}: {e}", bundle.id())),
+            }
+        }
+        Ok(Self {
+            config,
+            runtime,
+            loaded,
+            problems,
+        })
+    }
+
+    /// What this worker can run: the local executor and every loaded extension.
+    pub fn needs(&self) -> Vec<Need> {
+        std::iter::once(Need::Local)
+            .chain(self.loaded.keys().cloned())
+            .collect()
+    }
+
+    /// Advertises the worker and opens its consumers, then serves tasks in the background
+    /// until `stop` is set ([`Running::wait`]).
+    pub async fn start(self, fleet: Fleet, stop: Cancellation) -> Result<Running, FleetError> {
+        std::fs::create_dir_all(&self.config.work_dir).map_err(|source| FleetError::Io {
+            what: format!("creating `{}`", self.config.work_dir.display()),
+            source,
+        })?;
+        let advert = serde_json::to_vec(&Advert {
+            worker: self.config.name.clone(),
+            needs: self.needs(),
+        })
+        .map_err(|source| FleetError::Malformed {
+            subject: "advert".to_owned(),
+            source,
+        })?;
+        let name = self.config.name.clone();
+        fleet
+            .workers
+            .put(&name, advert.clone().into())
+            .await
+            .map_err(nats("advertising the worker"))?;
+        let worker = Arc::new(self);
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            worker.config.concurrency.max(1),
+        ));
+        let mut pullers = tokio::task::JoinSet::new();
+        for need in worker.needs() {
+            let token = need.token();
+            let consumer = fleet
+                .tasks
+                .get_or_create_consumer(
+                    &format!("need-{token}"),
+                    pull::Config {
+                        durable_name: Some(format!("need-{token}")),
+                        filter_subject: format!("labhit.task.{token}"),
+                        ack_wait: fleet.options.ack_wait,
+                        max_deliver: fleet.options.max_deliver,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(nats(format!("the consumer of {need}")))?;
+            let (worker, fleet, permits, stop) = (
+                Arc::clone(&worker),
+                fleet.clone(),
+                Arc::clone(&permits),
+                stop.clone(),
+            );
+            pullers.spawn(async move { pull(worker, fleet, consumer, permits, stop).await });
+        }
+        let task = tokio::spawn(async move {
+            let mut refresh = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = refresh.tick() => {
+                        // A failed refresh is retried on the next tick.
+                        let _ = fleet.workers.put(&name, advert.clone().into()).await;
+                    }
+                }
+            }
+            let _ = fleet.workers.delete(&name).await;
+            while pullers.join_next().await.is_some() {}
+        });
+        Ok(Running { task })
+    }
+}
+
+/// A started worker.
+#[derive(Debug)]
+pub struct Running {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the worker stopped (its `stop` was set and its running tasks ended).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Pulls tasks from `consumer` while permits are free, until `stop`.
+async fn pull(
+    worker: Arc<Worker>,
+    fleet: Fleet,
+    consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
+    permits: Arc<tokio::sync::Semaphore>,
+    stop: Cancellation,
+) {
+    let mut running = tokio::task::JoinSet::new();
+    while !stop.is_cancelled() {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        let batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await;
+        let Ok(mut batch) = batch else {
+            continue;
+        };
+        if let Some(Ok(message)) = batch.next().await {
+            let (worker, fleet) = (Arc::clone(&worker), fleet.clone());
+            running.spawn(async move {
+                handle(worker, fleet, message).await;
+                drop(permit);
+            });
+        }
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Runs one task message (see the module documentation).
+async fn handle(worker: Arc<Worker>, fleet: Fleet, message: async_nats::jetstream::Message) {
+    let task: Task = match serde_json::from_slice(&message.payload) {
+        Ok(task) => task,
+        Err(_) => {
+            // Nothing can ever run it: do not let it come back.
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let key = task.key();
+    if fleet
+        .events
+        .get_last_raw_message_by_subject(&format!("labhit.done.{key}"))
+        .await
+        .is_ok()
+    {
+        let _ = message.ack().await;
+        return;
+    }
+    let message = Arc::new(message);
+    let progress = {
+        let message = Arc::clone(&message);
+        let every = (fleet.options.ack_wait / 3).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        })
+    };
+    let reply = serve(&worker, &fleet, &task).await;
+    progress.abort();
+    if let Ok(payload) = serde_json::to_vec(&reply)
+        && let Ok(ack) = fleet
+            .js
+            .publish(format!("labhit.done.{key}"), payload.into())
+            .await
+        && ack.await.is_ok()
+    {
+        let _ = message.double_ack().await;
+    }
+}
+
+/// Fetches, runs and packs one task; every failure is a reply.
+async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
+    let key = task.key();
+    let refused = |message: String, lines: u64| Reply {
+        worker: worker.config.name.clone(),
+        lines,
+        archive_after: None,
+        outcome: Outcome::Failed {
+            failure: Failure::Refused,
+            message,
+        },
+    };
+    let cancellation = Cancellation::new();
+    if fleet
+        .events
+        .get_last_raw_message_by_subject(&format!("labhit.cancel.{key}"))
+        .await
+        .is_ok()
+    {
+        cancellation.cancel();
+    }
+    let watcher = match fleet.client.subscribe(format!("labhit.cancel.{key}")).await {
+        Ok(mut subscriber) => {
+            let cancellation = cancellation.clone();
+            Some(tokio::spawn(async move {
+                if subscriber.next().await.is_some() {
+                    cancellation.cancel();
+                }
+            }))
+        }
+        Err(e) => return refused(format!("cannot listen for cancellation: {e}"), 0),
+    };
+    let bytes = match fleet.get_archive(task.archive).await {
+        Ok(bytes) => bytes,
+        Err(e) => return refused(e.to_string(), 0),
+    };
+    let dir = match tempfile::Builder::new()
+        .prefix("task-")
+        .tempdir_in(&worker.config.work_dir)
+    {
+        Ok(dir) => dir,
+        Err(e) => return refused(format!("cannot make a task directory: {e}"), 0),
+    };
+    let workspace = dir.path().join("workspace");
+    if let Err(e) = archive::unpack(&bytes, &workspace) {
+        return refused(e.to_string(), 0);
+    }
+
+    // Log lines go out in order, each acknowledged by the stream.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogEntry>();
+    let publisher = {
+        let (js, key) = (fleet.js.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while let Some(entry) = rx.recv().await {
+                if let Ok(payload) = serde_json::to_vec(&LogLine { n, entry })
+                    && let Ok(ack) = js
+                        .publish(format!("labhit.log.{key}"), payload.into())
+                        .await
+                {
+                    let _ = ack.await;
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    let sink: Arc<dyn LogSink> = Arc::new(ChannelSink(tx));
+    let outcome = {
+        let (worker, task, workspace, cancellation) = (
+            Arc::clone(worker),
+            task.clone(),
+            workspace.clone(),
+            cancellation.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            run_step(&worker, &task, &workspace, sink, cancellation)
+        })
+        .await
+    };
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    let lines = publisher.await.unwrap_or(0);
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => return refused(format!("the step's thread failed: {e}"), lines),
+    };
+    let ran = matches!(outcome, Outcome::Step { .. } | Outcome::Command { .. });
+    let archive_after = if task.writes && ran {
+        let packed = archive::pack(&workspace).map_err(FleetError::from);
+        match packed {
+            Ok(bytes) => match fleet.put_archive(&bytes).await {
+                Ok(id) => Some(id),
+                Err(e) => return refused(e.to_string(), lines),
+            },
+            Err(e) => return refused(e.to_string(), lines),
+        }
+    } else {
+        None
+    };
+    Reply {
+        worker: worker.config.name.clone(),
+        lines,
+        archive_after,
+        outcome,
+    }
+}
+
+/// Hands log entries to the publisher.
+struct ChannelSink(tokio::sync::mpsc::UnboundedSender<LogEntry>);
+
+impl LogSink for ChannelSink {
+    fn emit(&self, entry: LogEntry) {
+        // The publisher outlives every step; a closed channel means the task is over.
+        let _ = self.0.send(entry);
+    }
+}
+
+/// Runs the step of `task` in `workspace` (blocking).
+fn run_step(
+    worker: &Worker,
+    task: &Task,
+    workspace: &std::path::Path,
+    sink: Arc<dyn LogSink>,
+    cancellation: Cancellation,
+) -> Outcome {
+    let refused = |message: String| Outcome::Failed {
+        failure: Failure::Refused,
+        message,
+    };
+    let timeout = task.timeout_ms.map(Duration::from_millis);
+    let extension = match &task.need {
+        Need::Local => None,
+        need => match worker.loaded.get(need) {
+            Some(ext) => Some(ext),
+            None => return refused(format!("this worker does not have {need}")),
+        },
+    };
+    match (&task.body, extension) {
+        (TaskBody::Extension { with, env }, Some(ext)) => {
+            let mut request = StepRequest::new(task.stage.as_str());
+            request.run_id = task.run_id;
+            request.use_ref = format!("{}@{}", ext.name(), ext.version());
+            request.with = with.clone();
+            request.env = env.clone();
+            request.workspace = Some(workspace.to_owned());
+            request.timeout = timeout;
+            request.log_sink = sink;
+            request.cancellation = cancellation;
+            match worker.runtime.execute(ext, request) {
+                Ok(outcome) => Outcome::Step {
+                    exit_code: outcome.exit_code,
+                    outputs: outcome.outputs,
+                    artifacts: outcome.artifacts,
+                },
+                Err(e) => step_failure(&e),
+            }
+        }
+        (TaskBody::Extension { .. }, None) => {
+            refused("an extension step without an extension".to_owned())
+        }
+        (TaskBody::Command { with, input }, ext) => {
+            let Ok(stage) = StageId::new(task.stage.as_str()) else {
+                return refused(format!("`{}` is not a stage id", task.stage));
+            };
+            let mut input = (**input).clone();
+            input.workdir = workspace.to_string_lossy().into_owned();
+            let decided = input.cache_lookup.clone();
+            let executor: Box<dyn Executor> = match ext {
+                // The server obeys the decision: the local executor here only runs the command.
+                None => {
+                    input.cache_lookup = CacheDecision::MissNoCommit;
+                    Box::new(LocalExecutor::new(SnapshotStore::new(
+                        worker.config.work_dir.join("unused-snapshots"),
+                    )))
+                }
+                Some(ext) => match ExtensionExecutor::new(worker.runtime.clone(), ext.clone()) {
+                    Ok(exec) => Box::new(
+                        exec.with_config(
+                            format!("{}@{}", ext.name(), ext.version()),
+                            with.clone()
+                                .unwrap_or_else(|| Value::Object(BTreeMap::new())),
+                        ),
+                    ),
+                    Err(e) => return refused(e.to_string()),
+                },
+            };
+            let mut ctx = ExecContext::new(&stage, workspace);
+            ctx.log = sink;
+            ctx.cancellation = cancellation;
+            ctx.timeout = timeout;
+            match executor.execute(&input, &ctx) {
+                Ok(mut result) => {
+                    if ext.is_none()
+                        && let CacheDecision::MissBuildAs { tag } = decided
+                        && result.is_success()
+                    {
+                        result = StepResult {
+                            committed_snapshot: Some(tag),
+                            ..result
+                        };
+                    }
+                    Outcome::Command {
+                        result,
+                        outputs: ctx.outputs.snapshot(),
+                    }
+                }
+                Err(e) => exec_failure(&e),
+            }
+        }
+    }
+}
+
+fn step_failure(e: &StepError) -> Outcome {
+    let failure = match &*e.failure {
+        StepFailure::Cancelled(_) | StepFailure::Interrupted { .. } => Failure::Cancelled,
+        StepFailure::Timeout { timeout } => Failure::Timeout {
+            ms: timeout.as_millis() as u64,
+        },
+        StepFailure::Exit { status } => Failure::Exit { status: *status },
+        _ => Failure::Other,
+    };
+    Outcome::Failed {
+        failure,
+        message: e.failure.to_string(),
+    }
+}
+
+fn exec_failure(e: &ExecError) -> Outcome {
+    let failure = match e {
+        ExecError::Cancelled { .. } => Failure::Cancelled,
+        ExecError::Timeout { timeout, .. } => Failure::Timeout {
+            ms: timeout.as_millis() as u64,
+        },
+        _ => Failure::Other,
+    };
+    Outcome::Failed {
+        failure,
+        message: e.to_string(),
+    }
+}
