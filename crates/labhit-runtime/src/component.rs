@@ -11,6 +11,8 @@
 //!   *before* it is compiled, so a component of the wrong contract is refused in
 //!   milliseconds whatever its size; [`check_contract`] reads it from a compiled component
 //!   (one that came from the compile cache).
+//! * [`refuse_http_import`] refuses a component importing `wasi:http` whose manifest grants
+//!   no network.
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -66,6 +68,22 @@ pub fn check_contract(
     let (name, version) = contract_export(engine, component)?;
     labhit_bundle::check_export(labhit_bundle::ContractExport { name, version }, supported)
         .map_err(contract_error)
+}
+
+/// Refuses a component that imports `wasi:http` (an extension whose manifest grants no
+/// network), naming the import, before linking reports it as merely missing.
+pub fn refuse_http_import(engine: &Engine, component: &Component) -> Result<(), LoadErrorKind> {
+    let ty = component.component_type();
+    let found = ty
+        .imports(engine)
+        .map(|(name, _)| name)
+        .find(|name| name.starts_with(crate::host::http::IMPORT_PREFIX));
+    match found {
+        Some(import) => Err(LoadErrorKind::NetworkNotGranted {
+            import: import.to_owned(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks the contract version of the component `bytes` against `supported` from its export

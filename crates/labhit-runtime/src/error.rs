@@ -99,6 +99,24 @@ pub enum LoadErrorKind {
     /// The component imports something the host does not provide (or with the wrong type).
     #[error("the component cannot be linked: {0}")]
     Link(String),
+    /// The component imports `wasi:http` but its manifest grants no network.
+    #[error(
+        "the component imports `{import}` but its manifest grants no network; list the hosts it \
+         may reach in `capabilities.network` of extension.toml (`host`, `host:port`, \
+         `*.suffix`), or build it without HTTP (labhit-sdk without the `http` feature)"
+    )]
+    NetworkNotGranted {
+        /// The `wasi:http` import found.
+        import: String,
+    },
+    /// An entry of `capabilities.network` does not parse.
+    #[error("its manifest's `capabilities.network` entry `{entry}` is invalid: {reason}")]
+    NetworkEntry {
+        /// The entry as written.
+        entry: String,
+        /// Why.
+        reason: String,
+    },
     /// The manifest's `outputs` is not a JSON Schema the runtime can check outputs with.
     #[error(
         "its manifest's `outputs` is not a valid JSON Schema: {0}; fix it (`labhit ext check` shows it too)"

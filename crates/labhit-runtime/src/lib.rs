@@ -49,6 +49,7 @@ pub mod gates;
 pub mod gitnames;
 pub mod host;
 pub mod logs;
+pub mod net;
 pub mod outputs;
 pub mod policy;
 pub mod registry;
@@ -74,6 +75,7 @@ pub use logs::{
     CollectingSink, LogCursor, LogLimits, LogSink, MIN_SECRET_BYTES, NullSink, REDACTED,
     RedactingSink, Redactor, TRUNCATED_FIELD,
 };
+pub use net::HttpLimits;
 pub use outputs::OutputLimits;
 pub use runtime::{LoadedExtension, Runtime, RuntimeConfig, StepOutcome, StepRequest};
 pub use secrets::{DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError};

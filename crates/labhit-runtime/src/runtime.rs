@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use labhit_protocol::Value;
 use labhit_protocol::executor::{ArtifactRef, CacheDecision};
 use labhit_protocol::ids::{RunId, SnapshotRef, StepId};
+use labhit_protocol::manifest::network::AllowList;
 use labhit_protocol::manifest::{FilesystemAccess, Manifest};
 use labhit_wit::convert::{ExecutorCommand, StepSpec};
 use labhit_wit::host::ExtensionPre;
@@ -41,9 +42,11 @@ use crate::engine::{EngineHandle, EngineSettings};
 use crate::error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
 use crate::fsio;
 use crate::host::fs_guard::{FsGuard, StepBoundary};
+use crate::host::http::{HttpHooks, HttpState};
 use crate::host::secrets::SecretAccess;
 use crate::host::wasi::{self, LineStream, WasiSpec};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
+use crate::net::HttpLimits;
 use crate::sandbox::{self, Interruption, StepClock, StepHost, StepLimiter};
 use crate::secrets::{NoSecrets, SecretStore};
 
@@ -78,6 +81,8 @@ pub struct RuntimeConfig {
     /// The largest component file [`Runtime::load`] reads (default
     /// [`fsio::DEFAULT_COMPONENT_BYTES`], 256 MiB); larger files are refused unread.
     pub max_component_bytes: u64,
+    /// Limits of outbound HTTP requests (extensions with `capabilities.network`).
+    pub http: HttpLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -93,6 +98,7 @@ impl Default for RuntimeConfig {
             cancel_grace: Duration::from_secs(5),
             log_limits: LogLimits::default(),
             max_component_bytes: fsio::DEFAULT_COMPONENT_BYTES,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -131,7 +137,10 @@ struct Inner {
     config: RuntimeConfig,
     engine: EngineHandle,
     cache: ComponentCache,
+    /// The imports of extensions without network: no `wasi:http`.
     linker: Linker<StepHost>,
+    /// The same plus `wasi:http`, for extensions whose manifest lists network entries.
+    net_linker: Linker<StepHost>,
     contract: semver::Version,
 }
 
@@ -152,6 +161,8 @@ pub struct LoadedExtension {
     path: PathBuf,
     pre: ExtensionPre<StepHost>,
     contract: semver::Version,
+    /// The parsed `capabilities.network`.
+    allow: Arc<AllowList>,
     source: SourceKind,
     cache: CacheOutcome,
     cache_notes: Vec<String>,
@@ -326,9 +337,14 @@ impl Runtime {
             max_memory_bytes: config.max_memory_bytes,
             epoch_tick: config.epoch_tick,
         })?;
-        let mut linker = Linker::new(engine.engine());
-        crate::host::add_to_linker(&mut linker)
-            .map_err(|e| RuntimeError::Engine(format!("cannot set up the linker: {e}")))?;
+        let linker_for = |network| {
+            let mut linker = Linker::new(engine.engine());
+            crate::host::add_to_linker(&mut linker, network)
+                .map_err(|e| RuntimeError::Engine(format!("cannot set up the linker: {e}")))?;
+            Ok::<_, RuntimeError>(linker)
+        };
+        let linker = linker_for(false)?;
+        let net_linker = linker_for(true)?;
         let cache = ComponentCache::new(engine.engine(), config.cache_dir.clone());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -336,6 +352,7 @@ impl Runtime {
                 engine,
                 cache,
                 linker,
+                net_linker,
                 contract: labhit_protocol::version::contract_version(),
             }),
         })
@@ -428,6 +445,17 @@ impl Runtime {
                     .map_err(|e| fail(LoadErrorKind::OutputSchema(e.to_string())))?,
             )),
         };
+        let allow = manifest.capabilities.allow_list().map_err(|(index, err)| {
+            fail(LoadErrorKind::NetworkEntry {
+                entry: manifest.capabilities.network[index].clone(),
+                reason: err.to_string(),
+            })
+        })?;
+        let linker = if allow.is_empty() {
+            &inner.linker
+        } else {
+            &inner.net_linker
+        };
         let source = component::detect(bytes).map_err(fail)?;
         // The contract version is read from the export names before anything is compiled:
         // a component of the wrong contract is refused in milliseconds, whatever its size,
@@ -452,8 +480,10 @@ impl Runtime {
                 |err| LoadErrorKind::Compile(error_chain(&err)),
                 |compiled| {
                     let contract = component::check_contract(engine, compiled, supported)?;
-                    let instance_pre = inner
-                        .linker
+                    if allow.is_empty() {
+                        component::refuse_http_import(engine, compiled)?;
+                    }
+                    let instance_pre = linker
                         .instantiate_pre(compiled)
                         .map_err(|e| LoadErrorKind::Link(error_chain(&e)))?;
                     let pre = ExtensionPre::new(instance_pre)
@@ -468,6 +498,7 @@ impl Runtime {
             path: origin.to_owned(),
             pre,
             contract,
+            allow: Arc::new(allow),
             source,
             cache: loaded.outcome,
             cache_notes: loaded.notes,
@@ -574,8 +605,17 @@ impl Runtime {
             .map_err(|e| fail(StepFailure::Setup(e)))?;
         let boundary = StepBoundary::start(access, workspace).map_err(fail)?;
 
+        let clock = StepClock::new(timeout, inner.config.cancel_grace);
+        let http = HttpState::new(HttpHooks {
+            allow: Arc::clone(&extension.allow),
+            limits: inner.config.http,
+            deadline: clock.deadline,
+            cancellation: request.cancellation.clone(),
+            log: Arc::clone(&log),
+        });
         let host = StepHost {
             wasi,
+            http,
             table,
             log: Arc::clone(&log),
             secrets: SecretAccess::new(
@@ -584,7 +624,7 @@ impl Runtime {
             ),
             cancellation: request.cancellation.clone(),
             limiter: StepLimiter::new(extension.memory_bytes),
-            clock: StepClock::new(timeout, inner.config.cancel_grace),
+            clock,
             fs,
         };
         let mut store = sandbox::new_store(inner.engine.engine(), host);

@@ -29,6 +29,7 @@ use crate::logs::StepLog;
 /// The data of a step's store.
 pub struct StepHost {
     pub(crate) wasi: WasiCtx,
+    pub(crate) http: crate::host::http::HttpState,
     pub(crate) table: ResourceTable,
     pub(crate) log: Arc<StepLog>,
     pub(crate) secrets: SecretAccess,

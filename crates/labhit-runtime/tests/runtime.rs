@@ -354,3 +354,8 @@ fn the_second_load_is_a_cache_hit_and_a_corrupt_entry_is_rebuilt() {
     let fourth = fixture.runtime.load(&manifest, &path).expect("loads");
     assert_eq!(fourth.cache_outcome(), &CacheOutcome::Hit);
 }
+
+// ---- outbound HTTP (notify/webhook against a local server) -------------------------------
+
+#[path = "runtime/http.rs"]
+mod http;

@@ -82,6 +82,8 @@ mod error;
 pub mod glob;
 #[doc(hidden)]
 pub mod glue;
+#[cfg(feature = "http")]
+pub mod http;
 mod input;
 mod output;
 pub mod testing;

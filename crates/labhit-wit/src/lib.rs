@@ -5,7 +5,8 @@
 //! definition of the contract: what an extension exports (`pipeline-step.execute`), the
 //! host interfaces it may import (`log`, `secrets`, `cancellation`), which WASI 0.2
 //! interfaces a host provides (scoped `wasi:filesystem` with exactly one preopen,
-//! `/workspace`; no network), and what the host guarantees around each call. Read it in
+//! `/workspace`; outbound HTTP only to the hosts a manifest lists, no sockets), and what the
+//! host guarantees around each call. Read it in
 //! [`WIT`], or in the `wit/` directory of this crate.
 //!
 //! The crate's `wit/` directory is a copy of `wit/` at the root of the `labhit-contracts`

@@ -39,6 +39,9 @@ const PROVIDED_WASI: &[&str] = &[
     "wasi:cli/terminal-stdin@0.2.12",
     "wasi:cli/terminal-stdout@0.2.12",
     "wasi:cli/terminal-stderr@0.2.12",
+    // Granted only to extensions whose manifest lists `capabilities.network`.
+    "wasi:http/types@0.2.12",
+    "wasi:http/outgoing-handler@0.2.12",
 ];
 
 /// The crate's own copy, the one that is published.
@@ -186,7 +189,7 @@ fn world_extension_with_wasi_adds_exactly_the_provided_wasi_interfaces() {
             imports
                 .iter()
                 .all(|name| !name.starts_with("wasi:sockets/")),
-            "no network in the contract"
+            "no raw sockets in the contract (the network is `wasi:http`)"
         );
     }
 }

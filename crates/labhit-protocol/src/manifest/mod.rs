@@ -16,6 +16,8 @@ use crate::diagnostic::{Diagnostic, Position, Rule, Span};
 use crate::forms::{ByteSize, DurationSpec, ExtensionIdent};
 use crate::value::{Map, Value};
 
+pub mod network;
+
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 
@@ -141,9 +143,24 @@ pub struct Capabilities {
     /// The extension may run `run:` scripts (it is an executor).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub executor: bool,
-    /// Hosts the extension may connect to. Hosts that do not implement networking deny it.
+    /// Destinations the extension may send HTTP requests to (`wasi:http/outgoing-handler`);
+    /// empty means no network at all. Entry forms: `host` (that name on the default ports
+    /// 80 and 443), `host:port` (that port only), `*.suffix` or `*.suffix:port` (every name
+    /// ending in `.suffix`, not `suffix` itself), and IP literals (`203.0.113.7:8080`,
+    /// `[2001:db8::1]:8080`). Names are matched lowercase without a trailing dot; non-ASCII
+    /// names must be written in punycode (`xn--…`). A host name entry never reaches a
+    /// loopback, private, link-local or otherwise special address, even if it resolves to
+    /// one (`localhost` listed is still refused): only an IP literal entry naming that
+    /// address does. Hosts that do not implement networking deny every request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network: Vec<String>,
+}
+
+impl Capabilities {
+    /// The parsed `network` allow-list; the error names the index of the first bad entry.
+    pub fn allow_list(&self) -> Result<network::AllowList, (usize, network::HostError)> {
+        network::AllowList::parse(&self.network)
+    }
 }
 
 /// Workspace access granted to an extension.
@@ -417,13 +434,13 @@ impl Manifest {
                 });
             }
         }
-        for (index, host) in self.capabilities.network.iter().enumerate() {
-            if host.is_empty() || host.contains(['/', ' ']) {
+        for (index, entry) in self.capabilities.network.iter().enumerate() {
+            if let Err(err) = network::NetworkEntry::parse(entry) {
                 out.push(Problem {
                     key: &["capabilities", "network"],
                     index: Some(index),
                     message: format!(
-                        "`capabilities.network` entry `{host}` is not a host name or `host:port`"
+                        "`capabilities.network` entry `{entry}` is not `host`, `host:port`, `*.suffix` or an IP literal: {err}"
                     ),
                 });
             }
