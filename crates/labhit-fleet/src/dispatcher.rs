@@ -14,6 +14,7 @@
 //!    as an in-process step would.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use futures_util::StreamExt as _;
 use labhit_protocol::Value;
 use labhit_protocol::executor::{ExecutorInput, StepResult};
 use labhit_protocol::manifest::FilesystemAccess;
+use labhit_protocol::run::LogEntry;
 use labhit_runtime::dispatch::{Dispatch, Dispatcher};
 use labhit_runtime::executor::{ExecContext, ExecError, Executor, host_side};
 use labhit_runtime::{
@@ -82,117 +84,149 @@ impl NatsDispatcher {
         Self { fleet, handle }
     }
 
-    /// Whether some worker advertises `need`.
-    async fn advertised(&self, need: &Need) -> Result<bool, FleetError> {
-        let mut keys = self
-            .fleet
-            .workers
-            .keys()
-            .await
-            .map_err(nats("listing the workers"))?;
-        while let Some(key) = keys.next().await {
-            let Ok(key) = key else { continue };
-            let Ok(Some(value)) = self.fleet.workers.get(&key).await else {
-                continue;
-            };
-            if let Ok(advert) = serde_json::from_slice::<crate::worker::Advert>(&value)
-                && advert.needs.contains(need)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Runs `task` on the fleet: steps 1–5 of the module documentation.
-    async fn remote(
+    /// Runs `task` on the fleet (steps 1–5 of the module documentation) on the dispatcher's
+    /// runtime, while this thread forwards the worker's log lines to `log` as they come: the
+    /// run's sink is called from this (runner) thread, never from inside the runtime.
+    fn run(
         &self,
-        mut task: Task,
+        task: Task,
         dispatch: &Dispatch<'_>,
         log: &Arc<dyn LogSink>,
         cancellation: &Cancellation,
     ) -> Result<Reply, Remote> {
-        if !self.advertised(&task.need).await? {
-            return Err(Remote::NoWorker(task.need));
+        let (lines, received) = std::sync::mpsc::channel();
+        let remote = self.handle.spawn(remote(
+            self.fleet.clone(),
+            task,
+            dispatch.task_id(),
+            dispatch.workspace.to_owned(),
+            lines,
+            cancellation.clone(),
+        ));
+        // Ends when `remote` is done and drops its sender.
+        for entry in received {
+            log.emit(entry);
         }
-        let bytes = archive::pack(dispatch.workspace).map_err(FleetError::from)?;
-        task.archive = self.fleet.put_archive(&bytes).await?;
-        let key = task.key();
-        let consumer = self
-            .fleet
-            .events
-            .create_consumer(pull::OrderedConfig {
-                filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(nats(format!("listening to task `{key}`")))?;
-        let mut events = consumer
-            .messages()
-            .await
-            .map_err(nats(format!("listening to task `{key}`")))?;
-        let payload = serde_json::to_vec(&task).map_err(|source| FleetError::Malformed {
-            subject: "labhit.task".to_owned(),
-            source,
-        })?;
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", dispatch.task_id().as_str());
-        self.fleet
-            .js
-            .publish_with_headers(
-                format!("labhit.task.{}", task.need.token()),
-                headers,
-                payload.into(),
-            )
-            .await
-            .map_err(nats(format!("publishing task `{key}`")))?
-            .await
-            .map_err(nats(format!("publishing task `{key}`")))?;
+        match self.handle.block_on(remote) {
+            Ok(result) => result,
+            Err(e) => Err(Remote::Fleet(FleetError::Io {
+                what: "the dispatch of a step".to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })),
+        }
+    }
+}
 
-        let mut next_line = 0u64;
-        let mut cancel_sent: Option<tokio::time::Instant> = None;
-        loop {
-            let deadline = cancel_sent.map(|at| at + CANCEL_GRACE);
-            let event = tokio::select! {
-                event = events.next() => event,
-                () = cancellation.cancelled(), if cancel_sent.is_none() => {
-                    self.fleet
-                        .js
-                        .publish(format!("labhit.cancel.{key}"), bytes::Bytes::new())
-                        .await
-                        .map_err(nats(format!("cancelling task `{key}`")))?;
-                    cancel_sent = Some(tokio::time::Instant::now());
-                    continue;
-                }
-                () = sleep_until(deadline) => return Err(Remote::Cancelled),
-            };
-            let Some(event) = event else {
-                return Err(Remote::Fleet(FleetError::Nats {
-                    what: format!("the events of task `{key}`"),
-                    source: "the subscription ended".into(),
-                }));
-            };
-            let message = event.map_err(nats(format!("the events of task `{key}`")))?;
-            let subject = message.subject.to_string();
-            if subject.starts_with("labhit.log.") {
-                let line: LogLine = serde_json::from_slice(&message.payload)
-                    .map_err(|source| FleetError::Malformed { subject, source })?;
-                // A redelivered task sends its lines again: the first copy stands.
-                if line.n >= next_line {
-                    next_line = line.n + 1;
-                    log.emit(line.entry);
-                }
+/// Whether some worker advertises `need`.
+async fn advertised(fleet: &Fleet, need: &Need) -> Result<bool, FleetError> {
+    let mut keys = fleet
+        .workers
+        .keys()
+        .await
+        .map_err(nats("listing the workers"))?;
+    while let Some(key) = keys.next().await {
+        let Ok(key) = key else { continue };
+        let Ok(Some(value)) = fleet.workers.get(&key).await else {
+            continue;
+        };
+        if let Ok(advert) = serde_json::from_slice::<crate::worker::Advert>(&value)
+            && advert.needs.contains(need)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Steps 1–5 of the module documentation; log lines go to `lines`.
+async fn remote(
+    fleet: Fleet,
+    mut task: Task,
+    task_id: String,
+    workspace: PathBuf,
+    lines: std::sync::mpsc::Sender<LogEntry>,
+    cancellation: Cancellation,
+) -> Result<Reply, Remote> {
+    if !advertised(&fleet, &task.need).await? {
+        return Err(Remote::NoWorker(task.need));
+    }
+    let bytes = archive::pack(&workspace).map_err(FleetError::from)?;
+    task.archive = fleet.put_archive(&bytes).await?;
+    let key = task.key();
+    let consumer = fleet
+        .events
+        .create_consumer(pull::OrderedConfig {
+            filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats(format!("listening to task `{key}`")))?;
+    let mut events = consumer
+        .messages()
+        .await
+        .map_err(nats(format!("listening to task `{key}`")))?;
+    let payload = serde_json::to_vec(&task).map_err(|source| FleetError::Malformed {
+        subject: "labhit.task".to_owned(),
+        source,
+    })?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", task_id.as_str());
+    fleet
+        .js
+        .publish_with_headers(
+            format!("labhit.task.{}", task.need.token()),
+            headers,
+            payload.into(),
+        )
+        .await
+        .map_err(nats(format!("publishing task `{key}`")))?
+        .await
+        .map_err(nats(format!("publishing task `{key}`")))?;
+
+    let mut next_line = 0u64;
+    let mut cancel_sent: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = cancel_sent.map(|at| at + CANCEL_GRACE);
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = cancellation.cancelled(), if cancel_sent.is_none() => {
+                fleet
+                    .js
+                    .publish(format!("labhit.cancel.{key}"), bytes::Bytes::new())
+                    .await
+                    .map_err(nats(format!("cancelling task `{key}`")))?;
+                cancel_sent = Some(tokio::time::Instant::now());
                 continue;
             }
-            let reply: Reply = serde_json::from_slice(&message.payload)
+            () = sleep_until(deadline) => return Err(Remote::Cancelled),
+        };
+        let Some(event) = event else {
+            return Err(Remote::Fleet(FleetError::Nats {
+                what: format!("the events of task `{key}`"),
+                source: "the subscription ended".into(),
+            }));
+        };
+        let message = event.map_err(nats(format!("the events of task `{key}`")))?;
+        let subject = message.subject.to_string();
+        if subject.starts_with("labhit.log.") {
+            let line: LogLine = serde_json::from_slice(&message.payload)
                 .map_err(|source| FleetError::Malformed { subject, source })?;
-            if let Some(after) = reply.archive_after {
-                let bytes = self.fleet.get_archive(after).await?;
-                archive::replace(&bytes, dispatch.workspace).map_err(FleetError::from)?;
+            // A redelivered task sends its lines again: the first copy stands.
+            if line.n >= next_line {
+                next_line = line.n + 1;
+                // The runner thread is gone only when the step was abandoned.
+                let _ = lines.send(line.entry);
             }
-            return Ok(reply);
+            continue;
         }
+        let reply: Reply = serde_json::from_slice(&message.payload)
+            .map_err(|source| FleetError::Malformed { subject, source })?;
+        if let Some(after) = reply.archive_after {
+            let bytes = fleet.get_archive(after).await?;
+            archive::replace(&bytes, &workspace).map_err(FleetError::from)?;
+        }
+        return Ok(reply);
     }
 }
 
@@ -244,12 +278,7 @@ impl Dispatcher for NatsDispatcher {
             timeout_ms: request.timeout.map(|t| t.as_millis() as u64),
             writes: ext.manifest().capabilities.filesystem == FilesystemAccess::ReadWrite,
         };
-        let reply = self.handle.block_on(self.remote(
-            task,
-            dispatch,
-            &request.log_sink,
-            &request.cancellation,
-        ));
+        let reply = self.run(task, dispatch, &request.log_sink, &request.cancellation);
         match reply {
             Err(Remote::Cancelled) => Err(error(StepFailure::Cancelled(
                 "cancelled before a worker answered".to_owned(),
@@ -320,9 +349,7 @@ impl Dispatcher for NatsDispatcher {
             ctx,
             executor.called_on_hit(),
             || {
-                let reply =
-                    self.handle
-                        .block_on(self.remote(task, dispatch, &ctx.log, &ctx.cancellation));
+                let reply = self.run(task, dispatch, &ctx.log, &ctx.cancellation);
                 match reply {
                     Err(Remote::Cancelled) => Err(ExecError::Cancelled {
                         stage: stage.clone(),

@@ -133,10 +133,16 @@ impl Fleet {
     /// Connects to `urls` (comma-separated) and makes sure the streams and buckets exist. A
     /// fresh cluster's first JetStream requests are retried until it has a leader.
     pub async fn connect(urls: &str, options: FleetOptions) -> Result<Self, FleetError> {
+        let mut addrs = Vec::new();
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let addr: async_nats::ServerAddr =
+                url.parse().map_err(nats(format!("the NATS URL `{url}`")))?;
+            addrs.push(addr);
+        }
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .connect(urls)
+            .connect(addrs.as_slice())
             .await
             .map_err(nats(format!("connecting to `{urls}`")))?;
         let js = jetstream::new(client.clone());

@@ -282,3 +282,19 @@ async fn a_missing_or_corrupt_archive_is_refused_by_the_worker_naming_it() {
         .await
         .expect("the worker stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comma_separated_list_of_urls_connects_and_a_bad_one_is_named() {
+    let server = NatsServer::start().expect("nats-server");
+    let urls = format!("{}, {}", server.url(), server.url());
+    Fleet::connect(&urls, FleetOptions::default())
+        .await
+        .expect("a list of URLs connects");
+    let err = Fleet::connect("nats://127.0.0.1:notaport", FleetOptions::default())
+        .await
+        .expect_err("a bad URL");
+    assert!(
+        err.to_string().contains("`nats://127.0.0.1:notaport`"),
+        "{err}"
+    );
+}

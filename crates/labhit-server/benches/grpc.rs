@@ -198,6 +198,7 @@ fn fixture() -> &'static Fixture {
                     runs_dir: data_dir.join("runs"),
                     registry: Arc::new(Registry::discover(&[extensions])),
                     jobs: 2,
+                    dispatcher: Arc::new(labhit_runtime::dispatch::InProcess),
                 },
             );
             let drain = Drain::new();
