@@ -8,7 +8,10 @@
 //! `target/extensions`). The `wasm32-wasip1` route (a core module turned into a component
 //! with the WASI preview1 adapter) is always shown for the first extension, and for every
 //! extension with `--p1`; those bundles go to `<out>-wasip1/`. The build logic lives in
-//! `labhit-guest-build`, which the host tests of `labhit-wit` share.
+//! `labhit-guest-build`, which the host tests of `labhit-wit` and `labhit ext build` share:
+//! the `wasm32-wasip2` bundles go through `labhit_guest_build::project`, so the `[inputs]`
+//! of each manifest is checked against the extension's `Config` type (the SDK's schema
+//! hook, run natively with `cargo test --lib`) exactly as `labhit ext build` checks it.
 //!
 //! Python extensions (a directory with `extension.toml` and `app.py`, see
 //! `labhit_guest_build::python`) are built with the pinned `componentize-py` into
@@ -20,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use labhit_guest_build::project::{Language, Options, Project};
 use labhit_guest_build::{Builder, Target, discover, python};
 
 /// One row of the summary table.
@@ -56,19 +60,42 @@ pub(crate) fn run(root: &Path, out: Option<PathBuf>, all_p1: bool) -> Result<()>
             targets.push((Target::P1, &out_p1));
         }
         for (target, out) in targets {
-            eprintln!("building {} for {target}", extension.id());
-            let built = builder
-                .build(&extension.dir, target)
-                .with_context(|| format!("building {}", extension.id()))?;
-            let bundle = extension.bundle(&built.component, out)?;
-            rows.push(Row {
-                extension: extension.id(),
-                version: extension.manifest.extension.version.to_string(),
-                target,
-                size: built.size,
-                elapsed: built.elapsed,
-                bundle,
-            });
+            let row = if target == Target::P2 {
+                // The route of `labhit ext build`: build, check `[inputs]` against the
+                // `Config` type (or write it), bundle.
+                let project = Project {
+                    extension: extension.clone(),
+                    language: Language::Rust,
+                };
+                let bundled = project
+                    .build(&options(&builder, root), out, &mut |line| {
+                        eprintln!("{line}")
+                    })
+                    .with_context(|| format!("building {}", extension.id()))?;
+                Row {
+                    extension: extension.id(),
+                    version: extension.manifest.extension.version.to_string(),
+                    target,
+                    size: bundled.size,
+                    elapsed: bundled.elapsed,
+                    bundle: bundled.bundle,
+                }
+            } else {
+                eprintln!("building {} for {target}", extension.id());
+                let built = builder
+                    .build(&extension.dir, target)
+                    .with_context(|| format!("building {}", extension.id()))?;
+                let bundle = extension.bundle(&built.component, out)?;
+                Row {
+                    extension: extension.id(),
+                    version: extension.manifest.extension.version.to_string(),
+                    target,
+                    size: built.size,
+                    elapsed: built.elapsed,
+                    bundle,
+                }
+            };
+            rows.push(row);
         }
     }
     let mut count = extensions.len();
@@ -105,21 +132,35 @@ pub(crate) fn run_python(root: &Path, out: &Path) -> Result<()> {
 /// `target/python-ext/` and bundles it into `out`.
 fn build_python(root: &Path, out: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
+    let options = options(&Builder::for_workspace(root), root);
     for extension in python::discover(&root.join("extensions"))? {
-        eprintln!("building {} with componentize-py", extension.id());
-        let built = python::build(root, &extension, &root.join("target").join("python-ext"))
+        let project = Project {
+            extension: extension.clone(),
+            language: Language::Python,
+        };
+        let bundled = project
+            .build(&options, out, &mut |line| eprintln!("{line}"))
             .with_context(|| format!("building {}", extension.id()))?;
-        let bundle = extension.bundle(&built.component, out)?;
         rows.push(Row {
             extension: extension.id(),
             version: extension.manifest.extension.version.to_string(),
             target: Target::P2,
-            size: built.size,
-            elapsed: built.elapsed,
-            bundle,
+            size: bundled.size,
+            elapsed: bundled.elapsed,
+            bundle: bundled.bundle,
         });
     }
     Ok(rows)
+}
+
+/// How this workspace builds projects: `builder`, the venv's `componentize-py` and `wit/`,
+/// Python components into `target/python-ext/`.
+fn options(builder: &Builder, root: &Path) -> Options {
+    Options {
+        builder: builder.clone(),
+        python: python::Toolchain::workspace(root).map_err(|e| e.to_string()),
+        python_out: root.join("target").join("python-ext"),
+    }
 }
 
 fn print_table(root: &Path, rows: &[Row]) {

@@ -18,6 +18,11 @@
 //!   an installable bundle: `extension.toml` plus the component named as the manifest's
 //!   `component`;
 //! * [`python`] does the same for Python extensions, with a pinned `componentize-py`;
+//! * [`schema`] derives the `[inputs]` schema from an extension crate's `Config` type (the
+//!   SDK's schema hook) and compares it with the manifest's;
+//! * [`project`] puts these together for one extension directory, Rust or Python: build,
+//!   check the inputs schema, bundle. `cargo xtask extensions` and `labhit ext build` both
+//!   go through it;
 //! * [`conforms`] checks a built component against a world of the contract, the way an
 //!   author outside this repository would (`wasm-tools component targets`).
 //!
@@ -32,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use labhit_protocol::manifest::Manifest;
 
+pub mod project;
 pub mod python;
+pub mod schema;
 
 /// The cargo profile guests are built with. Its settings are passed on the command line too
 /// ([`WASM_PROFILE_SETTINGS`]), so crates outside this workspace build the same way.
@@ -111,6 +118,12 @@ pub enum Error {
         /// Where `componentize-py` was looked for.
         path: PathBuf,
     },
+    /// No `componentize-py` to build a Python project with.
+    #[error("{message}")]
+    NoPythonToolchain {
+        /// Where it was looked for and how to get it.
+        message: String,
+    },
     /// `componentize-py` failed.
     #[error("`componentize-py` of `{dir}` failed ({status}):\n{stderr}")]
     Componentize {
@@ -120,6 +133,36 @@ pub enum Error {
         status: std::process::ExitStatus,
         /// The tail of its standard error.
         stderr: String,
+    },
+    /// The schema hook (`cargo test --lib` of the extension crate) failed.
+    #[error(
+        "the schema hook of `{crate_dir}` failed ({status}); `cargo test --lib` builds the crate natively, so it must compile for the host too:\n{output}"
+    )]
+    SchemaHook {
+        /// The crate.
+        crate_dir: PathBuf,
+        /// How `cargo test` exited.
+        status: std::process::ExitStatus,
+        /// The tail of its output.
+        output: String,
+    },
+    /// The hand-written `[inputs]` disagrees with the schema derived from the `Config` type.
+    #[error(
+        "`{manifest}`: `[inputs]` disagrees with the extension's `Config` type:\n{problems}\nchange `[inputs]` or the `Config` type so they agree, or remove `[inputs]` to have it written into the bundle from `Config`"
+    )]
+    InputsDisagree {
+        /// The manifest.
+        manifest: PathBuf,
+        /// One line per problem, each naming the field.
+        problems: String,
+    },
+    /// The directory is not an extension project.
+    #[error(
+        "`{dir}` is not an extension project: expected `extension.toml` beside `Cargo.toml` (Rust) or `app.py` (Python)"
+    )]
+    NotAProject {
+        /// The directory.
+        dir: PathBuf,
     },
     /// The preview1 core module could not be turned into a component.
     #[error("cannot adapt the wasm32-wasip1 module `{path}` into a component: {message}")]
@@ -207,12 +250,32 @@ impl Builder {
         Self::new(root.join("target").join("guests"))
     }
 
+    /// A `cargo` command without the settings of an enclosing cargo invocation (coverage
+    /// instrumentation, another target directory or target), which must not leak into a
+    /// guest build or the schema hook.
+    pub(crate) fn cargo_command(&self) -> Command {
+        let mut cmd = Command::new(&self.cargo);
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "CARGO_BUILD_TARGET_DIR",
+            "CARGO_LLVM_COV",
+            "LLVM_PROFILE_FILE",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
     /// Builds the `cdylib` crate in `crate_dir` for `target` with the `wasm` profile and
     /// returns the component.
     pub fn build(&self, crate_dir: &Path, target: Target) -> Result<Built> {
         let start = Instant::now();
         let manifest_path = crate_dir.join("Cargo.toml");
-        let mut cmd = Command::new(&self.cargo);
+        let mut cmd = self.cargo_command();
         cmd.arg("build")
             .arg("--manifest-path")
             .arg(&manifest_path)
@@ -229,20 +292,6 @@ impl Builder {
         for (key, value) in WASM_PROFILE_SETTINGS {
             cmd.arg("--config")
                 .arg(format!("profile.{WASM_PROFILE}.{key}={value}"));
-        }
-        // Settings of an enclosing cargo invocation (coverage instrumentation, another target
-        // directory or target) must not leak into the guest build.
-        for var in [
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "CARGO_BUILD_RUSTFLAGS",
-            "CARGO_TARGET_DIR",
-            "CARGO_BUILD_TARGET",
-            "CARGO_BUILD_TARGET_DIR",
-            "CARGO_LLVM_COV",
-            "LLVM_PROFILE_FILE",
-        ] {
-            cmd.env_remove(var);
         }
         cmd.stdout(Stdio::piped());
         cmd.stderr(if self.verbose {
@@ -427,6 +476,18 @@ impl Extension {
     /// as the manifest's `component`, after checking that the component targets a contract
     /// version the manifest's `contract` accepts. Returns the bundle directory.
     pub fn bundle(&self, component: &Path, out: &Path) -> Result<PathBuf> {
+        self.bundle_with_inputs(component, out, None)
+    }
+
+    /// [`bundle`](Self::bundle), with `inputs` (a schema derived from the `Config` type,
+    /// [`schema`]) written into the bundle's manifest as its `[inputs]`. The manifest must
+    /// not declare `[inputs]` itself then.
+    pub fn bundle_with_inputs(
+        &self,
+        component: &Path,
+        out: &Path,
+        inputs: Option<&serde_json::Value>,
+    ) -> Result<PathBuf> {
         let identity = &self.manifest.extension;
         let wasm = std::fs::read(component).map_err(io("cannot read", component))?;
         let contract_error = |message: String| Error::Contract {
@@ -445,7 +506,31 @@ impl Extension {
             .join(identity.name.as_str());
         std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
         let manifest_src = self.dir.join("extension.toml");
-        let manifest = std::fs::read(&manifest_src).map_err(io("cannot read", &manifest_src))?;
+        let mut manifest =
+            std::fs::read(&manifest_src).map_err(io("cannot read", &manifest_src))?;
+        if let Some(inputs) = inputs {
+            if !manifest.ends_with(b"\n") {
+                manifest.push(b'\n');
+            }
+            manifest.extend_from_slice(schema::inputs_toml(inputs).as_bytes());
+            // What is written must still be a valid manifest, with exactly this schema.
+            let text = String::from_utf8_lossy(&manifest).into_owned();
+            let written = Manifest::from_toml(&text).map_err(|diagnostics| Error::Manifest {
+                path: dir.join("extension.toml"),
+                diagnostics: diagnostics
+                    .iter()
+                    .map(|d| format!("  (derived [inputs]):{d}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            })?;
+            if written.inputs_schema().as_ref() != Some(&strip_nulls(inputs)) {
+                return Err(Error::Contract {
+                    path: manifest_src,
+                    message: "the schema derived from `Config` does not survive TOML (report this)"
+                        .to_owned(),
+                });
+            }
+        }
         write_if_changed(&dir.join("extension.toml"), &manifest)?;
         let target = dir.join(&identity.component);
         if let Some(parent) = target.parent() {
@@ -453,6 +538,28 @@ impl Extension {
         }
         write_if_changed(&target, &wasm)?;
         Ok(dir)
+    }
+}
+
+/// `value` without its `null`s (object members and array items), as TOML keeps it.
+fn strip_nulls(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(strip_nulls)
+                .collect(),
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

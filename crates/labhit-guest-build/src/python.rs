@@ -37,6 +37,34 @@ pub fn componentize_py(root: &Path) -> Result<PathBuf> {
     }
 }
 
+/// What builds Python extensions: `componentize-py`, the WIT directory of the contract and
+/// a file whose change means the toolchain changed (rebuild everything).
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    /// The `componentize-py` program.
+    pub componentize_py: PathBuf,
+    /// The WIT directory holding the world [`WORLD`] (with its `deps/` if any).
+    pub wit: PathBuf,
+    /// A file that changes with the toolchain (the venv's pinned requirements), if any.
+    pub stamp: Option<PathBuf>,
+}
+
+impl Toolchain {
+    /// The toolchain of the workspace at `root`: its venv's `componentize-py`
+    /// ([`componentize_py`]) and its `wit/`.
+    pub fn workspace(root: &Path) -> Result<Self> {
+        Ok(Self {
+            componentize_py: componentize_py(root)?,
+            wit: root.join("wit"),
+            stamp: Some(
+                root.join("target")
+                    .join("python-ext-venv")
+                    .join("requirements.txt"),
+            ),
+        })
+    }
+}
+
 /// Every Python extension under `root` (a directory holding `extension.toml` and
 /// `app.py` but no `Cargo.toml`; `target/` and hidden directories are skipped), sorted by
 /// path, each with its manifest validated.
@@ -52,12 +80,17 @@ pub fn is_python(dir: &Path) -> bool {
 }
 
 /// Builds the Python extension `extension` of the workspace at `root` with
-/// `componentize-py` into `out_dir/<category>-<name>.wasm`. The build is skipped when that
-/// file is newer than every input: the extension's `.py` files, the workspace's `wit/`
-/// and the venv's pinned requirements.
+/// `componentize-py` into `out_dir/<category>-<name>.wasm` ([`build_with`] and the
+/// workspace's [`Toolchain`]).
 pub fn build(root: &Path, extension: &Extension, out_dir: &Path) -> Result<Built> {
+    build_with(&Toolchain::workspace(root)?, extension, out_dir)
+}
+
+/// Builds the Python extension `extension` with `toolchain` into
+/// `out_dir/<category>-<name>.wasm`. The build is skipped when that file is newer than
+/// every input: the extension's `.py` files, the WIT directory and the toolchain's stamp.
+pub fn build_with(toolchain: &Toolchain, extension: &Extension, out_dir: &Path) -> Result<Built> {
     let start = Instant::now();
-    let componentize_py = componentize_py(root)?;
     let identity = &extension.manifest.extension;
     std::fs::create_dir_all(out_dir).map_err(io("cannot create", out_dir))?;
     let component = out_dir.join(format!(
@@ -65,30 +98,25 @@ pub fn build(root: &Path, extension: &Extension, out_dir: &Path) -> Result<Built
         identity.category.as_str(),
         identity.name.as_str()
     ));
-    let stamp = root
-        .join("target")
-        .join("python-ext-venv")
-        .join("requirements.txt");
     let mut inputs = Vec::new();
     files(&extension.dir, &mut |path| {
         if path.extension().is_some_and(|ext| ext == "py") {
             inputs.push(path.to_owned());
         }
     })?;
-    files(&root.join("wit"), &mut |path| inputs.push(path.to_owned()))?;
-    inputs.push(stamp);
+    files(&toolchain.wit, &mut |path| inputs.push(path.to_owned()))?;
+    inputs.extend(toolchain.stamp.iter().cloned());
     if !newer_than_all(&component, &inputs)? {
-        let wit = root.join("wit");
-        let output = Command::new(&componentize_py)
+        let output = Command::new(&toolchain.componentize_py)
             .arg("-d")
-            .arg(&wit)
+            .arg(&toolchain.wit)
             .args(["-w", WORLD, "componentize", "-p"])
             .arg(&extension.dir)
             .arg(APP_MODULE)
             .arg("-o")
             .arg(&component)
             .output()
-            .map_err(io("cannot run", &componentize_py))?;
+            .map_err(io("cannot run", &toolchain.componentize_py))?;
         if !output.status.success() {
             let _ = std::fs::remove_file(&component);
             return Err(Error::Componentize {

@@ -20,9 +20,11 @@
 //!
 //! ```
 //! use labhit_sdk::{Context, Error, Extension, Input, Output, info};
+//! use schemars::JsonSchema;
 //! use serde::Deserialize;
 //!
-//! #[derive(Deserialize)]
+//! // `JsonSchema` makes this type the source of the manifest's `[inputs]` (see `schema`).
+//! #[derive(Deserialize, JsonSchema)]
 //! #[serde(deny_unknown_fields)]
 //! pub struct Config {
 //!     /// Glob patterns of the files to count.
@@ -86,6 +88,7 @@ pub mod glue;
 pub mod http;
 mod input;
 mod output;
+pub mod schema;
 pub mod testing;
 
 use serde::de::DeserializeOwned;
@@ -98,6 +101,9 @@ pub use output::{Artifact, Output};
 /// The wire and model types shared with hosts (`labhit-protocol`).
 pub use labhit_protocol as protocol;
 
+/// `schemars`, which derives the `[inputs]` schema from a `Config` (see [`schema`]).
+pub use schemars;
+
 /// A LabHit extension: how to read its configuration and how to execute one step.
 ///
 /// `execute` is called once per step, in a fresh instance; nothing survives between calls.
@@ -105,7 +111,9 @@ pub trait Extension {
     /// The stage's `with`, deserialized from JSON. Use `#[serde(deny_unknown_fields)]` to
     /// reject misspelled keys, `#[serde(default)]` for optional ones, and
     /// `#[serde(rename_all = "kebab-case")]` for keys like `fail-on-skipped`.
-    /// `serde_json::Value` accepts anything.
+    /// `serde_json::Value` accepts anything. Derive `schemars::JsonSchema` too: `labhit ext
+    /// build` then checks the manifest's `[inputs]` against it, or writes it there when the
+    /// manifest has none ([`schema`]).
     type Config: DeserializeOwned;
 
     /// Executes one step.
@@ -152,7 +160,9 @@ pub(crate) fn run<E: Extension>(ctx: &Context, raw: input::RawInput) -> Result<O
 ///
 /// It installs a panic hook that logs panics through the host, parses the config, runs
 /// `execute` and converts the result to the WIT types. In a native build the exported
-/// function exists but is never called; tests use [`testing::MockHost`].
+/// function exists but is never called; tests use [`testing::MockHost`]. In native test
+/// builds it also adds the test `__labhit_sdk_schema::inputs_schema`, through which
+/// `labhit ext build` reads the schema derived from the `Config` type ([`schema`]).
 #[macro_export]
 macro_rules! export_extension {
     ($extension:ty) => {
@@ -181,6 +191,27 @@ macro_rules! export_extension {
         const _: () = {
             let _ = $crate::glue::execute::<$extension>;
         };
+
+        // The schema hook `labhit ext build` runs (see `labhit_sdk::schema`): a test, so it
+        // exists only in native test builds and costs the component nothing.
+        #[cfg(all(test, not(target_arch = "wasm32")))]
+        #[doc(hidden)]
+        type __LabhitSdkExtension = $extension;
+
+        #[cfg(all(test, not(target_arch = "wasm32")))]
+        #[doc(hidden)]
+        mod __labhit_sdk_schema {
+            #[test]
+            #[allow(clippy::needless_borrow)]
+            fn inputs_schema() {
+                #[allow(unused_imports)]
+                use $crate::schema::__private::{NoJsonSchema as _, ViaJsonSchema as _};
+                let probe = $crate::schema::__private::Probe::<
+                    <super::__LabhitSdkExtension as $crate::Extension>::Config,
+                >::new();
+                $crate::schema::run_hook((&&probe).derived_schema());
+            }
+        }
     };
 }
 

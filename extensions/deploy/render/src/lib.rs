@@ -19,11 +19,12 @@
 use std::collections::BTreeSet;
 
 use labhit_sdk::{Context, Error, Extension, Input, Output, info};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The stage's `with`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     /// The template text.

@@ -36,12 +36,13 @@ pub mod pattern;
 pub mod vars;
 
 use labhit_sdk::{CacheDecision, Context, Error, Extension, Input, Output, debug, info, warn};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::interp::{Ending, Shell};
 
 /// The stage's `with`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Glob patterns of workspace files to report as artifacts after a successful script.

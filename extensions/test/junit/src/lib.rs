@@ -13,13 +13,14 @@
 use labhit_sdk::{Context, Error, Extension, Input, Output, error, info, warn};
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// How many failed tests are logged one by one; the rest are counted.
 const MAX_LOGGED_FAILURES: usize = 50;
 
 /// The stage's `with`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     /// Glob patterns of the reports.

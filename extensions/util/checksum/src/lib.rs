@@ -9,11 +9,12 @@ use std::fs::File;
 use std::io::Read;
 
 use labhit_sdk::{Context, Error, Extension, Input, Output, debug, info};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha512};
 
 /// The stage's `with`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Glob patterns of the files to hash.
@@ -27,7 +28,7 @@ pub struct Config {
 }
 
 /// A supported hash algorithm.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// SHA-256 (the default).
