@@ -11,15 +11,21 @@
 //!   invalid bundles and conflicts.
 //! * [`install`]: `labhit ext install BUNDLE` checks a bundle and copies it into the
 //!   per-user extensions directory that every command searches by default.
+//! * [`new`]: `labhit ext new CATEGORY/NAME` scaffolds a Rust or Python extension project
+//!   that builds outside this repository.
+//! * [`build`]: `labhit ext build [DIR]` builds such a project into a bundle, with the code
+//!   `cargo xtask extensions` uses (`labhit-guest-build`).
 //!
 //! Both read the manifest the same way ([`read_manifest`]) and create the runtime the same
 //! way ([`runtime`], the run API's single-step runtime): no pooling (one step at a time), the compile cache in its default
 //! place (`$LABHIT_CACHE_DIR`, else `$XDG_CACHE_HOME/labhit/components`, else
 //! `~/.cache/labhit/components`).
 
+pub(crate) mod build;
 pub(crate) mod check;
 pub(crate) mod install;
 pub(crate) mod list;
+pub(crate) mod new;
 pub(crate) mod run;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +53,10 @@ pub(crate) enum Command {
     List(list::Args),
     /// Check a bundle and install it into the per-user extensions directory.
     Install(install::Args),
+    /// Create a Rust or Python extension project that builds outside this repository.
+    New(new::Args),
+    /// Build an extension project (Rust crate or Python) into an installable bundle.
+    Build(build::Args),
 }
 
 /// `--format` of `ext check` and `ext run`.
@@ -93,6 +103,8 @@ pub(crate) fn main(command: &Command, color: ColorWhen) -> std::process::ExitCod
         Command::Check(args) => fatal_to_exit(check::run(args, color), color),
         Command::List(args) => fatal_to_exit(list::run(args, color), color),
         Command::Install(args) => fatal_to_exit(install::run(args, color), color),
+        Command::New(args) => fatal_to_exit(new::run(args, color), color),
+        Command::Build(args) => fatal_to_exit(build::run(args, color), color),
         Command::Run(args) => run::main(args, color),
     }
 }

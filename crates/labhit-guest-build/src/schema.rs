@@ -29,6 +29,12 @@ pub const SCHEMA_OUT_ENV: &str = "LABHIT_SDK_SCHEMA_OUT";
 /// (`labhit_sdk::schema::SCHEMA_HOOK_TEST`).
 pub const SCHEMA_HOOK_TEST: &str = "__labhit_sdk_schema::inputs_schema";
 
+/// Settings of the `dev` profile (which `test` inherits) for the schema hook, the same as
+/// the workspace manifest's `[profile.dev.package."*"]`: passed on the command line so that
+/// crates outside this workspace build their dependencies the same way, and share them in
+/// the target directory with the workspace's extensions.
+pub const HOOK_PROFILE_SETTINGS: &[(&str, &str)] = &[("package.\"*\".debug", "false")];
+
 /// What the schema hook of a crate reported.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Derived {
@@ -54,8 +60,12 @@ pub fn derive(builder: &Builder, crate_dir: &Path) -> Result<Derived> {
         .arg(crate_dir.join("Cargo.toml"))
         .arg("--lib")
         .arg("--target-dir")
-        .arg(&builder.target_dir)
-        .args(["--", SCHEMA_HOOK_TEST, "--test-threads=1"])
+        .arg(&builder.target_dir);
+    for (key, value) in HOOK_PROFILE_SETTINGS {
+        cmd.arg("--config")
+            .arg(format!("profile.dev.{key}={value}"));
+    }
+    cmd.args(["--", SCHEMA_HOOK_TEST, "--test-threads=1"])
         .env(SCHEMA_OUT_ENV, &out)
         .stdout(Stdio::piped())
         .stderr(if builder.verbose {

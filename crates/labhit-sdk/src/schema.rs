@@ -3,7 +3,7 @@
 //!
 //! A `Config` that derives [`schemars::JsonSchema`] describes itself; [`inputs_schema`] turns
 //! that into the schema `extension.toml` declares as `[inputs]` (JSON Schema 2020-12, every
-//! subschema inlined, no `$schema` or `title` at the top). Schemars runs at run time, so a
+//! subschema inlined, no `$schema`, `title` or `description` at the top). Schemars runs at run time, so a
 //! tool that only has the `.wasm` cannot ask for it: [`export_extension!`](crate::export_extension)
 //! also emits, in native test builds (`cfg(test)`), the test `__labhit_sdk_schema::inputs_schema`.
 //! Run alone with [`SCHEMA_OUT_ENV`] naming a file, it writes `{"inputs": <schema or null>}`
@@ -27,7 +27,8 @@ pub const SCHEMA_OUT_ENV: &str = "LABHIT_SDK_SCHEMA_OUT";
 pub const SCHEMA_HOOK_TEST: &str = "__labhit_sdk_schema::inputs_schema";
 
 /// The `[inputs]` schema of `T`: JSON Schema 2020-12 with every subschema inlined, without
-/// the top-level `$schema` and `title` (the manifest says what the schema is of).
+/// the top-level `$schema`, `title` and `description` (the type's own doc comment; the
+/// manifest says what the schema is of). Field doc comments become `description`s.
 pub fn inputs_schema<T: JsonSchema>() -> Value {
     let settings = SchemaSettings::draft2020_12().with(|s| {
         s.inline_subschemas = true;
@@ -38,6 +39,7 @@ pub fn inputs_schema<T: JsonSchema>() -> Value {
     if let Some(object) = value.as_object_mut() {
         object.remove("$schema");
         object.remove("title");
+        object.remove("description");
     }
     value
 }
