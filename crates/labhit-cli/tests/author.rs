@@ -209,3 +209,42 @@ fn ext_new_refuses_invalid_names() {
         "nothing written"
     );
 }
+
+#[test]
+fn ext_build_and_new_name_what_is_wrong() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // Not a project: says what a project is.
+    let run = Run::of(labhit(home.path()).args(["ext", "build", "."]));
+    assert_eq!(run.code(), 3, "{run:?}");
+    assert!(
+        run.stderr()
+            .contains("is not an extension project: expected `extension.toml` beside `Cargo.toml` (Rust) or `app.py` (Python)"),
+        "{run:?}"
+    );
+    // A Python project without componentize-py: says how to get it, builds nothing.
+    Run::of(labhit(home.path()).args(["ext", "new", "util/py", "--lang", "python"])).expect(0);
+    let run = Run::of(labhit(&home.path().join("py")).args([
+        "ext",
+        "build",
+        "--componentize-py",
+        "/nonexistent/componentize-py",
+    ]));
+    assert_eq!(run.code(), 3, "{run:?}");
+    assert!(
+        run.stderr().contains("`/nonexistent/componentize-py`"),
+        "{run:?}"
+    );
+    assert!(!home.path().join("py/target/bundle").exists(), "{run:?}");
+    // An `--sdk-path` that is not the SDK.
+    let run = Run::of(
+        labhit(home.path())
+            .args(["ext", "new", "util/rs", "--sdk-path"])
+            .arg(home.path()),
+    );
+    assert_eq!(run.code(), 3, "{run:?}");
+    assert!(
+        run.stderr().contains("is not the labhit-sdk crate"),
+        "{run:?}"
+    );
+    assert!(!home.path().join("rs").exists(), "nothing written");
+}

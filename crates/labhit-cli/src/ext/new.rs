@@ -40,7 +40,7 @@ pub(crate) const SDK_PATH_ENV: &str = "LABHIT_SDK_PATH";
     "  0  the project was written\n",
     "  1  a file is in the way\n",
     "  2  bad usage (an invalid CATEGORY/NAME)\n",
-    "  3  fatal: a directory cannot be created or a file written\n",
+    "  3  fatal: `--sdk-path` is not the labhit-sdk crate, or a file cannot be written\n",
 ))]
 pub(crate) struct Args {
     /// The extension's `category/name`, as a stage's `use:` will name it
