@@ -53,7 +53,7 @@ pub(crate) enum Command {
     List(list::Args),
     /// Check a bundle and install it into the per-user extensions directory.
     Install(install::Args),
-    /// Create a Rust or Python extension project that builds outside this repository.
+    /// Create a Rust or Python extension project: manifest, code, a test, a README.
     New(new::Args),
     /// Build an extension project (Rust crate or Python) into an installable bundle.
     Build(build::Args),

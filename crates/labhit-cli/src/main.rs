@@ -94,7 +94,7 @@ enum Command {
     Schema(schema::Args),
     /// Run a pipeline on this machine: DAG, gates, executors, cache, summary.
     Run(run::Args),
-    /// Check, install, list an extension bundle, or run one step of it.
+    /// Extensions: create and build a project, check, install, list a bundle, or run one step of it.
     Ext {
         #[command(subcommand)]
         command: ext::Command,
