@@ -8,11 +8,12 @@
 
 use labhit_sdk::http::{self, Response};
 use labhit_sdk::{Context, Error, Extension, Input, Output, info};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The stage's `with`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where to POST.
