@@ -39,6 +39,12 @@ use crate::wire::{Failure, LogLine, Need, Outcome, Reply, Task, TaskBody};
 /// How long the server keeps waiting for a worker's reply after it published a cancellation.
 const CANCEL_GRACE: Duration = Duration::from_secs(15);
 
+/// How long a task's publication is retried while NATS refuses it (a leader election).
+const RETRY: Duration = Duration::from_secs(30);
+
+/// The events of one task.
+type Ordered = async_nats::jetstream::consumer::pull::Ordered;
+
 /// Dispatches steps to the fleet. Its methods block the calling (runner) thread on the
 /// tokio runtime it was made on.
 #[derive(Debug, Clone)]
@@ -147,43 +153,19 @@ async fn remote(
     lines: std::sync::mpsc::Sender<LogEntry>,
     cancellation: Cancellation,
 ) -> Result<Reply, Remote> {
-    if !advertised(&fleet, &task.need).await? {
-        return Err(Remote::NoWorker(task.need));
-    }
-    let bytes = archive::pack(&workspace).map_err(FleetError::from)?;
-    task.archive = fleet.put_archive(&bytes).await?;
+    // A cluster electing a leader refuses JetStream requests for a moment: the set-up is
+    // retried (the task's message id makes a second publication a no-op).
+    let started = tokio::time::Instant::now();
+    let mut events = loop {
+        match publish(&fleet, &mut task, &task_id, &workspace).await {
+            Ok(events) => break events,
+            Err(Remote::Fleet(FleetError::Nats { .. })) if started.elapsed() < RETRY => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let key = task.key();
-    let consumer = fleet
-        .events
-        .create_consumer(pull::OrderedConfig {
-            filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(nats(format!("listening to task `{key}`")))?;
-    let mut events = consumer
-        .messages()
-        .await
-        .map_err(nats(format!("listening to task `{key}`")))?;
-    let payload = serde_json::to_vec(&task).map_err(|source| FleetError::Malformed {
-        subject: "labhit.task".to_owned(),
-        source,
-    })?;
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", task_id.as_str());
-    fleet
-        .js
-        .publish_with_headers(
-            format!("labhit.task.{}", task.need.token()),
-            headers,
-            payload.into(),
-        )
-        .await
-        .map_err(nats(format!("publishing task `{key}`")))?
-        .await
-        .map_err(nats(format!("publishing task `{key}`")))?;
-
     let mut next_line = 0u64;
     let mut cancel_sent: Option<tokio::time::Instant> = None;
     loop {
@@ -228,6 +210,53 @@ async fn remote(
         }
         return Ok(reply);
     }
+}
+
+/// Steps 1–3 of the module documentation: the task's events, subscribed before it is
+/// published.
+async fn publish(
+    fleet: &Fleet,
+    task: &mut Task,
+    task_id: &str,
+    workspace: &std::path::Path,
+) -> Result<Ordered, Remote> {
+    if !advertised(fleet, &task.need).await? {
+        return Err(Remote::NoWorker(task.need.clone()));
+    }
+    let bytes = archive::pack(workspace).map_err(FleetError::from)?;
+    task.archive = fleet.put_archive(&bytes).await?;
+    let key = task.key();
+    let consumer = fleet
+        .events
+        .create_consumer(pull::OrderedConfig {
+            filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats(format!("listening to task `{key}`")))?;
+    let events = consumer
+        .messages()
+        .await
+        .map_err(nats(format!("listening to task `{key}`")))?;
+    let payload = serde_json::to_vec(&task).map_err(|source| FleetError::Malformed {
+        subject: "labhit.task".to_owned(),
+        source,
+    })?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", task_id);
+    fleet
+        .js
+        .publish_with_headers(
+            format!("labhit.task.{}", task.need.token()),
+            headers,
+            payload.into(),
+        )
+        .await
+        .map_err(nats(format!("publishing task `{key}`")))?
+        .await
+        .map_err(nats(format!("publishing task `{key}`")))?;
+    Ok(events)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
