@@ -596,6 +596,102 @@ fn rule_7_with_extension_manifests() {
     ws.run(&["validate", "rule7.yaml"]).expect(0);
 }
 
+/// A file with a problem elsewhere, an input misspelled at the top and one level down, a
+/// value of the wrong type, and output references (which the schema cannot judge before the
+/// run, and which must name declared outputs).
+const INPUTS: &str = r#"engine: "1"
+pipeline:
+  name: inputs
+  stages:
+    report:
+      use: test/junit
+      with: {reprots: ["x"], fail-on-skipped: maybe}
+    sum:
+      use: util/checksum
+      with:
+        patterns: ["dist/**"]
+        algorithm: ${{ stages.report.outputs.tests }}
+      after: report
+      sandbox: {timeout: 5}
+    render:
+      after: sum
+      use: deploy/render
+      with:
+        output: out.txt
+        template: "{{ d }}"
+        values: {d: "${{ stages.sum.outputs.digset }}"}
+        extra: {nested: 1}
+"#;
+
+#[test]
+fn with_is_checked_against_inputs_while_other_problems_exist_pointing_at_the_key() {
+    let ws = Workspace::new();
+    ws.write("inputs.yaml", INPUTS);
+    let extensions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../extensions");
+    let run = ws
+        .run(&[
+            "validate",
+            "--format",
+            "json",
+            "--extensions",
+            extensions.to_str().expect("utf-8 path"),
+            "inputs.yaml",
+        ])
+        .expect(1);
+    let json = run.json();
+    let found: Vec<(String, u64, u64, String)> = json["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .map(|d| {
+            (
+                d["rule"].as_str().unwrap_or_default().to_owned(),
+                d["line"].as_u64().unwrap_or_default(),
+                d["column"].as_u64().unwrap_or_default(),
+                d["help"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("input-schema", 7, 13, ""),
+        ("input-schema", 7, 14, "did you mean `reports`?"),
+        ("input-schema", 7, 47, ""),
+        (
+            "invalid-type",
+            14,
+            26,
+            "add a unit, e.g. `90s`, `30m` or `1h30m`",
+        ),
+        ("undeclared-output", 21, 22, "did you mean `digest`?"),
+        (
+            "input-schema",
+            22,
+            9,
+            "declared here: output, template, template-file, values",
+        ),
+    ];
+    assert_eq!(
+        found,
+        expected.map(|(r, l, c, h)| (r.to_owned(), l, c, h.to_owned())),
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap_or_default()
+    );
+    let messages: Vec<&str> = json["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter_map(|d| d["message"].as_str())
+        .collect();
+    assert!(
+        messages.contains(&"stage `report`: `with.reprots` is not an input of `test/junit` 0.1.0"),
+        "{messages:?}"
+    );
+    assert!(
+        !messages.iter().any(|m| m.contains("Additional properties")),
+        "unknown keys are reported once, at the key: {messages:?}"
+    );
+}
+
 #[test]
 fn broken_manifests_are_diagnostics_of_the_manifest() {
     let ws = Workspace::new();

@@ -105,9 +105,15 @@ fn the_example_runs_and_the_second_run_is_cached() {
         std::fs::read_to_string(run_dir.join("artifacts/bundle/release/NOTES")).expect("notes"),
         "pipeline labhit-example\n"
     );
+    // `deploy` got `checksum`'s digest through an output reference in its `with`.
+    let digest = first.stage("checksum")["outputs"]["digest"]
+        .as_str()
+        .expect("checksum reports its digest")
+        .to_owned();
+    assert_eq!(digest.len(), 64, "{digest}");
     assert_eq!(
         std::fs::read_to_string(run_dir.join("workspace/dist/deploy.txt")).expect("rendered"),
-        "app labhit-example (staging)"
+        format!("app labhit-example (staging) manifest {digest}")
     );
 
     let second = project.run(&["--approve", "deploy"]);
@@ -144,6 +150,62 @@ fn the_example_runs_and_the_second_run_is_cached() {
     let fifth = project.run(&["--approve", "deploy", "--no-cache"]);
     assert_eq!(fifth.status("prepare"), "succeeded", "{fifth:?}");
     assert_eq!(fifth.status("bundle"), "succeeded", "{fifth:?}");
+}
+
+/// `checksum` hashes a project file, `bundle` (the `exec/sh` executor extension, whose key
+/// covers no workspace file: `sandbox.inputs: []`) gets the digest through its `with`.
+const DIGEST_TO_EXECUTOR: &str = r#"engine: "1"
+pipeline:
+  name: outputs-in-keys
+  stages:
+    checksum:
+      use: util/checksum@^0.1
+      with: {patterns: ["src.txt"], output: SUMS}
+    bundle:
+      after: checksum
+      use: exec/sh@^0.1
+      with:
+        artifacts: ["out/*", "never-${{ stages.checksum.outputs.digest }}"]
+      run: |
+        mkdir -p out
+        echo bundled > out/done
+      sandbox:
+        inputs: []
+"#;
+
+#[test]
+fn an_output_reference_is_filled_in_and_part_of_the_executor_stages_cache_key() {
+    let project = Project::new(DIGEST_TO_EXECUTOR);
+    std::fs::write(project.path().join("src.txt"), "one").expect("write");
+    let first = project.run(&[]);
+    assert_eq!(first.code(), 0, "{first:?}");
+    assert_eq!(first.status("bundle"), "succeeded", "{first:?}");
+    let second = project.run(&[]);
+    assert_eq!(second.status("bundle"), "cached", "same digest: {second:?}");
+    // A different digest upstream is a different `with`, so a different key: a miss, though
+    // nothing else the key covers changed.
+    std::fs::write(project.path().join("src.txt"), "two").expect("write");
+    let third = project.run(&[]);
+    assert_ne!(
+        third.stage("checksum")["outputs"]["digest"],
+        first.stage("checksum")["outputs"]["digest"]
+    );
+    assert_eq!(third.status("bundle"), "succeeded", "new digest: {third:?}");
+    let fourth = project.run(&[]);
+    assert_eq!(fourth.status("bundle"), "cached", "{fourth:?}");
+}
+
+#[test]
+fn an_output_the_upstream_did_not_declare_stops_the_run_before_it_starts() {
+    let project = Project::new(&DIGEST_TO_EXECUTOR.replace("outputs.digest", "outputs.digets"));
+    let run = project.run(&[]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("pipeline.yaml:12:37: error[undeclared-output]: stage `bundle`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `digest`?"), "{stderr}");
 }
 
 #[test]

@@ -251,6 +251,14 @@ rules! {
     NotAnExecutor = "not-an-executor", schema: Blind;
     /// An extension manifest is invalid (beyond TOML syntax and unknown keys).
     InvalidManifest = "invalid-manifest", schema: Blind;
+    /// A string in `with` holds a malformed output reference (`${{ … }}`).
+    InvalidOutputRef = "invalid-output-ref", schema: Blind;
+    /// An output reference names a stage that does not exist or is not upstream through
+    /// `after`.
+    OutputRefNotUpstream = "output-ref-not-upstream", schema: Blind;
+    /// An output reference names an output the stage cannot report (a `run:` stage on the
+    /// built-in executor; an output its extension's manifest does not declare).
+    UndeclaredOutput = "undeclared-output", schema: Blind;
 }
 
 impl fmt::Display for Rule {
@@ -509,6 +517,22 @@ mod tests {
             let json = serde_json::to_string(rule).unwrap();
             assert_eq!(json, format!("\"{}\"", rule.code()));
         }
+    }
+
+    /// Rule codes are documented in the CHANGELOG (the release that introduced each):
+    /// every code must appear there, in backticks.
+    #[test]
+    fn every_rule_code_is_documented_in_the_changelog() {
+        let changelog = include_str!("../../../CHANGELOG.md");
+        let missing: Vec<&str> = Rule::ALL
+            .iter()
+            .map(|r| r.code())
+            .filter(|code| !changelog.contains(&format!("`{code}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "rule codes missing from CHANGELOG.md: {missing:?}"
+        );
     }
 
     #[test]

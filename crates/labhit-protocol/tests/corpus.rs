@@ -15,6 +15,10 @@
 //!   compare.
 //!
 //! The YAML is turned into JSON with `saphyr`, a loader independent of the validator's own.
+//! A file whose first line is `# corpus: with the example extensions` is checked with the
+//! manifests of the repository's example extensions (`extensions/*/*/extension.toml`), so
+//! that checks needing manifests (declared outputs) have corpus cases too.
+//!
 //! To add a case, drop a `.yaml` file into `valid/` or `invalid/` and run
 //! `INSTA_UPDATE=always cargo test -p labhit-protocol --test corpus` (or `cargo insta
 //! review`), then read the new snapshot.
@@ -23,7 +27,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use labhit_protocol::diagnostic::SchemaCoverage;
-use labhit_protocol::pipeline::{CheckOptions, check};
+use labhit_protocol::manifest::Manifest;
+use labhit_protocol::pipeline::{CheckOptions, Checked, check};
 use labhit_protocol::{Diagnostic, Rule, Span};
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::Value;
@@ -31,6 +36,44 @@ use serde_json::Value;
 /// The corpus directory.
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/pipelines")
+}
+
+/// The first line that asks for the example extensions' manifests.
+const WITH_EXTENSIONS: &[u8] = b"# corpus: with the example extensions\n";
+
+/// The manifests of the repository's example extensions, read once.
+fn example_manifests() -> &'static [Manifest] {
+    static MANIFESTS: std::sync::OnceLock<Vec<Manifest>> = std::sync::OnceLock::new();
+    MANIFESTS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../extensions");
+        let mut manifests = Vec::new();
+        for category in std::fs::read_dir(&root).expect("extensions dir") {
+            let category = category.expect("entry").path();
+            let Ok(names) = std::fs::read_dir(&category) else {
+                continue;
+            };
+            for name in names {
+                let path = name.expect("entry").path().join("extension.toml");
+                if let Ok(text) = std::fs::read(&path) {
+                    manifests.push(
+                        Manifest::from_toml_bytes(&text)
+                            .unwrap_or_else(|d| panic!("{}: {d:?}", path.display())),
+                    );
+                }
+            }
+        }
+        assert!(manifests.len() >= 4, "example manifests found");
+        manifests
+    })
+}
+
+/// Checks a corpus file, with the example manifests when its first line asks for them.
+fn check_file(bytes: &[u8]) -> Checked {
+    let mut options = CheckOptions::default();
+    if bytes.starts_with(WITH_EXTENSIONS) {
+        options.extensions = Some(example_manifests());
+    }
+    check(bytes, &options)
 }
 
 /// Every corpus file, sorted, as (path relative to the corpus, expected valid, bytes).
@@ -185,7 +228,7 @@ fn schema_verdict(bytes: &[u8], diagnostics: &[Diagnostic]) -> &'static str {
 fn diagnostics_snapshots() {
     insta::glob!("../../../tests/data/pipelines", "**/*.yaml", |path| {
         let bytes = std::fs::read(path).expect("corpus file readable");
-        let checked = check(&bytes, &CheckOptions::default());
+        let checked = check_file(&bytes);
         let mut text = render(&checked.diagnostics);
         text.push_str(schema_verdict(&bytes, &checked.diagnostics));
         text.push('\n');
@@ -197,7 +240,7 @@ fn diagnostics_snapshots() {
 fn valid_files_are_clean_and_invalid_files_are_not() {
     let mut failures = Vec::new();
     for (name, valid, bytes) in corpus() {
-        let checked = check(&bytes, &CheckOptions::default());
+        let checked = check_file(&bytes);
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         if valid && errors > 0 {
             failures.push(format!(
@@ -223,7 +266,7 @@ fn schema_and_validator_agree() {
     let mut failures = Vec::new();
     let mut compared = 0;
     for (name, _, bytes) in corpus() {
-        let checked = check(&bytes, &CheckOptions::default());
+        let checked = check_file(&bytes);
         let want = expected(&checked.diagnostics);
         let Some(json) = to_json(&bytes) else {
             continue;
@@ -285,7 +328,7 @@ fn corpus_covers_every_rule() {
     ];
     let mut seen = std::collections::BTreeSet::new();
     for (_, _, bytes) in corpus() {
-        for d in check(&bytes, &CheckOptions::default()).diagnostics {
+        for d in check_file(&bytes).diagnostics {
             seen.insert(d.rule);
         }
     }

@@ -130,6 +130,10 @@ fn token() -> impl Strategy<Value = String> {
         "0x1f",
         "a/b",
         "Build",
+        "${{",
+        "$${{",
+        "}}",
+        "${{ stages.s0.outputs.x }}",
     ]);
     prop_oneof![
         4 => words.prop_map(str::to_owned),
@@ -163,6 +167,11 @@ fn pipeline_like() -> impl Strategy<Value = String> {
         "&a {k: v}",
         "[",
         "required",
+        "${{ stages.s1.outputs.x }}",
+        "\"a ${{stages.s0.outputs.y}} b\"",
+        "'${{ stages.s9.outputs.z'",
+        "${{ }}",
+        "[\"$${{\", \"${{ stages.s2.outputs.q }}\"]",
     ]);
     let key = prop::sample::select(vec![
         "use",
@@ -195,8 +204,73 @@ fn pipeline_like() -> impl Strategy<Value = String> {
     })
 }
 
+/// Text made of the pieces of output references, for their parser.
+fn reference_soup() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => prop::sample::select(vec![
+            "${{", "$${{", "$$", "$", "}}", "}", "{{", " ", "stages", ".", "outputs", "s0",
+            "digest", "a-b_c", "Stage", "é", "\n",
+        ])
+        .prop_map(str::to_owned),
+        1 => any::<char>().prop_map(String::from),
+    ];
+    prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+}
+
+/// What `refs::parse` promises for any string: no panic, ranges on character boundaries
+/// inside the text, references that print back as valid references, and a render that keeps
+/// the text around them.
+fn check_reference_parser(text: &str) -> Result<(), TestCaseError> {
+    use labhit_protocol::pipeline::refs;
+    match refs::parse(text) {
+        Err(e) => {
+            prop_assert!(e.range.start < e.range.end && e.range.end <= text.len());
+            prop_assert!(
+                text.is_char_boundary(e.range.start) && text.is_char_boundary(e.range.end)
+            );
+            prop_assert!(!e.message.is_empty() && !e.help.is_empty());
+        }
+        Ok(template) => {
+            for (reference, range) in template.references() {
+                prop_assert!(range.end <= text.len() && text.is_char_boundary(range.start));
+                prop_assert!(text[range.clone()].starts_with("${{"));
+                let printed = reference.to_string();
+                let again =
+                    refs::parse(&printed).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(again.references().next().map(|(r, _)| r), Some(reference));
+            }
+            let rendered = template
+                .render(|_| Some(""))
+                .map_err(|r| TestCaseError::fail(r.to_string()))?;
+            prop_assert!(rendered.len() <= text.len());
+            if !text.contains('$') {
+                prop_assert_eq!(rendered, text);
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn output_reference_parser_on_arbitrary_strings(text in any::<String>()) {
+        check_reference_parser(&text)?;
+    }
+
+    #[test]
+    fn output_reference_parser_on_reference_soup(text in reference_soup()) {
+        check_reference_parser(&text)?;
+    }
+
+    #[test]
+    fn the_escape_is_always_a_literal(text in "[^$]{0,40}") {
+        let template = labhit_protocol::pipeline::refs::parse(&format!("$${{{{{text}"))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(template.references().count(), 0);
+        prop_assert_eq!(template.render(|_| None).ok(), Some(format!("${{{{{text}")));
+    }
 
     #[test]
     fn arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {

@@ -18,8 +18,8 @@
 //!   entry, or only those its declared inputs (`sandbox.inputs`) select, and the globs
 //!   themselves; with the content of files that symbolic links outside the workspace reach
 //!   (a link to an outside directory makes the key an error: it cannot be covered);
-//! * the stage's `with` (it configures an executor extension), as canonical JSON (object
-//!   keys sorted), or its absence;
+//! * the stage's `with` as filled in when it starts (output references replaced), as
+//!   canonical JSON (keys sorted), or its absence: it configures an executor extension;
 //! * the parent snapshot and the keys of upstream stages, in the order given.
 //!
 //! Not in the key: the timeout and the cpu/memory limits (they decide whether a step
@@ -53,7 +53,7 @@ pub struct CacheKeyInput<'a> {
     pub workspace: &'a WorkspaceManifest,
     /// The stage's declared inputs (`sandbox.inputs`); `None`: the whole workspace.
     pub inputs: Option<&'a [InputGlob]>,
-    /// The stage's `with` (`use` + `run` stages); `None` without one.
+    /// The stage's `with`, filled in (`use` + `run` stages); `None` without one.
     pub with: Option<&'a labhit_protocol::Value>,
     /// The snapshot the step boots from, if any.
     pub parent_snapshot: Option<&'a SnapshotRef>,

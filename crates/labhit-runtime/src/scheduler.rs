@@ -23,6 +23,14 @@
 //!   Independent branches carry on and finish. With [`SchedulerOptions::fail_fast`], the first
 //!   failure or denial stops the run instead: running stages see the cancellation flag and end
 //!   `cancelled`, stages not started yet are `skipped` (`--fail-fast after `x` failed`).
+//! * **Output references.** Right before a stage starts (after its gate), the
+//!   `${{ stages.S.outputs.N }}` references in its `with` are filled in from the outputs
+//!   stage `S` recorded ([`labhit_protocol::pipeline::refs`]), and the runner gets the stage
+//!   with the filled-in `with` (so it is what an executor extension's cache key covers). A
+//!   referenced stage that failed, was denied, cancelled or skipped skips the stage, naming
+//!   it (normally its failure already skipped everything downstream); one that has not
+//!   finished (not upstream through `after`: the validator refuses such files) or succeeded
+//!   without reporting the output fails the stage, naming the stage and the output.
 //! * **Cancellation.** The caller's [`Cancellation`] (set by a Ctrl-C handler, say) is polled
 //!   by the thread that called [`Scheduler::run`] (every [`SchedulerOptions::poll`]). Once
 //!   set, the flag every running stage was handed goes true (extensions see
@@ -50,7 +58,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use labhit_protocol::executor::ArtifactRef;
 use labhit_protocol::ids::RunId;
-use labhit_protocol::pipeline::{PipelineFile, Stage, StageId};
+use labhit_protocol::pipeline::{PipelineFile, Stage, StageId, refs};
 use labhit_protocol::run::{
     LogEntry, LogLevel, LogStream, PipelineRun, RunStatus, StageRun, StageStatus,
 };
@@ -370,6 +378,8 @@ struct State {
 
 struct Shared<'p> {
     nodes: Vec<Node<'p>>,
+    /// Stage id → index in `nodes`.
+    index: BTreeMap<&'p str, usize>,
     state: Mutex<State>,
     changed: Condvar,
     /// The flag every stage is handed: the caller's cancellation or fail-fast.
@@ -470,6 +480,7 @@ impl Scheduler {
         let total = nodes.len();
         let shared = Shared {
             nodes,
+            index,
             state: Mutex::new(State {
                 claimed: vec![false; runs.len()],
                 runs,
@@ -690,7 +701,7 @@ impl Scheduler {
                 Some(reason)
             }
         };
-        let running = {
+        let (running, filled) = {
             let mut state = shared.lock();
             if let Some(stop) = &state.stop {
                 let outcome = match stop {
@@ -705,18 +716,34 @@ impl Scheduler {
                 };
                 return (outcome, gate_reason);
             }
+            let filled = match fill(shared, &state, i) {
+                Ok(filled) => filled,
+                Err(outcome) => {
+                    let level = if outcome.status == StageStatus::Skipped {
+                        LogLevel::Warn
+                    } else {
+                        LogLevel::Error
+                    };
+                    log.system(
+                        Some(node.id),
+                        level,
+                        outcome.reason.as_deref().unwrap_or_default(),
+                    );
+                    return (outcome, gate_reason);
+                }
+            };
             let now = now();
             state.started.get_or_insert(now);
             let run = &mut state.runs[i];
             run.status = StageStatus::Running;
             run.started_at = Some(now);
-            run.clone()
+            (run.clone(), filled)
         };
         self.status(log, &running, "started");
         let task = StageTask {
             run_id: log.run_id(),
             id: node.id,
-            stage: node.stage,
+            stage: filled.as_ref().unwrap_or(node.stage),
             cancellation: &shared.stop_flag,
             log,
         };
@@ -795,6 +822,7 @@ impl Scheduler {
         let what = match status {
             StageStatus::Denied => "was denied",
             StageStatus::Cancelled => "was cancelled",
+            StageStatus::Skipped => "was skipped",
             _ => "failed",
         };
         let reason = format!("skipped: `{}` {what}", node.id);
@@ -824,6 +852,57 @@ impl Scheduler {
             self.stop(shared, state, log, Stop::FailFast(node.id.clone()));
         }
     }
+}
+
+/// Stage `i` with the output references of its `with` filled in from the outputs the
+/// referenced stages recorded; `Ok(None)` when it has no `with`. `Err` is how the stage ends
+/// instead of starting (see the module documentation).
+fn fill(shared: &Shared<'_>, state: &State, i: usize) -> Result<Option<Stage>, StageOutcome> {
+    let node = &shared.nodes[i];
+    let Some(with) = &node.stage.with else {
+        return Ok(None);
+    };
+    let run_of = |stage: &str| shared.index.get(stage).map(|&j| &state.runs[j]);
+    for (path, reference) in refs::references(with) {
+        let at = refs::path_text(&path);
+        let target = reference.stage.as_str();
+        match run_of(target).map(|r| r.status) {
+            Some(status) if status.unblocks_dependents() => {}
+            Some(status) if status.is_terminal() => {
+                let what = match status {
+                    StageStatus::Denied => "was denied",
+                    StageStatus::Cancelled => "was cancelled",
+                    StageStatus::Skipped => "was skipped",
+                    _ => "failed",
+                };
+                let mut outcome = StageOutcome::cancelled(format!(
+                    "skipped: `{at}` needs output `{}` of `{target}`, which {what}",
+                    reference.output
+                ));
+                outcome.status = StageStatus::Skipped;
+                return Err(outcome);
+            }
+            _ => {
+                return Err(StageOutcome::failed(
+                    None,
+                    format!(
+                        "`{at}` refers to output `{}` of stage `{target}`, which is not upstream of `{}`; add it to `after`",
+                        reference.output, node.id
+                    ),
+                ));
+            }
+        }
+    }
+    let filled = refs::fill_with(with, |r| {
+        run_of(r.stage.as_str())
+            .and_then(|run| run.outputs.get(&r.output))
+            .map(String::as_str)
+    })
+    .map_err(|e| StageOutcome::failed(None, format!("{e}")))?;
+    Ok(Some(Stage {
+        with: Some(filled),
+        ..node.stage.clone()
+    }))
 }
 
 /// A fresh random run id.

@@ -434,6 +434,132 @@ fn cached_stages_unblock_their_dependents() {
     assert_eq!(run.status, RunStatus::Succeeded);
 }
 
+/// The `with` each stage was started with, as JSON; stages in `outputs` report those
+/// outputs, stages in `failing` fail.
+struct Recorder {
+    outputs: BTreeMap<&'static str, Vec<(&'static str, String)>>,
+    failing: BTreeSet<&'static str>,
+    seen: Mutex<BTreeMap<String, serde_json::Value>>,
+}
+
+impl Recorder {
+    fn new(outputs: &[(&'static str, &'static str, &str)], failing: &[&'static str]) -> Self {
+        let mut map: BTreeMap<&'static str, Vec<(&'static str, String)>> = BTreeMap::new();
+        for (stage, name, value) in outputs {
+            map.entry(*stage)
+                .or_default()
+                .push((*name, (*value).to_owned()));
+        }
+        Self {
+            outputs: map,
+            failing: failing.iter().copied().collect(),
+            seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn run(&self, task: &StageTask<'_>) -> StageOutcome {
+        let with = task.stage.with.clone().unwrap_or_default();
+        self.seen.lock().expect("lock").insert(
+            task.id.to_string(),
+            labhit_protocol::Value::Object(with).to_json(),
+        );
+        if self.failing.contains(task.id.as_str()) {
+            return StageOutcome::failed(Some(1), "it failed");
+        }
+        let mut outcome = StageOutcome::succeeded();
+        for (name, value) in self.outputs.get(task.id.as_str()).into_iter().flatten() {
+            outcome.outputs.insert((*name).to_owned(), value.clone());
+        }
+        outcome
+    }
+
+    fn with_of(&self, stage: &str) -> Option<serde_json::Value> {
+        self.seen.lock().expect("lock").get(stage).cloned()
+    }
+}
+
+const REFERRING: &str = "    a: {use: util/checksum}\n    m: {use: x/y, after: a}\n    b:\n      use: deploy/render\n      after: m\n      with:\n        text: \"sha ${{ stages.a.outputs.digest }} in ${{stages.m.outputs.n}}\"\n        values: {list: [\"${{ stages.a.outputs.digest }}\", 7]}\n        literal: \"$${{ stages.a.outputs.digest }}\"\n";
+
+#[test]
+fn output_references_are_filled_in_before_the_stage_starts() {
+    let file = pipeline(REFERRING);
+    let recorder = Recorder::new(&[("a", "digest", "abc123"), ("m", "n", "2")], &[]);
+    let runner = |task: &StageTask<'_>| recorder.run(task);
+    let run = scheduler(2).run(&file, &runner, &RunLog::null(), RunInfo::default());
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(
+        recorder.with_of("b"),
+        Some(serde_json::json!({
+            "text": "sha abc123 in 2",
+            "values": {"list": ["abc123", 7]},
+            "literal": "${{ stages.a.outputs.digest }}",
+        }))
+    );
+    // The pipeline as written is untouched.
+    let written = file.pipeline.stages.get("b").and_then(|s| s.with.clone());
+    assert!(format!("{written:?}").contains("${{ stages.a.outputs.digest }}"));
+}
+
+#[test]
+fn a_missing_output_fails_the_stage_naming_stage_and_output() {
+    let file = pipeline(REFERRING);
+    let recorder = Recorder::new(&[("m", "n", "2")], &[]);
+    let runner = |task: &StageTask<'_>| recorder.run(task);
+    let run = scheduler(2).run(&file, &runner, &RunLog::null(), RunInfo::default());
+    assert_eq!(status(&run, "b"), StageStatus::Failed);
+    assert_eq!(
+        reason(&run, "b"),
+        "`with.text` refers to output `digest` of stage `a`, which that stage did not report"
+    );
+    assert_eq!(recorder.with_of("b"), None, "the stage never started");
+    assert_eq!(run.status, RunStatus::Failed);
+}
+
+#[test]
+fn a_failed_or_skipped_upstream_skips_the_referring_stage_with_the_reason() {
+    // `a` fails: `m` is skipped, `b` (which needs outputs of both) too, naming `a`.
+    let file = pipeline(REFERRING);
+    let recorder = Recorder::new(&[], &["a"]);
+    let runner = |task: &StageTask<'_>| recorder.run(task);
+    let run = scheduler(2).run(&file, &runner, &RunLog::null(), RunInfo::default());
+    assert_eq!(status(&run, "m"), StageStatus::Skipped);
+    assert_eq!(status(&run, "b"), StageStatus::Skipped);
+    assert_eq!(reason(&run, "b"), "skipped: `a` failed");
+    assert_eq!(recorder.with_of("b"), None);
+
+    // A pipeline that was not validated (built from JSON) may refer to a stage that is not
+    // upstream: a finished failed one skips the stage, one not finished fails it.
+    let unchecked = |stages: serde_json::Value| -> PipelineFile {
+        serde_json::from_value(serde_json::json!({
+            "engine": "1",
+            "pipeline": {"name": "unchecked", "stages": stages},
+        }))
+        .expect("pipeline JSON")
+    };
+    let file = unchecked(serde_json::json!({
+        "a": {"use": "x/a"},
+        "x": {"use": "x/x"},
+        "c": {"use": "x/c", "after": ["x"], "with": {"d": "${{ stages.a.outputs.digest }}"}},
+        "late": {"use": "x/l", "after": ["c"]},
+        "d": {"use": "x/d", "after": ["x"], "with": {"d": "${{ stages.late.outputs.n }}"}},
+    }));
+    let recorder = Recorder::new(&[], &["a"]);
+    let runner = |task: &StageTask<'_>| recorder.run(task);
+    // One job: stages start in file order, so `a` has failed before `c` starts.
+    let run = scheduler(1).run(&file, &runner, &RunLog::null(), RunInfo::default());
+    assert_eq!(status(&run, "c"), StageStatus::Skipped, "{run:?}");
+    assert_eq!(
+        reason(&run, "c"),
+        "skipped: `with.d` needs output `digest` of `a`, which failed"
+    );
+    assert_eq!(reason(&run, "late"), "skipped: `c` was skipped");
+    assert_eq!(status(&run, "d"), StageStatus::Skipped);
+    assert_eq!(
+        reason(&run, "d"),
+        "skipped: `with.d` needs output `n` of `late`, which was skipped"
+    );
+}
+
 #[test]
 fn status_changes_are_reported() {
     let file = pipeline("    a: {run: x}\n    b: {run: x, after: a}\n");

@@ -1,8 +1,14 @@
 //! Rule 7: with extension manifests at hand, every `use` resolves to an extension whose
 //! version satisfies the requirement, `with` satisfies its input schema, and `run` together
 //! with `use` names an executor.
+//!
+//! It runs on the parts of each stage that parsed, so it reports while other problems exist
+//! in the file. A key of `with` the schema does not declare (where it describes the object
+//! plainly: `properties` and `additionalProperties: false`) is reported at the key with the
+//! closest declared input (`reprots` → `reports`) instead of as a violation of the whole
+//! mapping; strings holding output references are not judged (their value comes at run
+//! time).
 
-use super::model::Stages;
 use super::parse::StageSite;
 use super::yaml::{Node, NodeValue};
 use crate::diagnostic::{Diagnostic, Rule, Span, SuggestionBudget, Suggestions};
@@ -149,7 +155,6 @@ fn resolve_with<'m>(
 }
 
 pub(crate) fn check(
-    stages: &Stages,
     sites: &indexmap::IndexMap<StageId, StageSite<'_>>,
     manifests: &[Manifest],
     validator: Option<&dyn InputValidator>,
@@ -158,11 +163,11 @@ pub(crate) fn check(
 ) {
     let names = Names::new(manifests);
     let suggestions = names.suggestions();
-    for (id, stage) in stages.iter() {
+    for (id, site) in sites {
+        let stage = &site.parts;
         let Some(reference) = &stage.uses else {
             continue;
         };
-        let Some(site) = sites.get(id) else { continue };
         let use_span = site.uses.unwrap_or(site.key);
         let manifest = match resolve_with(reference, manifests, &names.0, &suggestions, budget) {
             Ok(m) => m,
@@ -186,9 +191,51 @@ pub(crate) fn check(
                 .with_help("remove `run`, or `use` an extension whose manifest sets `executor = true`"),
             );
         }
-        let (Some(validator), Some(schema)) = (validator, manifest.inputs_schema()) else {
+        let (Some(validator), Some(mut schema)) = (validator, manifest.inputs_schema()) else {
             continue;
         };
+        if site.with.is_some() && stage.with.is_none() {
+            // `with` itself is broken (reported already): nothing to judge.
+            continue;
+        }
+        if let Some(node) = site.with {
+            for (span, path, key, near) in unknown_keys(&mut schema, node, budget) {
+                let mut at = path;
+                at.push(key);
+                let diag = Diagnostic::error(
+                    Rule::InputSchema,
+                    span,
+                    format!(
+                        "stage `{id}`: `{}` is not an input of `{reference}` {version}",
+                        super::refs::path_text(&at)
+                    ),
+                );
+                diags.push(match near {
+                    Near::Suggestion(near) => diag.with_help(format!("did you mean `{near}`?")),
+                    Near::Declared(names) if names.is_empty() => {
+                        diag.with_help("it declares no inputs here")
+                    }
+                    Near::Declared(names) => {
+                        diag.with_help(format!("declared here: {}", names.join(", ")))
+                    }
+                });
+            }
+        }
+        // Strings holding output references get their value when the stage starts: the
+        // schema cannot judge them now.
+        let referring: Vec<Vec<String>> = stage
+            .with
+            .as_ref()
+            .map(|with| {
+                super::refs::strings(with)
+                    .into_iter()
+                    .filter(|(_, s)| {
+                        super::refs::parse(s).is_ok_and(|t| t.references().next().is_some())
+                    })
+                    .map(|(path, _)| path)
+                    .collect()
+            })
+            .unwrap_or_default();
         let with = stage
             .with
             .clone()
@@ -202,7 +249,10 @@ pub(crate) fn check(
                 format!("extension `{reference}` {version} has an invalid input schema: {problem}"),
             )),
             Ok(violations) => {
-                for v in violations {
+                for v in violations
+                    .into_iter()
+                    .filter(|v| !referring.contains(&v.instance_path))
+                {
                     let span = site
                         .with
                         .map_or(use_span, |node| locate(node, &v.instance_path));
@@ -220,6 +270,71 @@ pub(crate) fn check(
             }
         }
     }
+}
+
+/// What to suggest for an unknown key.
+enum Near {
+    /// The closest declared name.
+    Suggestion(String),
+    /// No close one: every declared name.
+    Declared(Vec<String>),
+}
+
+/// Keys of `with` that its schema does not declare, wherever the schema describes an object
+/// plainly (`properties` with `additionalProperties: false`, no `patternProperties`),
+/// following `properties` into nested mappings: each with its key's span, the path of its
+/// mapping and what to suggest. Those `additionalProperties: false` are removed from
+/// `schema`, so the validator does not report the same keys again for the whole mapping.
+fn unknown_keys(
+    schema: &mut serde_json::Value,
+    node: &Node,
+    budget: &mut SuggestionBudget,
+) -> Vec<(Span, Vec<String>, String, Near)> {
+    let mut out = Vec::new();
+    let mut todo: Vec<(&mut serde_json::Value, &Node, Vec<String>)> =
+        vec![(schema, node, Vec::new())];
+    while let Some((schema, node, path)) = todo.pop() {
+        let (NodeValue::Map(pairs), Some(object)) = (&node.value, schema.as_object_mut()) else {
+            continue;
+        };
+        let closed = object.get("additionalProperties") == Some(&serde_json::Value::Bool(false))
+            && !object.contains_key("patternProperties");
+        let Some(serde_json::Value::Object(properties)) = object.get("properties") else {
+            continue;
+        };
+        if closed {
+            let names: Vec<&str> = properties.keys().map(String::as_str).collect();
+            let suggestions = Suggestions::new(names.iter().copied());
+            for (key, _) in pairs {
+                let Some(name) = key.as_str() else { continue };
+                if properties.contains_key(name) {
+                    continue;
+                }
+                let near = match suggestions.nearest(name, budget) {
+                    Some(near) => Near::Suggestion(near.to_owned()),
+                    None => Near::Declared(names.iter().map(|n| (*n).to_owned()).collect()),
+                };
+                out.push((key.span, path.clone(), name.to_owned(), near));
+            }
+            object.remove("additionalProperties");
+        }
+        let Some(serde_json::Value::Object(properties)) = object.get_mut("properties") else {
+            continue;
+        };
+        for (name, sub) in properties.iter_mut() {
+            let value = pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(name.as_str()))
+                .map(|(_, v)| v);
+            if let Some(value) = value {
+                let mut sub_path = path.clone();
+                sub_path.push(name.clone());
+                todo.push((sub, value, sub_path));
+            }
+        }
+    }
+    out.sort_by_key(|entry| entry.0);
+    out
 }
 
 /// The span of the node at a JSON Pointer path inside `with`, or of the nearest ancestor.

@@ -3,13 +3,16 @@
 //! [`check`] is the entry point: it loads the YAML with limits ([`Limits`]), builds the
 //! [`PipelineFile`] model while collecting every problem (unknown keys, types, forms, stage
 //! shape, gates, duplicate keys), checks the stage graph, and, when extension manifests are
-//! given, resolves every `use` against them (rule 7). Problems come back as
+//! given, resolves every `use` against them (rule 7); output references in `with`
+//! ([`refs`]) are checked against the graph and, with manifests, the declared outputs. Problems come back as
 //! [`Diagnostic`]s with stable rule codes and `line:col` spans.
 
 mod extensions;
 mod graph;
 mod model;
 mod parse;
+pub mod refs;
+mod upstream;
 mod yaml;
 
 /// The scalar forms, re-exported where the pipeline model uses them (they live in
@@ -77,9 +80,14 @@ pub fn check(source: &[u8], options: &CheckOptions<'_>) -> Checked {
         let mut budget = SuggestionBudget::default();
         let walked = parse::walk(root.as_ref(), &mut diagnostics, &mut budget);
         graph::check(&walked.sites, &mut diagnostics, &mut budget);
-        if let (Some(file), Some(manifests)) = (&walked.file, options.extensions) {
+        upstream::check(
+            &walked.sites,
+            options.extensions,
+            &mut diagnostics,
+            &mut budget,
+        );
+        if let Some(manifests) = options.extensions {
             extensions::check(
-                &file.pipeline.stages,
                 &walked.sites,
                 manifests,
                 options.input_validator,

@@ -45,6 +45,13 @@ fn example_pipeline_file() -> serde_json::Value {
     })
 }
 
+fn example_with() -> serde_json::Value {
+    serde_json::json!({
+        "message": "built ${{ stages.checksum.outputs.digest }}",
+        "literal": "$${{ not a reference }}"
+    })
+}
+
 /// The pipeline file format version.
 #[derive(
     Debug,
@@ -198,7 +205,15 @@ pub struct Stage {
     #[serde(default, skip_serializing_if = "After::is_empty")]
     pub after: After,
     /// Configuration handed to the extension as a JSON object. Needs `use`.
+    ///
+    /// Any string value in it (at any depth, not keys) may use a named output of a stage
+    /// upstream through `after` (directly or transitively):
+    /// `${{ stages.<stage>.outputs.<name> }}`, as the whole string or inside a longer one. The
+    /// runner fills it in, as a string, just before the stage starts; an upstream stage that
+    /// failed or was skipped skips this one, and a missing output fails it. `$${{` is a
+    /// literal `${{`. `run` scripts never get such substitutions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = example_with())]
     pub with: Option<Map>,
     /// Where and with what resources the stage runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -31,6 +31,9 @@ pub(crate) struct StageSite<'n> {
     pub(crate) uses: Option<Span>,
     pub(crate) with: Option<&'n Node>,
     pub(crate) run: Option<Span>,
+    /// The parts of the stage that parsed, even when others did not (so checks against
+    /// extension manifests run while other problems exist).
+    pub(crate) parts: Stage,
 }
 
 /// What the walk produced: the model (possibly partial), the sites and the problems.
@@ -311,6 +314,7 @@ impl<'n> Walker<'n, '_> {
             uses: None,
             with: None,
             run: None,
+            parts: Stage::default(),
         };
         let fields = self.fields(node, &what, STAGE_KEYS);
         let Some(fields) = fields else {
@@ -438,6 +442,7 @@ impl<'n> Walker<'n, '_> {
             }
         }
         ok &= fields.entries.len() == count_pairs(node);
+        site.parts = stage.clone();
         self.sites.insert(id.clone(), site);
         ok.then_some(stage)
     }

@@ -157,7 +157,7 @@ impl ExtensionExecutor {
         request.run_id = input.run_id;
         request.step_id = input.step_id;
         request.use_ref = self.use_ref.clone();
-        request.with = self.with.clone();
+        request.with = ctx.with.unwrap_or(&self.with).clone();
         request.env = input.env.clone();
         request.workspace = Some(ctx.workspace.to_owned());
         request.timeout = ctx.deadline(input);

@@ -148,6 +148,10 @@ pub struct ExecContext<'a> {
     /// `step-output.outputs`, already checked against its output schema; the local executor
     /// reports none). The runner shows them in the stage's summary.
     pub outputs: StepOutputs,
+    /// The stage's `with` as the runner filled it in when the stage started (output
+    /// references replaced). An extension executor hands it to the guest instead of the
+    /// `with` it was configured with; `None`: the configured one.
+    pub with: Option<&'a labhit_protocol::Value>,
 }
 
 /// Named outputs of one step, filled by the executor and read by the runner afterwards.
@@ -191,6 +195,7 @@ impl<'a> ExecContext<'a> {
             start_manifest: None,
             digests: None,
             outputs: StepOutputs::new(),
+            with: None,
         }
     }
 

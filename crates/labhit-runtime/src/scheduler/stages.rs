@@ -31,7 +31,8 @@
 //!
 //! The host decides caching ([`CacheDecision`]): the key is
 //! [`cache_key`](crate::cachekey::cache_key) over executor, command, granted env, the
-//! workspace content the stage sees and the keys of its upstream `run:` stages. When the
+//! workspace content the stage sees, its `with` (for an executor extension) as filled in by
+//! the scheduler, and the keys of its upstream `run:` stages. When the
 //! [`SnapshotStore`] holds a verified snapshot of the key, the decision is `hit` (the
 //! executor restores it and skips the command; the stage ends `cached`), else
 //! `miss_build_as` (on success the executor commits the stage's effect under the key). A hit
@@ -41,7 +42,8 @@
 //!
 //! # `use:` stages
 //!
-//! Run through [`Runtime::execute`] with the stage's `with`, the granted env, the run's
+//! Run through [`Runtime::execute`] with the stage's `with` (output references already filled
+//! in by the scheduler, see [`super`]), the granted env, the run's
 //! secret store (the runtime serves declared names only), `sandbox.timeout` (capped by the
 //! manifest's timeout) and the run's cancellation flag.
 //!
@@ -341,8 +343,7 @@ impl PipelineRunner {
                     key_env.insert(secret.as_str().to_owned(), REDACTED.to_owned());
                 }
                 let inputs = stage.sandbox.as_ref().and_then(|s| s.inputs.as_deref());
-                // An executor extension's `with` configures what the command does.
-                let with = stage.with.clone().map(labhit_protocol::Value::Object);
+                let with = stage.with.clone().map(Value::Object);
                 let key = match cache_key(&CacheKeyInput {
                     executor: &name,
                     step: &step,
@@ -466,7 +467,9 @@ impl PipelineRunner {
             cache_lookup: decision,
             parent_snapshot: None,
         };
+        let with = task.stage.with.clone().map(Value::Object);
         let mut ctx = ExecContext::new(task.id, &self.workspace);
+        ctx.with = with.as_ref();
         ctx.log = task.log.sink();
         ctx.cancellation = task.cancellation.clone();
         ctx.timeout = timeout(task.stage);
