@@ -183,7 +183,7 @@ pub(crate) fn check(
             diags.push(
                 Diagnostic::error(
                     Rule::NotAnExecutor,
-                    site.run.unwrap_or(use_span),
+                    site.run.map_or(use_span, |n| n.span),
                     format!(
                         "stage `{id}` has `run`, but extension `{reference}` {version} does not declare the `executor` capability"
                     ),

@@ -30,7 +30,7 @@ pub(crate) struct StageSite<'n> {
     pub(crate) after: Vec<(StageId, Span)>,
     pub(crate) uses: Option<Span>,
     pub(crate) with: Option<&'n Node>,
-    pub(crate) run: Option<Span>,
+    pub(crate) run: Option<&'n Node>,
     /// The parts of the stage that parsed, even when others did not (so checks against
     /// extension manifests run while other problems exist).
     pub(crate) parts: Stage,
@@ -340,7 +340,7 @@ impl<'n> Walker<'n, '_> {
         }
         let run_field = fields.get("run");
         if let Some((_, n)) = run_field {
-            site.run = Some(n.span);
+            site.run = Some(n);
             match self.string(n, || format!("`run` of {what}")) {
                 Some("") => {
                     self.push(Diagnostic::error(

@@ -21,7 +21,11 @@
 //! the stage starts, from the outputs the upstream stage recorded.
 //!
 //! `run:` scripts never see a reference filled in: only `with` is read for them, and the
-//! script text is handed to the executor exactly as written (no script injection).
+//! script text is handed to the executor exactly as written (no script injection). A script
+//! gets the outputs of the stages upstream of it through `after` as **environment
+//! variables** instead, named by [`env_name`] (`LABHIT_OUTPUT_CHECKSUM__DIGEST`), which the
+//! shell expands as data, never as code. A reference written in a script is reported by the
+//! validator ([`script_references`]), with the variable to use.
 
 use std::ops::Range;
 
@@ -209,6 +213,49 @@ fn reference(inner: &str, range: Range<usize>) -> Result<OutputRef, RefSyntaxErr
     })
 }
 
+/// Prefix of the environment variables that hand upstream outputs to `run:` scripts.
+pub const ENV_PREFIX: &str = "LABHIT_OUTPUT_";
+
+/// The environment variable through which a `run:` script sees output `output` of stage
+/// `stage`: [`ENV_PREFIX`], the stage id, `__`, the output name, both upper-cased with every
+/// `-` written `_` (`checksum`, `digest` → `LABHIT_OUTPUT_CHECKSUM__DIGEST`). Names that
+/// differ only there meet in one variable; the runner then sets neither and says so.
+pub fn env_name(stage: &str, output: &str) -> String {
+    let part = |s: &str| -> String {
+        s.chars()
+            .map(|c| match c {
+                '-' => '_',
+                c => c.to_ascii_uppercase(),
+            })
+            .collect()
+    };
+    format!("{ENV_PREFIX}{}__{}", part(stage), part(output))
+}
+
+/// The well-formed references written in a `run:` script, with their byte ranges. A script
+/// is never filled in, so each is a mistake the validator reports (with [`env_name`] as the
+/// fix); text between `${{` and `}}` that is not a reference is the script's own business.
+pub fn script_references(script: &str) -> Vec<(OutputRef, Range<usize>)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(found) = script[from..].find(OPEN) {
+        let at = from + found;
+        let inner_at = at + OPEN.len();
+        let Some(close) = script[inner_at..].find(CLOSE) else {
+            break;
+        };
+        let end = inner_at + close + CLOSE.len();
+        match reference(&script[inner_at..inner_at + close], at..end) {
+            Ok(r) => {
+                out.push((r, at..end));
+                from = end;
+            }
+            Err(_) => from = inner_at,
+        }
+    }
+    out
+}
+
 /// Where a problem is inside `with`: the keys and indices leading to the string.
 pub type ValuePath = Vec<String>;
 
@@ -352,6 +399,31 @@ mod tests {
             stage: StageId::new(stage).unwrap(),
             output: output.to_owned(),
         }
+    }
+
+    #[test]
+    fn env_names_upper_case_and_separate_stage_from_output() {
+        assert_eq!(
+            env_name("checksum", "digest"),
+            "LABHIT_OUTPUT_CHECKSUM__DIGEST"
+        );
+        assert_eq!(
+            env_name("test-report", "Exit-code"),
+            "LABHIT_OUTPUT_TEST_REPORT__EXIT_CODE"
+        );
+    }
+
+    #[test]
+    fn script_references_find_only_well_formed_ones() {
+        let script = "echo ${{ stages.checksum.outputs.digest }} ${{ matrix.os }} \\
+                      ${{stages.a.outputs.b}} ${{ unclosed";
+        let found: Vec<_> = script_references(script)
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(found, vec![r("checksum", "digest"), r("a", "b")]);
+        assert!(script_references("${{ ${{ stages.a.outputs.b }}").len() == 1);
+        assert!(script_references("echo \"${digest}\"").is_empty());
     }
 
     #[test]

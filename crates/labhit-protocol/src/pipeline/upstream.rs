@@ -30,6 +30,9 @@ pub(crate) fn check(
     let mut stage_names: Option<Suggestions<'_>> = None;
     let mut declared: HashMap<&str, Option<Declared<'_>>> = HashMap::new();
     for (id, site) in sites {
+        if let Some(run) = site.run {
+            check_script(sites, id, run, diags);
+        }
         let Some(with) = site.with else { continue };
         let mut found = Vec::new();
         strings(with, &mut Vec::new(), &mut found);
@@ -129,6 +132,71 @@ pub(crate) fn check(
             }
         }
     }
+}
+
+/// A reference written in the `run` script of stage `id`: never filled in (a script is
+/// handed over as written), so an error naming the environment variable that carries the
+/// output instead.
+fn check_script(
+    sites: &IndexMap<StageId, StageSite<'_>>,
+    id: &StageId,
+    run: &Node,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(script) = run.as_str() else { return };
+    let found = refs::script_references(script);
+    if found.is_empty() {
+        return;
+    }
+    let upstream = ancestors(sites, id);
+    for (reference, range) in found {
+        let target = reference.stage.as_str();
+        let var = refs::env_name(target, &reference.output);
+        let help = if upstream.contains(target) {
+            format!("use the environment variable instead: \"${var}\"")
+        } else {
+            format!(
+                "use the environment variable \"${var}\", and add `{target}` to the `after` of `{id}`"
+            )
+        };
+        diags.push(
+            Diagnostic::error(
+                Rule::InvalidOutputRef,
+                script_span(run, script, range),
+                format!(
+                    "stage `{id}`: `run` has the output reference `{reference}`, which is never filled in in a script (no textual substitution: the shell would get it as written)"
+                ),
+            )
+            .with_help(help),
+        );
+    }
+}
+
+/// Where `range` of a script is: [`sub_span`] for a script on one line; in a literal block
+/// (`run: |`, one source line per line of the text, as the line count shows) the line and
+/// column of the reference; else the whole script.
+fn script_span(node: &Node, text: &str, range: Range<usize>) -> Span {
+    let Span { start, end } = node.span;
+    if start.line == end.line {
+        return sub_span(node, text, range);
+    }
+    let breaks = u32::try_from(text.matches('\n').count()).unwrap_or(u32::MAX);
+    let (Some(before), Some(inside)) = (text.get(..range.start), text.get(range.clone())) else {
+        return node.span;
+    };
+    if breaks != end.line - start.line || inside.contains('\n') {
+        return node.span;
+    }
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = start
+        .line
+        .saturating_add(u32::try_from(before.matches('\n').count()).unwrap_or(u32::MAX));
+    let count = |s: &str| u32::try_from(s.chars().count()).unwrap_or(u32::MAX);
+    let column = start.column.saturating_add(count(&before[line_start..]));
+    Span::new(
+        Position::new(line, column),
+        Position::new(line, column.saturating_add(count(inside))),
+    )
 }
 
 /// The outputs an upstream stage's extension declares.
