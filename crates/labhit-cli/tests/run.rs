@@ -195,6 +195,65 @@ fn an_output_reference_is_filled_in_and_part_of_the_executor_stages_cache_key() 
     assert_eq!(fourth.status("bundle"), "cached", "{fourth:?}");
 }
 
+/// `render` reports the path it wrote, chosen in its `with` to be shell code; two `run:`
+/// stages, one on the local executor (a real `sh`), one on `exec/sh`, get it as an
+/// environment variable and write it to a file.
+const HOSTILE_OUTPUT: &str = r#"engine: "1"
+pipeline:
+  name: hostile-output
+  stages:
+    render:
+      use: deploy/render@^0.1
+      with: {template: "x", output: "HOSTILE"}
+    local:
+      after: render
+      run: |
+        printf '%s' "$LABHIT_OUTPUT_RENDER__OUTPUT" > got-local.txt
+        echo $LABHIT_OUTPUT_RENDER__OUTPUT
+      sandbox: {inputs: []}
+    wasm:
+      after: local
+      use: exec/sh@^0.1
+      run: |
+        printf '%s' "$LABHIT_OUTPUT_RENDER__OUTPUT" > got-sh.txt
+      sandbox: {inputs: []}
+"#;
+
+#[test]
+fn run_scripts_get_outputs_as_environment_variables_never_as_code() {
+    let hostile = "p$(touch pwned1)`touch pwned2`;touch pwned3";
+    let pipeline = HOSTILE_OUTPUT.replace("HOSTILE", hostile);
+    let project = Project::new(&pipeline);
+    let first = project.run(&[]);
+    assert_eq!(first.code(), 0, "{first:?}");
+    assert_eq!(first.stage("render")["outputs"]["output"], hostile);
+    let id = first.json()["id"].as_str().expect("id").to_owned();
+    let workspace = project.runs().join(&id).join("workspace");
+    for (file, stage) in [("got-local.txt", "local"), ("got-sh.txt", "wasm")] {
+        assert_eq!(first.status(stage), "succeeded", "{first:?}");
+        let got = std::fs::read_to_string(workspace.join(file)).expect(file);
+        assert_eq!(got, hostile, "{stage} got the value as data");
+    }
+    for dir in [&workspace, &project.path().to_path_buf()] {
+        for n in 1..=3 {
+            assert!(
+                !dir.join(format!("pwned{n}")).exists(),
+                "pwned{n} in {dir:?}"
+            );
+        }
+    }
+
+    // The value is part of the script stages' cache keys: same output, cached; another
+    // output (nothing else their keys cover changed), run again.
+    let second = project.run(&[]);
+    assert_eq!(second.status("local"), "cached", "{second:?}");
+    assert_eq!(second.status("wasm"), "cached", "{second:?}");
+    project.write("pipeline.yaml", pipeline.replace("pwned3", "pwned4"));
+    let third = project.run(&[]);
+    assert_eq!(third.status("local"), "succeeded", "{third:?}");
+    assert_eq!(third.status("wasm"), "succeeded", "{third:?}");
+}
+
 #[test]
 fn an_output_the_upstream_did_not_declare_stops_the_run_before_it_starts() {
     let project = Project::new(&DIGEST_TO_EXECUTOR.replace("outputs.digest", "outputs.digets"));

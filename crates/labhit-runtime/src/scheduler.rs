@@ -31,6 +31,12 @@
 //!   it (normally its failure already skipped everything downstream); one that has not
 //!   finished (not upstream through `after`: the validator refuses such files) or succeeded
 //!   without reporting the output fails the stage, naming the stage and the output.
+//! * **Outputs for `run:` scripts.** A script is never filled in (no script injection): a
+//!   stage with `run` gets the outputs of every stage upstream of it through `after`
+//!   (transitively) as environment variables instead ([`StageTask::outputs_env`], named by
+//!   [`refs::env_name`], e.g. `LABHIT_OUTPUT_CHECKSUM__DIGEST`), which the shell expands as
+//!   data. Two outputs whose names meet in one variable set neither; a warning in the
+//!   stage's log names both.
 //! * **Cancellation.** The caller's [`Cancellation`] (set by a Ctrl-C handler, say) is polled
 //!   by the thread that called [`Scheduler::run`] (every [`SchedulerOptions::poll`]). Once
 //!   set, the flag every running stage was handed goes true (extensions see
@@ -190,6 +196,9 @@ pub struct StageTask<'a> {
     pub cancellation: &'a Cancellation,
     /// The run's log.
     pub log: &'a RunLog,
+    /// For a stage with `run`: the outputs of the stages upstream of it, as environment
+    /// variables for the script (see the module documentation); empty otherwise.
+    pub outputs_env: &'a BTreeMap<String, String>,
 }
 
 /// How a stage ended, as its runner reports it.
@@ -701,7 +710,7 @@ impl Scheduler {
                 Some(reason)
             }
         };
-        let (running, filled) = {
+        let (running, filled, outputs_env) = {
             let mut state = shared.lock();
             if let Some(stop) = &state.stop {
                 let outcome = match stop {
@@ -732,12 +741,17 @@ impl Scheduler {
                     return (outcome, gate_reason);
                 }
             };
+            let outputs_env = if node.stage.run.is_some() {
+                upstream_env(shared, &state, i, log)
+            } else {
+                BTreeMap::new()
+            };
             let now = now();
             state.started.get_or_insert(now);
             let run = &mut state.runs[i];
             run.status = StageStatus::Running;
             run.started_at = Some(now);
-            (run.clone(), filled)
+            (run.clone(), filled, outputs_env)
         };
         self.status(log, &running, "started");
         let task = StageTask {
@@ -746,6 +760,7 @@ impl Scheduler {
             stage: filled.as_ref().unwrap_or(node.stage),
             cancellation: &shared.stop_flag,
             log,
+            outputs_env: &outputs_env,
         };
         let start = Instant::now();
         let mut outcome = runner.run_stage(&task);
@@ -827,18 +842,33 @@ impl Scheduler {
         };
         let reason = format!("skipped: `{}` {what}", node.id);
         let now = now();
+        // Everything downstream that has not started, found first so that each stage's
+        // reason can name its references to any stage this skips.
+        let mut skipped: Vec<usize> = Vec::new();
         let mut todo: Vec<usize> = node.dependents.clone();
         while let Some(d) = todo.pop() {
-            if state.runs[d].status != StageStatus::Queued {
+            if state.runs[d].status != StageStatus::Queued || skipped.contains(&d) {
                 continue;
             }
+            skipped.push(d);
+            todo.extend(shared.nodes[d].dependents.iter().copied());
+        }
+        let mut gone: Vec<&str> = skipped
+            .iter()
+            .map(|&d| shared.nodes[d].id.as_str())
+            .collect();
+        gone.push(node.id.as_str());
+        for d in skipped {
+            let reason = match needed_outputs(shared.nodes[d].stage, &gone) {
+                needs if needs.is_empty() => reason.clone(),
+                needs => format!("{reason}; {needs}"),
+            };
             let run = &mut state.runs[d];
             run.status = StageStatus::Skipped;
             run.reason = Some(reason.clone());
             run.finished_at = Some(now);
             state.done += 1;
             self.status(log, &state.runs[d], &reason);
-            todo.extend(shared.nodes[d].dependents.iter().copied());
         }
         if self.options.fail_fast
             && matches!(status, StageStatus::Failed | StageStatus::Denied)
@@ -852,6 +882,38 @@ impl Scheduler {
             self.stop(shared, state, log, Stop::FailFast(node.id.clone()));
         }
     }
+}
+
+/// The references of `stage`'s `with` to outputs of the stages in `gone`, for the reason a
+/// skipped stage gives: `` `with.text` needs output `digest` of `a` `` (at most three, then
+/// how many more); empty when it has none.
+fn needed_outputs(stage: &Stage, gone: &[&str]) -> String {
+    const SHOWN: usize = 3;
+    let Some(with) = &stage.with else {
+        return String::new();
+    };
+    let needs: Vec<String> = refs::references(with)
+        .into_iter()
+        .filter(|(_, r)| gone.contains(&r.stage.as_str()))
+        .map(|(path, r)| {
+            format!(
+                "`{}` needs output `{}` of `{}`",
+                refs::path_text(&path),
+                r.output,
+                r.stage
+            )
+        })
+        .collect();
+    let mut text = needs
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if needs.len() > SHOWN {
+        text.push_str(&format!(" and {} more", needs.len() - SHOWN));
+    }
+    text
 }
 
 /// Stage `i` with the output references of its `with` filled in from the outputs the
@@ -903,6 +965,56 @@ fn fill(shared: &Shared<'_>, state: &State, i: usize) -> Result<Option<Stage>, S
         with: Some(filled),
         ..node.stage.clone()
     }))
+}
+
+/// The outputs of every stage upstream of stage `i` through `after` (transitively), as
+/// environment variables named by [`refs::env_name`]; a name two outputs meet in is left out,
+/// with a warning naming both.
+fn upstream_env(
+    shared: &Shared<'_>,
+    state: &State,
+    i: usize,
+    log: &RunLog,
+) -> BTreeMap<String, String> {
+    let mut seen = vec![false; shared.nodes.len()];
+    let mut todo = vec![i];
+    while let Some(j) = todo.pop() {
+        for dep in shared.nodes[j].stage.after.iter() {
+            if let Some(&d) = shared.index.get(dep.as_str())
+                && !seen[d]
+            {
+                seen[d] = true;
+                todo.push(d);
+            }
+        }
+    }
+    let mut env: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut clashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (j, _) in seen.iter().enumerate().filter(|(_, s)| **s) {
+        let stage = shared.nodes[j].id.as_str();
+        for (output, value) in &state.runs[j].outputs {
+            let name = refs::env_name(stage, output);
+            let source = format!("`{output}` of `{stage}`");
+            if let Some(list) = clashes.get_mut(&name) {
+                list.push(source);
+            } else if let Some((first, _)) = env.remove(&name) {
+                clashes.insert(name, vec![first, source]);
+            } else {
+                env.insert(name, (source, value.clone()));
+            }
+        }
+    }
+    for (name, sources) in &clashes {
+        log.system(
+            Some(shared.nodes[i].id),
+            LogLevel::Warn,
+            &format!(
+                "`{name}` is not set: outputs {} all map to it; rename one of them",
+                sources.join(" and ")
+            ),
+        );
+    }
+    env.into_iter().map(|(k, (_, v))| (k, v)).collect()
 }
 
 /// A fresh random run id.

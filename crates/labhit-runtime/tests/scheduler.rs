@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use labhit_protocol::pipeline::PipelineFile;
-use labhit_protocol::run::{LogStream, PipelineRun, RunStatus, StageStatus};
+use labhit_protocol::run::{LogLevel, LogStream, PipelineRun, RunStatus, StageStatus};
 use labhit_runtime::CollectingSink;
 use labhit_runtime::gates::{Gates, PreApproved};
 use labhit_runtime::policy::{GitRef, Policies, Policy};
@@ -440,6 +440,7 @@ struct Recorder {
     outputs: BTreeMap<&'static str, Vec<(&'static str, String)>>,
     failing: BTreeSet<&'static str>,
     seen: Mutex<BTreeMap<String, serde_json::Value>>,
+    env: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 impl Recorder {
@@ -454,6 +455,7 @@ impl Recorder {
             outputs: map,
             failing: failing.iter().copied().collect(),
             seen: Mutex::new(BTreeMap::new()),
+            env: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -463,6 +465,10 @@ impl Recorder {
             task.id.to_string(),
             labhit_protocol::Value::Object(with).to_json(),
         );
+        self.env
+            .lock()
+            .expect("lock")
+            .insert(task.id.to_string(), task.outputs_env.clone());
         if self.failing.contains(task.id.as_str()) {
             return StageOutcome::failed(Some(1), "it failed");
         }
@@ -471,6 +477,10 @@ impl Recorder {
             outcome.outputs.insert((*name).to_owned(), value.clone());
         }
         outcome
+    }
+
+    fn env_of(&self, stage: &str) -> Option<BTreeMap<String, String>> {
+        self.env.lock().expect("lock").get(stage).cloned()
     }
 
     fn with_of(&self, stage: &str) -> Option<serde_json::Value> {
@@ -524,7 +534,13 @@ fn a_failed_or_skipped_upstream_skips_the_referring_stage_with_the_reason() {
     let run = scheduler(2).run(&file, &runner, &RunLog::null(), RunInfo::default());
     assert_eq!(status(&run, "m"), StageStatus::Skipped);
     assert_eq!(status(&run, "b"), StageStatus::Skipped);
-    assert_eq!(reason(&run, "b"), "skipped: `a` failed");
+    // The reason (summary and log) names the references the failure left without a value.
+    assert_eq!(
+        reason(&run, "b"),
+        "skipped: `a` failed; `with.text` needs output `digest` of `a`, `with.text` needs \
+         output `n` of `m`, `with.values.list.0` needs output `digest` of `a`"
+    );
+    assert_eq!(reason(&run, "m"), "skipped: `a` failed");
     assert_eq!(recorder.with_of("b"), None);
 
     // A pipeline that was not validated (built from JSON) may refer to a stage that is not
@@ -557,6 +573,60 @@ fn a_failed_or_skipped_upstream_skips_the_referring_stage_with_the_reason() {
     assert_eq!(
         reason(&run, "d"),
         "skipped: `with.d` needs output `n` of `late`, which was skipped"
+    );
+}
+
+#[test]
+fn run_stages_get_upstream_outputs_as_environment_variables_only() {
+    // `s` runs after `m` (after `a`); `side` is not upstream of it. `a-b` and `a_b` of `c`
+    // meet in one variable name: neither is set, and the log says why.
+    let file = pipeline(
+        "    a: {use: x/a}\n    side: {use: x/s}\n    c: {use: x/c}\n    m: {use: x/m, after: a}\n    s: {run: 'echo \"$LABHIT_OUTPUT_A__DIGEST\"', after: [m, c]}\n    e: {use: x/e, after: s}\n",
+    );
+    let hostile = "$(touch pwned) `id` ${{ stages.side.outputs.v }}";
+    let recorder = Recorder::new(
+        &[
+            ("a", "digest", hostile),
+            ("m", "n-x", "2"),
+            ("side", "v", "no"),
+            ("c", "a-b", "1"),
+            ("c", "a_b", "2"),
+        ],
+        &[],
+    );
+    let runner = |task: &StageTask<'_>| recorder.run(task);
+    let sink = Arc::new(CollectingSink::new());
+    let log = RunLog::new(labhit_protocol::ids::RunId::from_uuid(uuid()), sink.clone());
+    let run = scheduler(1).run(&file, &runner, &log, RunInfo::default());
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let expected: BTreeMap<String, String> = [
+        ("LABHIT_OUTPUT_A__DIGEST", hostile),
+        ("LABHIT_OUTPUT_M__N_X", "2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(recorder.env_of("s"), Some(expected));
+    // The script itself is handed over as written.
+    assert_eq!(
+        file.pipeline
+            .stages
+            .get("s")
+            .and_then(|s| s.run.clone())
+            .as_deref(),
+        Some("echo \"$LABHIT_OUTPUT_A__DIGEST\"")
+    );
+    // Stages without `run` get no variables.
+    assert_eq!(recorder.env_of("e"), Some(BTreeMap::new()));
+    let warning = sink
+        .entries()
+        .into_iter()
+        .find(|e| e.message.contains("LABHIT_OUTPUT_C__A_B"))
+        .expect("a warning about the clash");
+    assert_eq!(warning.level, LogLevel::Warn);
+    assert_eq!(
+        warning.message,
+        "`LABHIT_OUTPUT_C__A_B` is not set: outputs `a-b` of `c` and `a_b` of `c` all map to it; rename one of them"
     );
 }
 

@@ -211,7 +211,7 @@ pub struct Stage {
     /// `${{ stages.<stage>.outputs.<name> }}`, as the whole string or inside a longer one. The
     /// runner fills it in, as a string, just before the stage starts; an upstream stage that
     /// failed or was skipped skips this one, and a missing output fails it. `$${{` is a
-    /// literal `${{`. `run` scripts never get such substitutions.
+    /// literal `${{`. `run` scripts never get such substitutions (see `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(example = example_with())]
     pub with: Option<Map>,
@@ -222,6 +222,11 @@ pub struct Stage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<Gate>,
     /// A shell script, run by the default executor or by the `use`d executor extension.
+    ///
+    /// Handed over exactly as written: `${{ … }}` is never filled in here (no script
+    /// injection). The script gets the outputs of the stages upstream of it through `after`
+    /// as environment variables instead: `LABHIT_OUTPUT_<STAGE>__<NAME>`, stage id and
+    /// output name upper-cased with `-` as `_` (`"$LABHIT_OUTPUT_CHECKSUM__DIGEST"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub run: Option<String>,

@@ -19,7 +19,8 @@
 //! # `run:` stages and the cache
 //!
 //! The [`CommandStep`] is the script, `sandbox.image`, `sandbox.timeout` and
-//! `sandbox.resources`. The environment is the runner's [`PipelineRunner::env`] plus one
+//! `sandbox.resources`. The environment is the runner's [`PipelineRunner::env`], the outputs
+//! of upstream stages ([`StageTask::outputs_env`], part of the cache key like the rest), plus one
 //! variable per secret `sandbox.secrets` grants (`NAME=value`, from the run's secret store;
 //! a stage fails when a granted secret has no value), whose values are redacted from the
 //! step's log; the cache key counts granted secrets by name, never by value. The executor is the stage's `use` extension when it has one (an
@@ -339,6 +340,7 @@ impl PipelineRunner {
                 };
                 // Granted secrets count by name, never by value.
                 let mut key_env = self.env.clone();
+                key_env.extend(task.outputs_env.clone());
                 for secret in granted_secrets(stage) {
                     key_env.insert(secret.as_str().to_owned(), REDACTED.to_owned());
                 }
@@ -437,6 +439,7 @@ impl PipelineRunner {
         attempt: u32,
     ) -> (Result<StepResult, ExecError>, BTreeMap<String, String>) {
         let mut env = self.env.clone();
+        env.extend(task.outputs_env.clone());
         let mut secret_values = Vec::new();
         for secret in granted_secrets(task.stage) {
             let name = secret.as_str();
