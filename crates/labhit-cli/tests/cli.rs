@@ -627,7 +627,8 @@ pipeline:
 fn with_is_checked_against_inputs_while_other_problems_exist_pointing_at_the_key() {
     let ws = Workspace::new();
     ws.write("inputs.yaml", INPUTS);
-    let extensions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../extensions");
+    // The built example bundles (the registry reads each bundle's component).
+    let extensions = common::example_extensions().0.path();
     let run = ws
         .run(&[
             "validate",

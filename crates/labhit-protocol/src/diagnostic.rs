@@ -163,7 +163,10 @@ impl fmt::Display for Severity {
 macro_rules! rules {
     ($( $(#[$doc:meta])* $variant:ident = $code:literal, schema: $schema:ident; )*) => {
         /// The stable code of every check. Codes never change meaning; new checks get new codes.
+        /// Non-exhaustive: a new check is a new variant, added within a minor release, so a
+        /// `match` outside this crate needs a `_` arm.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[non_exhaustive]
         pub enum Rule {
             $( $(#[$doc])* #[serde(rename = $code)] $variant, )*
         }
