@@ -140,12 +140,8 @@ mod tests {
     fn a_component_without_the_export_is_refused() {
         let engine = Engine::default();
         let component = Component::new(&engine, b"\0asm\x0d\0\x01\0").expect("empty component");
-        let err = check_contract(
-            &engine,
-            &component,
-            &labhit_protocol::version::contract_version(),
-        )
-        .expect_err("no export");
+        let err = check_contract(&engine, &component, &crate::contracts::SUPPORTED)
+            .expect_err("no export");
         assert!(err.to_string().contains("exports: none"), "{err}");
     }
 
