@@ -5,7 +5,9 @@
 //! `labhit-extension.wit`). [`export_names`] reads the names of the component's top-level
 //! exports straight from its export sections (nested modules and components are skipped
 //! unread), so this costs milliseconds whatever the size of the component.
-//! [`is_compatible`] is the rule: same major version, and for `0.x` the same minor version.
+//! [`is_compatible`] is the rule within one series: same major version, and for `0.x` the
+//! same minor version. A host runs several series ([`SupportedContracts`]: one WIT version
+//! per series it has bindings for), so the supported range is, for example, `>=0.1, <0.3`.
 
 use wasmparser::{Chunk, Parser, Payload};
 
@@ -40,7 +42,7 @@ pub enum ContractError {
         /// The names it does export, as `` `name` `` joined with `, `, or `none`.
         exports: String,
     },
-    /// The component targets a contract this host does not implement.
+    /// The component targets a contract this host does not run.
     #[error(
         "the component targets contract {targets} (it exports `{export}`), but {}",
         rebuild_hint(supported)
@@ -50,9 +52,65 @@ pub enum ContractError {
         targets: String,
         /// The export name.
         export: String,
-        /// The contract this host implements.
-        supported: semver::Version,
+        /// The contract versions this host runs.
+        supported: SupportedContracts,
     },
+}
+
+/// The contract versions a host runs: the WIT version of each series (`0.MINOR`, or
+/// `MAJOR` from 1.0) it has bindings for, oldest first. A component runs when its contract
+/// is in one of those series ([`is_compatible`]); the newest is the one to rebuild against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedContracts {
+    hosted: &'static [semver::Version],
+    newest: &'static semver::Version,
+}
+
+impl SupportedContracts {
+    /// The host runs the series of each of `hosted` (oldest first, at least one).
+    pub const fn new(hosted: &'static [semver::Version]) -> Self {
+        match hosted.split_last() {
+            Some((newest, _)) => Self { hosted, newest },
+            None => panic!("a host supports at least one contract version"),
+        }
+    }
+
+    /// The WIT version of each hosted series, oldest first.
+    pub fn hosted(&self) -> &'static [semver::Version] {
+        self.hosted
+    }
+
+    /// The newest contract version: what to build against.
+    pub fn newest(&self) -> &'static semver::Version {
+        self.newest
+    }
+
+    /// The hosted version whose series runs a component built for `targets`, if any.
+    pub fn series_for(&self, targets: &semver::Version) -> Option<&'static semver::Version> {
+        self.hosted.iter().rev().find(|h| is_compatible(targets, h))
+    }
+
+    /// The newest hosted version a manifest's `contract` requirement admits, if any.
+    pub fn admitted_by(
+        &self,
+        requirement: &semver::VersionReq,
+    ) -> Option<&'static semver::Version> {
+        self.hosted.iter().rev().find(|h| requirement.matches(h))
+    }
+}
+
+/// The range, for example `>=0.1, <0.3`.
+impl std::fmt::Display for SupportedContracts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let oldest = self.hosted.first().unwrap_or(self.newest);
+        let newest = self.newest;
+        write!(f, ">={}.{}, ", oldest.major, oldest.minor)?;
+        if newest.major == 0 {
+            write!(f, "<0.{}", newest.minor + 1)
+        } else {
+            write!(f, "<{}", newest.major + 1)
+        }
+    }
 }
 
 /// The names of the top-level exports of `component`, read without validating or compiling
@@ -139,14 +197,14 @@ pub fn contract_export_of(names: &[String]) -> Result<ContractExport, ContractEr
 /// Checks the contract export of `export` against `supported`; the version on success.
 pub fn check_export(
     export: ContractExport,
-    supported: &semver::Version,
+    supported: &SupportedContracts,
 ) -> Result<semver::Version, ContractError> {
     match export.version {
-        Some(version) if is_compatible(&version, supported) => Ok(version),
+        Some(version) if supported.series_for(&version).is_some() => Ok(version),
         other => Err(ContractError::Incompatible {
             targets: other.map_or_else(|| "(unversioned)".to_owned(), |v| v.to_string()),
             export: export.name,
-            supported: supported.clone(),
+            supported: *supported,
         }),
     }
 }
@@ -155,7 +213,7 @@ pub fn check_export(
 /// compiling it.
 pub fn check_contract(
     component: &[u8],
-    supported: &semver::Version,
+    supported: &SupportedContracts,
 ) -> Result<semver::Version, ContractError> {
     check_export(read_contract_export(component)?, supported)
 }
@@ -166,23 +224,14 @@ pub fn is_compatible(targets: &semver::Version, supported: &semver::Version) -> 
     targets.major == supported.major && (supported.major > 0 || targets.minor == supported.minor)
 }
 
-/// `0.1.x` for 0.1.0, `1.x` for 1.2.0: the series [`is_compatible`] accepts.
-pub fn compatible_series(supported: &semver::Version) -> String {
-    if supported.major == 0 {
-        format!("0.{}.x", supported.minor)
-    } else {
-        format!("{}.x", supported.major)
-    }
-}
-
 /// What to do about a contract mismatch, for authors in any language: the supported range
 /// and the WIT to rebuild against (`labhit-sdk` being the way for Rust).
-pub fn rebuild_hint(supported: &semver::Version) -> String {
+pub fn rebuild_hint(supported: &SupportedContracts) -> String {
     format!(
-        "this host implements contract {supported} and runs components built for {series}; \
-         rebuild the extension against the labhit:extension WIT `labhit:extension@{supported}` \
-         (labhit-sdk {supported} for Rust)",
-        series = compatible_series(supported),
+        "this host runs components built for contract {supported}; rebuild the extension \
+         against the labhit:extension WIT `labhit:extension@{newest}` (labhit-sdk {newest} for \
+         Rust)",
+        newest = supported.newest(),
     )
 }
 
@@ -193,6 +242,12 @@ mod tests {
     fn v(s: &str) -> semver::Version {
         semver::Version::parse(s).expect("version")
     }
+
+    static ONE: [semver::Version; 1] = [semver::Version::new(0, 1, 0)];
+    const ONLY_0_1: SupportedContracts = SupportedContracts::new(&ONE);
+    static TWO: [semver::Version; 2] =
+        [semver::Version::new(0, 1, 0), semver::Version::new(0, 2, 0)];
+    const BOTH: SupportedContracts = SupportedContracts::new(&TWO);
 
     /// A component whose export section names `names`. The reader only looks at the names,
     /// so the exported items are left undefined (a validator would refuse the component).
@@ -237,26 +292,26 @@ mod tests {
         let bytes = component_exporting(&["labhit:extension/pipeline-step@0.1.3"]);
         let export = read_contract_export(&bytes).expect("reads");
         assert_eq!(export.name, "labhit:extension/pipeline-step@0.1.3");
-        assert_eq!(check_contract(&bytes, &v("0.1.0")), Ok(v("0.1.3")));
+        assert_eq!(check_contract(&bytes, &ONLY_0_1), Ok(v("0.1.3")));
 
         let wrong = component_exporting(&["labhit:extension/pipeline-step@9.0.0"]);
-        let err = check_contract(&wrong, &v("0.1.0")).expect_err("wrong contract");
+        let err = check_contract(&wrong, &ONLY_0_1).expect_err("wrong contract");
         let text = err.to_string();
         assert!(text.contains("targets contract 9.0.0"), "{text}");
-        assert!(text.contains("built for 0.1.x"), "{text}");
+        assert!(text.contains("built for contract >=0.1, <0.2"), "{text}");
         assert!(text.contains("labhit:extension WIT"), "{text}");
         assert!(text.contains("for Rust"), "{text}");
 
         let none = component_exporting(&["wasi:cli/run@0.2.0"]);
         assert_eq!(
-            check_contract(&none, &v("0.1.0")),
+            check_contract(&none, &ONLY_0_1),
             Err(ContractError::MissingExport {
                 exports: "`wasi:cli/run@0.2.0`".into()
             })
         );
         let empty = b"\0asm\x0d\0\x01\0";
         assert!(matches!(
-            check_contract(empty, &v("0.1.0")),
+            check_contract(empty, &ONLY_0_1),
             Err(ContractError::MissingExport { exports }) if exports == "none"
         ));
     }
@@ -283,7 +338,33 @@ mod tests {
         assert!(!is_compatible(&v("1.0.0"), &v("0.1.0")));
         assert!(is_compatible(&v("1.4.0"), &v("1.0.0")));
         assert!(!is_compatible(&v("2.0.0"), &v("1.0.0")));
-        assert_eq!(compatible_series(&v("0.1.0")), "0.1.x");
-        assert_eq!(compatible_series(&v("1.2.0")), "1.x");
+    }
+
+    #[test]
+    fn a_host_of_several_series_runs_each_and_names_its_range() {
+        assert_eq!(BOTH.to_string(), ">=0.1, <0.3");
+        assert_eq!(ONLY_0_1.to_string(), ">=0.1, <0.2");
+        static MAJOR: [semver::Version; 2] =
+            [semver::Version::new(0, 9, 0), semver::Version::new(1, 2, 0)];
+        assert_eq!(SupportedContracts::new(&MAJOR).to_string(), ">=0.9, <2");
+        assert_eq!(BOTH.newest(), &v("0.2.0"));
+        assert_eq!(BOTH.series_for(&v("0.1.0")), Some(&v("0.1.0")));
+        assert_eq!(BOTH.series_for(&v("0.1.4")), Some(&v("0.1.0")));
+        assert_eq!(BOTH.series_for(&v("0.2.0")), Some(&v("0.2.0")));
+        for refused in ["0.3.0", "1.0.0", "0.0.9"] {
+            assert_eq!(BOTH.series_for(&v(refused)), None, "{refused}");
+            let bytes =
+                component_exporting(&[&format!("labhit:extension/pipeline-step@{refused}")]);
+            let err = check_contract(&bytes, &BOTH).expect_err(refused);
+            assert!(
+                err.to_string().contains("built for contract >=0.1, <0.3")
+                    && err.to_string().contains("labhit:extension@0.2.0"),
+                "{err}"
+            );
+        }
+        let req = |s: &str| semver::VersionReq::parse(s).expect("req");
+        assert_eq!(BOTH.admitted_by(&req("^0.1")), Some(&v("0.1.0")));
+        assert_eq!(BOTH.admitted_by(&req(">=0.1, <0.3")), Some(&v("0.2.0")));
+        assert_eq!(BOTH.admitted_by(&req("^0.3")), None);
     }
 }

@@ -24,8 +24,8 @@ pub mod header;
 
 pub use adapt::{AdaptError, adapt_preview1};
 pub use contract::{
-    ContractError, ContractExport, PIPELINE_STEP_EXPORT, check_contract, check_export,
-    compatible_series, contract_export_of, export_names, is_compatible, read_contract_export,
+    ContractError, ContractExport, PIPELINE_STEP_EXPORT, SupportedContracts, check_contract,
+    check_export, contract_export_of, export_names, is_compatible, read_contract_export,
     rebuild_hint,
 };
 pub use header::{HeaderError, Kind, detect};

@@ -14,12 +14,13 @@
 //! * [`refuse_http_import`] refuses a component importing `wasi:http` whose manifest grants
 //!   no network.
 
+use labhit_bundle::SupportedContracts;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::error::LoadErrorKind;
 
-pub use labhit_bundle::{PIPELINE_STEP_EXPORT, compatible_series, is_compatible};
+pub use labhit_bundle::{PIPELINE_STEP_EXPORT, is_compatible};
 
 /// What kind of WebAssembly file an extension shipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,7 @@ pub fn contract_export(
 pub fn check_contract(
     engine: &Engine,
     component: &Component,
-    supported: &semver::Version,
+    supported: &SupportedContracts,
 ) -> Result<semver::Version, LoadErrorKind> {
     let (name, version) = contract_export(engine, component)?;
     labhit_bundle::check_export(labhit_bundle::ContractExport { name, version }, supported)
@@ -91,7 +92,7 @@ pub fn refuse_http_import(engine: &Engine, component: &Component) -> Result<(), 
 /// component then reports what is wrong with it in wasmtime's words.
 pub fn precheck_contract(
     bytes: &[u8],
-    supported: &semver::Version,
+    supported: &SupportedContracts,
 ) -> Result<Option<semver::Version>, LoadErrorKind> {
     match labhit_bundle::check_contract(bytes, supported) {
         Ok(version) => Ok(Some(version)),
@@ -113,8 +114,8 @@ fn contract_error(err: labhit_bundle::ContractError) -> LoadErrorKind {
         } => LoadErrorKind::IncompatibleContract {
             targets,
             export,
-            supported: labhit_protocol::CONTRACT_VERSION,
-            series: compatible_series(&supported),
+            supported: supported.to_string(),
+            newest: labhit_protocol::CONTRACT_VERSION,
             wit: labhit_protocol::WIT_PACKAGE,
         },
         labhit_bundle::ContractError::Unreadable(why) => LoadErrorKind::Compile(why),
@@ -139,12 +140,8 @@ mod tests {
     fn a_component_without_the_export_is_refused() {
         let engine = Engine::default();
         let component = Component::new(&engine, b"\0asm\x0d\0\x01\0").expect("empty component");
-        let err = check_contract(
-            &engine,
-            &component,
-            &labhit_protocol::version::contract_version(),
-        )
-        .expect_err("no export");
+        let err = check_contract(&engine, &component, &crate::contracts::SUPPORTED)
+            .expect_err("no export");
         assert!(err.to_string().contains("exports: none"), "{err}");
     }
 

@@ -62,37 +62,55 @@ pub enum LoadErrorKind {
         /// The WIT package this runtime implements.
         wit: &'static str,
     },
-    /// The component targets a contract version this runtime does not implement.
+    /// The component targets a contract version this runtime does not run.
     #[error(
         "the component targets contract {targets} (it exports `{export}`), but this host \
-         implements contract {supported} and runs components built for {series}; rebuild the \
-         extension against the labhit:extension WIT `{wit}` (labhit-sdk {supported} for Rust)"
+         runs components built for contract {supported}; rebuild the extension against the \
+         labhit:extension WIT `{wit}` (labhit-sdk {newest} for Rust)"
     )]
     IncompatibleContract {
         /// The contract version found in the component's export name.
         targets: String,
         /// The export name it was read from.
         export: String,
-        /// [`labhit_protocol::CONTRACT_VERSION`].
-        supported: &'static str,
-        /// The compatible series, for example `0.1.x`.
-        series: String,
+        /// The range this host runs, [`crate::contracts::SUPPORTED`], e.g. `>=0.1, <0.3`.
+        supported: String,
+        /// [`labhit_protocol::CONTRACT_VERSION`], the newest.
+        newest: &'static str,
         /// [`labhit_protocol::WIT_PACKAGE`].
         wit: &'static str,
     },
-    /// The manifest's `contract` requirement does not accept this runtime's contract.
+    /// The manifest's `contract` requirement admits none of the contracts this runtime runs.
     #[error(
-        "its manifest requires contract `{requirement}`, which this runtime's contract \
-         {supported} does not satisfy; rebuild the extension against `{wit}` and set \
+        "its manifest requires contract `{requirement}`, which admits none of the contract \
+         versions this host runs ({supported}); rebuild the extension against `{wit}` and set \
          `contract = \"^{series}\"`"
     )]
     ManifestContract {
         /// The manifest's requirement.
         requirement: semver::VersionReq,
-        /// [`labhit_protocol::CONTRACT_VERSION`].
-        supported: &'static str,
-        /// `MAJOR.MINOR` of the supported contract.
+        /// The range this host runs, [`crate::contracts::SUPPORTED`], e.g. `>=0.1, <0.3`.
+        supported: String,
+        /// `MAJOR.MINOR` of the newest contract.
         series: String,
+        /// [`labhit_protocol::WIT_PACKAGE`].
+        wit: &'static str,
+    },
+    /// The manifest asks for a capability added by a newer contract minor than the one the
+    /// extension targets (for example `capabilities.network`, a 0.2 capability, for a 0.1
+    /// component or a manifest whose `contract` admits only 0.1).
+    #[error(
+        "`capabilities.{capability}` is a contract {since} capability, but {why}; rebuild the \
+         extension against `{wit}` and set `contract = \"^{since}\"`, or drop \
+         `capabilities.{capability}`"
+    )]
+    CapabilityNeedsContract {
+        /// The capability, e.g. `network`.
+        capability: &'static str,
+        /// `MAJOR.MINOR` of the contract that added it.
+        since: String,
+        /// What targets the older contract: the manifest's range or the component.
+        why: String,
         /// [`labhit_protocol::WIT_PACKAGE`].
         wit: &'static str,
     },

@@ -14,6 +14,7 @@
 //! | [`engine`] | the wasmtime engine, pooling bounds, the epoch ticker |
 //! | [`cache`] | on-disk cache of compiled components, verified before use |
 //! | [`component`] | reading `.wasm` files, preview1 adaptation, contract version check |
+//! | [`contracts`] | the contract versions this host runs (`>=0.1, <0.3`), one binding per minor |
 //! | [`sandbox`] | the per-step store: limits, deadline, cancellation interrupt |
 //! | [`cancellation`] | the [`Cancellation`] flag shared by scheduler, executors and sandbox |
 //! | [`secrets`] | [`SecretStore`] and its providers (env, directory, map) |
@@ -38,6 +39,7 @@ pub mod cachedir;
 pub mod cachekey;
 pub mod cancellation;
 pub mod component;
+pub mod contracts;
 pub mod digests;
 pub mod dispatch;
 pub mod engine;

@@ -210,6 +210,26 @@ impl Bundle {
         )
     }
 
+    /// The contract version the component targets, read from its export names (a core
+    /// module is adapted first, as loading does), without compiling. `Err` says why it
+    /// cannot be read; whether this host runs it is [`crate::contracts::SUPPORTED`]'s call.
+    pub fn contract_version(&self) -> Result<semver::Version, String> {
+        let bytes = fsio::read(
+            &self.component_path,
+            fsio::Limit::component(fsio::DEFAULT_COMPONENT_BYTES),
+        )
+        .map_err(|e| format!("cannot read the component: {e}"))?;
+        let bytes = match self.format {
+            ComponentFormat::Component => bytes,
+            ComponentFormat::CoreModule => labhit_bundle::adapt_preview1(&bytes)
+                .map_err(|e| format!("cannot adapt the preview1 module: {}", e.0))?,
+        };
+        let export = labhit_bundle::read_contract_export(&bytes).map_err(|e| e.to_string())?;
+        export
+            .version
+            .ok_or_else(|| format!("`{}` carries no contract version", export.name))
+    }
+
     /// The bundle directory.
     pub fn dir(&self) -> &Path {
         self.manifest_path.parent().unwrap_or(Path::new("."))
@@ -582,17 +602,21 @@ impl Registry {
     }
 }
 
-/// Refuses a manifest whose `contract` requirement excludes this host's contract version.
+/// Refuses a manifest whose `contract` requirement admits none of the contract versions
+/// this host runs ([`crate::contracts::SUPPORTED`]).
 fn check_contract(manifest: &Manifest) -> Result<(), String> {
-    let host = labhit_protocol::version::contract_version();
-    if manifest.extension.contract.matches(&host) {
+    let supported = &crate::contracts::SUPPORTED;
+    if supported
+        .admitted_by(&manifest.extension.contract)
+        .is_some()
+    {
         Ok(())
     } else {
         Err(format!(
             "`{}` requires contract `{}`, but {}",
             manifest.qualified_name(),
             manifest.extension.contract,
-            labhit_bundle::rebuild_hint(&host),
+            labhit_bundle::rebuild_hint(supported),
         ))
     }
 }
@@ -866,7 +890,7 @@ mod tests {
         );
         assert!(
             reasons[&future]
-                .contains("requires contract `^9`, but this host implements contract 0.2.0"),
+                .contains("requires contract `^9`, but this host runs components built for contract >=0.1, <0.3"),
             "{}",
             reasons[&future]
         );

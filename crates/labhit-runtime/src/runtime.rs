@@ -31,13 +31,13 @@ use labhit_protocol::ids::{RunId, SnapshotRef, StepId};
 use labhit_protocol::manifest::network::AllowList;
 use labhit_protocol::manifest::{FilesystemAccess, Manifest};
 use labhit_wit::convert::{ExecutorCommand, StepSpec};
-use labhit_wit::host::ExtensionPre;
 use labhit_wit::host::labhit::extension::types;
 use wasmtime::component::Linker;
 
 use crate::cache::{self, CacheOutcome, ComponentCache};
 use crate::cancellation::Cancellation;
 use crate::component::{self, SourceKind};
+use crate::contracts::{self, Binding, ExtensionPre, SUPPORTED};
 use crate::engine::{EngineHandle, EngineSettings};
 use crate::error::{LoadError, LoadErrorKind, RuntimeError, StepError, StepFailure};
 use crate::fsio;
@@ -141,7 +141,6 @@ struct Inner {
     linker: Linker<StepHost>,
     /// The same plus `wasi:http`, for extensions whose manifest lists network entries.
     net_linker: Linker<StepHost>,
-    contract: semver::Version,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -159,7 +158,7 @@ pub struct LoadedExtension {
     manifest: Arc<Manifest>,
     name: String,
     path: PathBuf,
-    pre: ExtensionPre<StepHost>,
+    pre: ExtensionPre,
     contract: semver::Version,
     /// The parsed `capabilities.network`.
     allow: Arc<AllowList>,
@@ -353,7 +352,6 @@ impl Runtime {
                 cache,
                 linker,
                 net_linker,
-                contract: labhit_protocol::version::contract_version(),
             }),
         })
     }
@@ -413,15 +411,17 @@ impl Runtime {
     ) -> Result<LoadedExtension, LoadError> {
         let inner = &*self.inner;
         let fail = |kind| load_error(manifest, origin, kind);
-        let supported = &inner.contract;
-        if !manifest.extension.contract.matches(supported) {
+        let supported = &SUPPORTED;
+        let Some(admitted) = supported.admitted_by(&manifest.extension.contract) else {
+            let newest = supported.newest();
             return Err(fail(LoadErrorKind::ManifestContract {
                 requirement: manifest.extension.contract.clone(),
-                supported: labhit_protocol::CONTRACT_VERSION,
-                series: format!("{}.{}", supported.major, supported.minor),
+                supported: supported.to_string(),
+                series: format!("{}.{}", newest.major, newest.minor),
                 wit: labhit_protocol::WIT_PACKAGE,
             }));
-        }
+        };
+        capabilities_allowed(manifest, admitted, None).map_err(fail)?;
         let memory_bytes = manifest
             .limits
             .memory
@@ -460,8 +460,10 @@ impl Runtime {
         // The contract version is read from the export names before anything is compiled:
         // a component of the wrong contract is refused in milliseconds, whatever its size,
         // and never reaches the compile cache. (A preview1 module is checked once adapted.)
-        if source == SourceKind::Component {
-            component::precheck_contract(bytes, supported).map_err(fail)?;
+        if source == SourceKind::Component
+            && let Some(targets) = component::precheck_contract(bytes, supported).map_err(fail)?
+        {
+            capabilities_allowed(manifest, admitted, Some(&targets)).map_err(fail)?;
         }
         let engine = inner.engine.engine();
         let (loaded, (contract, pre)) = inner
@@ -480,13 +482,23 @@ impl Runtime {
                 |err| LoadErrorKind::Compile(error_chain(&err)),
                 |compiled| {
                     let contract = component::check_contract(engine, compiled, supported)?;
+                    capabilities_allowed(manifest, admitted, Some(&contract))?;
+                    let binding = Binding::for_contract(&contract).ok_or_else(|| {
+                        LoadErrorKind::IncompatibleContract {
+                            targets: contract.to_string(),
+                            export: format!("{}@{contract}", component::PIPELINE_STEP_EXPORT),
+                            supported: supported.to_string(),
+                            newest: labhit_protocol::CONTRACT_VERSION,
+                            wit: labhit_protocol::WIT_PACKAGE,
+                        }
+                    })?;
                     if allow.is_empty() {
                         component::refuse_http_import(engine, compiled)?;
                     }
                     let instance_pre = linker
                         .instantiate_pre(compiled)
                         .map_err(|e| LoadErrorKind::Link(error_chain(&e)))?;
-                    let pre = ExtensionPre::new(instance_pre)
+                    let pre = ExtensionPre::new(binding, instance_pre)
                         .map_err(|e| LoadErrorKind::Link(error_chain(&e)))?;
                     Ok((contract, pre))
                 },
@@ -630,9 +642,7 @@ impl Runtime {
         let mut store = sandbox::new_store(inner.engine.engine(), host);
 
         let result = match extension.pre.instantiate(&mut store) {
-            Ok(instance) => instance
-                .labhit_extension_pipeline_step()
-                .call_execute(&mut store, &input),
+            Ok(instance) => instance.call_execute(&mut store, &input),
             Err(err) => {
                 stdout.finish();
                 stderr.finish();
@@ -691,6 +701,36 @@ impl Runtime {
             ..outcome
         })
     }
+}
+
+/// Refuses capabilities a newer contract minor added when the extension targets an older
+/// one: `admitted` is the newest hosted contract the manifest's range admits, `component`
+/// the contract the component exports (once read).
+fn capabilities_allowed(
+    manifest: &Manifest,
+    admitted: &semver::Version,
+    component: Option<&semver::Version>,
+) -> Result<(), LoadErrorKind> {
+    if manifest.capabilities.network.is_empty() {
+        return Ok(());
+    }
+    let since = &contracts::NETWORK_SINCE;
+    let why = if admitted < since {
+        format!(
+            "its manifest's `contract = \"{}\"` admits only older contracts",
+            manifest.extension.contract
+        )
+    } else if let Some(targets) = component.filter(|targets| *targets < since) {
+        format!("the component targets contract {targets}")
+    } else {
+        return Ok(());
+    };
+    Err(LoadErrorKind::CapabilityNeedsContract {
+        capability: "network",
+        since: format!("{}.{}", since.major, since.minor),
+        why,
+        wit: labhit_protocol::WIT_PACKAGE,
+    })
 }
 
 fn load_error(manifest: &Manifest, path: &Path, kind: LoadErrorKind) -> LoadError {

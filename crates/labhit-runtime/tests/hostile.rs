@@ -1093,7 +1093,7 @@ table! {
                 LoadErrorKind::IncompatibleContract { targets, .. } => targets == "9.0.0",
                 _ => false,
             },
-            says: &["9.0.0", "0.2.0", "rebuild"],
+            says: &["9.0.0", ">=0.1, <0.3", "labhit:extension@0.2.0", "rebuild"],
         },
         ..Case::hostile(Value::Null)
     };
@@ -1115,6 +1115,26 @@ table! {
             says: &["labhit:extension@0.2.0"],
         },
         ..Case::hostile(Value::Null)
+    };
+    a_manifest_that_admits_only_contract_0_1_may_not_ask_for_network: Case {
+        edits: &[
+            ("contract = \"^0.2\"", "contract = \"^0.1\""),
+            ("secrets = [\"DECLARED\"]", "secrets = [\"DECLARED\"]\nnetwork = [\"example.com\"]"),
+        ],
+        expect: Expect::LoadFails {
+            kind: "capability-needs-contract",
+            is: |k| matches!(
+                k,
+                LoadErrorKind::CapabilityNeedsContract { capability: "network", .. }
+            ),
+            says: &["capabilities.network", "contract 0.2 capability", "^0.1", "^0.2"],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_manifest_network_request_with_a_0_2_contract_loads: Case {
+        edits: &[("secrets = [\"DECLARED\"]", "secrets = [\"DECLARED\"]\nnetwork = [\"example.com\"]")],
+        expect: Expect::Succeeds(&[]),
+        ..Case::hostile(json!({"mode": "noop"}))
     };
     a_memory_limit_above_the_runtime_maximum_is_refused: Case {
         edits: &[("memory = \"32Mi\"", "memory = \"2Gi\"")],

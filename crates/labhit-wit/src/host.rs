@@ -18,6 +18,10 @@
 //! WASI is not part of the world `extension` (see the package documentation); add it to the
 //! same linker with `wasmtime_wasi::p2::add_to_linker_sync`.
 //!
+//! Older contract minors a host still runs have binding modules of their own, generated from
+//! the frozen WIT of their baseline: [`v0_1`] (contract 0.1), with [`crate::upgrade`]
+//! converting their types to the newest.
+//!
 //! ```
 //! use labhit_wit::host::{Extension, labhit::extension::{cancellation, log, secrets, types}};
 //! use wasmtime::component::{HasSelf, Linker};
@@ -56,6 +60,8 @@
 //! ```
 
 #![allow(missing_docs, clippy::all)]
+
+pub mod v0_1;
 
 wasmtime::component::bindgen!({
     world: "extension",

@@ -57,6 +57,8 @@ pub mod convert;
 pub mod guest;
 #[cfg(feature = "host")]
 pub mod host;
+#[cfg(feature = "host")]
+pub mod upgrade;
 
 /// The text of `labhit-extension.wit`: the package `labhit:extension` with its documentation,
 /// every LabHit interface and the world `extension`.

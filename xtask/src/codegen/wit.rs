@@ -11,6 +11,11 @@
 //! contract's docs (and two headers would even be rejected). Instead the copy gets a
 //! `README.md` that carries [`HEADER`]; the `labhit-wit` tests also check that the copy has
 //! exactly the files of `wit/`, so a file deleted from `wit/` cannot linger in the copy.
+//!
+//! The host hosts older contract minors too (one `bindgen!` per minor, see
+//! `labhit_wit::host`), so the crate also carries the frozen `labhit-extension.wit` of each
+//! older minor it hosts, copied from its baseline (`compat/<version>/wit/`) into
+//! `crates/labhit-wit/wit-<major>.<minor>/` ([`FROZEN`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,11 @@ const SOURCE: &str = "wit";
 const TARGET: &str = "crates/labhit-wit/wit";
 /// The marker file written into the copy (and therefore not allowed in the source).
 const MARKER: &str = "README.md";
+/// The older contract minors the host binds: (baseline `wit/` directory, copy in the crate).
+/// Only `labhit-extension.wit` is copied: it holds the world `extension`, self-contained.
+pub(crate) const FROZEN: &[(&str, &str)] = &[("compat/0.1.0/wit", "crates/labhit-wit/wit-0.1")];
+/// The file copied from each frozen baseline.
+const FROZEN_FILE: &str = "labhit-extension.wit";
 
 /// Returns one [`GeneratedFile`] per file under `wit/`, plus the copy's `README.md`.
 pub(crate) fn generate(root: &Path) -> Result<Vec<GeneratedFile>> {
@@ -53,7 +63,32 @@ pub(crate) fn generate(root: &Path) -> Result<Vec<GeneratedFile>> {
         Path::new(TARGET).join(MARKER),
         marker(&relative),
     ));
+    for (baseline, target) in FROZEN {
+        let from = root.join(baseline).join(FROZEN_FILE);
+        let text = std::fs::read_to_string(&from)
+            .with_context(|| format!("reading the frozen WIT {}", from.display()))?;
+        files.push(GeneratedFile::new(
+            Path::new(target).join(FROZEN_FILE),
+            text,
+        ));
+        files.push(GeneratedFile::new(
+            Path::new(target).join(MARKER),
+            frozen_marker(baseline),
+        ));
+    }
     Ok(files)
+}
+
+/// The `README.md` of the copy of a frozen baseline's WIT.
+fn frozen_marker(baseline: &str) -> String {
+    format!(
+        "<!-- {HEADER} -->\n\n\
+         # Frozen contract WIT, copied from `{baseline}/`\n\n\
+         `{FROZEN_FILE}` is a byte-for-byte copy of `{baseline}/{FROZEN_FILE}`, the released\n\
+         contract the host still runs, made by `cargo xtask codegen`. `labhit_wit::host`\n\
+         generates the host bindings of that minor from it. Never edit it: the baseline is\n\
+         frozen (`cargo xtask compat` verifies it).\n"
+    )
 }
 
 /// Appends `prefix` joined with the path of every file under `dir` to `out`, recursively.
@@ -124,5 +159,19 @@ mod tests {
             source.as_bytes(),
             "the copy must be byte for byte"
         );
+    }
+
+    #[test]
+    fn copies_the_frozen_wit_of_every_older_hosted_minor() {
+        let root = crate::project_root();
+        let files = generate(&root).expect("wit generator runs");
+        for (baseline, target) in FROZEN {
+            let source = std::fs::read(root.join(baseline).join(FROZEN_FILE)).expect("baseline");
+            let copy = files
+                .iter()
+                .find(|f| f.path == Path::new(target).join(FROZEN_FILE))
+                .expect("a copy");
+            assert_eq!(copy.contents, source, "{target}");
+        }
     }
 }

@@ -23,6 +23,7 @@ use anyhow::Result;
 use labhit_protocol::manifest::Manifest;
 use labhit_protocol::pipeline::{ByteSize, DurationSpec};
 use labhit_runtime::LoadErrorKind;
+use labhit_runtime::contracts::SUPPORTED;
 use serde::Serialize;
 
 use super::{Format, ManifestFile, read_manifest};
@@ -117,6 +118,10 @@ pub(crate) struct Report {
     manifest: String,
     extension: Option<String>,
     version: Option<String>,
+    /// The contract version the component exports, when it could be read.
+    contract: Option<String>,
+    /// The contract versions this host runs, e.g. `>=0.1, <0.3`.
+    supported: String,
     /// Whether every check passed.
     pub(crate) ok: bool,
     /// Every check, in order.
@@ -140,6 +145,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
 /// installing). `Err` only when the runtime cannot start.
 pub(crate) fn check_bundle(file: &ManifestFile) -> Result<Report> {
     let mut checks = Vec::new();
+    let mut contract = None;
     let (extension, version) = match &file.manifest {
         Err(diagnostics) => {
             let message = diagnostics
@@ -172,7 +178,14 @@ pub(crate) fn check_bundle(file: &ManifestFile) -> Result<Report> {
             ));
             let runtime = super::runtime()?;
             match file.component_path(manifest) {
-                Ok(component) => checks.extend(component_checks(&runtime, manifest, &component)),
+                Ok(component) => {
+                    checks.extend(component_checks(
+                        &runtime,
+                        manifest,
+                        &component,
+                        &mut contract,
+                    ));
+                }
                 Err(reason) => checks.push(Check::fail("component", reason)),
             }
             checks.push(schema_check("inputs", "input", manifest.inputs_schema()));
@@ -195,6 +208,8 @@ pub(crate) fn check_bundle(file: &ManifestFile) -> Result<Report> {
         manifest: file.path.display().to_string(),
         extension,
         version,
+        contract,
+        supported: SUPPORTED.to_string(),
         ok,
         checks,
     })
@@ -265,16 +280,16 @@ fn component_checks(
     runtime: &labhit_runtime::Runtime,
     manifest: &Manifest,
     component: &std::path::Path,
+    contract_found: &mut Option<String>,
 ) -> Vec<Check> {
-    let host = labhit_protocol::version::contract_version();
+    let host = SUPPORTED.newest();
     // Problems the runtime finds before it reads the component are reported on their own
     // lines; the component is then loaded with them neutralised, so it is still checked.
     let mut relaxed = manifest.clone();
-    let contract_req = (!manifest.extension.contract.matches(&host)).then(|| {
+    let contract_req = SUPPORTED.admitted_by(&manifest.extension.contract).is_none().then(|| {
         format!(
-            "the manifest requires contract `{}`, but this host implements {}; set `contract = \"^{}.{}\"` after rebuilding against {}",
+            "the manifest requires contract `{}`, but this host runs contracts {SUPPORTED}; set `contract = \"^{}.{}\"` after rebuilding against {}",
             manifest.extension.contract,
-            labhit_protocol::CONTRACT_VERSION,
             host.major,
             host.minor,
             labhit_protocol::WIT_PACKAGE,
@@ -341,6 +356,7 @@ fn component_checks(
                 }
             };
             let contract = loaded.contract_version();
+            *contract_found = Some(contract.to_string());
             vec![
                 Check::pass(
                     "component",
@@ -357,10 +373,7 @@ fn component_checks(
                     || {
                         Check::pass(
                             "contract",
-                            format!(
-                                "targets contract {contract}; this host implements {}",
-                                labhit_protocol::CONTRACT_VERSION
-                            ),
+                            format!("targets contract {contract}; this host runs {SUPPORTED}"),
                         )
                     },
                     |m| Check::fail("contract", m),

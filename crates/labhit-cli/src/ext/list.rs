@@ -29,8 +29,9 @@ use crate::{ColorWhen, Exit};
     "  LABHIT_EXTENSIONS=/opt/labhit/ext labhit ext list --format json\n",
     "\n",
     "JSON output: {\"searched\": [{\"path\", \"origin\"}], \"bundles\": [{\"id\", \"origin\", \"name\",\n",
-    "  \"version\", \"format\", \"manifest\", \"component\"}], \"invalid\": [{\"path\", \"reason\"}],\n",
-    "  \"conflicts\": [{\"id\", \"used\", \"shadowed\": [path]}]}\n",
+    "  \"version\", \"contract\", \"format\", \"manifest\", \"component\"}], \"invalid\": [{\"path\",\n",
+    "  \"reason\"}], \"conflicts\": [{\"id\", \"used\", \"shadowed\": [path]}]}; \"contract\" is the\n",
+    "  contract version the component exports (null when it cannot be read)\n",
     "\n",
     "Exit codes:\n",
     "  0  every bundle found is valid and unique\n",
@@ -69,6 +70,8 @@ struct Bundle {
     origin: String,
     name: String,
     version: String,
+    /// The contract version the component exports (`None` when it cannot be read).
+    contract: Option<String>,
     format: String,
     manifest: String,
     component: String,
@@ -111,6 +114,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
                 origin: origin_name(*origin).to_owned(),
                 name: b.name(),
                 version: b.manifest.extension.version.to_string(),
+                contract: b.contract_version().ok().map(|v| v.to_string()),
                 format: b.format.to_string(),
                 manifest: b.manifest_path.display().to_string(),
                 component: b.component_path.display().to_string(),
@@ -179,11 +183,12 @@ fn print_human(report: &Report, color: ColorWhen) -> Result<()> {
         let pad = width - bundle.id.chars().count();
         writeln!(
             out,
-            "{bold}{}{bold:#}{:pad$}  {}  {dim}{}, {}{dim:#}",
+            "{bold}{}{bold:#}{:pad$}  {}  {dim}{}, contract {}, {}{dim:#}",
             bundle.id,
             "",
             bundle.manifest,
             bundle.format,
+            bundle.contract.as_deref().unwrap_or("unreadable"),
             origin_text(&bundle.origin)
         )?;
     }
