@@ -293,7 +293,8 @@ mod tests {
         for (raw, want) in ok {
             assert_eq!(host(raw).to_string(), want, "{raw}");
         }
-        let bad: [(&str, fn(&HostError) -> bool); 12] = [
+        type IsExpected = fn(&HostError) -> bool;
+        let bad: [(&str, IsExpected); 12] = [
             ("", |e| matches!(e, HostError::Empty)),
             (".", |e| matches!(e, HostError::Empty)),
             ("bücher.example", |e| matches!(e, HostError::NotAscii(_))),

@@ -275,7 +275,7 @@ fn refused_requests_never_connect_and_name_the_host_and_rule() {
     for (entry, url, said) in cases {
         let (result, sink, _) = run_webhook(
             &fixture,
-            &[entry.clone()],
+            std::slice::from_ref(&entry),
             serde_json::json!({"url": url, "message": "m"}),
             None,
         );
