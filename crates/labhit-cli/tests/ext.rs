@@ -828,7 +828,7 @@ fn a_wrong_contract_is_refused_before_compiling_and_never_cached() {
     assert!(message.contains("targets contract 9."), "{message}");
     // Language-neutral: the supported range, the WIT, and the SDK only as the Rust way.
     assert!(
-        message.contains("runs components built for 0."),
+        message.contains("runs components built for contract >=0.1, <0.3"),
         "{message}"
     );
     assert!(
