@@ -85,6 +85,10 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         "Python extensions (pinned componentize-py, for the tests and the example)",
         || python_extensions(root),
     )?;
+    step(
+        "nats-server (pinned, for the scale-out tests of labhit-fleet and labhit-cli)",
+        || shell(root, "bash", &["tools/nats/install.sh"]),
+    )?;
     step("tests", || {
         if which("cargo-nextest") {
             cargo(
