@@ -81,6 +81,12 @@ pub(crate) fn nats<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
+/// How long an object-store operation is retried while NATS cannot serve it.
+pub const STORE_RETRY: Duration = Duration::from_secs(30);
+
+/// The pause between two tries of an object-store operation.
+const STORE_BACKOFF: Duration = Duration::from_millis(200);
+
 /// Settings both sides must agree on.
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
@@ -223,7 +229,22 @@ impl Fleet {
     }
 
     /// Stores `bytes` under its content-addressed id unless an archive of that id exists.
+    ///
+    /// A NATS failure (a lost node, a leader election) is retried for up to
+    /// [`STORE_RETRY`].
     pub async fn put_archive(&self, bytes: &[u8]) -> Result<ArchiveId, FleetError> {
+        let started = Instant::now();
+        loop {
+            match self.try_put_archive(bytes).await {
+                Err(FleetError::Nats { .. }) if started.elapsed() < STORE_RETRY => {
+                    tokio::time::sleep(STORE_BACKOFF).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_put_archive(&self, bytes: &[u8]) -> Result<ArchiveId, FleetError> {
         let id = archive::archive_id(bytes);
         let name = id.to_string();
         if self.archives.info(&name).await.is_ok() {
@@ -238,10 +259,33 @@ impl Fleet {
     }
 
     /// The bytes of archive `id`, checked against the id.
+    ///
+    /// A missing or corrupt archive is an error at once; a NATS or read failure (a lost node,
+    /// a leader election, a timeout) is retried for up to [`STORE_RETRY`].
     pub async fn get_archive(&self, id: ArchiveId) -> Result<Vec<u8>, FleetError> {
+        let started = Instant::now();
+        loop {
+            match self.try_get_archive(id).await {
+                Err(FleetError::Nats { .. } | FleetError::Io { .. })
+                    if started.elapsed() < STORE_RETRY =>
+                {
+                    tokio::time::sleep(STORE_BACKOFF).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_get_archive(&self, id: ArchiveId) -> Result<Vec<u8>, FleetError> {
         let name = id.to_string();
-        if self.archives.info(&name).await.is_err() {
-            return Err(FleetError::MissingArchive { id });
+        match self.archives.info(&name).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), object_store::InfoErrorKind::NotFound) => {
+                return Err(FleetError::MissingArchive { id });
+            }
+            Err(e) => {
+                return Err(nats(format!("looking up workspace archive `{id}`"))(e));
+            }
         }
         let mut object = self
             .archives
