@@ -326,7 +326,14 @@ fn read_value<R: std::io::Read>(reader: &mut R, depth: usize) -> std::io::Result
             }
             Value::UInt(u)
         }
-        4 => Value::Float(f64::deserialize_reader(reader)?),
+        4 => {
+            // Borsh refuses NaN itself; infinities have no JSON form, so they are refused too.
+            let f = f64::deserialize_reader(reader)?;
+            if !f.is_finite() {
+                return Err(invalid(format!("f64 value {f} is not finite")));
+            }
+            Value::Float(f)
+        }
         5 => Value::String(String::deserialize_reader(reader)?),
         6 => {
             let len = u32::deserialize_reader(reader)?;
@@ -404,6 +411,11 @@ mod tests {
         // Float NaN is refused by borsh itself.
         let nan = [&[4u8][..], &f64::NAN.to_le_bytes()].concat();
         assert!(borsh::from_slice::<Value>(&nan).is_err());
+        // So are infinities, which JSON cannot carry (found by the `borsh` fuzz target).
+        for inf in [f64::INFINITY, f64::NEG_INFINITY] {
+            let bytes = [&[4u8][..], &inf.to_le_bytes()].concat();
+            assert!(borsh::from_slice::<Value>(&bytes).is_err(), "{inf}");
+        }
     }
 
     #[test]
