@@ -3,7 +3,8 @@
 //!
 //! Startup order: read the token file, refuse a non-loopback address without one, open the
 //! store (runs a previous server left in flight are marked interrupted), register the
-//! repositories, bind, print `listening on ADDR` as the first line on stdout, serve. On
+//! repositories, with `--nats` connect to the fleet and cancel the tasks of those interrupted
+//! runs there (`labhit_fleet::recovery`), bind, print `listening on ADDR` as the first line on stdout, serve. On
 //! SIGINT or SIGTERM: drain (health `NOT_SERVING`, open `StreamLogs` end `UNAVAILABLE`), let
 //! running runs finish for `--grace`, cancel what is left, commit the store, exit 0.
 
@@ -168,6 +169,15 @@ async fn serve(args: &Args) -> Result<()> {
             let fleet = labhit_fleet::Fleet::connect(urls, crate::worker::fleet_options())
                 .await
                 .with_context(|| format!("--nats {urls}"))?;
+            let ids: Vec<_> = interrupted.iter().map(|run| run.id).collect();
+            labhit_fleet::recovery::abandon_runs(&fleet, &ids)
+                .await
+                .with_context(|| {
+                    format!("cancelling the fleet's tasks of interrupted runs (--nats {urls})")
+                })?;
+            for id in &ids {
+                eprintln!("labhit serve: run {id}: its tasks on the fleet are cancelled");
+            }
             Arc::new(labhit_fleet::NatsDispatcher::new(
                 fleet,
                 tokio::runtime::Handle::current(),

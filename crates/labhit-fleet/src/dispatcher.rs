@@ -8,7 +8,8 @@
 //! 3. listen to the task's events, then publish the task (message id `run/stage/attempt`:
 //!    JetStream drops a second publication of the same task);
 //! 4. forward log lines in order, dropping numbers already forwarded (a task redelivered after
-//!    a worker died sends its lines again), until the first reply; the run's cancellation is
+//!    a worker died sends its lines again), each stamped with the server's time of receipt
+//!    (a worker's clock is never the log's), until the first reply; the run's cancellation is
 //!    published for the worker, which stops the step;
 //! 5. apply the worker's resulting workspace (for steps that may write) and answer the runner
 //!    as an in-process step would.
@@ -34,7 +35,7 @@ use labhit_runtime::{
 
 use crate::archive;
 use crate::setup::{Fleet, FleetError, nats};
-use crate::wire::{Failure, LogLine, Need, Outcome, Reply, Task, TaskBody};
+use crate::wire::{Failure, LogLine, Need, Outcome, Reply, Task, TaskBody, task_cancel_subject};
 
 /// How long the server keeps waiting for a worker's reply after it published a cancellation.
 const CANCEL_GRACE: Duration = Duration::from_secs(15);
@@ -175,7 +176,7 @@ async fn remote(
             () = cancellation.cancelled(), if cancel_sent.is_none() => {
                 fleet
                     .js
-                    .publish(format!("labhit.cancel.{key}"), bytes::Bytes::new())
+                    .publish(task_cancel_subject(&key), bytes::Bytes::new())
                     .await
                     .map_err(nats(format!("cancelling task `{key}`")))?;
                 cancel_sent = Some(tokio::time::Instant::now());
@@ -192,11 +193,13 @@ async fn remote(
         let message = event.map_err(nats(format!("the events of task `{key}`")))?;
         let subject = message.subject.to_string();
         if subject.starts_with("labhit.log.") {
-            let line: LogLine = serde_json::from_slice(&message.payload)
+            let mut line: LogLine = serde_json::from_slice(&message.payload)
                 .map_err(|source| FleetError::Malformed { subject, source })?;
             // A redelivered task sends its lines again: the first copy stands.
             if line.n >= next_line {
                 next_line = line.n + 1;
+                // The server's clock is the log's: a worker's clock may be off by hours.
+                line.entry.timestamp = labhit_runtime::scheduler::now();
                 // The runner thread is gone only when the step was abandoned.
                 let _ = lines.send(line.entry);
             }

@@ -21,11 +21,13 @@
 //! | [`archive`] | a workspace as one deterministic tar, its content-addressed id |
 //! | [`setup`] | connecting, the streams and buckets both sides use |
 //! | [`dispatcher`] | [`NatsDispatcher`] |
+//! | [`recovery`] | a restarted server cancels the fleet's tasks of runs it found interrupted |
 //! | [`worker`] | `labhit worker` |
 //! | [`testing`] | real `nats-server` processes for tests and benchmarks: one node or a three-node JetStream cluster |
 
 pub mod archive;
 pub mod dispatcher;
+pub mod recovery;
 pub mod setup;
 pub mod testing;
 pub mod wire;

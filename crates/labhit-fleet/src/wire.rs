@@ -9,7 +9,8 @@
 //! | `labhit.task.<need>` | `LABHIT_TASKS` (work queue) | [`Task`] |
 //! | `labhit.log.<run>.<stage>.<attempt>` | `LABHIT_EVENTS` | [`LogLine`] |
 //! | `labhit.done.<run>.<stage>.<attempt>` | `LABHIT_EVENTS` | [`Reply`] |
-//! | `labhit.cancel.<run>.<stage>.<attempt>` | none (core NATS) | empty |
+//! | `labhit.cancel.<run>.<stage>.<attempt>` | `LABHIT_EVENTS` | empty: this task is cancelled |
+//! | `labhit.cancel.<run>` | `LABHIT_EVENTS` | [`Abandoned`]: every task of the run is cancelled |
 //!
 //! `<need>` is [`Need::token`]: the extension a worker must have (or the local executor),
 //! so a task is only ever pulled by a worker that can run it.
@@ -108,6 +109,23 @@ impl Task {
 /// `run.stage.attempt` (stage ids are subject-safe: `[a-z][a-z0-9_-]*`).
 pub fn task_key(run_id: RunId, stage: &str, attempt: u32) -> String {
     format!("{run_id}.{stage}.{attempt}")
+}
+
+/// The subject that cancels one task: `labhit.cancel.<run>.<stage>.<attempt>`.
+pub fn task_cancel_subject(key: &str) -> String {
+    format!("labhit.cancel.{key}")
+}
+
+/// The subject that cancels every task of a run: `labhit.cancel.<run>`.
+pub fn run_cancel_subject(run_id: RunId) -> String {
+    format!("labhit.cancel.{run_id}")
+}
+
+/// Why every task of a run was cancelled (published on [`run_cancel_subject`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Abandoned {
+    /// Said to whoever asks about a task of the run (a worker's reply message).
+    pub reason: String,
 }
 
 /// The step of a [`Task`].

@@ -41,7 +41,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive;
 use crate::setup::{Fleet, FleetError, nats};
-use crate::wire::{Failure, LogLine, Need, Outcome, Reply, Task, TaskBody};
+use crate::wire::{
+    Abandoned, Failure, LogLine, Need, Outcome, Reply, Task, TaskBody, run_cancel_subject,
+    task_cancel_subject,
+};
 
 /// What a worker advertises in the workers bucket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -297,26 +300,42 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
             message,
         },
     };
+    // Subscribed before looking for a cancellation already published, so none is missed:
+    // the task's own, and the whole run's (a restarted server abandoning it).
     let cancellation = Cancellation::new();
-    if fleet
-        .events
-        .get_last_raw_message_by_subject(&format!("labhit.cancel.{key}"))
-        .await
-        .is_ok()
-    {
-        cancellation.cancel();
-    }
-    let watcher = match fleet.client.subscribe(format!("labhit.cancel.{key}")).await {
-        Ok(mut subscriber) => {
-            let cancellation = cancellation.clone();
-            Some(tokio::spawn(async move {
-                if subscriber.next().await.is_some() {
-                    cancellation.cancel();
-                }
-            }))
+    let subjects = [task_cancel_subject(&key), run_cancel_subject(task.run_id)];
+    let mut watchers = Vec::new();
+    for subject in &subjects {
+        match fleet.client.subscribe(subject.clone()).await {
+            Ok(mut subscriber) => {
+                let cancellation = cancellation.clone();
+                watchers.push(tokio::spawn(async move {
+                    if subscriber.next().await.is_some() {
+                        cancellation.cancel();
+                    }
+                }));
+            }
+            Err(e) => return refused(format!("cannot listen for cancellation: {e}"), 0),
         }
-        Err(e) => return refused(format!("cannot listen for cancellation: {e}"), 0),
-    };
+    }
+    let watchers = Watchers(watchers);
+    for subject in &subjects {
+        if let Ok(message) = fleet.events.get_last_raw_message_by_subject(subject).await {
+            // Cancelled before it started: nothing runs, the reply says why.
+            let why = serde_json::from_slice::<Abandoned>(&message.payload)
+                .map(|a| a.reason)
+                .unwrap_or_else(|_| "the run was cancelled".to_owned());
+            return Reply {
+                worker: worker.config.name.clone(),
+                lines: 0,
+                archive_after: None,
+                outcome: Outcome::Failed {
+                    failure: Failure::Cancelled,
+                    message: format!("not started: {why}"),
+                },
+            };
+        }
+    }
     let bytes = match fleet.get_archive(task.archive).await {
         Ok(bytes) => bytes,
         Err(e) => return refused(e.to_string(), 0),
@@ -365,9 +384,7 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         })
         .await
     };
-    if let Some(watcher) = watcher {
-        watcher.abort();
-    }
+    drop(watchers);
     let lines = publisher.await.unwrap_or(0);
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -391,6 +408,18 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         lines,
         archive_after,
         outcome,
+    }
+}
+
+/// The tasks that turn a task's cancellation messages into its [`Cancellation`]; aborted
+/// when dropped (the step is over, or never started).
+struct Watchers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        for watcher in &self.0 {
+            watcher.abort();
+        }
     }
 }
 

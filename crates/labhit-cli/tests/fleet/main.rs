@@ -1,12 +1,15 @@
 //! `labhit serve --nats` with `labhit worker` processes against a real `nats-server`: the
 //! example pipeline end to end (its `StreamLogs` content equal to an in-process run's), a
 //! worker killed with SIGKILL mid-stage, 100 stages on 3 workers, a three-node cluster
-//! losing the worker's node.
+//! losing the worker's node; `faults`: the server killed mid-run, approval gates,
+//! cancellation, and a worker whose clock is off keeping its stages' deadlines.
 //!
 //! Nothing waits on time: tests wait for a worker's `ready` line, a log entry, or a stream's
 //! end. Processes are killed when their guards drop.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod faults;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -93,20 +96,21 @@ fn serve(dir: &Path, repo: &Path, nats: Option<&str>, env: &[(&str, &str)]) -> (
 /// `labhit worker` named `name` with `extra` arguments and, unless `extra` names its own
 /// `--extensions`, the example extensions.
 fn worker(url: &str, name: &str, extra: &[&str]) -> Process {
+    worker_with_env(url, name, extra, &[])
+}
+
+/// [`worker`] with `env` added to its environment; `extra` may name its own `--concurrency`
+/// (else 2).
+fn worker_with_env(url: &str, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Process {
     let extensions = common::example_extensions()
         .0
         .path()
         .to_string_lossy()
         .into_owned();
-    let mut args = vec![
-        "worker",
-        "--nats",
-        url,
-        "--name",
-        name,
-        "--concurrency",
-        "2",
-    ];
+    let mut args = vec!["worker", "--nats", url, "--name", name];
+    if !extra.contains(&"--concurrency") {
+        args.extend(["--concurrency", "2"]);
+    }
     if !extra.contains(&"--extensions") {
         args.extend(["--extensions", &extensions]);
     }
@@ -114,10 +118,9 @@ fn worker(url: &str, name: &str, extra: &[&str]) -> Process {
     // No per-user extensions directory: a worker has exactly what it is given.
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path().to_string_lossy().into_owned();
-    let process = Process::start(
-        &args,
-        &[("XDG_DATA_HOME", &home), ("LABHIT_EXTENSIONS", "")],
-    );
+    let mut all = vec![("XDG_DATA_HOME", home.as_str()), ("LABHIT_EXTENSIONS", "")];
+    all.extend_from_slice(env);
+    let process = Process::start(&args, &all);
     assert!(
         process.first.starts_with(&format!("worker {name} ready")),
         "{:?}",
