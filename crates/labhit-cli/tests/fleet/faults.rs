@@ -387,23 +387,37 @@ fn seconds(t: &Option<prost_types::Timestamp>) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_an_hour_ahead_keeps_its_stages_deadlines_and_the_server_stamps_the_log()
 -> TestResult {
+    skewed_worker(3600).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_an_hour_behind_keeps_its_stages_deadlines_and_the_server_stamps_the_log()
+-> TestResult {
+    skewed_worker(-3600).await
+}
+
+/// A run whose stages all go to a worker whose wall clock is `offset` seconds off: a
+/// one-minute deadline is not over at once, a two-second one stops `sleep 30`, and every log
+/// entry is stamped on the server's clock.
+async fn skewed_worker(offset: i64) -> TestResult {
     let lib = libfaketime();
     let lib = lib.to_string_lossy().into_owned();
-    // The wall clock an hour ahead, the monotonic clock untouched: what a machine whose clock
-    // is off has (libfaketime's default also moves the monotonic clock, which no real machine
-    // does, and which breaks every timed wait: the kernel's monotonic clock is not faked).
+    let faketime = format!("{offset:+}");
+    // The wall clock off, the monotonic clock untouched: what a machine whose clock is off
+    // has (libfaketime's default also moves the monotonic clock, which no real machine does,
+    // and which breaks every timed wait: the kernel's monotonic clock is not faked).
     let skew = [
         ("LD_PRELOAD", lib.as_str()),
-        ("FAKETIME", "+1h"),
+        ("FAKETIME", faketime.as_str()),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ];
-    // The skew is real: a process under it reads a clock an hour ahead.
+    // The skew is real: a process under it reads a clock that far off.
     let out = Command::new("date").arg("+%s").envs(skew).output()?;
     let faked: i64 = String::from_utf8(out.stdout)?.trim().parse()?;
     let real = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     assert!(
-        (faked - real - 3600).abs() < 60,
-        "libfaketime did not move the clock an hour ahead: {faked} vs {real}"
+        (faked - real - offset).abs() < 60,
+        "libfaketime did not move the clock by {offset}s: {faked} vs {real}"
     );
 
     let dir = tempfile::tempdir()?;
@@ -428,15 +442,15 @@ pipeline:
 ";
     let repo = repo(dir.path(), &[(".labhit/pipeline.yaml", pipeline)]);
     let nats = NatsServer::start()?;
-    let _worker = worker_with_env(&nats.url(), "ahead", &[], &skew);
+    let _worker = worker_with_env(&nats.url(), "skewed", &[], &skew);
     let (_server, addr) = serve(dir.path(), &repo, Some(&nats.url()), &[]);
     let mut client = client(&addr).await;
     let run = trigger(&mut client, ".labhit/pipeline.yaml", &[]).await;
     let entries = follow(&mut client, &run, None).await;
     let finished = get(&mut client, &run).await;
 
-    // A one-minute deadline is not over at once on a clock an hour ahead, and a two-second
-    // one stops `sleep 30` after two seconds.
+    // A one-minute deadline is not over at once, and a two-second one stops `sleep 30`
+    // after two seconds.
     assert_eq!(stage(&finished, "talk").status(), StageStatus::Succeeded);
     let stuck = stage(&finished, "stuck");
     assert_eq!(stuck.status(), StageStatus::Failed, "{finished:#?}");
