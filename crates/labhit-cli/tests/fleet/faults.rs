@@ -22,7 +22,9 @@ use labhit_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::{TestResult, client, follow, get, repo, serve, trigger, worker, worker_with_env};
+use crate::{
+    TestResult, client, common, follow, get, repo, serve, trigger, worker, worker_with_env,
+};
 
 /// How long a test waits for anything before it fails saying what it waited for.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -397,8 +399,8 @@ async fn a_worker_an_hour_behind_keeps_its_stages_deadlines_and_the_server_stamp
 }
 
 /// A run whose stages all go to a worker whose wall clock is `offset` seconds off: a
-/// one-minute deadline is not over at once, a two-second one stops `sleep 30`, and every log
-/// entry is stamped on the server's clock.
+/// one-minute deadline is not over at once, a two-second one stops `sleep 30` and an
+/// extension asleep in the host, and every log entry is stamped on the server's clock.
 async fn skewed_worker(offset: i64) -> TestResult {
     let lib = libfaketime();
     let lib = lib.to_string_lossy().into_owned();
@@ -439,11 +441,33 @@ pipeline:
         echo never
       sandbox:
         timeout: 2s
+    nap:
+      after: talk
+      use: test/hostile
+      with: {mode: sleep, count: 3600}
+      sandbox:
+        timeout: 2s
 ";
     let repo = repo(dir.path(), &[(".labhit/pipeline.yaml", pipeline)]);
     let nats = NatsServer::start()?;
-    let _worker = worker_with_env(&nats.url(), "skewed", &[], &skew);
-    let (_server, addr) = serve(dir.path(), &repo, Some(&nats.url()), &[]);
+    // The hostile guest sleeps in the host for an hour unless its deadline stops it (its
+    // manifest's own timeout raised out of the way).
+    let hostile = common::hostile_extensions(&[("timeout = \"1s\"", "timeout = \"1h\"")])
+        .to_string_lossy()
+        .into_owned();
+    let examples = common::example_extensions()
+        .0
+        .path()
+        .to_string_lossy()
+        .into_owned();
+    let extensions = ["--extensions", &examples, "--extensions", &hostile];
+    let _worker = worker_with_env(&nats.url(), "skewed", &extensions, &skew);
+    let (_server, addr) = serve(
+        dir.path(),
+        &repo,
+        Some(&nats.url()),
+        &[("LABHIT_EXTENSIONS", &hostile)],
+    );
     let mut client = client(&addr).await;
     let run = trigger(&mut client, ".labhit/pipeline.yaml", &[]).await;
     let entries = follow(&mut client, &run, None).await;
@@ -458,6 +482,12 @@ pipeline:
     assert!(reason.contains("deadline of 2s"), "{reason}");
     let took = seconds(&stuck.finished_at) - seconds(&stuck.started_at);
     assert!(took < 20.0, "the 2s deadline held: {took}s");
+    let nap = stage(&finished, "nap");
+    assert_eq!(nap.status(), StageStatus::Failed, "{finished:#?}");
+    let reason = nap.reason.clone().unwrap_or_default();
+    assert!(reason.contains("deadline of 2s"), "{reason}");
+    let took = seconds(&nap.finished_at) - seconds(&nap.started_at);
+    assert!(took < 20.0, "the extension's 2s deadline held: {took}s");
     let messages: Vec<&str> = entries.iter().map(|e| e.message.as_str()).collect();
     assert!(messages.contains(&"stuck-started") && !messages.contains(&"never"));
 
