@@ -11,7 +11,7 @@
 //! and commits a `miss_build_as` in its own snapshot store around the remote step, so a hit
 //! reaches every worker through the next archive.
 //!
-//! The worker side is [`worker::run`]: one durable pull consumer per need it can serve, in
+//! The worker side is [`worker::Worker::start`]: one durable pull consumer per need it can serve, in
 //! progress acknowledgements while a stage runs, the same `labhit-runtime` sandbox and limits
 //! as a local run, the stage's deadline and the run's cancellation honoured on the worker.
 //!

@@ -226,7 +226,7 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts three nodes of cluster `labhit` on free loopback ports; returns once each accepts
     /// clients (JetStream's meta leader may still be electing: clients retry their first
-    /// JetStream request, see [`crate::connect`]).
+    /// JetStream request, see [`crate::Fleet::connect`]).
     pub fn start() -> Result<Self, TestServerError> {
         let client: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
         let route: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
