@@ -78,6 +78,7 @@ pub use logs::{
     RedactingSink, Redactor, TRUNCATED_FIELD,
 };
 pub use net::HttpLimits;
+pub use net::tls::TlsRoots;
 pub use outputs::OutputLimits;
 pub use runtime::{LoadedExtension, Runtime, RuntimeConfig, StepOutcome, StepRequest};
 pub use secrets::{DirSecrets, EnvSecrets, MapSecrets, NoSecrets, SecretStore, SecretStoreError};

@@ -47,6 +47,7 @@ use crate::host::secrets::SecretAccess;
 use crate::host::wasi::{self, LineStream, WasiSpec};
 use crate::logs::{LogCursor, LogLimits, LogSink, NullSink, StepLog};
 use crate::net::HttpLimits;
+use crate::net::tls::{TlsClient, TlsRoots};
 use crate::sandbox::{self, Interruption, StepClock, StepHost, StepLimiter};
 use crate::secrets::{NoSecrets, SecretStore};
 
@@ -83,6 +84,8 @@ pub struct RuntimeConfig {
     pub max_component_bytes: u64,
     /// Limits of outbound HTTP requests (extensions with `capabilities.network`).
     pub http: HttpLimits,
+    /// What `https` servers are verified against.
+    pub tls_roots: TlsRoots,
 }
 
 impl Default for RuntimeConfig {
@@ -99,6 +102,7 @@ impl Default for RuntimeConfig {
             log_limits: LogLimits::default(),
             max_component_bytes: fsio::DEFAULT_COMPONENT_BYTES,
             http: HttpLimits::default(),
+            tls_roots: TlsRoots::default(),
         }
     }
 }
@@ -141,6 +145,8 @@ struct Inner {
     linker: Linker<StepHost>,
     /// The same plus `wasi:http`, for extensions whose manifest lists network entries.
     net_linker: Linker<StepHost>,
+    /// TLS of `https` requests, set up at the first one.
+    tls: Arc<TlsClient>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -345,6 +351,7 @@ impl Runtime {
         let linker = linker_for(false)?;
         let net_linker = linker_for(true)?;
         let cache = ComponentCache::new(engine.engine(), config.cache_dir.clone());
+        let tls = Arc::new(TlsClient::new(config.tls_roots.clone()));
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -352,6 +359,7 @@ impl Runtime {
                 cache,
                 linker,
                 net_linker,
+                tls,
             }),
         })
     }
@@ -535,7 +543,11 @@ impl Runtime {
                 stage: request.stage,
                 extension: err.extension,
                 version: err.version,
-                failure: Box::new(StepFailure::Load(err.kind.to_string())),
+                failure: Box::new(StepFailure::Load(format!(
+                    "{} (component `{}`)",
+                    err.kind,
+                    err.path.display()
+                ))),
                 elapsed: Duration::ZERO,
             }),
         }
@@ -624,6 +636,7 @@ impl Runtime {
             deadline: clock.deadline,
             cancellation: request.cancellation.clone(),
             log: Arc::clone(&log),
+            tls: Arc::clone(&inner.tls),
         });
         let host = StepHost {
             wasi,

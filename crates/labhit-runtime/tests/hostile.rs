@@ -1081,7 +1081,10 @@ table! {
         guest: Guest::Hostile("garbage"),
         component: Component::File("script.wasm", || b"#!/bin/sh\n".to_vec()),
         load_in_step: true,
-        expect: fails("load", &["could not be loaded: not a WebAssembly file"]),
+        expect: fails(
+            "load",
+            &["could not be loaded: not a WebAssembly file", "script.wasm"],
+        ),
         ..Case::hostile(json!({"mode": "noop"}))
     };
     a_wrong_contract_version_is_refused_before_running: Case {

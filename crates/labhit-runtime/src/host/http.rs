@@ -21,6 +21,7 @@ use crate::logs::StepLog;
 use crate::net::HttpLimits;
 use crate::net::policy::{self, Denial};
 use crate::net::send::{self, Budget, Sent};
+use crate::net::tls::{self, TlsClient};
 use crate::sandbox::StepHost;
 
 /// The prefix of every import name this module provides.
@@ -63,6 +64,7 @@ pub(crate) struct HttpHooks {
     pub(crate) deadline: Instant,
     pub(crate) cancellation: Cancellation,
     pub(crate) log: Arc<StepLog>,
+    pub(crate) tls: Arc<TlsClient>,
 }
 
 type SendFuture = Box<dyn Future<Output = Result<Sent, Error>> + Send>;
@@ -76,6 +78,18 @@ impl WasiHttpHooks for HttpHooks {
     ) -> SendFuture {
         let hooks = self.clone();
         Box::new(async move { hooks.send(request, options).await })
+    }
+
+    fn p2_error_from_tls(
+        &mut self,
+        err: &std::io::Error,
+    ) -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+        use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+        if tls::is_certificate_error(err) {
+            ErrorCode::TlsCertificateError
+        } else {
+            ErrorCode::TlsProtocolError
+        }
     }
 }
 
@@ -100,6 +114,26 @@ impl HttpHooks {
             .request_timeout
             .min(self.deadline.saturating_duration_since(started));
         let until = tokio::time::Instant::now() + budget;
+        let tls = if admitted.tls {
+            let setup = self
+                .tls
+                .connector()
+                .and_then(|c| tls::server_name(&admitted.host).map(|name| (c, name)));
+            match setup {
+                Ok(tls) => Some(tls),
+                Err(why) => {
+                    self.log.emit_owned(
+                        LogLevel::Warn,
+                        LogStream::System,
+                        format!("http {method} {target} failed: {why}"),
+                        fields(&method, &uri, None, Duration::ZERO),
+                    );
+                    return Err(Error::TlsProtocolError);
+                }
+            }
+        } else {
+            None
+        };
         let addrs = admitted
             .resolve(budget)
             .await
@@ -113,6 +147,7 @@ impl HttpHooks {
                 max_response_body: self.limits.max_response_body,
             },
             options.and_then(|o| o.connect_timeout),
+            tls,
         );
         let result = tokio::select! {
             result = exchange => result,
@@ -136,8 +171,16 @@ impl HttpHooks {
                 LogLevel::Warn,
                 LogStream::System,
                 format!(
-                    "http {method} {target} failed after {}: {err}",
-                    millis(took)
+                    "http {method} {target} failed after {}: {}",
+                    millis(took),
+                    match err {
+                        Error::Tls(io) => format!(
+                            "TLS handshake with `{host}`: {}",
+                            tls::describe(io),
+                            host = admitted.host
+                        ),
+                        other => other.to_string(),
+                    }
                 ),
                 fields(&method, &uri, None, took),
             ),

@@ -7,6 +7,7 @@
 //! | [`policy`] | the check of one request: scheme, normalised host, port, allow-list, DNS resolution and the server-side request forgery guard; the addresses it may connect to |
 //! | [`body`] | request and response bodies capped in size and by the step's deadline |
 //! | [`send`] | connecting to a checked address (never resolving again) and sending over HTTP/1.1 |
+//! | [`tls`] | TLS of `https` requests: the trust roots, the server name, handshake errors |
 //!
 //! The glue to wasmtime-wasi-http is [`crate::host::http`].
 
@@ -14,6 +15,7 @@ pub mod addr;
 pub mod body;
 pub mod policy;
 pub mod send;
+pub mod tls;
 
 use std::time::Duration;
 

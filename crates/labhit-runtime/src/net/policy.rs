@@ -21,7 +21,7 @@ use super::addr::{Special, classify};
 /// Why a request was refused. The [`fmt::Display`] form is the log line's reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
-    /// The scheme is not `http`.
+    /// The scheme is neither `http` nor `https`.
     Scheme(String),
     /// The URL has no host, or a host that does not normalise.
     Host(String, HostError),
@@ -55,7 +55,7 @@ impl fmt::Display for Denial {
         match self {
             Self::Scheme(scheme) => write!(
                 f,
-                "scheme `{scheme}` is not supported: this host sends plain `http` only (no TLS)"
+                "scheme `{scheme}` is not supported: this host sends `http` and `https` only"
             ),
             Self::Host(raw, err) => write!(f, "host `{raw}` is refused: {err}"),
             Self::NotListed { host, port } => write!(
@@ -92,21 +92,24 @@ impl Denial {
 pub struct Admitted {
     /// The normalised host.
     pub host: Host,
-    /// The port (80 when the URL names none).
+    /// The port (80 for `http`, 443 for `https` when the URL names none).
     pub port: u16,
+    /// Whether the request goes over TLS (`https`).
+    pub tls: bool,
     /// The addresses an admitting entry names literally.
     literal: Vec<IpAddr>,
 }
 
 /// Checks the scheme, host and port of a request URI against `list`.
 pub fn admit(list: &AllowList, uri: &http::Uri) -> Result<Admitted, Denial> {
-    let scheme = uri.scheme_str().unwrap_or("");
-    if scheme != "http" {
-        return Err(Denial::Scheme(scheme.to_owned()));
-    }
+    let (tls, default_port) = match uri.scheme_str().unwrap_or("") {
+        "http" => (false, 80),
+        "https" => (true, 443),
+        other => return Err(Denial::Scheme(other.to_owned())),
+    };
     let raw = uri.host().unwrap_or("");
     let host = normalise_host(raw).map_err(|e| Denial::Host(raw.to_owned(), e))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(default_port);
     let literal: Vec<IpAddr> = list
         .admitting(&host, port)
         .filter_map(|entry| entry.literal_ip())
@@ -117,6 +120,7 @@ pub fn admit(list: &AllowList, uri: &http::Uri) -> Result<Admitted, Denial> {
     Ok(Admitted {
         host,
         port,
+        tls,
         literal,
     })
 }
@@ -184,9 +188,20 @@ mod tests {
     fn admits_by_scheme_host_and_port() {
         assert!(check(&["a.example"], "http://A.Example./x").is_ok());
         assert!(check(&["a.example:8080"], "http://a.example:8080/").is_ok());
+        let https = check(&["a.example"], "https://a.example/").expect("https on 443");
+        assert!(https.tls && https.port == 443);
+        assert!(
+            !check(&["a.example"], "http://a.example/")
+                .expect("http")
+                .tls
+        );
         assert!(matches!(
-            check(&["a.example"], "https://a.example/"),
-            Err(Denial::Scheme(s)) if s == "https"
+            check(&["a.example:80"], "https://a.example/"),
+            Err(Denial::NotListed { port: 443, .. })
+        ));
+        assert!(matches!(
+            check(&["a.example"], "ftp://a.example/"),
+            Err(Denial::Scheme(s)) if s == "ftp"
         ));
         assert!(matches!(
             check(&["a.example"], "http://a.example:8080/"),

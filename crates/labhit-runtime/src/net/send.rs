@@ -1,17 +1,17 @@
 //! Sending one checked request: connect to one of the addresses [`super::policy`] let
-//! through (never resolving the name again), HTTP/1.1 over plain TCP, the whole exchange
-//! bounded by a time budget and the response body capped (see [`super::body`]).
-//!
-//! TLS is not implemented: wasmtime-wasi-http's TLS comes with a fixed `ring` provider and
-//! bundled roots, which this reference host does not take on; `https` requests are refused
-//! by the policy before this module is reached.
+//! through (never resolving the name again), TLS for `https` (see [`super::tls`]), HTTP/1.1,
+//! the whole exchange bounded by a time budget and the response body capped (see
+//! [`super::body`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, WasiBody};
 
@@ -34,17 +34,44 @@ pub type Sent = (
     Box<dyn Future<Output = Result<(), Error>> + Send>,
 );
 
-/// Connects to the first of `addrs` that answers and sends `request` there.
+/// TLS for an `https` request: the connector and the name the certificate must carry.
+pub type Tls = (TlsConnector, ServerName<'static>);
+
+/// Connects to the first of `addrs` that answers, shakes hands over TLS when `tls` is given,
+/// and sends `request` there.
 pub async fn send(
     addrs: &[SocketAddr],
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     budget: Budget,
     connect_timeout: Option<Duration>,
+    tls: Option<Tls>,
 ) -> Result<Sent, Error> {
     let connect_until = connect_timeout
         .and_then(|t| Instant::now().checked_add(t))
         .map_or(budget.until, |t| t.min(budget.until));
     let stream = connect(addrs, connect_until).await?;
+    match tls {
+        None => exchange(stream, request, budget, connect_until).await,
+        Some((connector, name)) => {
+            let stream = tokio::time::timeout_at(connect_until, connector.connect(name, stream))
+                .await
+                .map_err(|_| Error::ConnectionTimeout)?
+                .map_err(Error::Tls)?;
+            exchange(stream, request, budget, connect_until).await
+        }
+    }
+}
+
+/// HTTP/1.1 over an open connection (plain or TLS).
+async fn exchange<S>(
+    stream: S,
+    mut request: http::Request<WasiBody>,
+    budget: Budget,
+    connect_until: Instant,
+) -> Result<Sent, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let handshake = hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream));
     let (mut sender, conn) = tokio::time::timeout_at(connect_until, handshake)
         .await

@@ -1,16 +1,18 @@
 //! Outbound HTTP end to end: the `notify/webhook` example (a real component using
 //! `labhit_sdk::http`) against a real HTTP/1.1 server on 127.0.0.1, started by each test on
-//! a free port with `std::net` (one connection, then its thread ends). The allowed request,
-//! each refusal (host not listed, a host name resolving to loopback, another port, https),
-//! a response that never ends, a server that never answers, and a component that imports
-//! `wasi:http` without the capability.
+//! a free port with `std::net` (one connection, then its thread ends), plain or over TLS
+//! (rustls, with the test certificates in `tests/data/tls`). The allowed request, each
+//! refusal (host not listed, a host name resolving to loopback, another port, an unknown
+//! scheme), `https` to a trusted and to an untrusted server, a response that never ends, a
+//! server that never answers, and a component that imports `wasi:http` without the
+//! capability.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use labhit_runtime::HttpLimits;
+use labhit_runtime::{HttpLimits, TlsRoots};
 
 use super::*;
 
@@ -54,6 +56,20 @@ impl Server {
         })
     }
 
+    /// Serves one connection over TLS with the test certificate for `127.0.0.1`; a failed
+    /// handshake ends the thread with `Err` and the handshake's error.
+    fn serve_tls(&self, behaviour: Behaviour) -> JoinHandle<Result<Seen, String>> {
+        let listener = self.listener.try_clone().expect("clone listener");
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut conn = rustls::ServerConnection::new(tls_server_config()).expect("tls");
+            while conn.is_handshaking() {
+                conn.complete_io(&mut stream).map_err(|e| e.to_string())?;
+            }
+            Ok(handle(rustls::StreamOwned::new(conn, stream), behaviour))
+        })
+    }
+
     /// Whether a connection is waiting (a refused request must never connect).
     fn was_contacted(&self) -> bool {
         self.listener.set_nonblocking(true).expect("nonblocking");
@@ -63,8 +79,30 @@ impl Server {
     }
 }
 
-fn handle(stream: TcpStream, behaviour: Behaviour) -> Seen {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+fn tls_dir() -> std::path::PathBuf {
+    workspace_root().join("crates/labhit-runtime/tests/data/tls")
+}
+
+fn tls_server_config() -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tls_dir();
+    let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .and_then(Iterator::collect)
+        .expect("server.pem");
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server.key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("certificate");
+    std::sync::Arc::new(config)
+}
+
+fn handle<S: Read + Write>(stream: S, behaviour: Behaviour) -> Seen {
+    let mut reader = BufReader::new(stream);
     let mut seen = Seen::default();
     let mut length = 0usize;
     loop {
@@ -85,15 +123,16 @@ fn handle(stream: TcpStream, behaviour: Behaviour) -> Seen {
     }
     seen.body = vec![0; length];
     reader.read_exact(&mut seen.body).expect("read body");
-    let mut stream = stream;
     match behaviour {
         Behaviour::Answer => {
+            let stream = reader.get_mut();
             stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
                 .expect("answer");
         }
         Behaviour::Endless => {
             let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            let stream = reader.get_mut();
             if stream.write_all(head).is_err() {
                 return seen;
             }
@@ -134,9 +173,14 @@ fn webhook_manifest(network: &[String]) -> Manifest {
 }
 
 fn webhook_runtime(limits: HttpLimits) -> Fixture {
+    webhook_runtime_trusting(limits, TlsRoots::default())
+}
+
+fn webhook_runtime_trusting(limits: HttpLimits, tls_roots: TlsRoots) -> Fixture {
     let cache = tempfile::tempdir().expect("tempdir");
     let config = RuntimeConfig {
         http: limits,
+        tls_roots,
         ..RuntimeConfig::with_cache_dir(cache.path())
     };
     Fixture {
@@ -263,8 +307,8 @@ fn refused_requests_never_connect_and_name_the_host_and_rule() {
         ),
         (
             format!("127.0.0.1:{port}"),
-            format!("https://127.0.0.1:{port}/"),
-            "scheme `https` is not supported".to_owned(),
+            format!("https://127.0.0.1:{other_port}/"),
+            format!("`127.0.0.1:{other_port}` is not in the manifest's `capabilities.network`"),
         ),
         (
             format!("127.0.0.1:{port}"),
@@ -358,4 +402,74 @@ fn only_components_built_with_the_http_feature_import_wasi_http() {
     };
     assert!(has_http("extensions/notify/webhook"));
     assert!(!has_http("extensions/util/checksum"));
+}
+
+#[test]
+fn https_to_a_server_signed_by_a_trusted_root_is_sent_over_tls() {
+    let server = Server::start();
+    let serving = server.serve_tls(Behaviour::Answer);
+    let fixture = webhook_runtime_trusting(
+        HttpLimits::default(),
+        TlsRoots {
+            system: false,
+            extra_pem_files: vec![tls_dir().join("ca.pem")],
+        },
+    );
+    let (result, sink, _) = run_webhook(
+        &fixture,
+        &[format!("127.0.0.1:{}", server.port)],
+        serde_json::json!({
+            "url": format!("https://127.0.0.1:{}/hook", server.port),
+            "message": "over tls", "secret": "WEBHOOK_TOKEN"
+        }),
+        None,
+    );
+    let outcome = ok(result);
+    assert_eq!(
+        outcome.outputs.get("status").map(String::as_str),
+        Some("200")
+    );
+    let seen = serving.join().expect("server").expect("tls handshake");
+    assert_eq!(seen.head[0], "POST /hook HTTP/1.1");
+    let body: serde_json::Value = serde_json::from_slice(&seen.body).expect("json body");
+    assert_eq!(body["text"], "over tls");
+    let logs = log_text(&sink);
+    assert!(logs.contains("-> 200"), "{logs}");
+    assert!(
+        !logs.contains(TOKEN),
+        "the token leaked into the log: {logs}"
+    );
+}
+
+#[test]
+fn https_to_an_untrusted_server_fails_the_handshake_and_sends_nothing() {
+    let server = Server::start();
+    let serving = server.serve_tls(Behaviour::Answer);
+    // The system's roots only (the default): the test CA is not among them.
+    let fixture = webhook_runtime(HttpLimits::default());
+    let (result, sink, _) = run_webhook(
+        &fixture,
+        &[format!("127.0.0.1:{}", server.port)],
+        serde_json::json!({
+            "url": format!("https://127.0.0.1:{}/hook/{TOKEN}", server.port),
+            "message": "m", "secret": "WEBHOOK_TOKEN"
+        }),
+        None,
+    );
+    let message = failure_message(result);
+    assert!(message.contains("TlsCertificateError"), "{message}");
+    let handshake = serving.join().expect("server");
+    assert!(
+        handshake.is_err(),
+        "the server got a request over an unverified connection: {handshake:?}"
+    );
+    let logs = log_text(&sink);
+    assert!(
+        logs.contains("TLS handshake with `127.0.0.1`: the server's certificate is not accepted"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(TOKEN),
+        "the token leaked into the log: {logs}"
+    );
 }
