@@ -89,6 +89,26 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         "nats-server (pinned, for the scale-out tests of labhit-fleet and labhit-cli)",
         || shell(root, "bash", &["tools/nats/install.sh"]),
     )?;
+    step(
+        "libfaketime (the fleet's clock-skew test runs a worker under it)",
+        || {
+            if which("faketime") {
+                Ok(())
+            } else {
+                shell(
+                    root,
+                    "sh",
+                    &[
+                        "-c",
+                        "apt-get update -qq && apt-get install -y -qq faketime",
+                    ],
+                )
+                .context(
+                    "installing Debian's `faketime` (run `apt-get install -y faketime` as root)",
+                )
+            }
+        },
+    )?;
     step("tests", || {
         if which("cargo-nextest") {
             cargo(
