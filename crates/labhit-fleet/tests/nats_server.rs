@@ -57,7 +57,7 @@ fn a_missing_binary_fails_naming_the_install_script() {
     let err = find_binary(Some("/nonexistent/nats-server".into())).expect_err("no such binary");
     assert!(matches!(err, TestServerError::Missing { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.contains("tools/nats/install.sh"), "{message}");
+    assert!(message.contains("tools/venv-install.sh nats"), "{message}");
     assert!(message.contains("/nonexistent/nats-server"), "{message}");
     assert!(message.contains(NATS_SERVER_ENV), "{message}");
 }

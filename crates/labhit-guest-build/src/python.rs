@@ -3,7 +3,7 @@
 //! `extension`).
 //!
 //! `componentize-py` is pinned in `tools/python-ext/requirements.txt` and installed into the
-//! venv `target/python-ext-venv` by `tools/python-ext/install.sh` ([`INSTALL`]); `.ci/run` and
+//! venv `target/python-ext-venv` by `tools/venv-install.sh python-ext` ([`INSTALL`]); `.ci/run` and
 //! `cargo xtask ci` run that script before anything needs it. Nothing here installs it: a
 //! missing venv is an error that names the command.
 
@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use crate::{Built, Error, Extension, Result, io, tail};
 
 /// The command that installs the pinned `componentize-py`, run from the workspace root.
-pub const INSTALL: &str = "bash tools/python-ext/install.sh";
+pub const INSTALL: &str = "bash tools/venv-install.sh python-ext";
 
 /// The module `componentize-py` loads: it defines the class `PipelineStep`.
 pub const APP_MODULE: &str = "app";
