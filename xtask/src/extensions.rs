@@ -10,13 +10,14 @@
 //! extension with `--p1`; those bundles go to `<out>-wasip1/`. The build logic lives in
 //! `labhit-guest-build`, which the host tests of `labhit-wit` and `labhit ext build` share:
 //! the `wasm32-wasip2` bundles go through `labhit_guest_build::project`, so the `[inputs]`
-//! of each manifest is checked against the extension's `Config` type (the SDK's schema
-//! hook, run natively with `cargo test --lib`) exactly as `labhit ext build` checks it.
+//! of each manifest is checked against the extension's `Config` type, and its `[outputs]`
+//! against its `Outputs` type (the SDK's schema hook, run natively with `cargo test
+//! --lib`), exactly as `labhit ext build` checks them.
 //!
 //! Python extensions (a directory with `extension.toml` and `app.py`, see
 //! `labhit_guest_build::python`) are built with the pinned `componentize-py` into
 //! `target/python-ext/` and bundled the same way when its venv exists
-//! (`bash tools/python-ext/install.sh`, which `cargo xtask ci` runs); without it they are
+//! (`bash tools/venv-install.sh python-ext`, which `cargo xtask ci` runs); without it they are
 //! skipped with a note naming that command.
 
 use std::path::{Path, PathBuf};
@@ -62,7 +63,7 @@ pub(crate) fn run(root: &Path, out: Option<PathBuf>, all_p1: bool) -> Result<()>
         for (target, out) in targets {
             let row = if target == Target::P2 {
                 // The route of `labhit ext build`: build, check `[inputs]` against the
-                // `Config` type (or write it), bundle.
+                // `Config` type and `[outputs]` against `Outputs` (or write them), bundle.
                 let project = Project {
                     extension: extension.clone(),
                     language: Language::Rust,

@@ -103,11 +103,15 @@ fn scaffolded_rust_and_python_extensions_build_install_and_run_outside_the_repo(
     assert_eq!(again.code(), 1, "{again:?}");
     assert!(again.stderr().contains("never overwrites"), "{again:?}");
 
-    // Build: the Rust `[inputs]` agrees with `Config`; the Python one is taken as written.
+    // Build: the Rust `[inputs]` agrees with `Config` and `[outputs]` with `Outputs`; the
+    // Python ones are taken as written.
     let built_rust = build(&rust, &out).expect(0);
     assert_eq!(built_rust.json()["inputs"], "checked", "{built_rust:?}");
+    assert_eq!(built_rust.json()["outputs"], "checked", "{built_rust:?}");
     assert!(
-        built_rust.stderr().contains("deriving the inputs schema"),
+        built_rust
+            .stderr()
+            .contains("deriving the inputs and outputs schemas"),
         "{built_rust:?}"
     );
     let built_python = build(&python_dir, &out).expect(0);
@@ -193,6 +197,60 @@ fn scaffolded_rust_and_python_extensions_build_install_and_run_outside_the_repo(
     );
     assert_eq!(inputs["properties"]["shout"]["type"], "boolean", "{inputs}");
     assert_eq!(inputs["additionalProperties"], false, "{inputs}");
+
+    // The same for outputs: an `Outputs` field the manifest does not declare fails the
+    // build, naming the output ...
+    let message_entry = "[outputs.properties.message]\ntype = \"string\"\ndescription = \"The line written to greeting.txt\"\n";
+    std::fs::write(&manifest, original.replacen(message_entry, "", 1)).expect("write");
+    let undeclared = build(&rust, &home.join("undeclared"));
+    assert_eq!(undeclared.code(), 1, "{undeclared:?}");
+    assert!(
+        undeclared.stderr().contains(
+            "`[outputs]` disagrees with the extension's `Outputs` type"
+        ) && undeclared.stderr().contains(
+            "`Outputs` field `message` is an output the manifest does not declare: add `[outputs.properties.message]`"
+        ),
+        "{undeclared:?}"
+    );
+    assert!(!home.join("undeclared").exists(), "nothing bundled");
+
+    // ... so does a declared output the type lacks ...
+    std::fs::write(
+        &manifest,
+        format!("{original}\n[outputs.properties.volume]\ntype = \"string\"\n"),
+    )
+    .expect("write");
+    let lacking = build(&rust, &home.join("lacking"));
+    assert_eq!(lacking.code(), 1, "{lacking:?}");
+    assert!(
+        lacking
+            .stderr()
+            .contains("`[outputs.properties.volume]` has no matching `Outputs` field"),
+        "{lacking:?}"
+    );
+    assert!(!home.join("lacking").exists(), "nothing bundled");
+
+    // ... and without `[outputs]` the schema derived from `Outputs` goes into the bundle.
+    let start = original.find("[outputs]").expect("[outputs]");
+    std::fs::write(&manifest, &original[..start]).expect("write");
+    let derived = build(&rust, &home.join("derived-outputs")).expect(0);
+    assert_eq!(derived.json()["outputs"], "derived", "{derived:?}");
+    assert_eq!(derived.json()["inputs"], "checked", "{derived:?}");
+    let written = std::fs::read_to_string(bundle_of(&derived).join("extension.toml"))
+        .expect("bundle manifest");
+    let written = labhit_protocol::manifest::Manifest::from_toml(&written)
+        .unwrap_or_else(|d| panic!("{d:?}\n{written}"));
+    assert_eq!(
+        written.outputs_schema(),
+        Some(serde_json::json!({
+            "type": "object",
+            "properties": {
+                "message": {"type": "string", "description": "The line written to greeting.txt."}
+            },
+            "required": ["message"],
+            "additionalProperties": false
+        }))
+    );
 }
 
 #[test]

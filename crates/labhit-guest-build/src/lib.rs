@@ -156,6 +156,16 @@ pub enum Error {
         /// One line per problem, each naming the field.
         problems: String,
     },
+    /// The hand-written `[outputs]` disagrees with the schema derived from the `Outputs` type.
+    #[error(
+        "`{manifest}`: `[outputs]` disagrees with the extension's `Outputs` type:\n{problems}\nchange `[outputs]` or the `Outputs` type so they agree, or remove `[outputs]` to have it written into the bundle from `Outputs`"
+    )]
+    OutputsDisagree {
+        /// The manifest.
+        manifest: PathBuf,
+        /// One line per problem, each naming the output.
+        problems: String,
+    },
     /// The directory is not an extension project.
     #[error(
         "`{dir}` is not an extension project: expected `extension.toml` beside `Cargo.toml` (Rust) or `app.py` (Python)"
@@ -488,6 +498,19 @@ impl Extension {
         out: &Path,
         inputs: Option<&serde_json::Value>,
     ) -> Result<PathBuf> {
+        self.bundle_with_schemas(component, out, inputs, None)
+    }
+
+    /// [`bundle_with_inputs`](Self::bundle_with_inputs), with `outputs` (a schema derived
+    /// from the `Outputs` type) written into the bundle's manifest as its `[outputs]` too.
+    /// The manifest must not declare a table it is given.
+    pub fn bundle_with_schemas(
+        &self,
+        component: &Path,
+        out: &Path,
+        inputs: Option<&serde_json::Value>,
+        outputs: Option<&serde_json::Value>,
+    ) -> Result<PathBuf> {
         let identity = &self.manifest.extension;
         let wasm = std::fs::read(component).map_err(io("cannot read", component))?;
         let contract_error = |message: String| Error::Contract {
@@ -508,25 +531,38 @@ impl Extension {
         let manifest_src = self.dir.join("extension.toml");
         let mut manifest =
             std::fs::read(&manifest_src).map_err(io("cannot read", &manifest_src))?;
-        if let Some(inputs) = inputs {
+        if inputs.is_some() || outputs.is_some() {
             if !manifest.ends_with(b"\n") {
                 manifest.push(b'\n');
             }
-            manifest.extend_from_slice(schema::inputs_toml(inputs).as_bytes());
-            // What is written must still be a valid manifest, with exactly this schema.
+            if let Some(inputs) = inputs {
+                manifest.extend_from_slice(schema::inputs_toml(inputs).as_bytes());
+            }
+            if let Some(outputs) = outputs {
+                manifest.extend_from_slice(
+                    schema::section_toml("outputs", "Outputs", outputs).as_bytes(),
+                );
+            }
+            // What is written must still be a valid manifest, with exactly these schemas.
             let text = String::from_utf8_lossy(&manifest).into_owned();
             let written = Manifest::from_toml(&text).map_err(|diagnostics| Error::Manifest {
                 path: dir.join("extension.toml"),
                 diagnostics: diagnostics
                     .iter()
-                    .map(|d| format!("  (derived [inputs]):{d}"))
+                    .map(|d| format!("  (derived schemas):{d}"))
                     .collect::<Vec<_>>()
                     .join("\n"),
             })?;
-            if written.inputs_schema().as_ref() != Some(&strip_nulls(inputs)) {
+            let survives = |written: Option<serde_json::Value>,
+                            derived: Option<&serde_json::Value>| {
+                derived.is_none_or(|derived| written.as_ref() == Some(&strip_nulls(derived)))
+            };
+            if !survives(written.inputs_schema(), inputs)
+                || !survives(written.outputs_schema(), outputs)
+            {
                 return Err(Error::Contract {
                     path: manifest_src,
-                    message: "the schema derived from `Config` does not survive TOML (report this)"
+                    message: "the schema derived from `Config` or `Outputs` does not survive TOML (report this)"
                         .to_owned(),
                 });
             }

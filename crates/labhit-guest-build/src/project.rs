@@ -6,13 +6,13 @@
 //! `extension.toml`: a Rust crate; `app.py` beside it: Python) and validates the manifest.
 //! [`Project::build`] builds the component ([`Builder`] for `wasm32-wasip2`, or
 //! [`python::build_with`]), settles the `[inputs]` schema of a Rust crate against its `Config`
-//! type ([`schema`]) and writes the bundle `out/<category>/<name>/`. `progress` receives one
+//! type and its `[outputs]` against its `Outputs` type ([`schema`]) and writes the bundle `out/<category>/<name>/`. `progress` receives one
 //! line per step, for a terminal.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::schema::{self, Derived};
+use crate::schema::{self, Derived, Hook};
 use crate::{Builder, Error, Extension, Result, Target, python};
 
 /// The language of an extension project.
@@ -34,7 +34,7 @@ impl Language {
     }
 }
 
-/// Where the bundle's `[inputs]` came from.
+/// Where the bundle's `[inputs]` (or `[outputs]`) came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inputs {
     /// Hand-written, and checked against the schema derived from `Config`.
@@ -89,6 +89,9 @@ pub struct Bundled {
     pub bundle: PathBuf,
     /// Where its `[inputs]` came from.
     pub inputs: Inputs,
+    /// Where its `[outputs]` came from: checked against or derived from the `Outputs` type
+    /// of a `labhit_sdk::TypedOutputs` extension, else unchecked.
+    pub outputs: Inputs,
     /// Why `inputs` is [`Inputs::Unchecked`], for the log.
     pub note: Option<String>,
     /// How long it all took.
@@ -133,7 +136,7 @@ impl Project {
                 progress(&format!("building {id} for {}", Target::P2));
                 let built = options.builder.build(&self.extension.dir, Target::P2)?;
                 progress(&format!(
-                    "deriving the inputs schema of {id} from its `Config` type (cargo test --lib)"
+                    "deriving the inputs and outputs schemas of {id} from its `Config` and `Outputs` types (cargo test --lib)"
                 ));
                 let derived = schema::derive(&options.builder, &self.extension.dir)?;
                 (built, derived)
@@ -148,11 +151,23 @@ impl Project {
                             message: message.clone(),
                         })?;
                 let built = python::build_with(toolchain, &self.extension, &options.python_out)?;
-                (built, Derived::NoHook)
+                (built, Hook::none())
             }
         };
         let declared = self.extension.manifest.inputs_schema();
-        let (inputs, note, write) = match (&derived, &declared) {
+        let (outputs, write_outputs) =
+            match (&derived.outputs, self.extension.manifest.outputs_schema()) {
+                (Some(schema), Some(declared)) => {
+                    let problems = schema::output_disagreements(&declared, schema);
+                    if !problems.is_empty() {
+                        return Err(schema::outputs_disagree(&manifest_path, problems));
+                    }
+                    (Inputs::Checked, None)
+                }
+                (Some(schema), None) => (Inputs::Derived, Some(schema)),
+                (None, _) => (Inputs::Unchecked, None),
+            };
+        let (inputs, note, write) = match (&derived.inputs, &declared) {
             (Derived::Schema(schema), Some(declared)) => {
                 let problems = schema::disagreements(declared, schema);
                 if !problems.is_empty() {
@@ -182,15 +197,16 @@ impl Project {
         if let Some(note) = &note {
             progress(&format!("note: {note}"));
         }
-        let bundle = self
-            .extension
-            .bundle_with_inputs(&built.component, out, write)?;
+        let bundle =
+            self.extension
+                .bundle_with_schemas(&built.component, out, write, write_outputs)?;
         progress(&format!("bundled {id} into {}", bundle.display()));
         Ok(Bundled {
             component: built.component,
             size: built.size,
             bundle,
             inputs,
+            outputs,
             note,
             elapsed: start.elapsed(),
         })

@@ -1,18 +1,23 @@
-//! One source of truth for `with`: the `[inputs]` schema derived from an extension crate's
-//! `Config` type, compared with the manifest's or written into the bundle's.
+//! One source of truth for `with` and the named outputs: the `[inputs]` schema derived from
+//! an extension crate's `Config` type and the `[outputs]` schema derived from its `Outputs`
+//! type (`labhit_sdk::TypedOutputs`), each compared with the manifest's or written into the
+//! bundle's.
 //!
 //! Schemars runs at run time and a component exports nothing but `pipeline-step`, so the
 //! schema comes from a native run: `labhit_sdk::export_extension!` adds the test
 //! `__labhit_sdk_schema::inputs_schema` to native test builds, and [`derive`] runs it alone
 //! (`cargo test --lib`, into the builder's target directory) with `LABHIT_SDK_SCHEMA_OUT`
 //! naming the file it writes. [`disagreements`] compares that schema with the hand-written
-//! `[inputs]`; [`inputs_toml`] renders it as the `[inputs]` table of a bundle's manifest.
+//! `[inputs]`, [`output_disagreements`] the outputs schema with `[outputs]`;
+//! [`section_toml`] renders either as its table of a bundle's manifest.
 //!
 //! "Agree" means every `with` the manifest accepts is one the `Config` parses, field by
 //! field: the same property names, everything the `Config` requires listed in `required`,
 //! no unknown keys let through when the `Config` denies them, and declared types and `enum`
 //! values within the `Config`'s. Descriptions, defaults and bounds such as `minLength` are
-//! the manifest's to add.
+//! the manifest's to add. For outputs, "agree" means the same output names, every output
+//! the manifest requires always reported, and every output declared a string (the only
+//! type an output has on the wire).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -47,9 +52,30 @@ pub enum Derived {
     Schema(Value),
 }
 
+/// What the schema hook of a crate reported, inputs and outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hook {
+    /// The `[inputs]` schema of the `Config` type.
+    pub inputs: Derived,
+    /// The `[outputs]` schema of the `Outputs` type, when the extension declares
+    /// `labhit_sdk::TypedOutputs` (`None` also without a hook, or with a `labhit-sdk` whose
+    /// hook predates typed outputs).
+    pub outputs: Option<Value>,
+}
+
+impl Hook {
+    /// Nothing derived: a crate without a schema hook, or a Python project.
+    pub fn none() -> Self {
+        Self {
+            inputs: Derived::NoHook,
+            outputs: None,
+        }
+    }
+}
+
 /// Runs the schema hook of the extension crate in `crate_dir` natively (`cargo test --lib`
 /// into `builder`'s target directory) and returns what it reported.
-pub fn derive(builder: &Builder, crate_dir: &Path) -> Result<Derived> {
+pub fn derive(builder: &Builder, crate_dir: &Path) -> Result<Hook> {
     let dir = builder.target_dir.join("labhit-schema");
     std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
     let out = dir.join(format!("{}.json", std::process::id()));
@@ -92,7 +118,7 @@ pub fn derive(builder: &Builder, crate_dir: &Path) -> Result<Derived> {
     }
     let text = match std::fs::read_to_string(&out) {
         Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Derived::NoHook),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Hook::none()),
         Err(err) => return Err(io("cannot read", &out)(err)),
     };
     let _ = std::fs::remove_file(&out);
@@ -100,10 +126,12 @@ pub fn derive(builder: &Builder, crate_dir: &Path) -> Result<Derived> {
         path: out.clone(),
         message: format!("the schema hook wrote no JSON: {err}"),
     })?;
-    Ok(match document.get("inputs") {
+    let inputs = match document.get("inputs") {
         Some(Value::Null) | None => Derived::NotDerived,
         Some(schema) => Derived::Schema(schema.clone()),
-    })
+    };
+    let outputs = document.get("outputs").filter(|v| !v.is_null()).cloned();
+    Ok(Hook { inputs, outputs })
 }
 
 /// Where the hand-written `[inputs]` (`manifest`) lets through a `with` that the `Config`'s
@@ -200,6 +228,69 @@ pub fn disagreements(manifest: &Value, derived: &Value) -> Vec<String> {
     out
 }
 
+/// Where the hand-written `[outputs]` (`manifest`) and the schema derived from the
+/// `Outputs` type (`derived`, [`labhit_sdk::schema::outputs_schema`]) name different outputs,
+/// or the manifest requires one the type may leave out, or declares a type other than
+/// string: one message per problem, each naming the output. Empty when they agree.
+pub fn output_disagreements(manifest: &Value, derived: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let empty = Map::new();
+    let properties = |schema: &Value| -> Map<String, Value> {
+        schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty)
+            .clone()
+    };
+    let required = |schema: &Value| -> BTreeSet<String> {
+        schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (declared, fields) = (properties(manifest), properties(derived));
+    let always = required(derived);
+    for name in fields.keys() {
+        if !declared.contains_key(name) {
+            out.push(format!(
+                "`Outputs` field `{name}` is an output the manifest does not declare: add `[outputs.properties.{name}]`"
+            ));
+        }
+    }
+    for name in declared.keys() {
+        if !fields.contains_key(name) {
+            out.push(format!(
+                "`[outputs.properties.{name}]` has no matching `Outputs` field: add the field or remove the entry"
+            ));
+        }
+    }
+    for name in required(manifest) {
+        if fields.contains_key(&name) && !always.contains(&name) {
+            out.push(format!(
+                "`required` of `[outputs]` lists `{name}`, but the `Outputs` field may be left out (`Option`): make it a plain field or drop it from `required`"
+            ));
+        }
+    }
+    for (name, entry) in &declared {
+        if let Some(theirs) = types(entry)
+            && theirs.iter().any(|t| t != "string")
+        {
+            out.push(format!(
+                "`[outputs.properties.{name}]` declares type {}, but every output is a string: declare `type = \"string\"`",
+                list(theirs.iter().collect())
+            ));
+        }
+    }
+    out
+}
+
 /// The JSON types a schema names in `type` (`null` left out: an absent key is how a manifest
 /// says "optional"), or `None` when it names none.
 fn types(schema: &Value) -> Option<BTreeSet<String>> {
@@ -227,8 +318,15 @@ fn list(names: Vec<&String>) -> String {
 /// `schema` as the `[inputs]` table of a manifest: top-level keys first, then one
 /// `[inputs.properties.NAME]` table per property. JSON `null`s are left out (TOML has none).
 pub fn inputs_toml(schema: &Value) -> String {
+    section_toml("inputs", "Config", schema)
+}
+
+/// `schema` as the table `[section]` of a manifest (`inputs` or `outputs`), derived from the
+/// type `source`: top-level keys first, then one `[section.properties.NAME]` table per
+/// property. JSON `null`s are left out (TOML has none).
+pub fn section_toml(section: &str, source: &str, schema: &Value) -> String {
     let mut text =
-        String::from("\n# Derived from the `Config` type by `labhit ext build`.\n[inputs]\n");
+        format!("\n# Derived from the `{source}` type by `labhit ext build`.\n[{section}]\n");
     let Some(object) = schema.as_object() else {
         return text;
     };
@@ -242,7 +340,7 @@ pub fn inputs_toml(schema: &Value) -> String {
     }
     if let Some(properties) = object.get("properties").and_then(Value::as_object) {
         for (name, property) in properties {
-            text.push_str(&format!("\n[inputs.properties.{}]\n", toml_key(name)));
+            text.push_str(&format!("\n[{section}.properties.{}]\n", toml_key(name)));
             if let Some(fields) = property.as_object() {
                 for (key, value) in fields {
                     if let Some(value) = inline(value) {
@@ -297,12 +395,24 @@ fn inline(value: &Value) -> Option<String> {
 pub(crate) fn disagree(manifest: &Path, problems: Vec<String>) -> Error {
     Error::InputsDisagree {
         manifest: manifest.to_owned(),
-        problems: problems
-            .iter()
-            .map(|p| format!("  - {p}"))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        problems: bullets(&problems),
     }
+}
+
+/// The error for a manifest whose `[outputs]` disagrees with the `Outputs` type.
+pub(crate) fn outputs_disagree(manifest: &Path, problems: Vec<String>) -> Error {
+    Error::OutputsDisagree {
+        manifest: manifest.to_owned(),
+        problems: bullets(&problems),
+    }
+}
+
+fn bullets(problems: &[String]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -365,6 +475,77 @@ mod tests {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }
         assert_eq!(problems.len(), 6, "{text}");
+    }
+
+    fn derived_outputs() -> Value {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["files", "digest"],
+            "properties": {
+                "files": {"type": "string", "description": "Files hashed"},
+                "digest": {"type": "string"},
+                "note": {"type": "string"}
+            }
+        })
+    }
+
+    #[test]
+    fn matching_outputs_agree() {
+        let manifest = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["files"],
+            "properties": {
+                "files": {"type": "string", "description": "Number of files hashed"},
+                "digest": {"type": "string"},
+                "note": {}
+            }
+        });
+        assert_eq!(
+            output_disagreements(&manifest, &derived_outputs()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn every_output_disagreement_names_its_output() {
+        let manifest = json!({
+            "type": "object",
+            "required": ["files", "note"],
+            "properties": {
+                "files": {"type": "integer"},
+                "note": {"type": "string"},
+                "extra": {"type": "string"}
+            }
+        });
+        let problems = output_disagreements(&manifest, &derived_outputs());
+        let text = problems.join("\n");
+        for needle in [
+            "`Outputs` field `digest` is an output the manifest does not declare: add `[outputs.properties.digest]`",
+            "`[outputs.properties.extra]` has no matching `Outputs` field",
+            "`required` of `[outputs]` lists `note`, but the `Outputs` field may be left out",
+            "`[outputs.properties.files]` declares type `integer`, but every output is a string",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+        assert_eq!(problems.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn the_derived_outputs_render_as_a_valid_outputs_table() {
+        let manifest = format!(
+            "[extension]\ncategory = \"util\"\nname = \"hello\"\nversion = \"0.1.0\"\n\
+             contract = \"^0.2\"\ndescription = \"d\"\ncomponent = \"hello.wasm\"\n{}",
+            section_toml("outputs", "Outputs", &derived_outputs())
+        );
+        let parsed = labhit_protocol::manifest::Manifest::from_toml(&manifest)
+            .unwrap_or_else(|d| panic!("{d:?}\n{manifest}"));
+        assert_eq!(
+            parsed.outputs_schema(),
+            Some(derived_outputs()),
+            "{manifest}"
+        );
     }
 
     #[test]

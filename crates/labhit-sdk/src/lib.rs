@@ -9,7 +9,8 @@
 //!   cancellation and the workspace (file helpers that respect the manifest's grant, and
 //!   [`glob`](Context::glob));
 //! * build the result with [`Output`] (named outputs, [artifacts](Context::artifact), exit
-//!   code), or fail with an [`Error`];
+//!   code), or fail with an [`Error`]; [`TypedOutputs`] makes the named outputs one type,
+//!   the source of the manifest's `[outputs]`;
 //! * register it with one line, [`export_extension!`];
 //! * test it natively with [`testing::MockHost`], which checks grants like the real host.
 //!
@@ -136,6 +137,65 @@ pub trait Extension {
     }
 }
 
+/// An extension whose named outputs are the fields of one type: the typed path to
+/// [`Output`], and the source of the manifest's `[outputs]`.
+///
+/// `Outputs` is a struct deriving `serde::Serialize` and `schemars::JsonSchema`; each field is
+/// a named output (`#[serde(rename_all = "kebab-case")]` for names like `exit-code`, an
+/// `Option` field for an output that is sometimes missing). [`output`](Self::output) turns a
+/// value into an [`Output`]; `export_extension!` finds the implementation by itself, and
+/// `labhit ext build` then checks the manifest's `[outputs]` against the type (naming each
+/// output that one has and the other lacks), or writes it there when the manifest has none
+/// ([`schema::outputs_schema`]). Extensions that set outputs by name with
+/// [`Output::output`] need not implement it.
+///
+/// ```
+/// use labhit_sdk::{Context, Error, Extension, Input, Output, TypedOutputs};
+/// use schemars::JsonSchema;
+/// use serde::Serialize;
+///
+/// /// The named outputs.
+/// #[derive(Serialize, JsonSchema)]
+/// pub struct Counted {
+///     /// Number of files counted.
+///     files: usize,
+/// }
+///
+/// pub struct Count;
+///
+/// impl Extension for Count {
+///     type Config = serde_json::Value;
+///
+///     fn execute(_: &Context, _: Input<Self::Config>) -> Result<Output, Error> {
+///         Self::output(&Counted { files: 2 })
+///     }
+/// }
+///
+/// impl TypedOutputs for Count {
+///     type Outputs = Counted;
+/// }
+/// # fn main() {
+/// let output = labhit_sdk::testing::MockHost::new()
+///     .run::<Count>(serde_json::json!({}))
+///     .unwrap();
+/// assert_eq!(output.get("files"), Some("2"));
+/// # }
+/// ```
+pub trait TypedOutputs: Extension {
+    /// The named outputs: a struct whose fields are the outputs.
+    type Outputs: serde::Serialize + schemars::JsonSchema;
+
+    /// `outputs` as a successful [`Output`] ([`Output::typed`]); add artifacts or an exit
+    /// code to it as usual.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when `Outputs` does not serialize to a JSON object.
+    fn output(outputs: &Self::Outputs) -> Result<Output, Error> {
+        Output::typed(outputs)
+    }
+}
+
 /// Parses the config and calls `E::execute`: shared by the component glue and the mock host.
 pub(crate) fn run<E: Extension>(ctx: &Context, raw: input::RawInput) -> Result<Output, Error> {
     let config = E::parse_config(&raw.config)?;
@@ -162,7 +222,8 @@ pub(crate) fn run<E: Extension>(ctx: &Context, raw: input::RawInput) -> Result<O
 /// `execute` and converts the result to the WIT types. In a native build the exported
 /// function exists but is never called; tests use [`testing::MockHost`]. In native test
 /// builds it also adds the test `__labhit_sdk_schema::inputs_schema`, through which
-/// `labhit ext build` reads the schema derived from the `Config` type ([`schema`]).
+/// `labhit ext build` reads the schema derived from the `Config` type and, for a
+/// [`TypedOutputs`] extension, from its `Outputs` type ([`schema`]).
 #[macro_export]
 macro_rules! export_extension {
     ($extension:ty) => {
@@ -205,11 +266,19 @@ macro_rules! export_extension {
             #[allow(clippy::needless_borrow)]
             fn inputs_schema() {
                 #[allow(unused_imports)]
-                use $crate::schema::__private::{NoJsonSchema as _, ViaJsonSchema as _};
+                use $crate::schema::__private::{
+                    NoJsonSchema as _, NoTypedOutputs as _, ViaJsonSchema as _,
+                    ViaTypedOutputs as _,
+                };
                 let probe = $crate::schema::__private::Probe::<
                     <super::__LabhitSdkExtension as $crate::Extension>::Config,
                 >::new();
-                $crate::schema::run_hook((&&probe).derived_schema());
+                let outputs =
+                    $crate::schema::__private::OutputsProbe::<super::__LabhitSdkExtension>::new();
+                $crate::schema::run_hooks(
+                    (&&probe).derived_schema(),
+                    (&&outputs).derived_outputs_schema(),
+                );
             }
         }
     };

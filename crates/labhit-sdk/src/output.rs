@@ -1,6 +1,8 @@
 //! [`Output`], the builder of what a step returns, and [`Artifact`], a workspace file the
 //! host keeps.
 
+use crate::Error;
+
 /// A file the step produced and wants the host to keep (WIT `artifact`).
 ///
 /// Made by [`Context::artifact`](crate::Context::artifact), which reads the size and guesses
@@ -110,6 +112,57 @@ impl Output {
         self
     }
 
+    /// A successful output whose named outputs are the fields of `outputs`, a struct deriving
+    /// `serde::Serialize` (the typed path; see [`TypedOutputs`](crate::TypedOutputs), which
+    /// also makes the type the source of the manifest's `[outputs]`). Strings are taken as
+    /// they are, numbers and booleans as their JSON text, lists and maps as compact JSON;
+    /// a field that serializes to `null` (`None`) is left out.
+    ///
+    /// ```
+    /// use labhit_sdk::Output;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Counted { files: usize, verdict: &'static str, note: Option<String> }
+    ///
+    /// let out = Output::typed(&Counted { files: 3, verdict: "ok", note: None }).unwrap();
+    /// assert_eq!(out.get("files"), Some("3"));
+    /// assert_eq!(out.get("note"), None);
+    /// assert!(Output::typed(&42).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when `outputs` does not serialize to a JSON object (a struct with
+    /// named fields, or a map).
+    pub fn typed<O: serde::Serialize + ?Sized>(outputs: &O) -> Result<Self, Error> {
+        let value = serde_json::to_value(outputs)
+            .map_err(|err| Error::internal(format!("cannot serialize the outputs: {err}")))?;
+        let fields = match value {
+            serde_json::Value::Object(fields) => fields,
+            other => {
+                let kind = match other {
+                    serde_json::Value::Array(_) => "a list",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    _ => "null",
+                };
+                return Err(Error::internal(format!(
+                    "the outputs must serialize to a JSON object (a struct with named fields), not {kind}"
+                )));
+            }
+        };
+        let mut output = Self::new();
+        for (name, value) in fields {
+            output = match value {
+                serde_json::Value::Null => output,
+                serde_json::Value::String(text) => output.output(name, text),
+                other => output.output(name, other),
+            };
+        }
+        Ok(output)
+    }
+
     /// Adds an artifact. Artifacts are kept even when the step fails (test reports).
     #[must_use]
     pub fn artifact(mut self, artifact: Artifact) -> Self {
@@ -184,6 +237,53 @@ mod tests {
             ("x.unknown", "application/octet-stream"),
         ] {
             assert_eq!(guess_mime(path), mime, "{path}");
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Typed {
+        files: usize,
+        verdict: String,
+        all_ok: bool,
+        note: Option<String>,
+        tags: Vec<&'static str>,
+    }
+
+    #[test]
+    fn typed_outputs_become_named_strings() {
+        let out = Output::typed(&Typed {
+            files: 3,
+            verdict: "ok".to_owned(),
+            all_ok: true,
+            note: None,
+            tags: vec!["a", "b"],
+        })
+        .expect("a struct");
+        assert_eq!(out.get("files"), Some("3"));
+        assert_eq!(out.get("verdict"), Some("ok"));
+        assert_eq!(out.get("all-ok"), Some("true"));
+        assert_eq!(out.get("tags"), Some(r#"["a","b"]"#));
+        assert_eq!(out.get("note"), None, "`None` is left out");
+        assert_eq!(out.outputs().len(), 4);
+        assert!(out.is_success());
+    }
+
+    #[test]
+    fn typed_outputs_must_be_an_object() {
+        for (value, kind) in [
+            (serde_json::json!(1), "a number"),
+            (serde_json::json!(["a"]), "a list"),
+            (serde_json::json!("a"), "a string"),
+            (serde_json::json!(null), "null"),
+        ] {
+            let err = Output::typed(&value).expect_err("not an object");
+            assert_eq!(err.kind(), "internal");
+            assert!(
+                err.message().ends_with(&format!("not {kind}")),
+                "{}",
+                err.message()
+            );
         }
     }
 

@@ -14,6 +14,13 @@
 //! A `Config` that does not derive `JsonSchema` still builds: the hook then reports `null`
 //! ([`__private`] picks the implementation with autoref specialisation), and `ext build`
 //! keeps the hand-written `[inputs]`.
+//!
+//! The same hook reports the `[outputs]` schema of an extension that declares its named
+//! outputs as one type ([`TypedOutputs`](crate::TypedOutputs)): `{"inputs": …, "outputs":
+//! <schema or null>}`, made by [`outputs_schema`]. Every named output is a string on the
+//! wire, so each field becomes `{"type": "string"}` (with its doc comment as
+//! `description`); the fields that are always reported are `required`, and no other output
+//! is allowed.
 
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -44,6 +51,74 @@ pub fn inputs_schema<T: JsonSchema>() -> Value {
     value
 }
 
+/// The `[outputs]` schema of `T`, the type of an extension's named outputs
+/// ([`TypedOutputs::Outputs`](crate::TypedOutputs::Outputs)): an object with one
+/// `{"type": "string"}` property per field that `T` serializes (its doc comment as
+/// `description`), the fields that never serialize to `null` or are skipped as `required`,
+/// and `additionalProperties: false`. Outputs are strings on the wire
+/// ([`Output::typed`](crate::Output::typed) turns every value into its text), so the field
+/// types themselves are not part of it.
+pub fn outputs_schema<T: JsonSchema>() -> Value {
+    let settings = SchemaSettings::draft2020_12().for_serialize().with(|s| {
+        s.inline_subschemas = true;
+        s.meta_schema = None;
+    });
+    let derived = settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value();
+    let required: Vec<&str> = derived
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut properties = serde_json::Map::new();
+    let mut always = Vec::new();
+    if let Some(fields) = derived.get("properties").and_then(Value::as_object) {
+        for (name, field) in fields {
+            let mut property = serde_json::Map::new();
+            property.insert("type".to_owned(), Value::from("string"));
+            if let Some(description) = field.get("description") {
+                property.insert("description".to_owned(), description.clone());
+            }
+            properties.insert(name.clone(), Value::Object(property));
+            if required.contains(&name.as_str()) && !admits_null(field) {
+                always.push(Value::from(name.as_str()));
+            }
+        }
+    }
+    let mut schema = serde_json::Map::new();
+    schema.insert(
+        "type".to_owned(),
+        derived.get("type").cloned().unwrap_or(Value::Null),
+    );
+    schema.insert("properties".to_owned(), Value::Object(properties));
+    schema.insert("required".to_owned(), Value::Array(always));
+    let additional = match derived.get("additionalProperties") {
+        None | Some(Value::Bool(false)) => Value::Bool(false),
+        Some(_) => serde_json::json!({ "type": "string" }),
+    };
+    schema.insert("additionalProperties".to_owned(), additional);
+    Value::Object(schema)
+}
+
+/// Whether a (serialization) schema lets the value be `null`: an `Option` field, which
+/// [`Output::typed`](crate::Output::typed) leaves out when it is `None`.
+fn admits_null(schema: &Value) -> bool {
+    let null = Value::from("null");
+    match schema.get("type") {
+        Some(Value::String(name)) if name == "null" => return true,
+        Some(Value::Array(names)) if names.contains(&null) => return true,
+        _ => {}
+    }
+    ["anyOf", "oneOf"].iter().any(|key| {
+        schema
+            .get(*key)
+            .and_then(Value::as_array)
+            .is_some_and(|options| options.iter().any(admits_null))
+    })
+}
+
 /// Runs the schema hook with the schema found for the extension's `Config` (`None` when it
 /// does not derive `JsonSchema`): writes it to the file [`SCHEMA_OUT_ENV`] names, or, without
 /// the variable, checks that it describes a JSON object.
@@ -54,8 +129,19 @@ pub fn inputs_schema<T: JsonSchema>() -> Value {
 /// test, whose failure is the panic.
 #[doc(hidden)]
 pub fn run_hook(schema: Option<Value>) {
+    run_hooks(schema, None);
+}
+
+/// [`run_hook`] with the `[outputs]` schema too (`None` when the extension does not declare
+/// [`TypedOutputs`](crate::TypedOutputs)): what `export_extension!` calls.
+///
+/// # Panics
+///
+/// As [`run_hook`]; also when the outputs schema does not describe an object.
+#[doc(hidden)]
+pub fn run_hooks(schema: Option<Value>, outputs: Option<Value>) {
     if let Some(path) = std::env::var_os(SCHEMA_OUT_ENV) {
-        let document = serde_json::json!({ "inputs": schema });
+        let document = serde_json::json!({ "inputs": schema, "outputs": outputs });
         let text = serde_json::to_string_pretty(&document).unwrap_or_default();
         if let Err(err) = std::fs::write(&path, text) {
             panic!(
@@ -72,6 +158,12 @@ pub fn run_hook(schema: Option<Value>) {
         assert!(
             is_object,
             "the extension's `Config` must describe a JSON object (`with` is one), but its schema is {schema}"
+        );
+    }
+    if let Some(outputs) = outputs {
+        assert!(
+            outputs.get("type") == Some(&Value::from("object")),
+            "the extension's `Outputs` must be a struct with named fields (each a named output), but its schema is {outputs}"
         );
     }
 }
@@ -119,6 +211,42 @@ pub mod __private {
             None
         }
     }
+
+    /// Stands for an extension type; `(&&OutputsProbe::<E>::new()).derived_outputs_schema()`
+    /// picks [`ViaTypedOutputs`] when `E: TypedOutputs`, else [`NoTypedOutputs`].
+    pub struct OutputsProbe<E>(PhantomData<E>);
+
+    impl<E> OutputsProbe<E> {
+        /// A probe for `E`.
+        #[allow(clippy::new_without_default, reason = "only the macro makes one")]
+        pub fn new() -> Self {
+            Self(PhantomData)
+        }
+    }
+
+    /// Chosen when the extension declares [`TypedOutputs`](crate::TypedOutputs).
+    pub trait ViaTypedOutputs {
+        /// The `[outputs]` schema.
+        fn derived_outputs_schema(&self) -> Option<Value>;
+    }
+
+    impl<E: crate::TypedOutputs> ViaTypedOutputs for &OutputsProbe<E> {
+        fn derived_outputs_schema(&self) -> Option<Value> {
+            Some(super::outputs_schema::<E::Outputs>())
+        }
+    }
+
+    /// Chosen otherwise.
+    pub trait NoTypedOutputs {
+        /// No schema.
+        fn derived_outputs_schema(&self) -> Option<Value>;
+    }
+
+    impl<E> NoTypedOutputs for OutputsProbe<E> {
+        fn derived_outputs_schema(&self) -> Option<Value> {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +266,7 @@ mod tests {
         mode: Mode,
     }
 
-    #[derive(serde::Deserialize, JsonSchema, Default)]
+    #[derive(serde::Deserialize, serde::Serialize, JsonSchema, Default)]
     #[serde(rename_all = "lowercase")]
     #[allow(dead_code, reason = "only its schema is used")]
     enum Mode {
@@ -148,6 +276,40 @@ mod tests {
     }
 
     struct NotSchema;
+
+    /// The outputs of a test extension.
+    #[derive(serde::Serialize, JsonSchema)]
+    #[serde(rename_all = "kebab-case")]
+    #[allow(dead_code, reason = "only its schema is used")]
+    struct Outputs {
+        /// Number of files.
+        files: usize,
+        all_ok: bool,
+        note: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        skipped: Option<u32>,
+        mode: Mode,
+    }
+
+    #[test]
+    fn the_outputs_schema_is_strings_and_who_is_always_there() {
+        let schema = outputs_schema::<Outputs>();
+        assert_eq!(
+            schema,
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "files": {"type": "string", "description": "Number of files."},
+                    "all-ok": {"type": "string"},
+                    "note": {"type": "string"},
+                    "skipped": {"type": "string"},
+                    "mode": {"type": "string"},
+                },
+                "required": ["files", "all-ok", "mode"],
+                "additionalProperties": false,
+            })
+        );
+    }
 
     #[test]
     fn the_schema_is_inlined_and_follows_serde() {
@@ -172,5 +334,48 @@ mod tests {
     fn the_probe_finds_a_schema_only_where_one_is_derived() {
         assert!((&&Probe::<Config>::new()).derived_schema().is_some());
         assert!((&&Probe::<NotSchema>::new()).derived_schema().is_none());
+    }
+
+    struct Plain;
+    impl crate::Extension for Plain {
+        type Config = serde_json::Value;
+        fn execute(
+            _: &crate::Context,
+            _: crate::Input<Self::Config>,
+        ) -> Result<crate::Output, crate::Error> {
+            Ok(crate::Output::new())
+        }
+    }
+
+    struct Typed;
+    impl crate::Extension for Typed {
+        type Config = serde_json::Value;
+        fn execute(
+            _: &crate::Context,
+            _: crate::Input<Self::Config>,
+        ) -> Result<crate::Output, crate::Error> {
+            Ok(crate::Output::new())
+        }
+    }
+    impl crate::TypedOutputs for Typed {
+        type Outputs = Outputs;
+    }
+
+    #[test]
+    #[allow(
+        clippy::needless_borrow,
+        reason = "the two borrows are how the probe picks an implementation"
+    )]
+    fn the_outputs_probe_finds_a_schema_only_for_typed_outputs() {
+        use super::__private::{NoTypedOutputs as _, OutputsProbe, ViaTypedOutputs as _};
+        assert_eq!(
+            (&&OutputsProbe::<Typed>::new()).derived_outputs_schema(),
+            Some(outputs_schema::<Outputs>())
+        );
+        assert!(
+            (&&OutputsProbe::<Plain>::new())
+                .derived_outputs_schema()
+                .is_none()
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! A Rust crate is built for `wasm32-wasip2` with the size-optimised `wasm` profile; its
 //! `[inputs]` is checked against the schema derived from its `Config` type (the SDK's schema
 //! hook, `cargo test --lib` natively) or, when the manifest has none, written into the
-//! bundle from it. A Python project is built with `componentize-py` from its `wit/`. The
+//! bundle from it; likewise `[outputs]` against the `Outputs` type of an extension that
+//! declares `labhit_sdk::TypedOutputs`. A Python project is built with `componentize-py` from its `wit/`. The
 //! bundle is `OUT/<category>/<name>/`. Progress goes to stderr; stdout has the summary (one
 //! line, or one JSON document with `--format json`).
 
@@ -37,17 +38,20 @@ pub(crate) const COMPONENTIZE_PY_ENV: &str = "LABHIT_COMPONENTIZE_PY";
     "`Config` type (labhit-sdk's schema hook, run natively with `cargo test --lib`) is\n",
     "compared with `[inputs]` of extension.toml: a disagreement fails the build and names the\n",
     "field; without `[inputs]` the derived schema is written into the bundle's manifest.\n",
+    "Likewise `[outputs]` against the `Outputs` type of an extension implementing\n",
+    "`labhit_sdk::TypedOutputs` (a disagreement names the output).\n",
     "\n",
     "Cargo's target directory: `--target-dir`, else `CARGO_TARGET_DIR`, else DIR/target.\n",
     "componentize-py: `--componentize-py`, else `LABHIT_COMPONENTIZE_PY`, else `PATH`.\n",
     "\n",
     "JSON output: {\"extension\", \"version\", \"language\": \"rust\"|\"python\", \"component\",\n",
-    "  \"size\", \"bundle\", \"inputs\": \"checked\"|\"derived\"|\"unchecked\", \"note\", \"elapsed_ms\"}\n",
+    "  \"size\", \"bundle\", \"inputs\": \"checked\"|\"derived\"|\"unchecked\", \"outputs\": (the same),\n",
+    "  \"note\", \"elapsed_ms\"}\n",
     "\n",
     "Exit codes:\n",
     "  0  built and bundled\n",
     "  1  the project has problems: invalid manifest, compile error, `[inputs]` disagreeing\n",
-    "     with `Config`, a component of the wrong contract\n",
+    "     with `Config` or `[outputs]` with `Outputs`, a component of the wrong contract\n",
     "  2  bad usage\n",
     "  3  fatal: not a project, a missing toolchain, a file that cannot be read or written\n",
 ))]
@@ -83,6 +87,7 @@ struct Summary {
     size: u64,
     bundle: PathBuf,
     inputs: &'static str,
+    outputs: &'static str,
     note: Option<String>,
     elapsed_ms: u128,
 }
@@ -152,6 +157,7 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         size: bundled.size,
         bundle: bundled.bundle,
         inputs: bundled.inputs.as_str(),
+        outputs: bundled.outputs.as_str(),
         note: bundled.note,
         elapsed_ms: bundled.elapsed.as_millis(),
     };
@@ -159,12 +165,13 @@ pub(crate) fn run(args: &Args, color: ColorWhen) -> Result<Exit> {
         let mut out = crate::stdio::stdout(color.choice());
         writeln!(
             out,
-            "built {}@{} ({}, {} bytes, inputs {}) in {:.1}s: {}",
+            "built {}@{} ({}, {} bytes, inputs {}, outputs {}) in {:.1}s: {}",
             s.extension,
             s.version,
             s.language,
             s.size,
             s.inputs,
+            s.outputs,
             bundled.elapsed.as_secs_f64(),
             s.bundle.display()
         )?;

@@ -454,6 +454,13 @@ impl Manifest {
             .as_ref()
             .map(|m| Value::Object(m.clone()).to_json())
     }
+
+    /// The output schema as JSON, or `None` when the manifest declares none.
+    pub fn outputs_schema(&self) -> Option<serde_json::Value> {
+        self.outputs
+            .as_ref()
+            .map(|m| Value::Object(m.clone()).to_json())
+    }
 }
 
 /// A problem past the TOML shape, with the key it is about.

@@ -38,6 +38,15 @@ fn parses_a_complete_manifest() {
     assert_eq!(m.limits.memory.map(|b| b.bytes()), Some(64 << 20));
     let schema = m.inputs_schema().unwrap();
     assert_eq!(schema["required"][0], "patterns");
+    assert_eq!(m.outputs_schema(), None);
+    let with_outputs = format!(
+        "{GOOD}\n[outputs]\ntype = \"object\"\n[outputs.properties.files]\ntype = \"string\"\n"
+    );
+    let outputs = Manifest::from_toml(&with_outputs).unwrap().outputs_schema();
+    assert_eq!(
+        outputs,
+        Some(serde_json::json!({"type": "object", "properties": {"files": {"type": "string"}}}))
+    );
     let bytes = borsh::to_vec(&m).unwrap();
     assert_eq!(borsh::from_slice::<Manifest>(&bytes).unwrap(), m);
     let json = serde_json::to_value(&m).unwrap();

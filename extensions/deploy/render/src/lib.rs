@@ -18,9 +18,9 @@
 
 use std::collections::BTreeSet;
 
-use labhit_sdk::{Context, Error, Extension, Input, Output, info};
+use labhit_sdk::{Context, Error, Extension, Input, Output, TypedOutputs, info};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The stage's `with`.
@@ -189,6 +189,16 @@ pub fn render(
     Ok(Rendered { text, secrets })
 }
 
+/// The named outputs: the source of the manifest's `[outputs]` (`labhit ext build` checks
+/// one against the other).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Outputs {
+    /// Workspace path of the rendered file.
+    pub output: String,
+    /// Size of the rendered file in bytes.
+    pub bytes: usize,
+}
+
 /// The extension.
 pub struct Render;
 
@@ -222,9 +232,10 @@ impl Extension for Render {
         ctx.write(&config.output, &rendered.text)?;
 
         let bytes = rendered.text.len();
-        let mut output = Output::new()
-            .output("output", &config.output)
-            .output("bytes", bytes);
+        let mut output = Self::output(&Outputs {
+            output: config.output.clone(),
+            bytes,
+        })?;
         if rendered.secrets.is_empty() {
             info!(
                 ctx,
@@ -243,6 +254,10 @@ impl Extension for Render {
         }
         Ok(output)
     }
+}
+
+impl TypedOutputs for Render {
+    type Outputs = Outputs;
 }
 
 labhit_sdk::export_extension!(Render);

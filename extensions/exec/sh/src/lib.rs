@@ -35,9 +35,11 @@ pub mod parse;
 pub mod pattern;
 pub mod vars;
 
-use labhit_sdk::{CacheDecision, Context, Error, Extension, Input, Output, debug, info, warn};
+use labhit_sdk::{
+    CacheDecision, Context, Error, Extension, Input, Output, TypedOutputs, debug, info, warn,
+};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::interp::{Ending, Shell};
 
@@ -48,6 +50,17 @@ pub struct Config {
     /// Glob patterns of workspace files to report as artifacts after a successful script.
     #[serde(default)]
     pub artifacts: Vec<String>,
+}
+
+/// The named outputs: the source of the manifest's `[outputs]` (`labhit ext build` checks
+/// one against the other).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// Number of simple commands executed.
+    pub commands: u64,
+    /// Exit status of the script (0 on a cache hit).
+    pub exit_code: i32,
 }
 
 /// The extension.
@@ -113,10 +126,11 @@ impl Extension for Sh {
             }
         };
 
-        let mut output = Output::new()
-            .output("commands", commands)
-            .output("exit-code", exit_code)
-            .exit_code(exit_code);
+        let mut output = Self::output(&Outputs {
+            commands,
+            exit_code,
+        })?
+        .exit_code(exit_code);
         if exit_code != 0 {
             return Ok(output);
         }
@@ -167,6 +181,10 @@ pub fn run_script(
         }
         Ending::Cancelled(message) => Err(Error::cancelled(message)),
     }
+}
+
+impl TypedOutputs for Sh {
+    type Outputs = Outputs;
 }
 
 labhit_sdk::export_extension!(Sh);

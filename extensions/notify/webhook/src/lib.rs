@@ -7,9 +7,9 @@
 //! `capabilities.network`), `secrets` (the bearer token), `log`, and the output `status`.
 
 use labhit_sdk::http::{self, Response};
-use labhit_sdk::{Context, Error, Extension, Input, Output, info};
+use labhit_sdk::{Context, Error, Extension, Input, Output, TypedOutputs, info};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The stage's `with`.
@@ -49,6 +49,14 @@ pub fn accepted(config: &Config, response: &Response) -> bool {
     }
 }
 
+/// The named outputs: the source of the manifest's `[outputs]` (`labhit ext build` checks
+/// one against the other).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Outputs {
+    /// The HTTP status the webhook answered.
+    pub status: u16,
+}
+
 /// The extension.
 pub struct Webhook;
 
@@ -77,8 +85,14 @@ impl Extension for Webhook {
             )));
         }
         info!(ctx, "webhook `{}` answered {}", config.url, response.status);
-        Ok(Output::new().output("status", response.status))
+        Self::output(&Outputs {
+            status: response.status,
+        })
     }
+}
+
+impl TypedOutputs for Webhook {
+    type Outputs = Outputs;
 }
 
 labhit_sdk::export_extension!(Webhook);

@@ -10,11 +10,11 @@
 //! Host imports used: the read-only workspace, `log` (each failed test at error level),
 //! `cancellation`, outputs, artifacts and a failing exit.
 
-use labhit_sdk::{Context, Error, Extension, Input, Output, error, info, warn};
+use labhit_sdk::{Context, Error, Extension, Input, Output, TypedOutputs, error, info, warn};
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How many failed tests are logged one by one; the rest are counted.
 const MAX_LOGGED_FAILURES: usize = 50;
@@ -201,6 +201,24 @@ fn count(n: u64, noun: &str) -> String {
     }
 }
 
+/// The named outputs: the source of the manifest's `[outputs]` (`labhit ext build` checks
+/// one against the other).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Outputs {
+    /// Number of report files read.
+    pub reports: usize,
+    /// Number of test cases.
+    pub tests: u64,
+    /// Test cases that neither failed, errored nor were skipped.
+    pub passed: u64,
+    /// Test cases with a `<failure>`.
+    pub failures: u64,
+    /// Test cases with an `<error>`.
+    pub errors: u64,
+    /// Test cases with `<skipped>`.
+    pub skipped: u64,
+}
+
 /// The extension.
 pub struct Junit;
 
@@ -223,7 +241,7 @@ impl Extension for Junit {
         }
 
         let mut total = Counts::default();
-        let mut output = Output::new();
+        let mut artifacts = Vec::new();
         let mut logged = 0usize;
         for path in &paths {
             ctx.check_cancelled(&format!("reading `{path}`"))?;
@@ -257,7 +275,7 @@ impl Extension for Junit {
                 counts.skipped
             );
             total.merge(counts);
-            output = output.artifact(ctx.artifact(path)?);
+            artifacts.push(ctx.artifact(path)?);
         }
         if logged > MAX_LOGGED_FAILURES {
             error!(ctx, "... and {} more", logged - MAX_LOGGED_FAILURES);
@@ -287,15 +305,23 @@ impl Extension for Junit {
             info!(ctx, "{summary}");
         }
 
-        Ok(output
-            .output("reports", paths.len())
-            .output("tests", total.tests)
-            .output("passed", total.passed)
-            .output("failures", total.failures)
-            .output("errors", total.errors)
-            .output("skipped", total.skipped)
-            .exit_code(if failed || skipped_fails { 1 } else { 0 }))
+        let mut output = Self::output(&Outputs {
+            reports: paths.len(),
+            tests: total.tests,
+            passed: total.passed,
+            failures: total.failures,
+            errors: total.errors,
+            skipped: total.skipped,
+        })?;
+        for artifact in artifacts {
+            output = output.artifact(artifact);
+        }
+        Ok(output.exit_code(if failed || skipped_fails { 1 } else { 0 }))
     }
+}
+
+impl TypedOutputs for Junit {
+    type Outputs = Outputs;
 }
 
 labhit_sdk::export_extension!(Junit);

@@ -8,9 +8,9 @@
 use std::fs::File;
 use std::io::Read;
 
-use labhit_sdk::{Context, Error, Extension, Input, Output, debug, info};
+use labhit_sdk::{Context, Error, Extension, Input, Output, TypedOutputs, debug, info};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
 /// The stage's `with`.
@@ -25,6 +25,18 @@ pub struct Config {
     /// Where to write the manifest; `SHA256SUMS` or `SHA512SUMS` by default.
     #[serde(default)]
     pub output: Option<String>,
+}
+
+/// The named outputs: the source of the manifest's `[outputs]` (`labhit ext build` checks
+/// one against the other).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Outputs {
+    /// Number of files hashed.
+    pub files: usize,
+    /// Workspace path of the manifest written.
+    pub manifest: String,
+    /// Hash of the manifest itself, with the same algorithm.
+    pub digest: String,
 }
 
 /// A supported hash algorithm.
@@ -136,12 +148,17 @@ impl Extension for Checksum {
         let plural = if files.len() == 1 { "" } else { "s" };
         info!(ctx, "hashed {} file{plural} into {output}", files.len());
         let artifact = ctx.artifact(&output)?.with_mime("text/plain");
-        Ok(Output::new()
-            .output("files", files.len())
-            .output("manifest", artifact.path())
-            .output("digest", digest)
-            .artifact(artifact))
+        Ok(Self::output(&Outputs {
+            files: files.len(),
+            manifest: artifact.path().to_owned(),
+            digest,
+        })?
+        .artifact(artifact))
     }
+}
+
+impl TypedOutputs for Checksum {
+    type Outputs = Outputs;
 }
 
 /// Hashes one workspace file in chunks, so large files never sit in memory whole.
