@@ -134,3 +134,96 @@ fn a_pipeline_mixing_a_0_1_component_with_0_2_extensions_runs() {
     assert_eq!(checksum["outputs"]["files"], "1", "{checksum}");
     assert_eq!(checksum["outputs"]["manifest"], "SHA256SUMS", "{checksum}");
 }
+
+/// `ext check --format json` of the bundle in `dir`: its exit code and its `contract` check.
+fn contract_check(dir: &Path) -> (i32, serde_json::Value, String) {
+    let manifest = dir.join("extension.toml");
+    let run = labhit(
+        &root(),
+        &[
+            "ext",
+            "check",
+            manifest.to_str().expect("utf-8 path"),
+            "--format",
+            "json",
+        ],
+    );
+    let json = run.json();
+    let check = json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "contract")
+        .cloned()
+        .unwrap_or_else(|| panic!("no contract check in {json}"));
+    let text = labhit(
+        &root(),
+        &["ext", "check", manifest.to_str().expect("utf-8")],
+    );
+    (
+        run.code(),
+        check,
+        format!("{}{}", text.stdout(), text.stderr()),
+    )
+}
+
+/// A bundle in a temporary directory: `manifest` (an `extension.toml`) beside `component`,
+/// copied under the name the manifest gives it.
+fn bundle_of(manifest: &Path, component: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(manifest, dir.path().join("extension.toml")).expect("copy the manifest");
+    std::fs::copy(component, dir.path().join("checksum.wasm")).expect("copy the component");
+    dir
+}
+
+#[test]
+fn a_manifest_whose_contract_range_misses_the_components_contract_is_refused() {
+    // The checked-in 0.1 component beside this repository's 0.2 manifest ...
+    let old = bundle_of(
+        &root().join("extensions/util/checksum/extension.toml"),
+        &old_bundle("util/checksum").join("checksum.wasm"),
+    );
+    let (code, check, text) = contract_check(old.path());
+    assert_eq!(code, 1, "{check} {text}");
+    assert_eq!(check["status"], "fail", "{check}");
+    let message = check["message"].as_str().expect("message");
+    for part in [
+        "requires `contract = \"^0.2\"`",
+        "the component targets contract 0.1.0",
+        "labhit:extension/pipeline-step@0.1.0",
+        "set `contract = \"^0.1\"` in extension.toml",
+        "rebuild the component",
+    ] {
+        assert!(message.contains(part), "`{part}` not in {message}");
+    }
+    assert!(
+        text.contains("util/checksum") && text.contains("^0.2") && text.contains("0.1.0"),
+        "{text}"
+    );
+
+    // ... and the reverse: a 0.2 component beside the 0.1 manifest.
+    let built = common::example_extensions().0.path().join("util/checksum");
+    let new = bundle_of(
+        &old_bundle("util/checksum").join("extension.toml"),
+        &built.join("checksum.wasm"),
+    );
+    let (code, check, text) = contract_check(new.path());
+    assert_eq!(code, 1, "{check} {text}");
+    let message = check["message"].as_str().expect("message");
+    for part in [
+        "requires `contract = \"^0.1\"`",
+        &format!(
+            "the component targets contract {}",
+            labhit_protocol::CONTRACT_VERSION
+        ),
+        "set `contract = \"^0.2\"`",
+    ] {
+        assert!(message.contains(part), "`{part}` not in {message}");
+    }
+
+    // The unchanged bundles pass.
+    for dir in [old_bundle("util/checksum"), built] {
+        let (code, check, text) = contract_check(&dir);
+        assert_eq!((code, &check["status"]), (0, &"pass".into()), "{text}");
+    }
+}

@@ -96,6 +96,25 @@ pub enum LoadErrorKind {
         /// [`labhit_protocol::WIT_PACKAGE`].
         wit: &'static str,
     },
+    /// The component targets a contract version this host runs, but not one the manifest's
+    /// `contract` range admits (a 0.1 component beside a manifest saying `^0.2`, or the
+    /// reverse): the manifest promises something the component was not built for.
+    #[error(
+        "its manifest requires `contract = \"{requirement}\"`, but the component targets \
+         contract {targets} (it exports `{export}`); set `contract = \"^{series}\"` in \
+         extension.toml to match the component, or rebuild the component against a contract \
+         `{requirement}` admits"
+    )]
+    ContractMismatch {
+        /// The manifest's requirement.
+        requirement: semver::VersionReq,
+        /// The contract version the component targets.
+        targets: semver::Version,
+        /// The export name it was read from.
+        export: String,
+        /// `MAJOR.MINOR` of `targets`.
+        series: String,
+    },
     /// The manifest asks for a capability added by a newer contract minor than the one the
     /// extension targets (for example `capabilities.network`, a 0.2 capability, for a 0.1
     /// component or a manifest whose `contract` admits only 0.1).

@@ -471,6 +471,7 @@ impl Runtime {
         if source == SourceKind::Component
             && let Some(targets) = component::precheck_contract(bytes, supported).map_err(fail)?
         {
+            contract_admitted(manifest, &targets).map_err(fail)?;
             capabilities_allowed(manifest, admitted, Some(&targets)).map_err(fail)?;
         }
         let engine = inner.engine.engine();
@@ -490,6 +491,7 @@ impl Runtime {
                 |err| LoadErrorKind::Compile(error_chain(&err)),
                 |compiled| {
                     let contract = component::check_contract(engine, compiled, supported)?;
+                    contract_admitted(manifest, &contract)?;
                     capabilities_allowed(manifest, admitted, Some(&contract))?;
                     let binding = Binding::for_contract(&contract).ok_or_else(|| {
                         LoadErrorKind::IncompatibleContract {
@@ -743,6 +745,22 @@ fn capabilities_allowed(
         since: format!("{}.{}", since.major, since.minor),
         why,
         wit: labhit_protocol::WIT_PACKAGE,
+    })
+}
+
+/// Refuses a component whose contract version the manifest's `contract` range does not
+/// admit, although this host runs it: the manifest is what `labhit validate`, the registry
+/// and the capability checks trust, so it must describe the component.
+fn contract_admitted(manifest: &Manifest, targets: &semver::Version) -> Result<(), LoadErrorKind> {
+    let requirement = &manifest.extension.contract;
+    if requirement.matches(targets) {
+        return Ok(());
+    }
+    Err(LoadErrorKind::ContractMismatch {
+        requirement: requirement.clone(),
+        targets: targets.clone(),
+        export: format!("{}@{targets}", component::PIPELINE_STEP_EXPORT),
+        series: format!("{}.{}", targets.major, targets.minor),
     })
 }
 

@@ -1119,6 +1119,50 @@ table! {
         },
         ..Case::hostile(Value::Null)
     };
+    // A real 0.1 component (checked in under compat/) beside a manifest that says `^0.2`,
+    // and a 0.2 component beside one that says `^0.1`: this host runs both contracts, but
+    // the manifest must describe the component.
+    a_0_1_component_beside_a_manifest_requiring_0_2_is_refused: Case {
+        component: Component::File("checksum-0.1.wasm", || {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../compat/0.1.0/components/util/checksum/checksum.wasm"
+            );
+            std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        }),
+        expect: Expect::LoadFails {
+            kind: "contract-mismatch",
+            is: |k| match k {
+                LoadErrorKind::ContractMismatch {
+                    requirement,
+                    targets,
+                    ..
+                } => requirement.to_string() == "^0.2" && targets.to_string() == "0.1.0",
+                _ => false,
+            },
+            says: &[
+                "requires `contract = \"^0.2\"`",
+                "targets contract 0.1.0",
+                "labhit:extension/pipeline-step@0.1.0",
+                "set `contract = \"^0.1\"`",
+                "rebuild the component",
+            ],
+        },
+        ..Case::hostile(Value::Null)
+    };
+    a_0_2_component_beside_a_manifest_requiring_0_1_is_refused: Case {
+        edits: &[("contract = \"^0.2\"", "contract = \"^0.1\"")],
+        expect: Expect::LoadFails {
+            kind: "contract-mismatch",
+            is: |k| matches!(k, LoadErrorKind::ContractMismatch { .. }),
+            says: &[
+                "requires `contract = \"^0.1\"`",
+                "targets contract 0.2.0",
+                "set `contract = \"^0.2\"`",
+            ],
+        },
+        ..Case::hostile(Value::Null)
+    };
     a_manifest_that_admits_only_contract_0_1_may_not_ask_for_network: Case {
         edits: &[
             ("contract = \"^0.2\"", "contract = \"^0.1\""),

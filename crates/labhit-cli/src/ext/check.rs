@@ -404,6 +404,12 @@ fn component_checks(
                     ),
                     Check::skip("links", "the contract version is incompatible"),
                 ],
+                LoadErrorKind::ContractMismatch { .. } => vec![
+                    Check::pass("component", format!("`{shown}` {read}")),
+                    Check::pass("exports", "exports `labhit:extension/pipeline-step`"),
+                    Check::fail("contract", reason),
+                    Check::skip("links", "the manifest does not describe the component"),
+                ],
                 LoadErrorKind::Link(_) => vec![
                     Check::pass("component", format!("`{shown}` compiles")),
                     Check::pass("exports", "exports `labhit:extension/pipeline-step`"),
