@@ -49,12 +49,11 @@ async fn connect(server: &NatsServer) -> Fleet {
         .expect("connect")
 }
 
-// `look` runs after `copy`, not beside it: a stage's cache key covers the run workspace when
-// the server dispatches it, so a sibling that finishes first under load changes it (see
-// docs/scale-out.md, "Open problems").
+// `copy` and `look` are siblings: `look`'s key covers what `make` left, whichever finishes
+// first.
 const STAGES: &str = "    make:\n      run: |\n        echo making\n        echo made > made.txt\n    \
                       copy:\n      after: make\n      run: cp made.txt copied.txt && echo copied\n    \
-                      look:\n      after: copy\n      run: cat made.txt\n";
+                      look:\n      after: make\n      run: cat made.txt\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_dispatched_to_workers_has_the_effects_logs_and_cache_of_an_in_process_run() {
