@@ -399,9 +399,8 @@ impl PipelineRunner {
                 if let Err(e) = store.check_tag(&key) {
                     return StageOutcome::failed(None, format!("cache: {e}"));
                 }
-                let exists = match store.verify(&key) {
-                    Ok(_) => true,
-                    Err(SnapshotError::NotFound) => false,
+                let exists = match self.dispatcher.find_snapshot(&key, store) {
+                    Ok(found) => found,
                     Err(SnapshotError::Corrupt { reason }) => {
                         log.warn(
                             task.id,
