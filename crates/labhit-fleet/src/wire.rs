@@ -144,8 +144,8 @@ pub enum TaskBody {
         /// The granted environment.
         env: BTreeMap<String, String>,
     },
-    /// A `run:` stage (with an executor extension when [`Task::need`] names one). The cache
-    /// decision in `input` is the worker's to ignore: the server obeys it.
+    /// A `run:` stage (with an executor extension when [`Task::need`] names one). The worker
+    /// obeys the cache decision in `input` with the fleet's snapshots ([`crate::snapshots`]).
     Command {
         /// An executor extension's `with`.
         with: Option<Value>,

@@ -1,6 +1,8 @@
 //! The fleet against a real `nats-server`: runs of real `run:` stages dispatched by
 //! [`NatsDispatcher`] to workers in this process, and the faults a worker must report
-//! clearly (a missing or corrupt archive, an extension nobody has).
+//! clearly (a missing or corrupt archive, an extension nobody has), and snapshots in the object
+//! store (a hit restored on a worker that never ran the stage, stored once, a missing or
+//! corrupt object).
 //!
 //! Nothing waits on time: tests wait for a run's end or a task's reply, each bounded by a
 //! deadline that fails the test instead of hanging it.

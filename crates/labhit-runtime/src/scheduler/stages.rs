@@ -33,7 +33,7 @@
 //! The host decides caching ([`CacheDecision`]): the key is
 //! [`cache_key`](crate::cachekey::cache_key) over executor, command, granted env, the
 //! workspace content the stage is entitled to see (the run's initial workspace with the
-//! effects of its `after` ancestors, never a sibling's: [`super::lineage`]), its `with` (for
+//! effects of its `after` ancestors, never a sibling's: `scheduler::lineage`), its `with` (for
 //! an executor extension) as filled in by the scheduler, its parent snapshot and the keys of
 //! its upstream `run:` stages. With caching on, the runner scans the workspace around every
 //! stage that may write to record its effect. The parent snapshot
