@@ -196,6 +196,11 @@ async fn serve(args: &Args) -> Result<()> {
                 None => labhit_runtime::scheduler::default_jobs(),
             },
             dispatcher,
+            // `run:` stages are cached as by `labhit run`; with `--nats` the snapshots go to
+            // the fleet's object store and this store stays empty.
+            snapshots: Some(labhit_runtime::snapshot::SnapshotStore::new(
+                data_dir.join("snapshots"),
+            )),
         },
     );
     let drain = Drain::new();

@@ -49,7 +49,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
 
-    /// Where task workspaces are unpacked [default: a temporary directory]
+    /// Where task workspaces are unpacked and the worker keeps its copies of the fleet's
+    /// snapshots (`DIR/snapshots`) [default: a temporary directory]
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
 

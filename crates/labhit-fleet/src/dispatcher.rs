@@ -35,7 +35,11 @@ use labhit_runtime::{
 
 use crate::archive;
 use crate::setup::{Fleet, FleetError, nats};
-use crate::wire::{Failure, LogLine, Need, Outcome, Reply, Task, TaskBody, task_cancel_subject};
+use crate::wire::{
+    Failure, LogLine, Need, Outcome, Reply, SNAPSHOTS_BUCKET, Task, TaskBody, task_cancel_subject,
+};
+use labhit_protocol::ids::SnapshotRef;
+use labhit_runtime::snapshot::{SnapshotError, SnapshotStore};
 
 /// How long the server keeps waiting for a worker's reply after it published a cancellation.
 const CANCEL_GRACE: Duration = Duration::from_secs(15);
@@ -334,7 +338,9 @@ impl Dispatcher for NatsDispatcher {
                         timeout: Duration::from_millis(ms),
                     },
                     Failure::Exit { status } => StepFailure::Exit { status },
-                    Failure::Refused => StepFailure::Setup(on_worker(&reply.worker, &message)),
+                    Failure::Refused | Failure::Snapshot { .. } => {
+                        StepFailure::Setup(on_worker(&reply.worker, &message))
+                    }
                     Failure::Other => StepFailure::Failed(on_worker(&reply.worker, &message)),
                 })),
                 Outcome::Command { .. } => Err(error(StepFailure::InvalidOutput(on_worker(
@@ -343,6 +349,21 @@ impl Dispatcher for NatsDispatcher {
                 )))),
             },
         }
+    }
+
+    /// A `hit` when the fleet's snapshots bucket has `tag` (the worker verifies it).
+    fn find_snapshot(
+        &self,
+        tag: &SnapshotRef,
+        _store: &SnapshotStore,
+    ) -> Result<bool, SnapshotError> {
+        self.handle
+            .block_on(self.fleet.has_snapshot(tag))
+            .map_err(|e| SnapshotError::Io {
+                action: "look up",
+                path: format!("{SNAPSHOTS_BUCKET}/{tag}").into(),
+                source: std::io::Error::other(e.to_string()),
+            })
     }
 
     fn command(
@@ -375,53 +396,56 @@ impl Dispatcher for NatsDispatcher {
             writes: true,
         };
         let mut outputs = BTreeMap::new();
-        let result = host_side(
-            dispatch.snapshots,
-            input,
-            ctx,
-            executor.called_on_hit(),
-            || {
-                let reply = self.run(task, dispatch, &ctx.log, &ctx.cancellation);
-                match reply {
-                    Err(Remote::Cancelled) => Err(ExecError::Cancelled {
-                        stage: stage.clone(),
-                    }),
-                    Err(e) => Err(ExecError::Refused {
-                        stage: stage.clone(),
-                        message: e.to_string(),
-                    }),
-                    Ok(reply) => match reply.outcome {
-                        Outcome::Command {
-                            result,
-                            outputs: reported,
-                        } => {
-                            outputs = reported;
-                            Ok(result)
-                        }
-                        Outcome::Failed { failure, message } => Err(match failure {
-                            Failure::Cancelled => ExecError::Cancelled {
-                                stage: stage.clone(),
-                            },
-                            Failure::Timeout { ms } => ExecError::Timeout {
-                                stage: stage.clone(),
-                                timeout: Duration::from_millis(ms),
-                            },
-                            _ => ExecError::Refused {
-                                stage: stage.clone(),
-                                message: on_worker(&reply.worker, &message),
-                            },
-                        }),
-                        Outcome::Step { .. } => Err(ExecError::Refused {
+        // The worker obeys the cache decision with the fleet's snapshots (`crate::snapshots`).
+        let result = host_side(None, input, ctx, executor.called_on_hit(), || {
+            let reply = self.run(task, dispatch, &ctx.log, &ctx.cancellation);
+            match reply {
+                Err(Remote::Cancelled) => Err(ExecError::Cancelled {
+                    stage: stage.clone(),
+                }),
+                Err(e) => Err(ExecError::Refused {
+                    stage: stage.clone(),
+                    message: e.to_string(),
+                }),
+                Ok(reply) => match reply.outcome {
+                    Outcome::Command {
+                        result,
+                        outputs: reported,
+                    } => {
+                        outputs = reported;
+                        Ok(result)
+                    }
+                    Outcome::Failed { failure, message } => Err(match failure {
+                        Failure::Cancelled => ExecError::Cancelled {
                             stage: stage.clone(),
-                            message: on_worker(
-                                &reply.worker,
-                                "answered a command step with an extension result",
-                            ),
-                        }),
-                    },
-                }
-            },
-        );
+                        },
+                        Failure::Timeout { ms } => ExecError::Timeout {
+                            stage: stage.clone(),
+                            timeout: Duration::from_millis(ms),
+                        },
+                        // The runner logs it and runs the step again as a miss.
+                        Failure::Snapshot { tag } => ExecError::Snapshot {
+                            stage: stage.clone(),
+                            tag,
+                            source: SnapshotError::Corrupt {
+                                reason: on_worker(&reply.worker, &message),
+                            },
+                        },
+                        _ => ExecError::Refused {
+                            stage: stage.clone(),
+                            message: on_worker(&reply.worker, &message),
+                        },
+                    }),
+                    Outcome::Step { .. } => Err(ExecError::Refused {
+                        stage: stage.clone(),
+                        message: on_worker(
+                            &reply.worker,
+                            "answered a command step with an extension result",
+                        ),
+                    }),
+                },
+            }
+        });
         ctx.outputs.extend(outputs);
         result
     }

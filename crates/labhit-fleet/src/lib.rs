@@ -7,9 +7,10 @@
 //! [`wire::Task`] to the work-queue stream on the subject of what the stage needs (the local
 //! executor, or an extension `name@version` of a contract), forwards the worker's log lines to
 //! the run's log (the server owns the logs; a line already seen is dropped) and applies the
-//! worker's resulting workspace. Host-side caching stays the server's: it restores a `hit`
-//! and commits a `miss_build_as` in its own snapshot store around the remote step, so a hit
-//! reaches every worker through the next archive.
+//! worker's resulting workspace. The server decides caching (a `hit` when the snapshot
+//! object of the key exists); the worker obeys: it restores a `hit` from the object store
+//! and stores what a `miss_build_as` commits there ([`snapshots`]), so any worker can restore
+//! any snapshot.
 //!
 //! The worker side is [`worker::Worker::start`]: one durable pull consumer per need it can serve, in
 //! progress acknowledgements while a stage runs, the same `labhit-runtime` sandbox and limits
@@ -20,6 +21,7 @@
 //! | [`wire`] | the messages and subjects |
 //! | [`archive`] | a workspace as one deterministic tar, its content-addressed id |
 //! | [`setup`] | connecting, the streams and buckets both sides use |
+//! | [`snapshots`] | snapshots in the object store, by cache tag |
 //! | [`dispatcher`] | [`NatsDispatcher`] |
 //! | [`recovery`] | a restarted server cancels the fleet's tasks of runs it found interrupted |
 //! | [`worker`] | `labhit worker` |
@@ -29,6 +31,7 @@ pub mod archive;
 pub mod dispatcher;
 pub mod recovery;
 pub mod setup;
+pub mod snapshots;
 pub mod testing;
 pub mod wire;
 pub mod worker;

@@ -8,7 +8,7 @@ use labhit_protocol::ids::ArchiveId;
 use tokio::io::AsyncReadExt as _;
 
 use crate::archive;
-use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, TASKS_STREAM, WORKERS_BUCKET};
+use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, SNAPSHOTS_BUCKET, TASKS_STREAM, WORKERS_BUCKET};
 
 /// How long a first JetStream request may be retried while a fresh cluster elects its leader.
 const JETSTREAM_READY: Duration = Duration::from_secs(30);
@@ -85,7 +85,7 @@ pub(crate) fn nats<E: std::error::Error + Send + Sync + 'static>(
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
 
 /// The pause between two tries of an object-store operation.
-const STORE_BACKOFF: Duration = Duration::from_millis(200);
+pub(crate) const STORE_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Settings both sides must agree on.
 #[derive(Debug, Clone)]
@@ -121,6 +121,8 @@ pub struct Fleet {
     pub events: stream::Stream,
     /// The workspace archives.
     pub archives: object_store::ObjectStore,
+    /// The snapshots, by cache tag ([`crate::snapshots`]).
+    pub snapshots: object_store::ObjectStore,
     /// The workers' advertisements.
     pub workers: kv::Store,
     /// The settings.
@@ -204,6 +206,17 @@ impl Fleet {
                 .await
                 .map_err(nats(format!("the object store `{ARCHIVES_BUCKET}`")))?,
         };
+        let snapshots = match js.get_object_store(SNAPSHOTS_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: SNAPSHOTS_BUCKET.to_owned(),
+                    num_replicas: options.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(nats(format!("the object store `{SNAPSHOTS_BUCKET}`")))?,
+        };
         let workers = match js.get_key_value(WORKERS_BUCKET).await {
             Ok(store) => store,
             Err(_) => js
@@ -223,6 +236,7 @@ impl Fleet {
             tasks,
             events,
             archives,
+            snapshots,
             workers,
             options: options.clone(),
         })

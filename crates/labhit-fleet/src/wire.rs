@@ -12,6 +12,9 @@
 //! | `labhit.cancel.<run>.<stage>.<attempt>` | `LABHIT_EVENTS` | empty: this task is cancelled |
 //! | `labhit.cancel.<run>` | `LABHIT_EVENTS` | [`Abandoned`]: every task of the run is cancelled |
 //!
+//! Workspaces and snapshots are objects: [`ARCHIVES_BUCKET`] (by `ArchiveId`) and
+//! [`SNAPSHOTS_BUCKET`] (by cache tag, see [`crate::snapshots`]).
+//!
 //! `<need>` is [`Need::token`]: the extension a worker must have (or the local executor),
 //! so a task is only ever pulled by a worker that can run it.
 
@@ -19,7 +22,7 @@ use std::collections::BTreeMap;
 
 use labhit_protocol::Value;
 use labhit_protocol::executor::{ArtifactRef, ExecutorInput, StepResult};
-use labhit_protocol::ids::{ArchiveId, RunId};
+use labhit_protocol::ids::{ArchiveId, RunId, SnapshotRef};
 use labhit_protocol::run::LogEntry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -30,6 +33,8 @@ pub const TASKS_STREAM: &str = "LABHIT_TASKS";
 pub const EVENTS_STREAM: &str = "LABHIT_EVENTS";
 /// The object store bucket of workspace archives.
 pub const ARCHIVES_BUCKET: &str = "labhit_archives";
+/// The object store bucket of snapshots, one object per cache tag.
+pub const SNAPSHOTS_BUCKET: &str = "labhit_snapshots";
 /// The key-value bucket where workers advertise what they can run.
 pub const WORKERS_BUCKET: &str = "labhit_workers";
 
@@ -139,8 +144,8 @@ pub enum TaskBody {
         /// The granted environment.
         env: BTreeMap<String, String>,
     },
-    /// A `run:` stage (with an executor extension when [`Task::need`] names one). The cache
-    /// decision in `input` is the worker's to ignore: the server obeys it.
+    /// A `run:` stage (with an executor extension when [`Task::need`] names one). The worker
+    /// obeys the cache decision in `input` with the fleet's snapshots ([`crate::snapshots`]).
     Command {
         /// An executor extension's `with`.
         with: Option<Value>,
@@ -218,6 +223,12 @@ pub enum Failure {
     },
     /// The worker cannot run it (the extension is missing, the archive unusable).
     Refused,
+    /// The snapshot of a `hit` is missing from the snapshots bucket or corrupt (then the
+    /// worker deleted it): the server retries the step as a miss.
+    Snapshot {
+        /// The snapshot's tag.
+        tag: SnapshotRef,
+    },
     /// Anything else.
     Other,
 }

@@ -13,7 +13,14 @@
 //! (an acknowledgement every third of the ack wait), its log lines go to the server as they
 //! come, the workspace goes back when the step may write, then the reply, then the
 //! acknowledgement. A cancellation published for the task stops the step; the stage's
-//! deadline applies here. A worker killed mid-step leaves the task unacknowledged: JetStream
+//! deadline applies here.
+//!
+//! Snapshots: a worker obeys a `run:` step's cache decision with its own local store
+//! (`<work dir>/snapshots`), a cache of the fleet's snapshots bucket ([`crate::snapshots`]).
+//! For a `hit` it imports the snapshot from the bucket unless its store has it (a missing or
+//! corrupt object is a [`Failure::Snapshot`] reply), then restores it and skips the command;
+//! for a `miss_build_as` it commits the step's effect locally and stores it in the bucket
+//! before replying (once: a tag already stored is left as it is). A worker killed mid-step leaves the task unacknowledged: JetStream
 //! delivers it to another worker after the ack wait.
 
 use std::collections::BTreeMap;
@@ -25,14 +32,15 @@ use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::pull;
 use futures_util::StreamExt as _;
 use labhit_protocol::Value;
-use labhit_protocol::executor::{CacheDecision, StepResult};
+use labhit_protocol::executor::CacheDecision;
+use labhit_protocol::ids::SnapshotRef;
 use labhit_protocol::pipeline::StageId;
 use labhit_protocol::run::LogEntry;
 use labhit_runtime::executor::{
     ExecContext, ExecError, Executor, ExtensionExecutor, LocalExecutor,
 };
 use labhit_runtime::registry::Registry;
-use labhit_runtime::snapshot::SnapshotStore;
+use labhit_runtime::snapshot::{SnapshotError, SnapshotStore};
 use labhit_runtime::{
     Cancellation, LoadedExtension, LogSink, Runtime, RuntimeConfig, StepError, StepFailure,
     StepRequest,
@@ -42,8 +50,8 @@ use serde::{Deserialize, Serialize};
 use crate::archive;
 use crate::setup::{Fleet, FleetError, nats};
 use crate::wire::{
-    Abandoned, Failure, LogLine, Need, Outcome, Reply, Task, TaskBody, run_cancel_subject,
-    task_cancel_subject,
+    Abandoned, Failure, LogLine, Need, Outcome, Reply, SNAPSHOTS_BUCKET, Task, TaskBody,
+    run_cancel_subject, task_cancel_subject,
 };
 
 /// What a worker advertises in the workers bucket.
@@ -73,6 +81,7 @@ pub struct Worker {
     config: WorkerConfig,
     runtime: Runtime,
     loaded: BTreeMap<Need, LoadedExtension>,
+    snapshots: SnapshotStore,
     /// Bundles that could not be loaded, with why.
     pub problems: Vec<String>,
 }
@@ -113,6 +122,7 @@ impl Worker {
             }
         }
         Ok(Self {
+            snapshots: SnapshotStore::new(config.work_dir.join("snapshots")),
             config,
             runtime,
             loaded,
@@ -351,6 +361,23 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
     if let Err(e) = archive::unpack(&bytes, &workspace) {
         return refused(e.to_string(), 0);
     }
+    let decision = match &task.body {
+        TaskBody::Command { input, .. } => input.cache_lookup.clone(),
+        TaskBody::Extension { .. } => CacheDecision::MissNoCommit,
+    };
+    if let CacheDecision::Hit { tag } = &decision
+        && let Err(message) = fetch_snapshot(worker, fleet, tag).await
+    {
+        return Reply {
+            worker: worker.config.name.clone(),
+            lines: 0,
+            archive_after: None,
+            outcome: Outcome::Failed {
+                failure: Failure::Snapshot { tag: tag.clone() },
+                message,
+            },
+        };
+    }
 
     // Log lines go out in order, each acknowledged by the stream.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogEntry>();
@@ -390,6 +417,22 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         Ok(outcome) => outcome,
         Err(e) => return refused(format!("the step's thread failed: {e}"), lines),
     };
+    if let (CacheDecision::MissBuildAs { tag }, Outcome::Command { result, .. }) =
+        (&decision, &outcome)
+        && result.is_success()
+        && result.committed_snapshot.as_ref() == Some(tag)
+        && let Err(message) = store_snapshot(worker, fleet, tag).await
+    {
+        return Reply {
+            worker: worker.config.name.clone(),
+            lines,
+            archive_after: None,
+            outcome: Outcome::Failed {
+                failure: Failure::Other,
+                message,
+            },
+        };
+    }
     let ran = matches!(outcome, Outcome::Step { .. } | Outcome::Command { .. });
     let archive_after = if task.writes && ran {
         let packed = archive::pack(&workspace).map_err(FleetError::from);
@@ -421,6 +464,51 @@ impl Drop for Watchers {
             watcher.abort();
         }
     }
+}
+
+/// Makes the snapshot `tag` available in the worker's store: there already, or imported
+/// from the snapshots bucket (a corrupt object is deleted from it). The error says why not.
+async fn fetch_snapshot(worker: &Worker, fleet: &Fleet, tag: &SnapshotRef) -> Result<(), String> {
+    if worker.snapshots.verify(tag).is_ok() {
+        return Ok(());
+    }
+    let bytes = match fleet.get_snapshot(tag).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Err(format!(
+                "snapshot `{tag}` is missing from the object store bucket `{SNAPSHOTS_BUCKET}`"
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    match worker.snapshots.import(tag, &bytes) {
+        Ok(_) => Ok(()),
+        Err(SnapshotError::Corrupt { reason }) => {
+            let deleted = match fleet.delete_snapshot(tag).await {
+                Ok(()) => "it was deleted".to_owned(),
+                Err(e) => format!("deleting it failed: {e}"),
+            };
+            Err(format!(
+                "snapshot `{tag}` in the object store bucket `{SNAPSHOTS_BUCKET}` is corrupt \
+                 ({reason}); {deleted}"
+            ))
+        }
+        Err(e) => Err(format!("cannot import snapshot `{tag}`: {e}")),
+    }
+}
+
+/// Stores the snapshot `tag` the step committed in the worker's store in the snapshots
+/// bucket, unless the bucket has it. The error says why not.
+async fn store_snapshot(worker: &Worker, fleet: &Fleet, tag: &SnapshotRef) -> Result<(), String> {
+    let bytes = worker
+        .snapshots
+        .export(tag)
+        .map_err(|e| format!("cannot export the committed snapshot `{tag}`: {e}"))?;
+    fleet
+        .put_snapshot(tag, &bytes)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Hands log entries to the publisher.
@@ -482,22 +570,17 @@ fn run_step(
             };
             let mut input = (**input).clone();
             input.workdir = workspace.to_string_lossy().into_owned();
-            let decided = input.cache_lookup.clone();
+            // The worker obeys the decision with its own store (see the module documentation).
             let executor: Box<dyn Executor> = match ext {
-                // The server obeys the decision: the local executor here only runs the command.
-                None => {
-                    input.cache_lookup = CacheDecision::MissNoCommit;
-                    Box::new(LocalExecutor::new(SnapshotStore::new(
-                        worker.config.work_dir.join("unused-snapshots"),
-                    )))
-                }
+                None => Box::new(LocalExecutor::new(worker.snapshots.clone())),
                 Some(ext) => match ExtensionExecutor::new(worker.runtime.clone(), ext.clone()) {
                     Ok(exec) => Box::new(
                         exec.with_config(
                             format!("{}@{}", ext.name(), ext.version()),
                             with.clone()
                                 .unwrap_or_else(|| Value::Object(BTreeMap::new())),
-                        ),
+                        )
+                        .with_snapshots(worker.snapshots.clone()),
                     ),
                     Err(e) => return refused(e.to_string()),
                 },
@@ -507,21 +590,10 @@ fn run_step(
             ctx.cancellation = cancellation;
             ctx.timeout = timeout;
             match executor.execute(&input, &ctx) {
-                Ok(mut result) => {
-                    if ext.is_none()
-                        && let CacheDecision::MissBuildAs { tag } = decided
-                        && result.is_success()
-                    {
-                        result = StepResult {
-                            committed_snapshot: Some(tag),
-                            ..result
-                        };
-                    }
-                    Outcome::Command {
-                        result,
-                        outputs: ctx.outputs.snapshot(),
-                    }
-                }
+                Ok(result) => Outcome::Command {
+                    result,
+                    outputs: ctx.outputs.snapshot(),
+                },
                 Err(e) => exec_failure(&e),
             }
         }

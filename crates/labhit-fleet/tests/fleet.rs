@@ -1,6 +1,8 @@
 //! The fleet against a real `nats-server`: runs of real `run:` stages dispatched by
 //! [`NatsDispatcher`] to workers in this process, and the faults a worker must report
-//! clearly (a missing or corrupt archive, an extension nobody has).
+//! clearly (a missing or corrupt archive, an extension nobody has), and snapshots in the object
+//! store (a hit restored on a worker that never ran the stage, stored once, a missing or
+//! corrupt object).
 //!
 //! Nothing waits on time: tests wait for a run's end or a task's reply, each bounded by a
 //! deadline that fails the test instead of hanging it.
@@ -14,7 +16,7 @@ use labhit_fleet::wire::{Failure, Need, Outcome, Reply, Task, TaskBody};
 use labhit_fleet::worker::{Running, Worker, WorkerConfig};
 use labhit_fleet::{Fleet, FleetOptions, NatsDispatcher, archive};
 use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput};
-use labhit_protocol::ids::{ArchiveId, RunId, StepId};
+use labhit_protocol::ids::{ArchiveId, RunId, SnapshotRef, StepId};
 use labhit_protocol::pipeline::PipelineFile;
 use labhit_protocol::run::{RunStatus, StageStatus};
 use labhit_runtime::run::{CacheSettings, RunPlace, RunRequest, prepare};
@@ -49,12 +51,11 @@ async fn connect(server: &NatsServer) -> Fleet {
         .expect("connect")
 }
 
-// `look` runs after `copy`, not beside it: a stage's cache key covers the run workspace when
-// the server dispatches it, so a sibling that finishes first under load changes it (see
-// docs/scale-out.md, "Open problems").
+// `copy` and `look` are siblings: `look`'s key covers what `make` left, whichever finishes
+// first.
 const STAGES: &str = "    make:\n      run: |\n        echo making\n        echo made > made.txt\n    \
                       copy:\n      after: make\n      run: cp made.txt copied.txt && echo copied\n    \
-                      look:\n      after: copy\n      run: cat made.txt\n";
+                      look:\n      after: make\n      run: cat made.txt\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_dispatched_to_workers_has_the_effects_logs_and_cache_of_an_in_process_run() {
@@ -192,49 +193,11 @@ async fn a_stage_no_worker_can_run_fails_naming_the_extension() {
 
 /// Publishes a `run:` task on archive `archive` and returns the reply a worker sends.
 async fn reply_to(fleet: &Fleet, archive: ArchiveId, stage: &str) -> Reply {
-    let run_id = RunId::from_uuid(uuid::Uuid::new_v4());
-    let task = Task {
-        run_id,
-        stage: stage.to_owned(),
-        attempt: 1,
-        archive,
-        need: Need::Local,
-        body: TaskBody::Command {
-            with: None,
-            input: Box::new(ExecutorInput {
-                step: CommandStep::new("echo never"),
-                workspace_archive_id: archive,
-                env: Default::default(),
-                workdir: "/workspace".to_owned(),
-                run_id,
-                step_id: StepId::from_uuid(uuid::Uuid::new_v4()),
-                cache_lookup: CacheDecision::MissNoCommit,
-                parent_snapshot: None,
-            }),
-        },
-        timeout_ms: None,
-        writes: true,
-    };
-    let mut replies = fleet
-        .client
-        .subscribe(format!("labhit.done.{}", task.key()))
-        .await
-        .expect("subscribe");
-    fleet
-        .js
-        .publish(
-            format!("labhit.task.{}", Need::Local.token()),
-            serde_json::to_vec(&task).expect("json").into(),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("stored");
-    let message = tokio::time::timeout(DEADLINE, replies.next())
-        .await
-        .expect("a reply")
-        .expect("the subscription");
-    serde_json::from_slice(&message.payload).expect("a reply")
+    reply_of(
+        fleet,
+        &command_task(archive, stage, CacheDecision::MissNoCommit),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,4 +263,374 @@ async fn a_comma_separated_list_of_urls_connects_and_a_bad_one_is_named() {
         err.to_string().contains("`nats://127.0.0.1:notaport`"),
         "{err}"
     );
+}
+
+/// Runs `stages` through `dispatcher` in a fresh workspace `name` (holding `input.txt`) with
+/// the server snapshot store `snapshots`; the run and its log messages.
+async fn run_on_fleet(
+    dispatcher: &Arc<NatsDispatcher>,
+    dir: &std::path::Path,
+    name: &str,
+    stages: &'static str,
+    snapshots: SnapshotStore,
+) -> (labhit_protocol::run::PipelineRun, Vec<String>) {
+    let workspace = dir.join(name);
+    std::fs::create_dir_all(&workspace).expect("checkout");
+    std::fs::write(workspace.join("input.txt"), "x\n").expect("input");
+    let mut request = RunRequest::new(
+        pipeline(stages),
+        RunPlace::Prepared {
+            workspace,
+            run_dir: dir.join(format!("{name}-run")),
+        },
+    );
+    request.cache = CacheSettings {
+        snapshots: Some(snapshots),
+        ..CacheSettings::default()
+    };
+    request.dispatcher = dispatcher.clone();
+    let sink = Arc::new(CollectingSink::new());
+    request.log_sink = sink.clone();
+    let run = tokio::time::timeout(
+        DEADLINE,
+        tokio::task::spawn_blocking(move || prepare(request).expect("prepare").execute()),
+    )
+    .await
+    .expect("the run ends")
+    .expect("the run's thread");
+    (run, sink.messages())
+}
+
+/// The tasks published while `during` runs, as a core NATS subscriber sees them.
+async fn tasks_during<T>(
+    fleet: &Fleet,
+    during: impl std::future::Future<Output = T>,
+) -> (T, Vec<Task>) {
+    let mut subscriber = fleet
+        .client
+        .subscribe(format!("labhit.task.{}", Need::Local.token()))
+        .await
+        .expect("subscribe");
+    fleet.client.flush().await.expect("flush");
+    let out = during.await;
+    let mut tasks = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(0), subscriber.next()).await
+    {
+        tasks.push(serde_json::from_slice(&message.payload).expect("a task"));
+    }
+    (out, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_is_restored_from_the_object_store_on_a_worker_that_never_ran_the_stage() {
+    let server = NatsServer::start().expect("nats-server");
+    let fleet = connect(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dispatcher = Arc::new(NatsDispatcher::new(
+        fleet.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+
+    // Worker A runs everything the first time.
+    let stop_a = Cancellation::new();
+    let a = worker(&fleet, "a", dir.path(), &stop_a).await;
+    let ((first, messages), tasks) = tasks_during(
+        &fleet,
+        run_on_fleet(
+            &dispatcher,
+            dir.path(),
+            "first",
+            STAGES,
+            SnapshotStore::new(dir.path().join("server-1")),
+        ),
+    )
+    .await;
+    assert_eq!(
+        first.status,
+        RunStatus::Succeeded,
+        "{first:#?}\n{messages:#?}"
+    );
+    stop_a.cancel();
+    tokio::time::timeout(DEADLINE, a.wait())
+        .await
+        .expect("a stops");
+
+    // Every committed snapshot is in the object store; `copy` and `look` come after `make`
+    // alone, which committed one: that is their parent snapshot.
+    let input = |stage: &str| {
+        let task = tasks
+            .iter()
+            .find(|t| t.stage == stage)
+            .unwrap_or_else(|| panic!("no task of `{stage}` in {tasks:#?}"));
+        match &task.body {
+            TaskBody::Command { input, .. } => (**input).clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let CacheDecision::MissBuildAs { tag: made } = input("make").cache_lookup else {
+        panic!("{:?}", input("make"));
+    };
+    assert_eq!(input("make").parent_snapshot, None, "a root stage has none");
+    assert_eq!(input("copy").parent_snapshot.as_ref(), Some(&made));
+    assert_eq!(input("look").parent_snapshot.as_ref(), Some(&made));
+    for stage in ["make", "copy", "look"] {
+        let CacheDecision::MissBuildAs { tag } = input(stage).cache_lookup else {
+            panic!("{stage}: {:?}", input(stage));
+        };
+        assert!(
+            fleet.has_snapshot(&tag).await.expect("lookup"),
+            "`{stage}`'s `{tag}`"
+        );
+    }
+
+    // Worker B, with an empty store, and a server with an empty store of its own: every stage
+    // is a hit restored from the object store, with the same effect.
+    let stop_b = Cancellation::new();
+    let b = worker(&fleet, "b", dir.path(), &stop_b).await;
+    let (second, messages) = run_on_fleet(
+        &dispatcher,
+        dir.path(),
+        "second",
+        STAGES,
+        SnapshotStore::new(dir.path().join("server-2")),
+    )
+    .await;
+    assert_eq!(second.status, RunStatus::Succeeded, "{messages:#?}");
+    assert!(
+        second
+            .stages
+            .iter()
+            .all(|s| s.status == StageStatus::Cached),
+        "{second:#?}\n{messages:#?}"
+    );
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.starts_with("cache hit: restored snapshot"))
+            .count(),
+        3,
+        "{messages:#?}"
+    );
+    let scan = |name: &str| {
+        labhit_runtime::workspace::WorkspaceManifest::scan(&dir.path().join(name)).expect("scan")
+    };
+    assert_eq!(scan("first"), scan("second"), "the same workspace effect");
+    let server_store = SnapshotStore::new(dir.path().join("server-2"));
+    for stage in ["make", "copy", "look"] {
+        let CacheDecision::MissBuildAs { tag } = input(stage).cache_lookup else {
+            panic!("{stage}");
+        };
+        assert!(
+            !server_store.exists(&tag),
+            "the server's own store is not used with a fleet"
+        );
+    }
+    stop_b.cancel();
+    tokio::time::timeout(DEADLINE, b.wait())
+        .await
+        .expect("b stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_snapshot_object_is_a_miss_whose_reason_is_logged_and_is_stored_anew() {
+    const ONE: &str = "    make:\n      run: echo made > made.txt\n";
+    let server = NatsServer::start().expect("nats-server");
+    let fleet = connect(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dispatcher = Arc::new(NatsDispatcher::new(
+        fleet.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let store = || SnapshotStore::new(dir.path().join("server"));
+    let stop = Cancellation::new();
+    let w1 = worker(&fleet, "w1", dir.path(), &stop).await;
+    let ((first, _), tasks) = tasks_during(
+        &fleet,
+        run_on_fleet(&dispatcher, dir.path(), "first", ONE, store()),
+    )
+    .await;
+    assert_eq!(first.status, RunStatus::Succeeded);
+    let tag = match &tasks[0].body {
+        TaskBody::Command { input, .. } => match &input.cache_lookup {
+            CacheDecision::MissBuildAs { tag } => tag.clone(),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, w1.wait())
+        .await
+        .expect("w1 stops");
+
+    // Garbage under the tag, and a fresh worker (its local store empty) to find it.
+    fleet.delete_snapshot(&tag).await.expect("delete");
+    let garbage: &[u8] = b"labhit-snapshot-export/1 9999\nshort";
+    fleet
+        .snapshots
+        .put(tag.as_ref(), &mut &garbage[..])
+        .await
+        .expect("put");
+    let stop = Cancellation::new();
+    let fresh = worker(&fleet, "fresh", dir.path(), &stop).await;
+    let (run, messages) = run_on_fleet(&dispatcher, dir.path(), "second", ONE, store()).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{messages:#?}");
+    assert_eq!(run.stages[0].status, StageStatus::Succeeded, "ran again");
+    let logged = messages.iter().any(|m| {
+        m.contains(&format!("cache: snapshot `{tag}` is unusable"))
+            && m.contains("on worker `fresh`")
+            && m.contains("is corrupt")
+            && m.contains("running the command")
+    });
+    assert!(logged, "{messages:#?}");
+    // Stored anew, whole.
+    let bytes = fleet
+        .get_snapshot(&tag)
+        .await
+        .expect("get")
+        .expect("stored again");
+    SnapshotStore::new(dir.path().join("check"))
+        .import(&tag, &bytes)
+        .expect("a whole snapshot");
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, fresh.wait())
+        .await
+        .expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_whose_snapshot_object_is_missing_is_refused_naming_the_tag() {
+    let server = NatsServer::start().expect("nats-server");
+    let fleet = connect(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = Cancellation::new();
+    let running = worker(&fleet, "w1", dir.path(), &stop).await;
+    let archive = empty_archive(&fleet, dir.path()).await;
+    let tag = SnapshotRef::new("labhit-cache:0000");
+    let task = command_task(archive, "gone", CacheDecision::Hit { tag: tag.clone() });
+    let reply = reply_of(&fleet, &task).await;
+    match &reply.outcome {
+        Outcome::Failed {
+            failure: Failure::Snapshot { tag: named },
+            message,
+        } => {
+            assert_eq!(named, &tag);
+            assert!(
+                message.contains("`labhit-cache:0000`")
+                    && message.contains("missing from the object store bucket `labhit_snapshots`"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, running.wait())
+        .await
+        .expect("the worker stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_run_again_as_after_a_redelivery_stores_its_snapshot_once() {
+    let server = NatsServer::start().expect("nats-server");
+    let fleet = connect(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = Cancellation::new();
+    let running = worker(&fleet, "w1", dir.path(), &stop).await;
+    let archive = empty_archive(&fleet, dir.path()).await;
+    let tag = SnapshotRef::new("labhit-cache:once");
+    let mut task = command_task(
+        archive,
+        "once",
+        CacheDecision::MissBuildAs { tag: tag.clone() },
+    );
+    if let TaskBody::Command { input, .. } = &mut task.body {
+        input.step = CommandStep::new("echo once > once.txt");
+    }
+    let first = reply_of(&fleet, &task).await;
+    assert!(
+        matches!(first.outcome, Outcome::Command { .. }),
+        "{first:?}"
+    );
+    let stored = fleet.snapshots.info(tag.as_ref()).await.expect("stored");
+
+    // As if the worker had died before its reply: the task comes again and runs again.
+    fleet
+        .events
+        .purge()
+        .filter(format!("labhit.done.{}", task.key()))
+        .await
+        .expect("purge the reply");
+    let second = reply_of(&fleet, &task).await;
+    match &second.outcome {
+        Outcome::Command { result, .. } => {
+            assert_eq!(result.committed_snapshot.as_ref(), Some(&tag));
+        }
+        other => panic!("{other:?}"),
+    }
+    let again = fleet.snapshots.info(tag.as_ref()).await.expect("stored");
+    assert_eq!(again.nuid, stored.nuid, "stored once, not replaced");
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, running.wait())
+        .await
+        .expect("the worker stops");
+}
+
+/// An archive of an empty workspace, stored.
+async fn empty_archive(fleet: &Fleet, dir: &std::path::Path) -> ArchiveId {
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let bytes = archive::pack(&empty).expect("pack");
+    fleet.put_archive(&bytes).await.expect("put")
+}
+
+/// A `run:` task (`echo never`, local executor) on `archive` with `decision`.
+fn command_task(archive: ArchiveId, stage: &str, decision: CacheDecision) -> Task {
+    let run_id = RunId::from_uuid(uuid::Uuid::new_v4());
+    Task {
+        run_id,
+        stage: stage.to_owned(),
+        attempt: 1,
+        archive,
+        need: Need::Local,
+        body: TaskBody::Command {
+            with: None,
+            input: Box::new(ExecutorInput {
+                step: CommandStep::new("echo never"),
+                workspace_archive_id: archive,
+                env: Default::default(),
+                workdir: "/workspace".to_owned(),
+                run_id,
+                step_id: StepId::from_uuid(uuid::Uuid::new_v4()),
+                cache_lookup: decision,
+                parent_snapshot: None,
+            }),
+        },
+        timeout_ms: None,
+        writes: true,
+    }
+}
+
+/// Publishes `task` (without a message id, so publishing it again is not dropped) and
+/// returns the reply a worker sends.
+async fn reply_of(fleet: &Fleet, task: &Task) -> Reply {
+    let mut replies = fleet
+        .client
+        .subscribe(format!("labhit.done.{}", task.key()))
+        .await
+        .expect("subscribe");
+    fleet
+        .js
+        .publish(
+            format!("labhit.task.{}", Need::Local.token()),
+            serde_json::to_vec(task).expect("json").into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let message = tokio::time::timeout(DEADLINE, replies.next())
+        .await
+        .expect("a reply")
+        .expect("the subscription");
+    serde_json::from_slice(&message.payload).expect("a reply")
 }

@@ -14,10 +14,13 @@
 //! * the image (`sandbox.image`), or its absence;
 //! * every granted environment variable, name and value, sorted by name (secret values
 //!   included: changing a secret may change the result; only their hash enters the key);
-//! * the content of the workspace the stage sees, as [`WorkspaceManifest::key_digest`]: every
-//!   entry, or only those its declared inputs (`sandbox.inputs`) select, and the globs
-//!   themselves; with the content of files that symbolic links outside the workspace reach
-//!   (a link to an outside directory makes the key an error: it cannot be covered);
+//! * the content of the workspace the stage is entitled to see, as
+//!   [`WorkspaceManifest::key_digest`]: every entry, or only those its declared inputs
+//!   (`sandbox.inputs`) select, and the globs themselves; with the content of files that
+//!   symbolic links outside the workspace reach (a link to an outside directory makes the key
+//!   an error: it cannot be covered). The runner passes the run's initial workspace with the
+//!   effects of the stage's `after` ancestors applied, never the live workspace, so a
+//!   sibling that happened to finish first is not in the key (`scheduler::lineage`);
 //! * the stage's `with` as filled in when it starts (output references replaced), as
 //!   canonical JSON (keys sorted), or its absence: it configures an executor extension;
 //! * the parent snapshot and the keys of upstream stages, in the order given.
@@ -35,7 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::workspace::{WorkspaceError, WorkspaceManifest, field, hex};
 
 /// Version of the key derivation; changing what is hashed bumps it.
-pub const KEY_FORMAT: &str = "labhit-cache-key/3";
+pub const KEY_FORMAT: &str = "labhit-cache-key/4";
 
 /// Prefix of every cache tag: a key is `labhit-cache:<64 hex digits>`.
 pub const TAG_PREFIX: &str = "labhit-cache:";
@@ -49,7 +52,7 @@ pub struct CacheKeyInput<'a> {
     pub step: &'a CommandStep,
     /// The environment granted to the step.
     pub env: &'a BTreeMap<String, String>,
-    /// The workspace as the stage will see it when it starts.
+    /// The workspace the stage is entitled to see: what its `after` stages produced.
     pub workspace: &'a WorkspaceManifest,
     /// The stage's declared inputs (`sandbox.inputs`); `None`: the whole workspace.
     pub inputs: Option<&'a [InputGlob]>,

@@ -13,8 +13,10 @@
 //! through the [`Runtime`] or the [`Executor`]. Another dispatcher (a fleet of workers, say)
 //! runs the same inputs elsewhere and must keep the runner's guarantees: the answer describes
 //! the step exactly as [`InProcess`] would (same errors for the same failures), the
-//! workspace afterwards holds the step's effect, and the host still obeys the cache decision
-//! with its own snapshot store ([`Dispatch::snapshots`]).
+//! workspace afterwards holds the step's effect, and the cache decision is obeyed: with the
+//! host's own snapshot store ([`Dispatch::snapshots`]), or with snapshots the dispatcher keeps
+//! elsewhere, in which case it answers [`Dispatcher::find_snapshot`] (the runner decides
+//! `hit` from its answer) and restores and commits them itself.
 
 use std::path::Path;
 
@@ -25,7 +27,8 @@ use labhit_protocol::pipeline::{Stage, StageId};
 use crate::error::StepError;
 use crate::executor::{ExecContext, ExecError, Executor};
 use crate::runtime::{LoadedExtension, Runtime, StepOutcome, StepRequest};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{SnapshotError, SnapshotStore};
+use labhit_protocol::ids::SnapshotRef;
 
 /// Which step of which run a dispatcher is handed.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +70,23 @@ pub trait Dispatcher: Send + Sync {
         ext: &LoadedExtension,
         request: StepRequest,
     ) -> Result<StepOutcome, StepError>;
+
+    /// Whether a usable snapshot `tag` exists for this dispatcher's steps: the runner decides
+    /// `hit` when it does, `miss_build_as` when it does not. The default asks the host's
+    /// `store` (verifying the snapshot); a dispatcher whose steps keep their snapshots
+    /// elsewhere (a fleet's object store) asks there. An error is logged by the runner and
+    /// decides a miss.
+    fn find_snapshot(
+        &self,
+        tag: &SnapshotRef,
+        store: &SnapshotStore,
+    ) -> Result<bool, SnapshotError> {
+        match store.verify(tag) {
+            Ok(_) => Ok(true),
+            Err(SnapshotError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 
     /// Runs the `run:` step `input` with `executor` in `ctx`, obeying `input.cache_lookup`.
     fn command(

@@ -55,6 +55,7 @@
 //! through the [`Runtime`](crate::Runtime), `run:` stages through an executor, one shared run
 //! workspace, host-side caching); tests and benchmarks plug in their own.
 
+mod lineage;
 pub mod stages;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -47,6 +47,7 @@
 
 mod gc;
 mod live;
+mod transfer;
 
 pub use gc::{
     DEFAULT_MAX_BYTES, GcOptions, GcReport, MAX_SIZE_ENV, StoreStats, TEMP_GRACE,

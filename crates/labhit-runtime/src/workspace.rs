@@ -293,6 +293,66 @@ impl WorkspaceManifest {
     }
 }
 
+/// What one stage did to the workspace, owned: the entries it added or changed (with what
+/// the links among them reach outside), and the paths it deleted. Made by
+/// [`WorkspaceManifest::effect`], applied by [`WorkspaceManifest::apply`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effect {
+    changed: BTreeMap<String, Entry>,
+    outside: BTreeMap<String, Outside>,
+    deleted: Vec<String>,
+}
+
+impl Effect {
+    /// Whether the stage changed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.outside.is_empty() && self.deleted.is_empty()
+    }
+}
+
+impl WorkspaceManifest {
+    /// The [`Effect`] that turns `self` (before) into `after`.
+    pub fn effect(&self, after: &Self) -> Effect {
+        let diff = self.diff(after);
+        let changed: BTreeMap<String, Entry> = diff
+            .changed
+            .iter()
+            .map(|(path, entry)| ((*path).to_owned(), (*entry).clone()))
+            .collect();
+        // What links reach outside: of every changed link, and of unchanged links whose
+        // outside content changed.
+        let outside = after
+            .outside
+            .iter()
+            .filter(|(path, reach)| {
+                changed.contains_key(*path) || self.outside.get(*path) != Some(*reach)
+            })
+            .map(|(path, reach)| (path.clone(), reach.clone()))
+            .collect();
+        Effect {
+            changed,
+            outside,
+            deleted: diff.deleted,
+        }
+    }
+
+    /// Applies `effect` (made against some workspace) to this manifest: deleted paths go,
+    /// changed entries replace what is there.
+    pub fn apply(&mut self, effect: &Effect) {
+        for path in &effect.deleted {
+            self.entries.remove(path);
+            self.outside.remove(path);
+        }
+        for (path, entry) in &effect.changed {
+            self.entries.insert(path.clone(), entry.clone());
+            self.outside.remove(path);
+        }
+        for (path, reach) in &effect.outside {
+            self.outside.insert(path.clone(), reach.clone());
+        }
+    }
+}
+
 /// The change between two [`WorkspaceManifest`]s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diff<'m> {

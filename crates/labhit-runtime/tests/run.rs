@@ -359,3 +359,69 @@ fn the_default_and_the_callers_environment_are_granted() {
     let run = prepare(request).expect("prepare").execute();
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
 }
+
+/// `writer` and `look` both come after `make`; `writer` writes a file, `look` is cacheable.
+/// `look`'s key covers what `make` left, never `writer`'s effect: the run where `writer`
+/// finished first hits the snapshot the run where `look` finished first committed. The order
+/// is forced with an approval gate on the stage that must go second.
+#[test]
+fn a_stages_cache_key_does_not_depend_on_which_sibling_finished_first() {
+    let cache = tempfile::tempdir().expect("cache");
+    let stages = |gated: &str| {
+        let gate = |stage: &str| match stage == gated {
+            true => "      gate: {approval: required}\n",
+            false => "",
+        };
+        format!(
+            "    make:\n      run: echo made > made.txt\n    \
+             writer:\n      after: make\n{}      run: echo wrote > wrote.txt\n    \
+             look:\n      after: make\n{}      run: cat made.txt input.txt > seen.txt\n",
+            gate("writer"),
+            gate("look")
+        )
+    };
+    let run = |scene: &Scene, gated: &str, first: &str| {
+        let (mut request, events) = scene.request(&stages(gated), "r");
+        request.cache = CacheSettings {
+            snapshots: Some(SnapshotStore::new(cache.path())),
+            ..CacheSettings::default()
+        };
+        let approvals = Approvals::new();
+        request.approver = Some(Arc::new(approvals.clone()));
+        let handle = spawn(request);
+        // `first` ends (succeeded, or cached from the other run) before `gated` may start.
+        loop {
+            match events.recv_timeout(DEADLINE) {
+                Ok(Event::Stage(s))
+                    if s.stage.as_str() == first
+                        && matches!(s.status, StageStatus::Succeeded | StageStatus::Cached) =>
+                {
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("`{first}` never ended: {e}"),
+            }
+        }
+        approvals.approve(gated, "test");
+        handle.join().expect("run thread")
+    };
+
+    let look_first = Scene::new();
+    let one = run(&look_first, "writer", "look");
+    assert_eq!(one.status, RunStatus::Succeeded, "{one:#?}");
+    assert_eq!(stage(&one, "look").status, StageStatus::Succeeded);
+
+    let writer_first = Scene::new();
+    let two = run(&writer_first, "look", "writer");
+    assert_eq!(two.status, RunStatus::Succeeded, "{two:#?}");
+    assert_eq!(
+        stage(&two, "look").status,
+        StageStatus::Cached,
+        "`look`'s key must not cover its sibling's `wrote.txt`: {two:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(writer_first.workspace().join("seen.txt")).expect("seen"),
+        "made\nx\n"
+    );
+    assert!(writer_first.workspace().join("wrote.txt").is_file());
+}

@@ -199,6 +199,7 @@ fn fixture() -> &'static Fixture {
                     registry: Arc::new(Registry::discover(&[extensions])),
                     jobs: 2,
                     dispatcher: Arc::new(labhit_runtime::dispatch::InProcess),
+                    snapshots: None,
                 },
             );
             let drain = Drain::new();

@@ -88,6 +88,9 @@ pub struct DriverConfig {
     pub jobs: usize,
     /// Who runs each stage's step: in this process, or a fleet (`labhit serve --nats`).
     pub dispatcher: Arc<dyn labhit_runtime::dispatch::Dispatcher>,
+    /// The snapshot store of `run:` stages (`DATA/snapshots`); `None`: no caching. With a
+    /// fleet it only turns caching on: the snapshots live in the fleet's object store.
+    pub snapshots: Option<labhit_runtime::snapshot::SnapshotStore>,
 }
 
 /// An executing run's handles.
@@ -363,6 +366,7 @@ impl Driver {
         request.registry = Arc::clone(&self.inner.config.registry);
         request.jobs = self.inner.config.jobs;
         request.dispatcher = Arc::clone(&self.inner.config.dispatcher);
+        request.cache.snapshots = self.inner.config.snapshots.clone();
         request.approved = PreApproved::Stages(approved);
         request.approver = Some(Arc::new(active.approvals.clone()));
         request.cancellation = active.cancellation.clone();

@@ -361,6 +361,93 @@ pipeline:
     assert_eq!(count("step-is-running"), 1, "{messages:#?}");
     assert_eq!(count("finished"), 1, "{messages:#?}");
     assert_eq!(count("result"), 1, "{messages:#?}");
+    // `long`'s snapshot went to the object store, committed once.
+    let committed: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m.strip_prefix("cache: committed `"))
+        .filter_map(|m| m.strip_suffix('`'))
+        .collect();
+    assert_eq!(committed.len(), 2, "`long` and `after`: {messages:#?}");
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.starts_with(&format!("committed snapshot `{}`", committed[0])))
+            .count(),
+        1,
+        "{messages:#?}"
+    );
+    let fleet =
+        labhit_fleet::Fleet::connect(&nats.url(), labhit_fleet::FleetOptions::default()).await?;
+    for tag in committed {
+        let tag = labhit_protocol::ids::SnapshotRef::new(tag);
+        assert!(
+            fleet.has_snapshot(&tag).await?,
+            "`{tag}` in the object store"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_a_fresh_worker_and_server_is_a_hit_restored_from_the_object_store() -> TestResult
+{
+    let dir = tempfile::tempdir()?;
+    let pipeline = "engine: \"1\"
+pipeline:
+  name: cached
+  stages:
+    make:
+      run: echo made > made.txt
+    use:
+      after: make
+      run: cat made.txt > used.txt && echo used
+";
+    let repo = repo(dir.path(), &[(".labhit/pipeline.yaml", pipeline)]);
+    let nats = NatsServer::start()?;
+
+    // Worker A and a server run it once.
+    let mut a = worker(&nats.url(), "a", &[]);
+    let first_dir = dir.path().join("first");
+    let (mut first_server, addr) = serve(&first_dir, &repo, Some(&nats.url()), &[]);
+    let mut client1 = client(&addr).await;
+    let run = trigger(&mut client1, ".labhit/pipeline.yaml", &[]).await;
+    let entries = follow(&mut client1, &run, None).await;
+    let finished = get(&mut client1, &run).await;
+    assert_eq!(finished.status(), RunStatus::Succeeded, "{finished:#?}");
+    assert!(entries.iter().any(|e| e.message == "used"));
+    a.kill();
+    first_server.kill();
+
+    // Worker B (a work dir of its own) and a server with a fresh data dir: hits from the
+    // object store, restored on B.
+    let _b = worker(&nats.url(), "b", &[]);
+    let second_dir = dir.path().join("second");
+    let (_second_server, addr) = serve(&second_dir, &repo, Some(&nats.url()), &[]);
+    let mut client2 = client(&addr).await;
+    let run = trigger(&mut client2, ".labhit/pipeline.yaml", &[]).await;
+    let entries = follow(&mut client2, &run, None).await;
+    let finished = get(&mut client2, &run).await;
+    assert_eq!(finished.status(), RunStatus::Succeeded, "{finished:#?}");
+    assert!(
+        finished
+            .stages
+            .iter()
+            .all(|s| s.status() == labhit_proto::v1::StageStatus::Cached),
+        "{finished:#?}"
+    );
+    let messages: Vec<&str> = entries.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.starts_with("cache hit: restored snapshot"))
+            .count(),
+        2,
+        "{messages:#?}"
+    );
+    assert!(
+        !messages.contains(&"used"),
+        "the command was skipped: {messages:#?}"
+    );
     Ok(())
 }
 

@@ -32,8 +32,14 @@
 //!
 //! The host decides caching ([`CacheDecision`]): the key is
 //! [`cache_key`](crate::cachekey::cache_key) over executor, command, granted env, the
-//! workspace content the stage sees, its `with` (for an executor extension) as filled in by
-//! the scheduler, and the keys of its upstream `run:` stages. When the
+//! workspace content the stage is entitled to see (the run's initial workspace with the
+//! effects of its `after` ancestors, never a sibling's: `scheduler::lineage`), its `with` (for
+//! an executor extension) as filled in by the scheduler, its parent snapshot and the keys of
+//! its upstream `run:` stages. With caching on, the runner scans the workspace around every
+//! stage that may write to record its effect. The parent snapshot
+//! ([`ExecutorInput::parent_snapshot`]) is set when the stage comes `after` exactly one
+//! stage and that stage is a `run:` stage that ended with a snapshot (committed or restored);
+//! otherwise (several `after` stages, an extension, caching off) it is empty. When the
 //! [`SnapshotStore`] holds a verified snapshot of the key, the decision is `hit` (the
 //! executor restores it and skips the command; the stage ends `cached`), else
 //! `miss_build_as` (on success the executor commits the stage's effect under the key). A hit
@@ -69,6 +75,7 @@ use labhit_protocol::manifest::{FilesystemAccess, SecretName};
 use labhit_protocol::pipeline::Stage;
 use labhit_protocol::run::StageStatus;
 
+use super::lineage::Lineage;
 use super::{StageOutcome, StageRunner, StageTask};
 use crate::cachekey::{CacheKeyInput, cache_key};
 use crate::digests::DigestIndex;
@@ -124,6 +131,7 @@ pub struct PipelineRunner {
     lock: RwLock<()>,
     keys: Mutex<BTreeMap<String, SnapshotRef>>,
     digests: Mutex<DigestIndex>,
+    lineage: Lineage,
 }
 
 impl std::fmt::Debug for PipelineRunner {
@@ -154,6 +162,7 @@ impl PipelineRunner {
             lock: RwLock::new(()),
             keys: Mutex::new(BTreeMap::new()),
             digests: Mutex::new(DigestIndex::new()),
+            lineage: Lineage::default(),
         }
     }
 
@@ -208,7 +217,27 @@ impl PipelineRunner {
         let run = || self.dispatcher.extension(&dispatch, runtime, ext, request);
         if access == FilesystemAccess::ReadWrite {
             let _exclusive = self.lock.write().unwrap_or_else(|p| p.into_inner());
-            self.finish_extension(task, run())
+            let before = match self.snapshots.is_some() {
+                // Its effect is part of what stages downstream of it are keyed on.
+                true => match self.scan() {
+                    Ok(before) => Some(before),
+                    Err(e) => {
+                        return StageOutcome::failed(
+                            None,
+                            format!("cannot scan the workspace: {e}"),
+                        );
+                    }
+                },
+                false => None,
+            };
+            if let Some(before) = &before {
+                self.lineage.before_write(before);
+            }
+            let outcome = self.finish_extension(task, run());
+            if let Some(before) = &before {
+                self.record_effect(task, before);
+            }
+            outcome
         } else {
             let _shared = self.lock.read().unwrap_or_else(|p| p.into_inner());
             self.finish_extension(task, run())
@@ -318,6 +347,7 @@ impl PipelineRunner {
                 .filter_map(|id| keys.get(id.as_str()).cloned())
                 .collect()
         };
+        let parent = self.parent_snapshot(stage);
         let mut start_manifest = None;
         let decision = match &self.snapshots {
             None => {
@@ -325,11 +355,7 @@ impl PipelineRunner {
                 CacheDecision::MissNoCommit
             }
             Some(store) => {
-                let scanned = {
-                    let mut digests = self.digests.lock().unwrap_or_else(|p| p.into_inner());
-                    WorkspaceManifest::scan_indexed(&self.workspace, &mut digests)
-                };
-                let manifest = match scanned {
+                let manifest = match self.scan() {
                     Ok(m) => m,
                     Err(e) => {
                         return StageOutcome::failed(
@@ -346,14 +372,22 @@ impl PipelineRunner {
                 }
                 let inputs = stage.sandbox.as_ref().and_then(|s| s.inputs.as_deref());
                 let with = stage.with.clone().map(Value::Object);
+                // Keyed on what its `after` stages left, never on a sibling's effect.
+                self.lineage.before_write(&manifest);
+                let view = match self.lineage.view(task.id, &manifest) {
+                    Ok(view) => view,
+                    Err(e) => {
+                        return StageOutcome::failed(None, format!("no cache key: {e}"));
+                    }
+                };
                 let key = match cache_key(&CacheKeyInput {
                     executor: &name,
                     step: &step,
                     env: &key_env,
-                    workspace: &manifest,
+                    workspace: &view,
                     inputs,
                     with: with.as_ref(),
-                    parent_snapshot: None,
+                    parent_snapshot: parent.as_ref(),
                     upstream: &upstream,
                 }) {
                     Ok(key) => key,
@@ -365,9 +399,8 @@ impl PipelineRunner {
                 if let Err(e) = store.check_tag(&key) {
                     return StageOutcome::failed(None, format!("cache: {e}"));
                 }
-                let exists = match store.verify(&key) {
-                    Ok(_) => true,
-                    Err(SnapshotError::NotFound) => false,
+                let exists = match self.dispatcher.find_snapshot(&key, store) {
+                    Ok(found) => found,
                     Err(SnapshotError::Corrupt { reason }) => {
                         log.warn(
                             task.id,
@@ -414,19 +447,62 @@ impl PipelineRunner {
             start_manifest.as_ref(),
             1,
         );
-        if let (CacheDecision::Hit { tag }, (Err(ExecError::Snapshot { source, .. }), _)) =
-            (&decision, &outcome)
-        {
-            log.warn(
-                task.id,
-                &format!("cache: snapshot `{tag}` is unusable ({source}); running the command"),
-            );
-            let retry = CacheDecision::MissBuildAs { tag: tag.clone() };
-            // A failed restore may have changed the workspace: the executor scans it afresh.
-            let outcome = self.execute(task, executor, &step, retry.clone(), None, 2);
-            return self.finish_command(task, outcome, &retry);
+        let outcome = match (&decision, &outcome) {
+            (CacheDecision::Hit { tag }, (Err(ExecError::Snapshot { source, .. }), _)) => {
+                log.warn(
+                    task.id,
+                    &format!("cache: snapshot `{tag}` is unusable ({source}); running the command"),
+                );
+                let retry = CacheDecision::MissBuildAs { tag: tag.clone() };
+                // A failed restore may have changed the workspace: the executor scans it
+                // afresh.
+                let outcome = self.execute(task, executor, &step, retry.clone(), None, 2);
+                self.finish_command(task, outcome, &retry)
+            }
+            _ => self.finish_command(task, outcome, &decision),
+        };
+        if let Some(before) = &start_manifest {
+            self.record_effect(task, before);
         }
-        self.finish_command(task, outcome, &decision)
+        outcome
+    }
+
+    /// Scans the run's workspace with the run's digest index.
+    fn scan(&self) -> Result<WorkspaceManifest, crate::workspace::WorkspaceError> {
+        let mut digests = self.digests.lock().unwrap_or_else(|p| p.into_inner());
+        WorkspaceManifest::scan_indexed(&self.workspace, &mut digests)
+    }
+
+    /// Records the effect of the writing stage of `task`, which found `before`, for the keys
+    /// of the stages downstream of it ([`Lineage`]).
+    fn record_effect(&self, task: &StageTask<'_>, before: &WorkspaceManifest) {
+        let after = self.scan();
+        if let Err(e) = &after {
+            task.log.warn(
+                task.id,
+                &format!(
+                    "cache: cannot scan the workspace after the stage ({e}); stages after it \
+                     get no cache key"
+                ),
+            );
+        }
+        self.lineage
+            .wrote(task.id, before, after.as_ref().map_err(ToString::to_string));
+    }
+
+    /// The stage's parent snapshot: when it comes `after` exactly one stage, and that stage
+    /// is a `run:` stage that ended with a snapshot (committed it, or restored it on a hit),
+    /// that snapshot's tag. See `docs/scale-out.md`.
+    fn parent_snapshot(&self, stage: &Stage) -> Option<SnapshotRef> {
+        let mut after = stage.after.iter();
+        let (Some(only), None) = (after.next(), after.next()) else {
+            return None;
+        };
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(only.as_str())
+            .cloned()
     }
 
     fn execute(
@@ -468,7 +544,7 @@ impl PipelineRunner {
             run_id: task.run_id,
             step_id: StepId::from_uuid(uuid::Uuid::new_v4()),
             cache_lookup: decision,
-            parent_snapshot: None,
+            parent_snapshot: self.parent_snapshot(task.stage),
         };
         let with = task.stage.with.clone().map(Value::Object);
         let mut ctx = ExecContext::new(task.id, &self.workspace);
@@ -556,6 +632,7 @@ impl PipelineRunner {
 
 impl StageRunner for PipelineRunner {
     fn run_stage(&self, task: &StageTask<'_>) -> StageOutcome {
+        self.lineage.enter(task.id, &task.stage.after.0);
         match self.plans.get(task.id.as_str()) {
             Some(StagePlan::Extension(ext)) => self.run_extension(task, ext),
             Some(StagePlan::Command(executor)) => self.run_command(task, executor.as_ref()),
