@@ -112,7 +112,7 @@ pub enum Error {
     },
     /// The venv with `componentize-py` has not been made.
     #[error(
-        "`{path}` is missing: install the pinned componentize-py with          `bash tools/venv-install.sh python-ext` (from the workspace root)"
+        "`{path}` is missing: install the pinned componentize-py with `bash tools/venv-install.sh python-ext` (from the workspace root)"
     )]
     PythonToolchain {
         /// Where `componentize-py` was looked for.
