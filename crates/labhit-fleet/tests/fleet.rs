@@ -634,3 +634,93 @@ async fn reply_of(fleet: &Fleet, task: &Task) -> Reply {
         .expect("the subscription");
     serde_json::from_slice(&message.payload).expect("a reply")
 }
+
+/// Sends the id of every stage that ended `succeeded` or `cached`.
+struct Ended(std::sync::Mutex<std::sync::mpsc::Sender<String>>);
+
+impl labhit_runtime::scheduler::RunObserver for Ended {
+    fn stage_changed(&self, stage: &labhit_protocol::run::StageRun) {
+        if matches!(stage.status, StageStatus::Succeeded | StageStatus::Cached) {
+            let _ = self.0.lock().expect("lock").send(stage.stage.to_string());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_siblings_key_on_the_fleet_does_not_depend_on_which_sibling_finished_first() {
+    let server = NatsServer::start().expect("nats-server");
+    let fleet = connect(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = Cancellation::new();
+    let running = worker(&fleet, "w1", dir.path(), &stop).await;
+    let dispatcher = Arc::new(NatsDispatcher::new(
+        fleet.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let snapshots = SnapshotStore::new(dir.path().join("server"));
+    // `gated` waits at its gate until `first` ended: the two siblings run in that order.
+    let run = |name: &'static str, gated: &'static str, first: &'static str| {
+        let gate = |stage: &str| match stage == gated {
+            true => "      gate: {approval: required}\n",
+            false => "",
+        };
+        let stages = format!(
+            "    make:\n      run: echo made > made.txt\n    \
+             writer:\n      after: make\n{}      run: echo wrote > wrote.txt\n    \
+             look:\n      after: make\n{}      run: cat made.txt > seen.txt\n",
+            gate("writer"),
+            gate("look")
+        );
+        let workspace = dir.path().join(name);
+        std::fs::create_dir_all(&workspace).expect("checkout");
+        let mut request = RunRequest::new(
+            pipeline(&stages),
+            RunPlace::Prepared {
+                workspace,
+                run_dir: dir.path().join(format!("{name}-run")),
+            },
+        );
+        request.cache = CacheSettings {
+            snapshots: Some(snapshots.clone()),
+            ..CacheSettings::default()
+        };
+        request.dispatcher = dispatcher.clone();
+        let approvals = labhit_runtime::approval::Approvals::new();
+        request.approver = Some(Arc::new(approvals.clone()));
+        let (tx, ended) = std::sync::mpsc::channel();
+        request.observer = Some(Arc::new(Ended(std::sync::Mutex::new(tx))));
+        tokio::task::spawn_blocking(move || {
+            let prepared = prepare(request).expect("prepare");
+            let handle = std::thread::spawn(move || prepared.execute());
+            loop {
+                match ended.recv_timeout(DEADLINE) {
+                    Ok(stage) if stage == first => break,
+                    Ok(_) => {}
+                    Err(e) => panic!("`{first}` never ended: {e}"),
+                }
+            }
+            approvals.approve(gated, "test");
+            handle.join().expect("the run's thread")
+        })
+    };
+    let one = tokio::time::timeout(DEADLINE, run("look-first", "writer", "look"))
+        .await
+        .expect("the run ends")
+        .expect("the run's task");
+    assert_eq!(one.status, RunStatus::Succeeded, "{one:#?}");
+    let two = tokio::time::timeout(DEADLINE, run("writer-first", "look", "writer"))
+        .await
+        .expect("the run ends")
+        .expect("the run's task");
+    assert_eq!(two.status, RunStatus::Succeeded, "{two:#?}");
+    let look = two.stage("look").expect("look");
+    assert_eq!(
+        look.status,
+        StageStatus::Cached,
+        "`look`'s key must not cover its sibling's `wrote.txt`: {two:#?}"
+    );
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, running.wait())
+        .await
+        .expect("the worker stops");
+}

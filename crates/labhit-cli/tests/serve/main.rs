@@ -693,7 +693,12 @@ async fn policies_judge_what_the_ref_resolved_to_not_its_short_name() -> TestRes
         end?;
         let finished = get(&mut client, &run.id).await;
         let stage = finished.stages.first().ok_or("no stage")?;
-        assert_eq!(stage.status(), expected, "ref {git_ref}: {stage:?}");
+        // Let through, the stage runs, or (the same commit again) is restored from the cache.
+        let status = match stage.status() {
+            StageStatus::Cached => StageStatus::Succeeded,
+            other => other,
+        };
+        assert_eq!(status, expected, "ref {git_ref}: {stage:?}");
     }
     Ok(())
 }
