@@ -81,8 +81,48 @@ pub(crate) fn nats<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
-/// How long an object-store operation is retried while NATS cannot serve it.
+/// How long an object-store operation (or a publish) is retried while NATS cannot serve it.
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
+
+/// Runs `op` again while it fails with a NATS or read error (a lost node, a leader election,
+/// a timeout), every [`STORE_BACKOFF`], for up to [`STORE_RETRY`]; any other result at once.
+pub(crate) async fn retry<T, F, Fut>(mut op: F) -> Result<T, FleetError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, FleetError>>,
+{
+    let started = Instant::now();
+    loop {
+        match op().await {
+            Err(FleetError::Nats { .. } | FleetError::Io { .. })
+                if started.elapsed() < STORE_RETRY =>
+            {
+                tokio::time::sleep(STORE_BACKOFF).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Publishes `payload` on `subject` to JetStream and waits for the stream's
+/// acknowledgement, again (see [`retry`]) while NATS fails: a message the fleet relies on
+/// (a log line, a reply) is not dropped because a node went away. Receivers de-duplicate.
+pub(crate) async fn publish_acked(
+    js: &jetstream::Context,
+    subject: String,
+    payload: bytes::Bytes,
+) -> Result<(), FleetError> {
+    retry(|| async {
+        let what = || format!("publishing to `{subject}`");
+        let ack = js
+            .publish(subject.clone(), payload.clone())
+            .await
+            .map_err(nats(what()))?;
+        ack.await.map_err(nats(what()))?;
+        Ok(())
+    })
+    .await
+}
 
 /// The pause between two tries of an object-store operation.
 pub(crate) const STORE_BACKOFF: Duration = Duration::from_millis(200);
@@ -247,21 +287,19 @@ impl Fleet {
     /// A NATS failure (a lost node, a leader election) is retried for up to
     /// [`STORE_RETRY`].
     pub async fn put_archive(&self, bytes: &[u8]) -> Result<ArchiveId, FleetError> {
-        let started = Instant::now();
-        loop {
-            match self.try_put_archive(bytes).await {
-                Err(FleetError::Nats { .. }) if started.elapsed() < STORE_RETRY => {
-                    tokio::time::sleep(STORE_BACKOFF).await;
-                }
-                other => return other,
-            }
-        }
+        retry(|| self.try_put_archive(bytes)).await
     }
 
     async fn try_put_archive(&self, bytes: &[u8]) -> Result<ArchiveId, FleetError> {
         let id = archive::archive_id(bytes);
         let name = id.to_string();
-        if self.archives.info(&name).await.is_ok() {
+        // A deleted object leaves a marker behind: that is not "stored".
+        if self
+            .archives
+            .info(&name)
+            .await
+            .is_ok_and(|info| !info.deleted)
+        {
             return Ok(id);
         }
         let mut reader = bytes;
@@ -277,22 +315,13 @@ impl Fleet {
     /// A missing or corrupt archive is an error at once; a NATS or read failure (a lost node,
     /// a leader election, a timeout) is retried for up to [`STORE_RETRY`].
     pub async fn get_archive(&self, id: ArchiveId) -> Result<Vec<u8>, FleetError> {
-        let started = Instant::now();
-        loop {
-            match self.try_get_archive(id).await {
-                Err(FleetError::Nats { .. } | FleetError::Io { .. })
-                    if started.elapsed() < STORE_RETRY =>
-                {
-                    tokio::time::sleep(STORE_BACKOFF).await;
-                }
-                other => return other,
-            }
-        }
+        retry(|| self.try_get_archive(id)).await
     }
 
     async fn try_get_archive(&self, id: ArchiveId) -> Result<Vec<u8>, FleetError> {
         let name = id.to_string();
         match self.archives.info(&name).await {
+            Ok(info) if info.deleted => return Err(FleetError::MissingArchive { id }),
             Ok(_) => {}
             Err(e) if matches!(e.kind(), object_store::InfoErrorKind::NotFound) => {
                 return Err(FleetError::MissingArchive { id });

@@ -16,9 +16,8 @@
 use async_nats::jetstream::object_store;
 use labhit_protocol::ids::SnapshotRef;
 use tokio::io::AsyncReadExt as _;
-use tokio::time::Instant;
 
-use crate::setup::{Fleet, FleetError, STORE_BACKOFF, STORE_RETRY, nats};
+use crate::setup::{Fleet, FleetError, nats, retry};
 use crate::wire::SNAPSHOTS_BUCKET;
 
 impl Fleet {
@@ -87,25 +86,6 @@ impl Fleet {
             Err(e) => Err(nats(format!(
                 "deleting snapshot `{tag}` from `{SNAPSHOTS_BUCKET}`"
             ))(e)),
-        }
-    }
-}
-
-/// Runs `op` again while it fails with a NATS or read error, for up to [`STORE_RETRY`].
-async fn retry<T, F, Fut>(mut op: F) -> Result<T, FleetError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, FleetError>>,
-{
-    let started = Instant::now();
-    loop {
-        match op().await {
-            Err(FleetError::Nats { .. } | FleetError::Io { .. })
-                if started.elapsed() < STORE_RETRY =>
-            {
-                tokio::time::sleep(STORE_BACKOFF).await;
-            }
-            other => return other,
         }
     }
 }

@@ -48,7 +48,7 @@ use labhit_runtime::{
 use serde::{Deserialize, Serialize};
 
 use crate::archive;
-use crate::setup::{Fleet, FleetError, nats};
+use crate::setup::{Fleet, FleetError, nats, publish_acked};
 use crate::wire::{
     Abandoned, Failure, LogLine, Need, Outcome, Reply, SNAPSHOTS_BUCKET, Task, TaskBody,
     run_cancel_subject, task_cancel_subject,
@@ -288,11 +288,9 @@ async fn handle(worker: Arc<Worker>, fleet: Fleet, message: async_nats::jetstrea
     let reply = serve(&worker, &fleet, &task).await;
     progress.abort();
     if let Ok(payload) = serde_json::to_vec(&reply)
-        && let Ok(ack) = fleet
-            .js
-            .publish(format!("labhit.done.{key}"), payload.into())
+        && publish_acked(&fleet.js, format!("labhit.done.{key}"), payload.into())
             .await
-        && ack.await.is_ok()
+            .is_ok()
     {
         let _ = message.double_ack().await;
     }
@@ -386,12 +384,10 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         tokio::spawn(async move {
             let mut n = 0u64;
             while let Some(entry) = rx.recv().await {
-                if let Ok(payload) = serde_json::to_vec(&LogLine { n, entry })
-                    && let Ok(ack) = js
-                        .publish(format!("labhit.log.{key}"), payload.into())
-                        .await
-                {
-                    let _ = ack.await;
+                // Numbered before publishing, so the server sees a gap rather than a
+                // renumbered line if one is lost after every retry.
+                if let Ok(payload) = serde_json::to_vec(&LogLine { n, entry }) {
+                    let _ = publish_acked(&js, format!("labhit.log.{key}"), payload.into()).await;
                 }
                 n += 1;
             }
