@@ -275,3 +275,88 @@ fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// The tools `tools/venv-install.sh` installs: every directory of `tools/` with a
+    /// `requirements.txt`.
+    fn venv_tools(root: &std::path::Path) -> Vec<String> {
+        let mut tools: Vec<String> = std::fs::read_dir(root.join("tools"))
+            .expect("tools/")
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().join("requirements.txt").is_file())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        tools.sort();
+        tools
+    }
+
+    /// Every venv tool is installed by `.ci/run` and `cargo xtask ci` through the one script,
+    /// and its requirements are all pinned.
+    #[test]
+    fn every_venv_tool_is_pinned_and_installed_by_ci() {
+        let root = crate::project_root();
+        let tools = venv_tools(&root);
+        assert_eq!(tools, ["nats", "proto-client", "python-ext"]);
+        let ci_run = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
+        let ci_rs = include_str!("ci.rs");
+        for tool in &tools {
+            assert!(
+                ci_run.contains(&format!("bash tools/venv-install.sh {tool} ")),
+                ".ci/run does not install {tool}"
+            );
+            assert!(
+                ci_rs.contains(&format!("\"tools/venv-install.sh\", \"{tool}\"")),
+                "cargo xtask ci does not install {tool}"
+            );
+            let requirements =
+                std::fs::read_to_string(root.join("tools").join(tool).join("requirements.txt"))
+                    .expect("requirements.txt");
+            for line in requirements.lines().map(str::trim) {
+                assert!(
+                    line.is_empty() || line.starts_with('#') || line.contains("=="),
+                    "tools/{tool}/requirements.txt: `{line}` is not pinned"
+                );
+            }
+        }
+    }
+
+    /// A name that is not a tool is refused before anything is installed, naming the tools.
+    #[test]
+    fn the_venv_installer_refuses_what_is_not_a_tool() {
+        let root = crate::project_root();
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let target = scratch.path().to_str().expect("utf-8 path");
+        for (args, says) in [
+            (
+                vec!["nope", target],
+                "`tools/nope/requirements.txt` is missing: NAME is one of nats proto-client python-ext",
+            ),
+            (vec!["../nats", target], "`../nats` is not a tool name"),
+            (vec![], "usage: tools/venv-install.sh NAME [TARGET_DIR]"),
+            (
+                vec!["nats", target, "extra"],
+                "usage: tools/venv-install.sh NAME [TARGET_DIR]",
+            ),
+        ] {
+            let output = Command::new("bash")
+                .arg(root.join("tools/venv-install.sh"))
+                .args(&args)
+                .output()
+                .expect("bash runs");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+            assert!(output.stdout.is_empty(), "{args:?}");
+        }
+        assert!(
+            std::fs::read_dir(scratch.path())
+                .expect("scratch")
+                .next()
+                .is_none(),
+            "nothing installed"
+        );
+    }
+}
