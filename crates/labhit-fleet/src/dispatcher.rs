@@ -36,7 +36,8 @@ use labhit_runtime::{
 use crate::archive;
 use crate::setup::{Fleet, FleetError, nats};
 use crate::wire::{
-    Failure, LogLine, Need, Outcome, Reply, SNAPSHOTS_BUCKET, Task, TaskBody, task_cancel_subject,
+    Failure, LogLine, Need, Outcome, PROTOCOL, Reply, SNAPSHOTS_BUCKET, Task, TaskBody,
+    task_cancel_subject,
 };
 use labhit_protocol::ids::SnapshotRef;
 use labhit_runtime::snapshot::{SnapshotError, SnapshotStore};
@@ -61,8 +62,8 @@ pub struct NatsDispatcher {
 /// Why a remote step did not come back.
 #[derive(Debug)]
 enum Remote {
-    /// No worker advertises the need.
-    NoWorker(Need),
+    /// No worker advertises the need; or only this worker, of that other fleet protocol.
+    NoWorker(Need, Option<(String, u32)>),
     /// Cancelled before a worker answered.
     Cancelled,
     /// The fleet failed.
@@ -78,10 +79,16 @@ impl From<FleetError> for Remote {
 impl std::fmt::Display for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Remote::NoWorker(need) => write!(
+            Remote::NoWorker(need, None) => write!(
                 f,
                 "no worker of the fleet has {need}: start a `labhit worker --extensions DIR` \
                  whose DIR holds it"
+            ),
+            Remote::NoWorker(need, Some((worker, protocol))) => write!(
+                f,
+                "no worker of this server's release has {need}: worker `{worker}` has it but \
+                 speaks fleet protocol {protocol}, this server {PROTOCOL}; run server and \
+                 workers of the same release"
             ),
             Remote::Cancelled => f.write_str("cancelled before a worker answered"),
             Remote::Fleet(e) => write!(f, "{e}"),
@@ -129,12 +136,13 @@ impl NatsDispatcher {
 }
 
 /// Whether some worker advertises `need`.
-async fn advertised(fleet: &Fleet, need: &Need) -> Result<bool, FleetError> {
+async fn advertised(fleet: &Fleet, need: &Need) -> Result<Advertised, FleetError> {
     let mut keys = fleet
         .workers
         .keys()
         .await
         .map_err(nats("listing the workers"))?;
+    let mut found = Advertised::Nobody;
     while let Some(key) = keys.next().await {
         let Ok(key) = key else { continue };
         let Ok(Some(value)) = fleet.workers.get(&key).await else {
@@ -143,10 +151,26 @@ async fn advertised(fleet: &Fleet, need: &Need) -> Result<bool, FleetError> {
         if let Ok(advert) = serde_json::from_slice::<crate::worker::Advert>(&value)
             && advert.needs.contains(need)
         {
-            return Ok(true);
+            if advert.protocol == PROTOCOL {
+                return Ok(Advertised::Yes);
+            }
+            found = Advertised::OtherProtocol {
+                worker: advert.worker,
+                protocol: advert.protocol,
+            };
         }
     }
-    Ok(false)
+    Ok(found)
+}
+
+/// Whether some worker advertises a need.
+enum Advertised {
+    /// A worker of this protocol.
+    Yes,
+    /// Only a worker of another fleet protocol (another release).
+    OtherProtocol { worker: String, protocol: u32 },
+    /// No worker.
+    Nobody,
 }
 
 /// Steps 1–5 of the module documentation; log lines go to `lines`.
@@ -227,8 +251,15 @@ async fn publish(
     task_id: &str,
     workspace: &std::path::Path,
 ) -> Result<Ordered, Remote> {
-    if !advertised(fleet, &task.need).await? {
-        return Err(Remote::NoWorker(task.need.clone()));
+    match advertised(fleet, &task.need).await? {
+        Advertised::Yes => {}
+        Advertised::Nobody => return Err(Remote::NoWorker(task.need.clone(), None)),
+        Advertised::OtherProtocol { worker, protocol } => {
+            return Err(Remote::NoWorker(
+                task.need.clone(),
+                Some((worker, protocol)),
+            ));
+        }
     }
     let bytes = archive::pack(workspace).map_err(FleetError::from)?;
     task.archive = fleet.put_archive(&bytes).await?;

@@ -15,8 +15,14 @@
 //! Workspaces and snapshots are objects: [`ARCHIVES_BUCKET`] (by `ArchiveId`) and
 //! [`SNAPSHOTS_BUCKET`] (by cache tag, see [`crate::snapshots`]).
 //!
-//! `<need>` is [`Need::token`]: the extension a worker must have (or the local executor),
-//! so a task is only ever pulled by a worker that can run it.
+//! `<need>` is [`Need::token`]: the extension a worker must have (or the local executor)
+//! and the fleet [`PROTOCOL`], so a task is only ever pulled by a worker that can run it and
+//! reads its messages the same way.
+//!
+//! These messages are not a contract: server and workers of one release talk, and a change
+//! to them bumps [`PROTOCOL`] instead of staying compatible. The contract types inside them
+//! keep their published forms. A worker of another protocol never pulls a task (its need
+//! tokens differ), and the server names the mismatch when only such workers have a need.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +32,10 @@ use labhit_protocol::ids::{ArchiveId, RunId, SnapshotRef};
 use labhit_protocol::run::LogEntry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+/// The version of the fleet's messages (this module). Part of every need token and of
+/// every worker's [`Advert`](crate::worker::Advert); bumped on any change to them.
+pub const PROTOCOL: u32 = 1;
 
 /// The work-queue stream of tasks.
 pub const TASKS_STREAM: &str = "LABHIT_TASKS";
@@ -54,18 +64,18 @@ pub enum Need {
 }
 
 impl Need {
-    /// The subject token of the need: `local`, or `x` and the first 16 hex digits of the
-    /// sha256 of `reference contract`.
+    /// The subject token of the need under the fleet [`PROTOCOL`] `p`: `p<p>local`, or
+    /// `p<p>x` and the first 16 hex digits of the sha256 of `reference contract`.
     pub fn token(&self) -> String {
         match self {
-            Need::Local => "local".to_owned(),
+            Need::Local => format!("p{PROTOCOL}local"),
             Need::Extension {
                 reference,
                 contract,
             } => {
                 let digest = Sha256::digest(format!("{reference} {contract}").as_bytes());
                 let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-                format!("x{hex}")
+                format!("p{PROTOCOL}x{hex}")
             }
         }
     }
@@ -251,5 +261,7 @@ mod tests {
             assert!(token.chars().all(|c| c.is_ascii_alphanumeric()), "{token}");
         }
         assert_ne!(a.token(), b.token());
+        assert!(Need::Local.token().starts_with(&format!("p{PROTOCOL}")));
+        assert!(a.token().starts_with(&format!("p{PROTOCOL}x")));
     }
 }

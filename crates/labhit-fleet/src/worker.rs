@@ -59,6 +59,10 @@ use crate::wire::{
 pub struct Advert {
     /// The worker's name.
     pub worker: String,
+    /// The fleet protocol it speaks ([`crate::wire::PROTOCOL`]; 0 for a worker from before
+    /// the field).
+    #[serde(default)]
+    pub protocol: u32,
     /// What it can run.
     pub needs: Vec<Need>,
 }
@@ -146,6 +150,7 @@ impl Worker {
         })?;
         let advert = serde_json::to_vec(&Advert {
             worker: self.config.name.clone(),
+            protocol: crate::wire::PROTOCOL,
             needs: self.needs(),
         })
         .map_err(|source| FleetError::Malformed {

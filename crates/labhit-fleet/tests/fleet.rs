@@ -159,8 +159,39 @@ async fn a_run_dispatched_to_workers_has_the_effects_logs_and_cache_of_an_in_pro
 async fn a_stage_no_worker_can_run_fails_naming_the_extension() {
     let server = NatsServer::start().expect("nats-server");
     let fleet = connect(&server).await;
-    let dir = tempfile::tempdir().expect("tempdir");
     // No worker at all: even the local executor is nobody's.
+    let reason = reason_of_a_local_stage(&fleet).await;
+    assert!(
+        reason.contains("no worker of the fleet has the local executor")
+            && reason.contains("labhit worker"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_only_a_worker_of_another_fleet_protocol_has_fails_naming_both_protocols() {
+    let server = NatsServer::start().expect("nats-server");
+    let fleet = connect(&server).await;
+    // A worker of an older release: no `protocol` in its advert (protocol 0).
+    let advert = serde_json::json!({"worker": "old-worker", "needs": [{"kind": "local"}]});
+    fleet
+        .workers
+        .put("old-worker", advert.to_string().into())
+        .await
+        .expect("advert");
+    let reason = reason_of_a_local_stage(&fleet).await;
+    assert!(
+        reason.contains("worker `old-worker` has it but speaks fleet protocol 0")
+            && reason.contains(&format!("this server {}", labhit_fleet::wire::PROTOCOL))
+            && reason.contains("same release"),
+        "{reason}"
+    );
+}
+
+/// Runs a one-stage `run:` pipeline through the fleet's dispatcher (no worker pulls it) and
+/// returns why the stage failed.
+async fn reason_of_a_local_stage(fleet: &Fleet) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
     let dispatcher = Arc::new(NatsDispatcher::new(
         fleet.clone(),
         tokio::runtime::Handle::current(),
@@ -183,12 +214,7 @@ async fn a_stage_no_worker_can_run_fails_naming_the_extension() {
     .expect("the run ends")
     .expect("the run's thread");
     assert_eq!(run.status, RunStatus::Failed);
-    let reason = run.stages[0].reason.clone().unwrap_or_default();
-    assert!(
-        reason.contains("no worker of the fleet has the local executor")
-            && reason.contains("labhit worker"),
-        "{reason}"
-    );
+    run.stages[0].reason.clone().unwrap_or_default()
 }
 
 /// Publishes a `run:` task on archive `archive` and returns the reply a worker sends.

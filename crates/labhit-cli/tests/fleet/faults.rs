@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt as _;
 use labhit_fleet::testing::NatsServer;
-use labhit_fleet::wire::{Failure, Outcome, Reply};
+use labhit_fleet::wire::{Failure, Need, Outcome, Reply};
 use labhit_fleet::{Fleet, FleetOptions};
 use labhit_proto::PipelineServiceClient;
 use labhit_proto::v1::{
@@ -349,7 +349,7 @@ pipeline:
     }
     let consumer = fleet
         .tasks
-        .get_consumer::<pull::Config>("need-local")
+        .get_consumer::<pull::Config>(&format!("need-{}", Need::Local.token()))
         .await
         .expect("the consumer of local tasks");
     let info = consumer.get_info().await?;
