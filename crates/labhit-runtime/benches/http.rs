@@ -11,11 +11,16 @@
 //!
 //! `guest_step − guest_step_noop` is the cost of the request through `wasi:http`;
 //! `guest_step − native_std` the whole overhead of making it from a guest step.
+//!
+//! The server counts the requests it answered. Before measuring, the setup checks that a
+//! guest step reaches it once and reports status 200, and that the refused step fails with
+//! the allow-list's error without reaching it; each measured guest step checks its status.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use divan::{Bencher, black_box};
 use labhit_guest_build::{Builder, Target};
@@ -31,6 +36,9 @@ struct Setup {
     runtime: Runtime,
     extension: LoadedExtension,
 }
+
+/// Requests the server read (and answers).
+static SERVED: AtomicUsize = AtomicUsize::new(0);
 
 /// Answers every connection with `200 ok` and closes it; lives as long as the process.
 fn serve(listener: TcpListener) {
@@ -55,6 +63,8 @@ fn serve(listener: TcpListener) {
         }
         let mut body = vec![0; length];
         let _ = reader.read_exact(&mut body);
+        // Counted before answering, so a client that saw the answer sees the count.
+        SERVED.fetch_add(1, Ordering::SeqCst);
         let _ = reader
             .get_mut()
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
@@ -88,12 +98,45 @@ fn setup() -> &'static Setup {
         let extension = runtime
             .load(&manifest, &component)
             .unwrap_or_else(|err| panic!("{err}"));
-        Setup {
+        let setup = Setup {
             addr,
             runtime,
             extension,
-        }
+        };
+        verify(&setup);
+        setup
     })
+}
+
+/// A guest step reaches the server once and reports 200; a refused one never reaches it.
+fn verify(setup: &Setup) {
+    let before = SERVED.load(Ordering::SeqCst);
+    let outcome = setup
+        .runtime
+        .execute(
+            &setup.extension,
+            step(format!("http://{}/hook", setup.addr)),
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        outcome.outputs.get("status").map(String::as_str),
+        Some("200")
+    );
+    assert_eq!(SERVED.load(Ordering::SeqCst), before + 1);
+    let err = setup
+        .runtime
+        .execute(&setup.extension, step(refused_url(setup)))
+        .err()
+        .unwrap_or_else(|| panic!("a request to a host off the allow-list succeeded"));
+    let message = err.to_string();
+    assert!(message.contains("not-listed.invalid"), "{message}");
+    assert_eq!(SERVED.load(Ordering::SeqCst), before + 1);
+    eprintln!("refused step: {message}");
+}
+
+/// A URL the allow-list refuses before connecting.
+fn refused_url(setup: &Setup) -> String {
+    format!("http://not-listed.invalid:{}/hook", setup.addr.port())
 }
 
 fn step(url: String) -> StepRequest {
@@ -139,13 +182,17 @@ fn guest_step(bencher: Bencher<'_, '_>) {
                 .execute(&setup.extension, request)
                 .unwrap_or_else(|err| panic!("{err}"));
             assert_eq!(outcome.exit_code, 0);
+            assert_eq!(
+                outcome.outputs.get("status").map(String::as_str),
+                Some("200")
+            );
         });
 }
 
 #[divan::bench(sample_count = 200)]
 fn guest_step_noop(bencher: Bencher<'_, '_>) {
     let setup = setup();
-    let url = format!("http://not-listed.invalid:{}/hook", setup.addr.port());
+    let url = refused_url(setup);
     bencher
         .with_inputs(|| step(url.clone()))
         .bench_local_values(|request| {
