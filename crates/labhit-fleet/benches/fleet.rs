@@ -23,7 +23,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use divan::counter::ItemsCount;
 use labhit_fleet::testing::NatsServer;
@@ -40,6 +40,9 @@ use labhit_runtime::{Cancellation, Runtime, RuntimeConfig};
 
 fn main() {
     divan::main();
+    if let Some(server) = NATS.get() {
+        server.lock().unwrap_or_else(|p| p.into_inner()).kill();
+    }
 }
 
 /// Stages of a `dispatch` run.
@@ -68,12 +71,21 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         .expect("a tokio runtime")
 });
 
-static NATS: LazyLock<NatsServer> =
-    LazyLock::new(|| NatsServer::start().expect("nats-server (run tools/venv-install.sh nats)"));
+/// The server; killed when the benches end (a static is never dropped).
+static NATS: OnceLock<Mutex<NatsServer>> = OnceLock::new();
+
+fn nats_url() -> String {
+    NATS.get_or_init(|| {
+        Mutex::new(NatsServer::start().expect("nats-server (run tools/venv-install.sh nats)"))
+    })
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+    .url()
+}
 
 static FLEET: LazyLock<Fleet> = LazyLock::new(|| {
     RUNTIME
-        .block_on(Fleet::connect(&NATS.url(), FleetOptions::default()))
+        .block_on(Fleet::connect(&nats_url(), FleetOptions::default()))
         .expect("connect")
 });
 
