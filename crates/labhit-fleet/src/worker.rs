@@ -5,7 +5,10 @@
 //! advertises what it can run (the local executor, and each extension as `name@version` with
 //! its contract) in the `labhit_workers` bucket, refreshed while it lives. For each of these
 //! needs it pulls from one durable consumer shared by every worker with the same need, so a
-//! task only reaches a worker that can run it.
+//! task only reaches a worker that can run it. One puller takes tasks while a permit of
+//! `--concurrency` is free, asking the consumers in turn without waiting on any; when none
+//! has a task it waits for a publication on its task subjects (core NATS, the doorbell) or
+//! one second (redeliveries ring no bell).
 //!
 //! Per task: a task already answered (a redelivery after the answering worker died before
 //! its acknowledgement) is acknowledged and dropped; otherwise the archive is fetched and
@@ -20,8 +23,9 @@
 //! For a `hit` it imports the snapshot from the bucket unless its store has it (a missing or
 //! corrupt object is a [`Failure::Snapshot`] reply), then restores it and skips the command;
 //! for a `miss_build_as` it commits the step's effect locally and stores it in the bucket
-//! before replying (once: a tag already stored is left as it is). A worker killed mid-step leaves the task unacknowledged: JetStream
-//! delivers it to another worker after the ack wait.
+//! before replying (once: a tag already stored is left as it is). A worker killed mid-step
+//! leaves the task unacknowledged: JetStream delivers it to another worker after the ack
+//! wait.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -167,16 +171,18 @@ impl Worker {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             worker.config.concurrency.max(1),
         ));
-        let mut pullers = tokio::task::JoinSet::new();
+        let mut consumers = Vec::new();
+        let mut subjects = Vec::new();
         for need in worker.needs() {
             let token = need.token();
+            let subject = format!("labhit.task.{token}");
             let consumer = fleet
                 .tasks
                 .get_or_create_consumer(
                     &format!("need-{token}"),
                     pull::Config {
                         durable_name: Some(format!("need-{token}")),
-                        filter_subject: format!("labhit.task.{token}"),
+                        filter_subject: subject.clone(),
                         ack_wait: fleet.options.ack_wait,
                         max_deliver: fleet.options.max_deliver,
                         ..Default::default()
@@ -184,13 +190,16 @@ impl Worker {
                 )
                 .await
                 .map_err(nats(format!("the consumer of {need}")))?;
-            let (worker, fleet, permits, stop) = (
-                Arc::clone(&worker),
-                fleet.clone(),
-                Arc::clone(&permits),
-                stop.clone(),
+            consumers.push(consumer);
+            subjects.push(subject);
+        }
+        let doorbell = Doorbell::subscribe(&fleet.client, &subjects).await?;
+        let mut pullers = tokio::task::JoinSet::new();
+        {
+            let (worker, fleet, stop) = (Arc::clone(&worker), fleet.clone(), stop.clone());
+            pullers.spawn(
+                async move { pull(worker, fleet, consumers, doorbell, permits, stop).await },
             );
-            pullers.spawn(async move { pull(worker, fleet, consumer, permits, stop).await });
         }
         let task = tokio::spawn(async move {
             let mut refresh = tokio::time::interval(Duration::from_secs(10));
@@ -223,34 +232,88 @@ impl Running {
     }
 }
 
-/// Pulls tasks from `consumer` while permits are free, until `stop`.
+/// How long an idle worker waits before asking its consumers again without being rung: a
+/// task redelivered after another worker died rings no bell.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Core NATS subscriptions to the worker's task subjects: a task published for one of its
+/// needs wakes the idle puller at once (the task itself is taken from the durable
+/// consumer, never from here).
+struct Doorbell(futures_util::stream::SelectAll<async_nats::Subscriber>);
+
+impl Doorbell {
+    async fn subscribe(
+        client: &async_nats::Client,
+        subjects: &[String],
+    ) -> Result<Self, FleetError> {
+        let mut all = futures_util::stream::SelectAll::new();
+        for subject in subjects {
+            all.push(
+                client
+                    .subscribe(subject.clone())
+                    .await
+                    .map_err(nats(format!("subscribing to `{subject}`")))?,
+            );
+        }
+        Ok(Self(all))
+    }
+
+    /// Waits for a ring, or [`IDLE_POLL`]; then forgets the rings already queued (one
+    /// round of asking serves them all).
+    async fn wait(&mut self) {
+        let _ = tokio::time::timeout(IDLE_POLL, self.0.next()).await;
+        while let Some(Some(_)) = futures_util::FutureExt::now_or_never(self.0.next()) {}
+    }
+}
+
+/// Takes tasks while permits are free, until `stop`. With a permit in hand it asks each of
+/// the worker's consumers in turn for one task, never waiting on one consumer (a worker
+/// with several needs would otherwise sit on its permit waiting for one need while a task
+/// of another need queues); with nothing to take it lets the permit go and waits for the
+/// [`Doorbell`].
 async fn pull(
     worker: Arc<Worker>,
     fleet: Fleet,
-    consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
+    consumers: Vec<async_nats::jetstream::consumer::Consumer<pull::Config>>,
+    mut doorbell: Doorbell,
     permits: Arc<tokio::sync::Semaphore>,
     stop: Cancellation,
 ) {
     let mut running = tokio::task::JoinSet::new();
+    // Where the next round starts, so that no need starves the others.
+    let mut first = 0usize;
     while !stop.is_cancelled() {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
-        let batch = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await;
-        let Ok(mut batch) = batch else {
-            continue;
-        };
-        if let Some(Ok(message)) = batch.next().await {
-            let (worker, fleet) = (Arc::clone(&worker), fleet.clone());
-            running.spawn(async move {
-                handle(worker, fleet, message).await;
+        let mut taken = None;
+        for i in 0..consumers.len() {
+            let at = (first + i) % consumers.len();
+            // `fetch` does not wait: an empty consumer answers at once.
+            let Ok(mut batch) = consumers[at].fetch().max_messages(1).messages().await else {
+                continue;
+            };
+            if let Some(Ok(message)) = batch.next().await {
+                first = (at + 1) % consumers.len();
+                taken = Some(message);
+                break;
+            }
+        }
+        match taken {
+            Some(message) => {
+                let (worker, fleet) = (Arc::clone(&worker), fleet.clone());
+                running.spawn(async move {
+                    handle(worker, fleet, message).await;
+                    drop(permit);
+                });
+            }
+            None => {
                 drop(permit);
-            });
+                tokio::select! {
+                    () = doorbell.wait() => {}
+                    () = stop.cancelled() => break,
+                }
+            }
         }
         while running.try_join_next().is_some() {}
     }
