@@ -236,6 +236,13 @@ impl Running {
 /// task redelivered after another worker died rings no bell.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// The bell can ring before the stream holds the task (core delivery and storage race):
+/// for this long after a ring, a round that finds nothing is tried again every
+/// [`RUNG_RETRY`] instead of going back to sleep.
+const RUNG_GRACE: Duration = Duration::from_millis(250);
+/// See [`RUNG_GRACE`].
+const RUNG_RETRY: Duration = Duration::from_millis(2);
+
 /// Core NATS subscriptions to the worker's task subjects: a task published for one of its
 /// needs wakes the idle puller at once (the task itself is taken from the durable
 /// consumer, never from here).
@@ -259,10 +266,14 @@ impl Doorbell {
     }
 
     /// Waits for a ring, or [`IDLE_POLL`]; then forgets the rings already queued (one
-    /// round of asking serves them all).
-    async fn wait(&mut self) {
-        let _ = tokio::time::timeout(IDLE_POLL, self.0.next()).await;
+    /// round of asking serves them all). Whether it rang.
+    async fn wait(&mut self) -> bool {
+        let rang = matches!(
+            tokio::time::timeout(IDLE_POLL, self.0.next()).await,
+            Ok(Some(_))
+        );
         while let Some(Some(_)) = futures_util::FutureExt::now_or_never(self.0.next()) {}
+        rang
     }
 }
 
@@ -282,6 +293,7 @@ async fn pull(
     let mut running = tokio::task::JoinSet::new();
     // Where the next round starts, so that no need starves the others.
     let mut first = 0usize;
+    let mut rung: Option<tokio::time::Instant> = None;
     while !stop.is_cancelled() {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
@@ -301,6 +313,8 @@ async fn pull(
         }
         match taken {
             Some(message) => {
+                // The ring is answered: a later empty round sleeps until the next one.
+                rung = None;
                 let (worker, fleet) = (Arc::clone(&worker), fleet.clone());
                 running.spawn(async move {
                     handle(worker, fleet, message).await;
@@ -309,8 +323,17 @@ async fn pull(
             }
             None => {
                 drop(permit);
+                if rung.is_some_and(|at| at.elapsed() < RUNG_GRACE) {
+                    tokio::select! {
+                        () = tokio::time::sleep(RUNG_RETRY) => {}
+                        () = stop.cancelled() => break,
+                    }
+                    continue;
+                }
                 tokio::select! {
-                    () = doorbell.wait() => {}
+                    rang = doorbell.wait() => {
+                        rung = rang.then(tokio::time::Instant::now);
+                    }
                     () = stop.cancelled() => break,
                 }
             }
