@@ -136,7 +136,29 @@ impl NatsDispatcher {
 }
 
 /// Whether some worker advertises `need`.
+/// How long a need some worker advertised is taken as still advertised without asking the
+/// workers bucket again (workers refresh their adverts every 10 s; a worker gone since then
+/// leaves the task queued for the next one, as a worker dying after the check would).
+const ADVERT_FRESH: Duration = Duration::from_secs(5);
+
 async fn advertised(fleet: &Fleet, need: &Need) -> Result<Advertised, FleetError> {
+    let fresh = |seen: &std::time::Instant| seen.elapsed() < ADVERT_FRESH;
+    if let Ok(seen) = fleet.advertised.lock()
+        && seen.get(need).is_some_and(fresh)
+    {
+        return Ok(Advertised::Yes);
+    }
+    let found = ask_workers(fleet, need).await?;
+    if matches!(found, Advertised::Yes)
+        && let Ok(mut seen) = fleet.advertised.lock()
+    {
+        seen.insert(need.clone(), std::time::Instant::now());
+    }
+    Ok(found)
+}
+
+/// Whether the workers bucket holds an advert of `need` (see [`advertised`]).
+async fn ask_workers(fleet: &Fleet, need: &Need) -> Result<Advertised, FleetError> {
     let mut keys = fleet
         .workers
         .keys()

@@ -1,6 +1,8 @@
 //! Connecting to NATS and the JetStream streams and buckets server and workers share
 //! (created by whoever comes first, with the same settings).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv, object_store, stream};
@@ -8,6 +10,7 @@ use labhit_protocol::ids::ArchiveId;
 use tokio::io::AsyncReadExt as _;
 
 use crate::archive;
+use crate::wire::Need;
 use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, SNAPSHOTS_BUCKET, TASKS_STREAM, WORKERS_BUCKET};
 
 /// How long a first JetStream request may be retried while a fresh cluster elects its leader.
@@ -167,6 +170,9 @@ pub struct Fleet {
     pub workers: kv::Store,
     /// The settings.
     pub options: FleetOptions,
+    /// Needs some worker of this protocol advertised, and when that was last seen: the
+    /// dispatcher asks the workers bucket again only when that is older than a few seconds.
+    pub(crate) advertised: Arc<Mutex<BTreeMap<Need, Instant>>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -279,6 +285,7 @@ impl Fleet {
             snapshots,
             workers,
             options: options.clone(),
+            advertised: Arc::default(),
         })
     }
 
