@@ -207,8 +207,9 @@ async fn remote(
     // A cluster electing a leader refuses JetStream requests for a moment: the set-up is
     // retried (the task's message id makes a second publication a no-op).
     let started = tokio::time::Instant::now();
+    let mut since = None;
     let mut events = loop {
-        match publish(&fleet, &mut task, &task_id, &workspace).await {
+        match publish(&fleet, &mut task, &task_id, &workspace, &mut since).await {
             Ok(events) => break events,
             Err(Remote::Fleet(FleetError::Nats { .. })) if started.elapsed() < RETRY => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -266,13 +267,30 @@ async fn remote(
 }
 
 /// Steps 1–3 of the module documentation: the task's events, subscribed before it is
-/// published.
+/// published. The events consumer starts at `since`: the events stream's next sequence
+/// when the first attempt began (kept across attempts, so an answer to a task published by
+/// an attempt that failed afterwards is still seen), never at the stream's start, which
+/// would make `nats-server` scan every earlier run's events for each task.
 async fn publish(
     fleet: &Fleet,
     task: &mut Task,
     task_id: &str,
     workspace: &std::path::Path,
+    since: &mut Option<u64>,
 ) -> Result<Ordered, Remote> {
+    let start_sequence = match *since {
+        Some(start) => start,
+        None => {
+            let info = fleet
+                .events
+                .get_info()
+                .await
+                .map_err(nats("reading the events stream's state"))?;
+            let start = info.state.last_sequence + 1;
+            *since = Some(start);
+            start
+        }
+    };
     match advertised(fleet, &task.need).await? {
         Advertised::Yes => {}
         Advertised::Nobody => return Err(Remote::NoWorker(task.need.clone(), None)),
@@ -290,7 +308,7 @@ async fn publish(
         .events
         .create_consumer(pull::OrderedConfig {
             filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
             ..Default::default()
         })
         .await
