@@ -208,9 +208,17 @@ async fn remote(
     // retried (the task's message id makes a second publication a no-op).
     let started = tokio::time::Instant::now();
     let mut since = None;
-    let mut events = loop {
+    let (mut events, _consumer) = loop {
         match publish(&fleet, &mut task, &task_id, &workspace, &mut since).await {
-            Ok(events) => break events,
+            Ok((events, consumer)) => {
+                break (
+                    events,
+                    DeleteOnDrop {
+                        stream: fleet.events.clone(),
+                        consumer,
+                    },
+                );
+            }
             Err(Remote::Fleet(FleetError::Nats { .. })) if started.elapsed() < RETRY => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -277,7 +285,7 @@ async fn publish(
     task_id: &str,
     workspace: &std::path::Path,
     since: &mut Option<u64>,
-) -> Result<Ordered, Remote> {
+) -> Result<(Ordered, String), Remote> {
     let start_sequence = match *since {
         Some(start) => start,
         None => {
@@ -313,6 +321,7 @@ async fn publish(
         })
         .await
         .map_err(nats(format!("listening to task `{key}`")))?;
+    let name = consumer.cached_info().name.clone();
     let events = consumer
         .messages()
         .await
@@ -334,7 +343,27 @@ async fn publish(
         .map_err(nats(format!("publishing task `{key}`")))?
         .await
         .map_err(nats(format!("publishing task `{key}`")))?;
-    Ok(events)
+    Ok((events, name))
+}
+
+/// Deletes a task's events consumer once the dispatch is over, rather than leaving it to
+/// linger for its inactivity threshold (30 s for an ordered consumer): every lingering
+/// consumer costs `nats-server` work on each later event, and a busy server keeps hundreds
+/// (they capped the fleet at ≈ 32 stages/s). Best effort: a consumer it misses expires.
+struct DeleteOnDrop {
+    stream: async_nats::jetstream::stream::Stream,
+    consumer: String,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let (stream, consumer) = (self.stream.clone(), std::mem::take(&mut self.consumer));
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = stream.delete_consumer(&consumer).await;
+            });
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
