@@ -134,32 +134,35 @@ pub fn derive(builder: &Builder, crate_dir: &Path) -> Result<Hook> {
     Ok(Hook { inputs, outputs })
 }
 
+/// The `properties` of an object schema (none when it has none).
+fn properties(schema: &Value) -> Map<String, Value> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The names in the `required` list of an object schema.
+fn required(schema: &Value) -> BTreeSet<String> {
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Where the hand-written `[inputs]` (`manifest`) lets through a `with` that the `Config`'s
 /// schema (`derived`) rejects, or lacks a field the `Config` has: one message per problem,
 /// each naming the field. Empty when they agree.
 pub fn disagreements(manifest: &Value, derived: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    let empty = Map::new();
-    let properties = |schema: &Value| -> Map<String, Value> {
-        schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty)
-            .clone()
-    };
-    let required = |schema: &Value| -> BTreeSet<String> {
-        schema
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|names| {
-                names
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let (declared, fields) = (properties(manifest), properties(derived));
     let (declared_required, field_required) = (required(manifest), required(derived));
 
@@ -234,27 +237,6 @@ pub fn disagreements(manifest: &Value, derived: &Value) -> Vec<String> {
 /// string: one message per problem, each naming the output. Empty when they agree.
 pub fn output_disagreements(manifest: &Value, derived: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    let empty = Map::new();
-    let properties = |schema: &Value| -> Map<String, Value> {
-        schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty)
-            .clone()
-    };
-    let required = |schema: &Value| -> BTreeSet<String> {
-        schema
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|names| {
-                names
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let (declared, fields) = (properties(manifest), properties(derived));
     let always = required(derived);
     for name in fields.keys() {
