@@ -22,6 +22,7 @@
 //! | [`archive`] | a workspace as one deterministic tar, its content-addressed id |
 //! | [`setup`] | connecting, the streams and buckets both sides use |
 //! | [`snapshots`] | snapshots in the object store, by cache tag |
+//! | `objects` | reading an object without a consumer on the server |
 //! | [`dispatcher`] | [`NatsDispatcher`] |
 //! | [`recovery`] | a restarted server cancels the fleet's tasks of runs it found interrupted |
 //! | [`worker`] | `labhit worker` |
@@ -29,6 +30,7 @@
 
 pub mod archive;
 pub mod dispatcher;
+mod objects;
 pub mod recovery;
 pub mod setup;
 pub mod snapshots;

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv, object_store, stream};
 use labhit_protocol::ids::ArchiveId;
-use tokio::io::AsyncReadExt as _;
 
-use crate::archive;
+use crate::{archive, objects};
 use crate::wire::Need;
 use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, SNAPSHOTS_BUCKET, TASKS_STREAM, WORKERS_BUCKET};
 
@@ -173,6 +172,10 @@ pub struct Fleet {
     /// Needs some worker of this protocol advertised, and when that was last seen: the
     /// dispatcher asks the workers bucket again only when that is older than a few seconds.
     pub(crate) advertised: Arc<Mutex<BTreeMap<Need, Instant>>>,
+    /// The streams under [`Fleet::archives`] and [`Fleet::snapshots`], which objects are
+    /// read from ([`crate::objects`]).
+    pub(crate) archive_chunks: stream::Stream,
+    pub(crate) snapshot_chunks: stream::Stream,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -276,6 +279,14 @@ impl Fleet {
                 .await
                 .map_err(nats(format!("the key-value bucket `{WORKERS_BUCKET}`")))?,
         };
+        let archive_chunks = js
+            .get_stream(format!("OBJ_{ARCHIVES_BUCKET}"))
+            .await
+            .map_err(nats(format!("the stream of `{ARCHIVES_BUCKET}`")))?;
+        let snapshot_chunks = js
+            .get_stream(format!("OBJ_{SNAPSHOTS_BUCKET}"))
+            .await
+            .map_err(nats(format!("the stream of `{SNAPSHOTS_BUCKET}`")))?;
         Ok(Self {
             client: client.clone(),
             js: js.clone(),
@@ -286,6 +297,8 @@ impl Fleet {
             workers,
             options: options.clone(),
             advertised: Arc::default(),
+            archive_chunks,
+            snapshot_chunks,
         })
     }
 
@@ -327,29 +340,17 @@ impl Fleet {
 
     async fn try_get_archive(&self, id: ArchiveId) -> Result<Vec<u8>, FleetError> {
         let name = id.to_string();
-        match self.archives.info(&name).await {
+        let info = match self.archives.info(&name).await {
             Ok(info) if info.deleted => return Err(FleetError::MissingArchive { id }),
-            Ok(_) => {}
+            Ok(info) => info,
             Err(e) if matches!(e.kind(), object_store::InfoErrorKind::NotFound) => {
                 return Err(FleetError::MissingArchive { id });
             }
             Err(e) => {
                 return Err(nats(format!("looking up workspace archive `{id}`"))(e));
             }
-        }
-        let mut object = self
-            .archives
-            .get(&name)
-            .await
-            .map_err(nats(format!("fetching workspace archive `{id}`")))?;
-        let mut bytes = Vec::new();
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|source| FleetError::Io {
-                what: format!("reading workspace archive `{id}`"),
-                source,
-            })?;
+        };
+        let bytes = objects::read(&self.archive_chunks, &info).await?;
         let actual = archive::archive_id(&bytes);
         if actual != id {
             return Err(FleetError::CorruptArchive { id, actual });

@@ -15,8 +15,8 @@
 
 use async_nats::jetstream::object_store;
 use labhit_protocol::ids::SnapshotRef;
-use tokio::io::AsyncReadExt as _;
 
+use crate::objects;
 use crate::setup::{Fleet, FleetError, nats, retry};
 use crate::wire::SNAPSHOTS_BUCKET;
 
@@ -40,21 +40,20 @@ impl Fleet {
     /// The bytes of the snapshot `tag`; `None` when it is not stored.
     pub async fn get_snapshot(&self, tag: &SnapshotRef) -> Result<Option<Vec<u8>>, FleetError> {
         retry(|| async {
-            if !self.has_snapshot(tag).await? {
-                return Ok(None);
-            }
-            let what = format!("fetching snapshot `{tag}` from `{SNAPSHOTS_BUCKET}`");
-            let mut object = self
-                .snapshots
-                .get(tag.as_ref())
-                .await
-                .map_err(nats(what.clone()))?;
-            let mut bytes = Vec::new();
-            object
-                .read_to_end(&mut bytes)
-                .await
-                .map_err(|source| FleetError::Io { what, source })?;
-            Ok(Some(bytes))
+            let info = match self.snapshots.info(tag.as_ref()).await {
+                Ok(info) if !info.deleted => info,
+                Ok(_) => return Ok(None),
+                Err(e) if matches!(e.kind(), object_store::InfoErrorKind::NotFound) => {
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(nats(format!(
+                        "looking up snapshot `{tag}` in `{SNAPSHOTS_BUCKET}`"
+                    ))(e));
+                }
+            };
+            // The worker's import checks every byte (a short read is corrupt).
+            objects::read(&self.snapshot_chunks, &info).await.map(Some)
         })
         .await
     }

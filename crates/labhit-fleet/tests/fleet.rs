@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use labhit_fleet::testing::NatsServer;
-use labhit_fleet::wire::{Failure, Need, Outcome, Reply, Task, TaskBody};
+use labhit_fleet::wire::{ARCHIVES_BUCKET, Failure, Need, Outcome, Reply, Task, TaskBody};
 use labhit_fleet::worker::{Running, Worker, WorkerConfig};
 use labhit_fleet::{Fleet, FleetOptions, NatsDispatcher, archive};
 use labhit_protocol::executor::{CacheDecision, CommandStep, ExecutorInput};
@@ -273,6 +273,55 @@ async fn a_missing_or_corrupt_archive_is_refused_by_the_worker_naming_it() {
     tokio::time::timeout(DEADLINE, running.wait())
         .await
         .expect("the worker stops");
+}
+
+/// Every stage reads an archive: reads must leave nothing behind on the server. (The
+/// client's own object reads each left a consumer for its inactivity threshold; a busy
+/// fleet hit the server's consumer limit and stalled every read for ≈ 25 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_reads_leave_no_consumer_and_a_truncated_archive_is_corrupt_at_once() {
+    let server = NatsServer::start().expect("nats-server");
+    let fleet = connect(&server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    // Several chunks (the object store's are 128 KiB), none alike.
+    let big: Vec<u8> = (0u32..150_000).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(src.join("big.bin"), &big).expect("write");
+    let bytes = archive::pack(&src).expect("pack");
+    let id = fleet.put_archive(&bytes).await.expect("put");
+    let chunks = fleet
+        .js
+        .get_stream(format!("OBJ_{ARCHIVES_BUCKET}"))
+        .await
+        .expect("the archives' stream");
+    for _ in 0..20 {
+        assert!(fleet.get_archive(id).await.expect("get") == bytes);
+    }
+    let mut info = chunks.clone();
+    let state = info.info().await.expect("stream info").state.clone();
+    assert_eq!(state.consumer_count, 0, "{state:?}");
+
+    // Drop the object's last chunk under its metadata: the content no longer hashes to the
+    // id, which is reported at once (not retried as if NATS had failed).
+    let object = fleet.archives.info(id.to_string()).await.expect("info");
+    assert!(object.chunks >= 3, "{object:?}");
+    let subject = format!("$O.{ARCHIVES_BUCKET}.C.{}", object.nuid);
+    let last = chunks
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .expect("the last chunk");
+    chunks
+        .delete_message(last.sequence)
+        .await
+        .expect("delete a chunk");
+    let started = std::time::Instant::now();
+    let err = fleet.get_archive(id).await.expect_err("a truncated archive");
+    assert!(
+        matches!(err, labhit_fleet::FleetError::CorruptArchive { .. }),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
