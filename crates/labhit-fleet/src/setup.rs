@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv, object_store, stream};
 use labhit_protocol::ids::ArchiveId;
 
-use crate::{archive, objects};
 use crate::wire::Need;
 use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, SNAPSHOTS_BUCKET, TASKS_STREAM, WORKERS_BUCKET};
+use crate::{archive, objects};
 
 /// How long a first JetStream request may be retried while a fresh cluster elects its leader.
 const JETSTREAM_READY: Duration = Duration::from_secs(30);

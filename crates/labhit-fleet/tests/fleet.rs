@@ -316,7 +316,10 @@ async fn archive_reads_leave_no_consumer_and_a_truncated_archive_is_corrupt_at_o
         .await
         .expect("delete a chunk");
     let started = std::time::Instant::now();
-    let err = fleet.get_archive(id).await.expect_err("a truncated archive");
+    let err = fleet
+        .get_archive(id)
+        .await
+        .expect_err("a truncated archive");
     assert!(
         matches!(err, labhit_fleet::FleetError::CorruptArchive { .. }),
         "{err}"
