@@ -135,24 +135,14 @@ impl NatsDispatcher {
     }
 }
 
-/// Whether some worker advertises `need`.
-/// How long a need some worker advertised is taken as still advertised without asking the
-/// workers bucket again (workers refresh their adverts every 10 s; a worker gone since then
-/// leaves the task queued for the next one, as a worker dying after the check would).
-const ADVERT_FRESH: Duration = Duration::from_secs(5);
-
+/// Whether some worker advertises `need` (a need found a moment ago is not asked again).
 async fn advertised(fleet: &Fleet, need: &Need) -> Result<Advertised, FleetError> {
-    let fresh = |seen: &std::time::Instant| seen.elapsed() < ADVERT_FRESH;
-    if let Ok(seen) = fleet.advertised.lock()
-        && seen.get(need).is_some_and(fresh)
-    {
+    if fleet.advertised.contains(need) {
         return Ok(Advertised::Yes);
     }
     let found = ask_workers(fleet, need).await?;
-    if matches!(found, Advertised::Yes)
-        && let Ok(mut seen) = fleet.advertised.lock()
-    {
-        seen.insert(need.clone(), std::time::Instant::now());
+    if matches!(found, Advertised::Yes) {
+        fleet.advertised.saw(need.clone());
     }
     Ok(found)
 }
@@ -250,6 +240,9 @@ async fn remote(
             }));
         };
         let message = event.map_err(nats(format!("the events of task `{key}`")))?;
+        if let Ok(info) = message.info() {
+            fleet.events_next.raise(info.stream_sequence + 1);
+        }
         let subject = message.subject.to_string();
         if subject.starts_with("labhit.log.") {
             let mut line: LogLine = serde_json::from_slice(&message.payload)
@@ -278,7 +271,9 @@ async fn remote(
 /// published. The events consumer starts at `since`: the events stream's next sequence
 /// when the first attempt began (kept across attempts, so an answer to a task published by
 /// an attempt that failed afterwards is still seen), never at the stream's start, which
-/// would make `nats-server` scan every earlier run's events for each task.
+/// would make `nats-server` scan every earlier run's events for each task. That sequence is
+/// the one some event received a moment ago revealed ([`Fleet::events_next`]), or else the
+/// stream's.
 async fn publish(
     fleet: &Fleet,
     task: &mut Task,
@@ -286,8 +281,11 @@ async fn publish(
     workspace: &std::path::Path,
     since: &mut Option<u64>,
 ) -> Result<(Ordered, String), Remote> {
-    let start_sequence = match *since {
-        Some(start) => start,
+    let start_sequence = match since.or_else(|| fleet.events_next.get()) {
+        Some(start) => {
+            *since = Some(start);
+            start
+        }
         None => {
             let info = fleet
                 .events
@@ -296,6 +294,7 @@ async fn publish(
                 .map_err(nats("reading the events stream's state"))?;
             let start = info.state.last_sequence + 1;
             *since = Some(start);
+            fleet.events_next.raise(start);
             start
         }
     };

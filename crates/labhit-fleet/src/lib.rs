@@ -23,6 +23,7 @@
 //! | [`setup`] | connecting, the streams and buckets both sides use |
 //! | [`snapshots`] | snapshots in the object store, by cache tag |
 //! | `objects` | reading an object without a consumer on the server |
+//! | `recent` | bounded in-memory memories that spare a round trip per stage |
 //! | [`dispatcher`] | [`NatsDispatcher`] |
 //! | [`recovery`] | a restarted server cancels the fleet's tasks of runs it found interrupted |
 //! | [`worker`] | `labhit worker` |
@@ -31,6 +32,7 @@
 pub mod archive;
 pub mod dispatcher;
 mod objects;
+mod recent;
 pub mod recovery;
 pub mod setup;
 pub mod snapshots;

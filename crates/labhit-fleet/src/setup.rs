@@ -1,13 +1,12 @@
 //! Connecting to NATS and the JetStream streams and buckets server and workers share
 //! (created by whoever comes first, with the same settings).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv, object_store, stream};
 use labhit_protocol::ids::ArchiveId;
 
+use crate::recent::{Mark, Recently};
 use crate::wire::Need;
 use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, SNAPSHOTS_BUCKET, TASKS_STREAM, WORKERS_BUCKET};
 use crate::{archive, objects};
@@ -82,6 +81,21 @@ pub(crate) fn nats<E: std::error::Error + Send + Sync + 'static>(
         source: Box::new(e),
     }
 }
+
+/// How long a need some worker advertised is taken as still advertised without asking the
+/// workers bucket again (workers refresh their adverts every 10 s; a worker gone since then
+/// leaves the task queued for the next one, as a worker dying after the check would).
+const ADVERT_FRESH: Duration = Duration::from_secs(5);
+
+/// How long an archive stored (or found stored) is taken as stored without a look-up. The
+/// fleet never deletes archives; one deleted by hand in that moment is reported missing by
+/// the worker, as it would be had it been deleted just after the look-up.
+const STORED_FRESH: Duration = Duration::from_secs(5);
+
+/// How long the events stream's next sequence seen by the dispatcher is used as a task's
+/// starting point without asking the stream: any earlier value is correct, a recent one
+/// keeps the server from scanning old events.
+const EVENTS_MARK_FRESH: Duration = Duration::from_secs(1);
 
 /// How long an object-store operation (or a publish) is retried while NATS cannot serve it.
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
@@ -169,9 +183,14 @@ pub struct Fleet {
     pub workers: kv::Store,
     /// The settings.
     pub options: FleetOptions,
-    /// Needs some worker of this protocol advertised, and when that was last seen: the
-    /// dispatcher asks the workers bucket again only when that is older than a few seconds.
-    pub(crate) advertised: Arc<Mutex<BTreeMap<Need, Instant>>>,
+    /// Needs some worker of this protocol advertised a moment ago: the dispatcher asks the
+    /// workers bucket again only when that is older than a few seconds.
+    pub(crate) advertised: Recently<Need>,
+    /// Archives stored a moment ago: not looked up again before storing.
+    pub(crate) stored_archives: Recently<ArchiveId>,
+    /// The events stream's next sequence as seen a moment ago (a lower bound of every event
+    /// published from now on): where a task's events consumer starts without asking.
+    pub(crate) events_next: Mark,
     /// The streams under [`Fleet::archives`] and [`Fleet::snapshots`], which objects are
     /// read from ([`crate::objects`]).
     pub(crate) archive_chunks: stream::Stream,
@@ -296,7 +315,9 @@ impl Fleet {
             snapshots,
             workers,
             options: options.clone(),
-            advertised: Arc::default(),
+            advertised: Recently::new(ADVERT_FRESH, 1024),
+            stored_archives: Recently::new(STORED_FRESH, 1024),
+            events_next: Mark::new(EVENTS_MARK_FRESH),
             archive_chunks,
             snapshot_chunks,
         })
@@ -312,21 +333,24 @@ impl Fleet {
 
     async fn try_put_archive(&self, bytes: &[u8]) -> Result<ArchiveId, FleetError> {
         let id = archive::archive_id(bytes);
+        if self.stored_archives.contains(&id) {
+            return Ok(id);
+        }
         let name = id.to_string();
         // A deleted object leaves a marker behind: that is not "stored".
-        if self
+        if !self
             .archives
             .info(&name)
             .await
             .is_ok_and(|info| !info.deleted)
         {
-            return Ok(id);
+            let mut reader = bytes;
+            self.archives
+                .put(name.as_str(), &mut reader)
+                .await
+                .map_err(nats(format!("storing workspace archive `{id}`")))?;
         }
-        let mut reader = bytes;
-        self.archives
-            .put(name.as_str(), &mut reader)
-            .await
-            .map_err(nats(format!("storing workspace archive `{id}`")))?;
+        self.stored_archives.saw(id);
         Ok(id)
     }
 

@@ -52,6 +52,7 @@ use labhit_runtime::{
 use serde::{Deserialize, Serialize};
 
 use crate::archive;
+use crate::recent::Archives;
 use crate::setup::{Fleet, FleetError, nats, publish_acked};
 use crate::wire::{
     Abandoned, Failure, LogLine, Need, Outcome, Reply, SNAPSHOTS_BUCKET, Task, TaskBody,
@@ -90,6 +91,8 @@ pub struct Worker {
     runtime: Runtime,
     loaded: BTreeMap<Need, LoadedExtension>,
     snapshots: SnapshotStore,
+    /// The archives fetched last ([`ARCHIVES_HELD`] bytes at most).
+    archives: Archives,
     /// Bundles that could not be loaded, with why.
     pub problems: Vec<String>,
 }
@@ -131,6 +134,7 @@ impl Worker {
         }
         Ok(Self {
             snapshots: SnapshotStore::new(config.work_dir.join("snapshots")),
+            archives: Archives::new(ARCHIVES_HELD),
             config,
             runtime,
             loaded,
@@ -194,6 +198,7 @@ impl Worker {
             subjects.push(subject);
         }
         let doorbell = Doorbell::subscribe(&fleet.client, &subjects).await?;
+        let consumers = subjects.into_iter().zip(consumers).collect();
         let mut pullers = tokio::task::JoinSet::new();
         {
             let (worker, fleet, stop) = (Arc::clone(&worker), fleet.clone(), stop.clone());
@@ -232,16 +237,17 @@ impl Running {
     }
 }
 
+/// How many bytes of archives a worker keeps in memory (see [`Archives`]).
+const ARCHIVES_HELD: usize = 64 << 20;
+
 /// How long an idle worker waits before asking its consumers again without being rung: a
 /// task redelivered after another worker died rings no bell.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// The bell can ring before the stream holds the task (core delivery and storage race):
-/// for this long after a ring, a round that finds nothing is tried again every
-/// [`RUNG_RETRY`] instead of going back to sleep.
-const RUNG_GRACE: Duration = Duration::from_millis(250);
-/// See [`RUNG_GRACE`].
-const RUNG_RETRY: Duration = Duration::from_millis(2);
+/// The bell rings as the server receives the task, often before the stream has stored it:
+/// after a ring the worker asks the rung need's consumer with a request the server holds
+/// until a task is stored, for at most this long (another worker may have taken the task).
+const RUNG_WAIT: Duration = Duration::from_millis(250);
 
 /// Core NATS subscriptions to the worker's task subjects: a task published for one of its
 /// needs wakes the idle puller at once (the task itself is taken from the durable
@@ -266,26 +272,33 @@ impl Doorbell {
     }
 
     /// Waits for a ring, or [`IDLE_POLL`]; then forgets the rings already queued (one
-    /// round of asking serves them all). Whether it rang.
-    async fn wait(&mut self) -> bool {
-        let rang = matches!(
-            tokio::time::timeout(IDLE_POLL, self.0.next()).await,
-            Ok(Some(_))
-        );
+    /// round of asking serves them all). The subject that rang first, if one did.
+    async fn wait(&mut self) -> Option<String> {
+        let rang = match tokio::time::timeout(IDLE_POLL, self.0.next()).await {
+            Ok(Some(message)) => Some(message.subject.to_string()),
+            _ => None,
+        };
         while let Some(Some(_)) = futures_util::FutureExt::now_or_never(self.0.next()) {}
         rang
     }
 }
 
+/// One of the worker's consumers, with the task subject it serves.
+type TaskConsumer = (
+    String,
+    async_nats::jetstream::consumer::Consumer<pull::Config>,
+);
+
 /// Takes tasks while permits are free, until `stop`. With a permit in hand it asks each of
 /// the worker's consumers in turn for one task, never waiting on one consumer (a worker
 /// with several needs would otherwise sit on its permit waiting for one need while a task
 /// of another need queues); with nothing to take it lets the permit go and waits for the
-/// [`Doorbell`].
+/// [`Doorbell`]. After a ring it first asks the rung need's consumer, waiting up to
+/// [`RUNG_WAIT`] for the task to be stored.
 async fn pull(
     worker: Arc<Worker>,
     fleet: Fleet,
-    consumers: Vec<async_nats::jetstream::consumer::Consumer<pull::Config>>,
+    consumers: Vec<TaskConsumer>,
     mut doorbell: Doorbell,
     permits: Arc<tokio::sync::Semaphore>,
     stop: Cancellation,
@@ -293,28 +306,31 @@ async fn pull(
     let mut running = tokio::task::JoinSet::new();
     // Where the next round starts, so that no need starves the others.
     let mut first = 0usize;
-    let mut rung: Option<tokio::time::Instant> = None;
+    let mut rung: Option<usize> = None;
     while !stop.is_cancelled() {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
-        let mut taken = None;
+        let mut taken = match rung.take() {
+            Some(at) => take_stored(&consumers[at].1).await,
+            None => None,
+        };
         for i in 0..consumers.len() {
+            if taken.is_some() {
+                break;
+            }
             let at = (first + i) % consumers.len();
             // `fetch` does not wait: an empty consumer answers at once.
-            let Ok(mut batch) = consumers[at].fetch().max_messages(1).messages().await else {
+            let Ok(mut batch) = consumers[at].1.fetch().max_messages(1).messages().await else {
                 continue;
             };
             if let Some(Ok(message)) = batch.next().await {
                 first = (at + 1) % consumers.len();
                 taken = Some(message);
-                break;
             }
         }
         match taken {
             Some(message) => {
-                // The ring is answered: a later empty round sleeps until the next one.
-                rung = None;
                 let (worker, fleet) = (Arc::clone(&worker), fleet.clone());
                 running.spawn(async move {
                     handle(worker, fleet, message).await;
@@ -323,16 +339,11 @@ async fn pull(
             }
             None => {
                 drop(permit);
-                if rung.is_some_and(|at| at.elapsed() < RUNG_GRACE) {
-                    tokio::select! {
-                        () = tokio::time::sleep(RUNG_RETRY) => {}
-                        () = stop.cancelled() => break,
-                    }
-                    continue;
-                }
                 tokio::select! {
                     rang = doorbell.wait() => {
-                        rung = rang.then(tokio::time::Instant::now);
+                        rung = rang.and_then(|subject| {
+                            consumers.iter().position(|(served, _)| *served == subject)
+                        });
                     }
                     () = stop.cancelled() => break,
                 }
@@ -341,6 +352,20 @@ async fn pull(
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
+}
+
+/// One task of `consumer`, waiting up to [`RUNG_WAIT`] for one to be stored.
+async fn take_stored(
+    consumer: &async_nats::jetstream::consumer::Consumer<pull::Config>,
+) -> Option<async_nats::jetstream::Message> {
+    let mut batch = consumer
+        .batch()
+        .max_messages(1)
+        .expires(RUNG_WAIT)
+        .messages()
+        .await
+        .ok()?;
+    batch.next().await?.ok()
 }
 
 /// Runs one task message (see the module documentation).
@@ -354,11 +379,15 @@ async fn handle(worker: Arc<Worker>, fleet: Fleet, message: async_nats::jetstrea
         }
     };
     let key = task.key();
-    if fleet
-        .events
-        .get_last_raw_message_by_subject(&format!("labhit.done.{key}"))
-        .await
-        .is_ok()
+    // Only a redelivery can have been answered: a task is published once (its message id
+    // makes JetStream drop a second publication).
+    let redelivered = message.info().map_or(true, |info| info.delivered > 1);
+    if redelivered
+        && fleet
+            .events
+            .get_last_raw_message_by_subject(&format!("labhit.done.{key}"))
+            .await
+            .is_ok()
     {
         let _ = message.ack().await;
         return;
@@ -418,26 +447,37 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         }
     }
     let watchers = Watchers(watchers);
-    for subject in &subjects {
-        if let Ok(message) = fleet.events.get_last_raw_message_by_subject(subject).await {
-            // Cancelled before it started: nothing runs, the reply says why.
-            let why = serde_json::from_slice::<Abandoned>(&message.payload)
-                .map(|a| a.reason)
-                .unwrap_or_else(|_| "the run was cancelled".to_owned());
-            return Reply {
-                worker: worker.config.name.clone(),
-                lines: 0,
-                archive_after: None,
-                outcome: Outcome::Failed {
-                    failure: Failure::Cancelled,
-                    message: format!("not started: {why}"),
-                },
-            };
-        }
+    let published = futures_util::future::join_all(
+        subjects
+            .iter()
+            .map(|subject| fleet.events.get_last_raw_message_by_subject(subject)),
+    )
+    .await;
+    if let Some(message) = published.into_iter().find_map(Result::ok) {
+        // Cancelled before it started: nothing runs, the reply says why.
+        let why = serde_json::from_slice::<Abandoned>(&message.payload)
+            .map(|a| a.reason)
+            .unwrap_or_else(|_| "the run was cancelled".to_owned());
+        return Reply {
+            worker: worker.config.name.clone(),
+            lines: 0,
+            archive_after: None,
+            outcome: Outcome::Failed {
+                failure: Failure::Cancelled,
+                message: format!("not started: {why}"),
+            },
+        };
     }
-    let bytes = match fleet.get_archive(task.archive).await {
-        Ok(bytes) => bytes,
-        Err(e) => return refused(e.to_string(), 0),
+    let bytes = match worker.archives.get(task.archive) {
+        Some(bytes) => bytes,
+        None => match fleet.get_archive(task.archive).await {
+            Ok(bytes) => {
+                let bytes = Arc::new(bytes);
+                worker.archives.insert(task.archive, Arc::clone(&bytes));
+                bytes
+            }
+            Err(e) => return refused(e.to_string(), 0),
+        },
     };
     let dir = match tempfile::Builder::new()
         .prefix("task-")
