@@ -5,8 +5,9 @@
 //! 1. find a worker advertising the step's [`Need`]; none: the step fails at once, naming the
 //!    extension and the fix;
 //! 2. pack the workspace, store the archive unless its id is stored already;
-//! 3. listen to the task's events, then publish the task (message id `run/stage/attempt`:
-//!    JetStream drops a second publication of the same task);
+//! 3. listen to the task's events from a sequence taken before publishing, while publishing
+//!    the task (message id `run/stage/attempt`: JetStream drops a second publication of the
+//!    same task);
 //! 4. forward log lines in order, dropping numbers already forwarded (a task redelivered after
 //!    a worker died sends its lines again), each stamped with the server's time of receipt
 //!    (a worker's clock is never the log's), until the first reply; the run's cancellation is
@@ -267,8 +268,8 @@ async fn remote(
     }
 }
 
-/// Steps 1–3 of the module documentation: the task's events, subscribed before it is
-/// published. The events consumer starts at `since`: the events stream's next sequence
+/// Steps 1–3 of the module documentation: the task's events, from before it was published,
+/// and the task published. The events consumer starts at `since`: the events stream's next sequence
 /// when the first attempt began (kept across attempts, so an answer to a task published by
 /// an attempt that failed afterwards is still seen), never at the stream's start, which
 /// would make `nats-server` scan every earlier run's events for each task. That sequence is
@@ -311,38 +312,61 @@ async fn publish(
     let bytes = archive::pack(workspace).map_err(FleetError::from)?;
     task.archive = fleet.put_archive(&bytes).await?;
     let key = task.key();
-    let consumer = fleet
-        .events
-        .create_consumer(pull::OrderedConfig {
-            filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
-            ..Default::default()
-        })
-        .await
-        .map_err(nats(format!("listening to task `{key}`")))?;
-    let name = consumer.cached_info().name.clone();
-    let events = consumer
-        .messages()
-        .await
-        .map_err(nats(format!("listening to task `{key}`")))?;
     let payload = serde_json::to_vec(&task).map_err(|source| FleetError::Malformed {
         subject: "labhit.task".to_owned(),
         source,
     })?;
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", task_id);
-    fleet
-        .js
-        .publish_with_headers(
-            format!("labhit.task.{}", task.need.token()),
-            headers,
-            payload.into(),
-        )
-        .await
-        .map_err(nats(format!("publishing task `{key}`")))?
-        .await
-        .map_err(nats(format!("publishing task `{key}`")))?;
-    Ok((events, name))
+    // The consumer starts at a sequence taken before the task is published, so it may be
+    // made while the task goes out: one round trip instead of two.
+    let listen = async {
+        let consumer = fleet
+            .events
+            .create_consumer(pull::OrderedConfig {
+                filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
+                ..Default::default()
+            })
+            .await
+            .map_err(nats(format!("listening to task `{key}`")))?;
+        let name = consumer.cached_info().name.clone();
+        match consumer.messages().await {
+            Ok(events) => Ok((events, name)),
+            Err(e) => {
+                drop(DeleteOnDrop {
+                    stream: fleet.events.clone(),
+                    consumer: name,
+                });
+                Err(nats(format!("listening to task `{key}`"))(e))
+            }
+        }
+    };
+    let send = async {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", task_id);
+        fleet
+            .js
+            .publish_with_headers(
+                format!("labhit.task.{}", task.need.token()),
+                headers,
+                payload.into(),
+            )
+            .await
+            .map_err(nats(format!("publishing task `{key}`")))?
+            .await
+            .map_err(nats(format!("publishing task `{key}`")))?;
+        Ok::<(), FleetError>(())
+    };
+    match tokio::join!(listen, send) {
+        (Ok(listening), Ok(())) => Ok(listening),
+        (Ok((_, consumer)), Err(e)) => {
+            drop(DeleteOnDrop {
+                stream: fleet.events.clone(),
+                consumer,
+            });
+            Err(e.into())
+        }
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 /// Deletes a task's events consumer once the dispatch is over, rather than leaving it to

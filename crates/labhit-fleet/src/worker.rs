@@ -37,7 +37,7 @@ use async_nats::jetstream::consumer::pull;
 use futures_util::StreamExt as _;
 use labhit_protocol::Value;
 use labhit_protocol::executor::CacheDecision;
-use labhit_protocol::ids::SnapshotRef;
+use labhit_protocol::ids::{ArchiveId, SnapshotRef};
 use labhit_protocol::pipeline::StageId;
 use labhit_protocol::run::LogEntry;
 use labhit_runtime::executor::{
@@ -447,12 +447,15 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         }
     }
     let watchers = Watchers(watchers);
-    let published = futures_util::future::join_all(
-        subjects
-            .iter()
-            .map(|subject| fleet.events.get_last_raw_message_by_subject(subject)),
-    )
-    .await;
+    // The look-ups travel while the workspace is prepared; nothing runs before they answer.
+    let (published, prepared) = tokio::join!(
+        futures_util::future::join_all(
+            subjects
+                .iter()
+                .map(|subject| fleet.events.get_last_raw_message_by_subject(subject)),
+        ),
+        prepare_workspace(worker, fleet, task.archive),
+    );
     if let Some(message) = published.into_iter().find_map(Result::ok) {
         // Cancelled before it started: nothing runs, the reply says why.
         let why = serde_json::from_slice::<Abandoned>(&message.payload)
@@ -468,28 +471,11 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
             },
         };
     }
-    let bytes = match worker.archives.get(task.archive) {
-        Some(bytes) => bytes,
-        None => match fleet.get_archive(task.archive).await {
-            Ok(bytes) => {
-                let bytes = Arc::new(bytes);
-                worker.archives.insert(task.archive, Arc::clone(&bytes));
-                bytes
-            }
-            Err(e) => return refused(e.to_string(), 0),
-        },
+    // The task directory lives until the reply is made.
+    let (_task_dir, workspace) = match prepared {
+        Ok(prepared) => prepared,
+        Err(message) => return refused(message, 0),
     };
-    let dir = match tempfile::Builder::new()
-        .prefix("task-")
-        .tempdir_in(&worker.config.work_dir)
-    {
-        Ok(dir) => dir,
-        Err(e) => return refused(format!("cannot make a task directory: {e}"), 0),
-    };
-    let workspace = dir.path().join("workspace");
-    if let Err(e) = archive::unpack(&bytes, &workspace) {
-        return refused(e.to_string(), 0);
-    }
     let decision = match &task.body {
         TaskBody::Command { input, .. } => input.cache_lookup.clone(),
         TaskBody::Extension { .. } => CacheDecision::MissNoCommit,
@@ -579,6 +565,30 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         archive_after,
         outcome,
     }
+}
+
+/// A fresh task directory (removed when dropped) and, in it, the workspace unpacked from
+/// archive `id` (held by the worker, else fetched and checked). The error says why not.
+async fn prepare_workspace(
+    worker: &Worker,
+    fleet: &Fleet,
+    id: ArchiveId,
+) -> Result<(tempfile::TempDir, PathBuf), String> {
+    let bytes = match worker.archives.get(id) {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = Arc::new(fleet.get_archive(id).await.map_err(|e| e.to_string())?);
+            worker.archives.insert(id, Arc::clone(&bytes));
+            bytes
+        }
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("task-")
+        .tempdir_in(&worker.config.work_dir)
+        .map_err(|e| format!("cannot make a task directory: {e}"))?;
+    let workspace = dir.path().join("workspace");
+    archive::unpack(&bytes, &workspace).map_err(|e| e.to_string())?;
+    Ok((dir, workspace))
 }
 
 /// The tasks that turn a task's cancellation messages into its [`Cancellation`]; aborted
