@@ -5,9 +5,9 @@
 //! 1. find a worker advertising the step's [`Need`]; none: the step fails at once, naming the
 //!    extension and the fix;
 //! 2. pack the workspace, store the archive unless its id is stored already;
-//! 3. listen to the task's events from a sequence taken before publishing, while publishing
-//!    the task (message id `run/stage/attempt`: JetStream drops a second publication of the
-//!    same task);
+//! 3. register for the task's events with the server's one subscription to them
+//!    ([`crate::events`]), then publish the task (message id `run/stage/attempt`: JetStream
+//!    drops a second publication of the same task);
 //! 4. forward log lines in order, dropping numbers already forwarded (a task redelivered after
 //!    a worker died sends its lines again), each stamped with the server's time of receipt
 //!    (a worker's clock is never the log's), until the first reply; the run's cancellation is
@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt as _;
 use labhit_protocol::Value;
 use labhit_protocol::executor::{ExecutorInput, StepResult};
@@ -48,9 +47,6 @@ const CANCEL_GRACE: Duration = Duration::from_secs(15);
 
 /// How long a task's publication is retried while NATS refuses it (a leader election).
 const RETRY: Duration = Duration::from_secs(30);
-
-/// The events of one task.
-type Ordered = async_nats::jetstream::consumer::pull::Ordered;
 
 /// Dispatches steps to the fleet. Its methods block the calling (runner) thread on the
 /// tokio runtime it was made on.
@@ -198,25 +194,26 @@ async fn remote(
     // A cluster electing a leader refuses JetStream requests for a moment: the set-up is
     // retried (the task's message id makes a second publication a no-op).
     let started = tokio::time::Instant::now();
-    let mut since = None;
-    let (mut events, _consumer) = loop {
-        match publish(&fleet, &mut task, &task_id, &workspace, &mut since).await {
-            Ok((events, consumer)) => {
-                break (
-                    events,
-                    DeleteOnDrop {
-                        stream: fleet.events.clone(),
-                        consumer,
-                    },
-                );
+    let key = task.key();
+    // Registered before the task is published: no event of it can come first.
+    let mut events = loop {
+        match fleet.router.register(&fleet.events, &key).await {
+            Ok(events) => break events,
+            Err(FleetError::Nats { .. }) if started.elapsed() < RETRY => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    loop {
+        match publish(&fleet, &mut task, &task_id, &workspace).await {
+            Ok(()) => break,
             Err(Remote::Fleet(FleetError::Nats { .. })) if started.elapsed() < RETRY => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => return Err(e),
         }
-    };
-    let key = task.key();
+    }
     let mut next_line = 0u64;
     let mut cancel_sent: Option<tokio::time::Instant> = None;
     loop {
@@ -234,16 +231,12 @@ async fn remote(
             }
             () = sleep_until(deadline) => return Err(Remote::Cancelled),
         };
-        let Some(event) = event else {
+        let Some(message) = event else {
             return Err(Remote::Fleet(FleetError::Nats {
                 what: format!("the events of task `{key}`"),
                 source: "the subscription ended".into(),
             }));
         };
-        let message = event.map_err(nats(format!("the events of task `{key}`")))?;
-        if let Ok(info) = message.info() {
-            fleet.events_next.raise(info.stream_sequence + 1);
-        }
         let subject = message.subject.to_string();
         if subject.starts_with("labhit.log.") {
             let mut line: LogLine = serde_json::from_slice(&message.payload)
@@ -268,37 +261,13 @@ async fn remote(
     }
 }
 
-/// Steps 1–3 of the module documentation: the task's events, from before it was published,
-/// and the task published. The events consumer starts at `since`: the events stream's next sequence
-/// when the first attempt began (kept across attempts, so an answer to a task published by
-/// an attempt that failed afterwards is still seen), never at the stream's start, which
-/// would make `nats-server` scan every earlier run's events for each task. That sequence is
-/// the one some event received a moment ago revealed ([`Fleet::events_next`]), or else the
-/// stream's.
+/// Steps 1–3 of the module documentation (the caller registered for the task's events).
 async fn publish(
     fleet: &Fleet,
     task: &mut Task,
     task_id: &str,
     workspace: &std::path::Path,
-    since: &mut Option<u64>,
-) -> Result<(Ordered, String), Remote> {
-    let start_sequence = match since.or_else(|| fleet.events_next.get()) {
-        Some(start) => {
-            *since = Some(start);
-            start
-        }
-        None => {
-            let info = fleet
-                .events
-                .get_info()
-                .await
-                .map_err(nats("reading the events stream's state"))?;
-            let start = info.state.last_sequence + 1;
-            *since = Some(start);
-            fleet.events_next.raise(start);
-            start
-        }
-    };
+) -> Result<(), Remote> {
     match advertised(fleet, &task.need).await? {
         Advertised::Yes => {}
         Advertised::Nobody => return Err(Remote::NoWorker(task.need.clone(), None)),
@@ -316,77 +285,20 @@ async fn publish(
         subject: "labhit.task".to_owned(),
         source,
     })?;
-    // The consumer starts at a sequence taken before the task is published, so it may be
-    // made while the task goes out: one round trip instead of two.
-    let listen = async {
-        let consumer = fleet
-            .events
-            .create_consumer(pull::OrderedConfig {
-                filter_subjects: vec![format!("labhit.log.{key}"), format!("labhit.done.{key}")],
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
-                ..Default::default()
-            })
-            .await
-            .map_err(nats(format!("listening to task `{key}`")))?;
-        let name = consumer.cached_info().name.clone();
-        match consumer.messages().await {
-            Ok(events) => Ok((events, name)),
-            Err(e) => {
-                drop(DeleteOnDrop {
-                    stream: fleet.events.clone(),
-                    consumer: name,
-                });
-                Err(nats(format!("listening to task `{key}`"))(e))
-            }
-        }
-    };
-    let send = async {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", task_id);
-        fleet
-            .js
-            .publish_with_headers(
-                format!("labhit.task.{}", task.need.token()),
-                headers,
-                payload.into(),
-            )
-            .await
-            .map_err(nats(format!("publishing task `{key}`")))?
-            .await
-            .map_err(nats(format!("publishing task `{key}`")))?;
-        Ok::<(), FleetError>(())
-    };
-    match tokio::join!(listen, send) {
-        (Ok(listening), Ok(())) => Ok(listening),
-        (Ok((_, consumer)), Err(e)) => {
-            drop(DeleteOnDrop {
-                stream: fleet.events.clone(),
-                consumer,
-            });
-            Err(e.into())
-        }
-        (Err(e), _) => Err(e.into()),
-    }
-}
-
-/// Deletes a task's events consumer once the dispatch is over, rather than leaving it to
-/// linger for its inactivity threshold (30 s for an ordered consumer): every lingering
-/// consumer costs `nats-server` work on each later event, and a busy server keeps hundreds
-/// (they capped the fleet at ≈ 32 stages/s). Best effort: a consumer it misses expires.
-struct DeleteOnDrop {
-    stream: async_nats::jetstream::stream::Stream,
-    consumer: String,
-}
-
-impl Drop for DeleteOnDrop {
-    fn drop(&mut self) {
-        let (stream, consumer) = (self.stream.clone(), std::mem::take(&mut self.consumer));
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = stream.delete_consumer(&consumer).await;
-            });
-        }
-    }
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", task_id);
+    fleet
+        .js
+        .publish_with_headers(
+            format!("labhit.task.{}", task.need.token()),
+            headers,
+            payload.into(),
+        )
+        .await
+        .map_err(nats(format!("publishing task `{key}`")))?
+        .await
+        .map_err(nats(format!("publishing task `{key}`")))?;
+    Ok(())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

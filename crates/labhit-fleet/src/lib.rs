@@ -22,6 +22,7 @@
 //! | [`archive`] | a workspace as one deterministic tar, its content-addressed id |
 //! | [`setup`] | connecting, the streams and buckets both sides use |
 //! | [`snapshots`] | snapshots in the object store, by cache tag |
+//! | `events` | the server's one subscription to the task events, routed to the dispatches |
 //! | `objects` | reading an object without a consumer on the server |
 //! | `recent` | bounded in-memory memories that spare a round trip per stage |
 //! | [`dispatcher`] | [`NatsDispatcher`] |
@@ -31,6 +32,7 @@
 
 pub mod archive;
 pub mod dispatcher;
+mod events;
 mod objects;
 mod recent;
 pub mod recovery;

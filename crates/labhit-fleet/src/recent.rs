@@ -6,7 +6,6 @@
 //!   (every read-only stage) fetch it once per worker.
 //! - [`Recently`]: facts the server learnt a moment ago (an archive is stored, a worker
 //!   advertises a need), taken as still true for a few seconds.
-//! - [`Mark`]: the highest number seen a moment ago (the events stream's next sequence).
 //!
 //! Both are bounded: a memory never grows with the number of runs.
 
@@ -106,39 +105,6 @@ impl<K: Ord + Clone> Recently<K> {
     }
 }
 
-/// The highest value noted less than `fresh` ago ([`Mark::raise`]), if any.
-#[derive(Debug, Clone)]
-pub(crate) struct Mark {
-    fresh: Duration,
-    seen: Arc<Mutex<Option<(u64, Instant)>>>,
-}
-
-impl Mark {
-    pub(crate) fn new(fresh: Duration) -> Self {
-        Self {
-            fresh,
-            seen: Arc::default(),
-        }
-    }
-
-    /// The highest value noted, when it was noted less than `fresh` ago.
-    pub(crate) fn get(&self) -> Option<u64> {
-        let seen = self.seen.lock().ok()?;
-        seen.filter(|(_, at)| at.elapsed() < self.fresh)
-            .map(|(value, _)| value)
-    }
-
-    /// Notes `value`: the mark becomes it if it is higher or the mark is stale.
-    pub(crate) fn raise(&self, value: u64) {
-        if let Ok(mut seen) = self.seen.lock() {
-            let keep = seen.is_some_and(|(old, at)| old >= value && at.elapsed() < self.fresh);
-            if !keep {
-                *seen = Some((value, Instant::now()));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,20 +141,5 @@ mod tests {
         let stale = Recently::new(Duration::ZERO, 2);
         stale.saw(1);
         assert!(!stale.contains(&1));
-    }
-
-    #[test]
-    fn a_mark_only_rises_while_fresh() {
-        let mark = Mark::new(Duration::from_secs(60));
-        assert_eq!(mark.get(), None);
-        mark.raise(5);
-        mark.raise(3);
-        assert_eq!(mark.get(), Some(5));
-        mark.raise(9);
-        assert_eq!(mark.get(), Some(9));
-
-        let stale = Mark::new(Duration::ZERO);
-        stale.raise(5);
-        assert_eq!(stale.get(), None);
     }
 }

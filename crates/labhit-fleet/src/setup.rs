@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv, object_store, stream};
 use labhit_protocol::ids::ArchiveId;
 
-use crate::recent::{Mark, Recently};
+use crate::events::Router;
+use crate::recent::Recently;
 use crate::wire::Need;
 use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, SNAPSHOTS_BUCKET, TASKS_STREAM, WORKERS_BUCKET};
 use crate::{archive, objects};
@@ -91,11 +92,6 @@ const ADVERT_FRESH: Duration = Duration::from_secs(5);
 /// fleet never deletes archives; one deleted by hand in that moment is reported missing by
 /// the worker, as it would be had it been deleted just after the look-up.
 const STORED_FRESH: Duration = Duration::from_secs(5);
-
-/// How long the events stream's next sequence seen by the dispatcher is used as a task's
-/// starting point without asking the stream: any earlier value is correct, a recent one
-/// keeps the server from scanning old events.
-const EVENTS_MARK_FRESH: Duration = Duration::from_secs(1);
 
 /// How long an object-store operation (or a publish) is retried while NATS cannot serve it.
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
@@ -188,9 +184,8 @@ pub struct Fleet {
     pub(crate) advertised: Recently<Need>,
     /// Archives stored a moment ago: not looked up again before storing.
     pub(crate) stored_archives: Recently<ArchiveId>,
-    /// The events stream's next sequence as seen a moment ago (a lower bound of every event
-    /// published from now on): where a task's events consumer starts without asking.
-    pub(crate) events_next: Mark,
+    /// The one subscription to the task events, shared by every dispatch of this connection.
+    pub(crate) router: Router,
     /// The streams under [`Fleet::archives`] and [`Fleet::snapshots`], which objects are
     /// read from ([`crate::objects`]).
     pub(crate) archive_chunks: stream::Stream,
@@ -317,7 +312,7 @@ impl Fleet {
             options: options.clone(),
             advertised: Recently::new(ADVERT_FRESH, 1024),
             stored_archives: Recently::new(STORED_FRESH, 1024),
-            events_next: Mark::new(EVENTS_MARK_FRESH),
+            router: Router::default(),
             archive_chunks,
             snapshot_chunks,
         })
