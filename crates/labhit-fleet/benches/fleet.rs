@@ -9,7 +9,7 @@
 //!
 //! | bench | measures |
 //! |---|---|
-//! | `dispatch(in-process / nats)` | a run of 20 independent no-op stages, one at a time (`jobs` = 1), in process and through JetStream to one worker; ÷ 20 is the time per stage, the difference the dispatch overhead (pack and look up the archive, subscribe to the task's events, publish, the worker's fetch, unpack and ack, the reply) |
+//! | `dispatch(in-process / nats)` | a run of 20 independent no-op stages, one at a time (`jobs` = 1), in process and through JetStream to one worker; ÷ 20 is the time per stage, the difference the dispatch overhead (pack the workspace, register for the task's events, publish, the worker's pull, cancellation look-ups, unpack and ack, the log line and the reply) |
 //! | `throughput(workers)` | a run of 1,000 independent no-op stages through JetStream with 1, 2 and 4 workers (`--concurrency 1`, the CLI's default), the runner keeping 32 stages in flight; divan shows stages/s |
 //! | `throughput_in_process` | the same 1,000 stages in process with `jobs` = 2, for reference |
 //! | `archive_pack_10k_files` | packing a 10,000-file project (the dispatcher packs a stage's workspace before publishing it) |

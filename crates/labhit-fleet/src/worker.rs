@@ -8,7 +8,8 @@
 //! task only reaches a worker that can run it. One puller takes tasks while a permit of
 //! `--concurrency` is free, asking the consumers in turn without waiting on any; when none
 //! has a task it waits for a publication on its task subjects (core NATS, the doorbell) or
-//! one second (redeliveries ring no bell).
+//! one second (redeliveries ring no bell); after a ring it asks the rung need's consumer
+//! with a pull request the server holds until the task is stored.
 //!
 //! Per task: a task already answered (a redelivery after the answering worker died before
 //! its acknowledgement) is acknowledged and dropped; otherwise the archive is fetched and
