@@ -130,11 +130,19 @@ async fn subscribe(events: &Stream) -> Result<Routes, FleetError> {
         .map_err(nats("subscribing to the task events"))?;
     let live: Routes = Arc::new(Mutex::new(Some(HashMap::new())));
     let routes = Arc::clone(&live);
+    // However the task ends (the subscription's end, or its runtime shutting down, even
+    // before it first ran), waiting dispatches see their events end and the next one
+    // subscribes again.
+    let end = EndOnDrop(Arc::clone(&routes));
     tokio::spawn(async move {
+        let _end = end;
         // An ordered consumer recovers from a lost message or node by itself; what it
-        // yields as an error is a hiccup it recovers from, and `None` is the end.
+        // yields as an error is a hiccup it recovers from (given a moment), `None` the end.
         while let Some(event) = messages.next().await {
-            let Ok(message) = event else { continue };
+            let Ok(message) = event else {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
             let key = task_key(&message.subject);
             if let (Some(key), Ok(routes)) = (key, routes.lock())
                 && let Some(route) = routes.as_ref().and_then(|routes| routes.get(key))
@@ -143,12 +151,19 @@ async fn subscribe(events: &Stream) -> Result<Routes, FleetError> {
                 let _ = route.send(message);
             }
         }
-        // Waiting dispatches see their events end; the next one subscribes again.
-        if let Ok(mut routes) = routes.lock() {
-            *routes = None;
-        }
     });
     Ok(live)
+}
+
+/// Marks a subscription's routes ended when dropped (see [`subscribe`]).
+struct EndOnDrop(Routes);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut routes) = self.0.lock() {
+            *routes = None;
+        }
+    }
 }
 
 /// The task key of an event's subject (`labhit.log.<key>`, `labhit.done.<key>`).
