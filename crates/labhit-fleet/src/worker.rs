@@ -38,7 +38,7 @@ use async_nats::jetstream::consumer::pull;
 use futures_util::StreamExt as _;
 use labhit_protocol::Value;
 use labhit_protocol::executor::CacheDecision;
-use labhit_protocol::ids::{ArchiveId, SnapshotRef};
+use labhit_protocol::ids::{ArchiveId, RunId, SnapshotRef};
 use labhit_protocol::pipeline::StageId;
 use labhit_protocol::run::LogEntry;
 use labhit_runtime::executor::{
@@ -273,12 +273,12 @@ impl Doorbell {
     }
 
     /// Waits for a ring, or [`IDLE_POLL`]; then forgets the rings already queued (one
-    /// round of asking serves them all). The subject that rang first, if one did.
-    async fn wait(&mut self) -> Option<String> {
-        let rang = match tokio::time::timeout(IDLE_POLL, self.0.next()).await {
-            Ok(Some(message)) => Some(message.subject.to_string()),
-            _ => None,
-        };
+    /// round of asking serves them all). The first ring, if one came: the published task.
+    async fn wait(&mut self) -> Option<async_nats::Message> {
+        let rang = tokio::time::timeout(IDLE_POLL, self.0.next())
+            .await
+            .ok()
+            .flatten();
         while let Some(Some(_)) = futures_util::FutureExt::now_or_never(self.0.next()) {}
         rang
     }
@@ -307,14 +307,15 @@ async fn pull(
     let mut running = tokio::task::JoinSet::new();
     // Where the next round starts, so that no need starves the others.
     let mut first = 0usize;
-    let mut rung: Option<usize> = None;
+    // The need that rang, and the head start on the task it announced.
+    let mut rung: Option<(usize, Option<HeadStart>)> = None;
     while !stop.is_cancelled() {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
-        let mut taken = match rung.take() {
-            Some(at) => take_stored(&consumers[at].1).await,
-            None => None,
+        let (mut taken, mut head) = match rung.take() {
+            Some((at, head)) => (take_stored(&consumers[at].1).await, head),
+            None => (None, None),
         };
         for i in 0..consumers.len() {
             if taken.is_some() {
@@ -332,9 +333,9 @@ async fn pull(
         }
         match taken {
             Some(message) => {
-                let (worker, fleet) = (Arc::clone(&worker), fleet.clone());
+                let (worker, fleet, head) = (Arc::clone(&worker), fleet.clone(), head.take());
                 running.spawn(async move {
-                    handle(worker, fleet, message).await;
+                    handle(worker, fleet, message, head).await;
                     drop(permit);
                 });
             }
@@ -342,8 +343,11 @@ async fn pull(
                 drop(permit);
                 tokio::select! {
                     rang = doorbell.wait() => {
-                        rung = rang.and_then(|subject| {
-                            consumers.iter().position(|(served, _)| *served == subject)
+                        rung = rang.and_then(|ring| {
+                            let at = consumers
+                                .iter()
+                                .position(|(served, _)| ring.subject.as_str() == served)?;
+                            Some((at, HeadStart::begin(&fleet, &ring)))
                         });
                     }
                     () = stop.cancelled() => break,
@@ -370,7 +374,12 @@ async fn take_stored(
 }
 
 /// Runs one task message (see the module documentation).
-async fn handle(worker: Arc<Worker>, fleet: Fleet, message: async_nats::jetstream::Message) {
+async fn handle(
+    worker: Arc<Worker>,
+    fleet: Fleet,
+    message: async_nats::jetstream::Message,
+    head: Option<HeadStart>,
+) {
     let task: Task = match serde_json::from_slice(&message.payload) {
         Ok(task) => task,
         Err(_) => {
@@ -406,7 +415,9 @@ async fn handle(worker: Arc<Worker>, fleet: Fleet, message: async_nats::jetstrea
             }
         })
     };
-    let reply = serve(&worker, &fleet, &task).await;
+    // A head start begun for another task (taken by another worker) is dropped.
+    let head = head.filter(|head| head.1 == key);
+    let reply = serve(&worker, &fleet, &task, head).await;
     progress.abort();
     if let Ok(payload) = serde_json::to_vec(&reply)
         && publish_acked(&fleet.js, format!("labhit.done.{key}"), payload.into())
@@ -418,7 +429,7 @@ async fn handle(worker: Arc<Worker>, fleet: Fleet, message: async_nats::jetstrea
 }
 
 /// Fetches, runs and packs one task; every failure is a reply.
-async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
+async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task, head: Option<HeadStart>) -> Reply {
     let key = task.key();
     let refused = |message: String, lines: u64| Reply {
         worker: worker.config.name.clone(),
@@ -429,39 +440,26 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
             message,
         },
     };
-    // Subscribed before looking for a cancellation already published, so none is missed:
-    // the task's own, and the whole run's (a restarted server abandoning it).
-    let cancellation = Cancellation::new();
-    let subjects = [task_cancel_subject(&key), run_cancel_subject(task.run_id)];
-    let mut watchers = Vec::new();
-    for subject in &subjects {
-        match fleet.client.subscribe(subject.clone()).await {
-            Ok(mut subscriber) => {
-                let cancellation = cancellation.clone();
-                watchers.push(tokio::spawn(async move {
-                    if subscriber.next().await.is_some() {
-                        cancellation.cancel();
-                    }
-                }));
-            }
-            Err(e) => return refused(format!("cannot listen for cancellation: {e}"), 0),
+    // The cancellation watch (begun at the ring, or now) travels while the workspace is
+    // prepared; nothing runs before it answered.
+    let watching = async {
+        match head {
+            Some(mut head) => match (&mut head.0).await {
+                Ok(watched) => watched,
+                Err(_) => watch(fleet, &key, task.run_id).await,
+            },
+            None => watch(fleet, &key, task.run_id).await,
         }
-    }
-    let watchers = Watchers(watchers);
-    // The look-ups travel while the workspace is prepared; nothing runs before they answer.
-    let (published, prepared) = tokio::join!(
-        futures_util::future::join_all(
-            subjects
-                .iter()
-                .map(|subject| fleet.events.get_last_raw_message_by_subject(subject)),
-        ),
-        prepare_workspace(worker, fleet, task.archive),
-    );
-    if let Some(message) = published.into_iter().find_map(Result::ok) {
+    };
+    let (watched, prepared) =
+        tokio::join!(watching, prepare_workspace(worker, fleet, task.archive));
+    let watch = match watched {
+        Ok(watch) => watch,
+        Err(message) => return refused(message, 0),
+    };
+    let cancellation = watch.cancellation.clone();
+    if let Some(why) = &watch.cancelled {
         // Cancelled before it started: nothing runs, the reply says why.
-        let why = serde_json::from_slice::<Abandoned>(&message.payload)
-            .map(|a| a.reason)
-            .unwrap_or_else(|_| "the run was cancelled".to_owned());
         return Reply {
             worker: worker.config.name.clone(),
             lines: 0,
@@ -525,7 +523,7 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         })
         .await
     };
-    drop(watchers);
+    drop(watch);
     let lines = publisher.await.unwrap_or(0);
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -565,6 +563,79 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task) -> Reply {
         lines,
         archive_after,
         outcome,
+    }
+}
+
+/// A task's cancellation as the worker watches it: its subscriptions to the task's and the
+/// run's cancellation subjects (until dropped), and whether one was published already.
+struct Watch {
+    cancellation: Cancellation,
+    _watchers: Watchers,
+    /// Why the task was cancelled before it started, if it was.
+    cancelled: Option<String>,
+}
+
+/// Subscribes to task `key`'s and run `run`'s cancellation, then looks for one published
+/// already, so none is missed (a restarted server abandons a whole run). The error says
+/// why it cannot watch.
+async fn watch(fleet: &Fleet, key: &str, run: RunId) -> Result<Watch, String> {
+    let cancellation = Cancellation::new();
+    let subjects = [task_cancel_subject(key), run_cancel_subject(run)];
+    let mut watchers = Vec::new();
+    for subject in &subjects {
+        let mut subscriber = fleet
+            .client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| format!("cannot listen for cancellation: {e}"))?;
+        let cancellation = cancellation.clone();
+        watchers.push(tokio::spawn(async move {
+            if subscriber.next().await.is_some() {
+                cancellation.cancel();
+            }
+        }));
+    }
+    let watchers = Watchers(watchers);
+    let published = futures_util::future::join_all(
+        subjects
+            .iter()
+            .map(|subject| fleet.events.get_last_raw_message_by_subject(subject)),
+    )
+    .await;
+    let cancelled = published.into_iter().find_map(Result::ok).map(|message| {
+        serde_json::from_slice::<Abandoned>(&message.payload)
+            .map(|a| a.reason)
+            .unwrap_or_else(|_| "the run was cancelled".to_owned())
+    });
+    Ok(Watch {
+        cancellation,
+        _watchers: watchers,
+        cancelled,
+    })
+}
+
+/// The [`watch`] of the task a ring announced, begun while the worker asks for it (the
+/// ring carries the task): the look-ups' round trip overlaps the pull request's. Used
+/// when the worker is handed that very task; aborted when dropped.
+struct HeadStart(tokio::task::JoinHandle<Result<Watch, String>>, String);
+
+impl HeadStart {
+    /// Begins watching the task `ring` announces, if it is one.
+    fn begin(fleet: &Fleet, ring: &async_nats::Message) -> Option<Self> {
+        let task: Task = serde_json::from_slice(&ring.payload).ok()?;
+        let key = task.key();
+        let fleet = fleet.clone();
+        let watched = {
+            let key = key.clone();
+            tokio::spawn(async move { watch(&fleet, &key, task.run_id).await })
+        };
+        Some(Self(watched, key))
+    }
+}
+
+impl Drop for HeadStart {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
