@@ -197,7 +197,11 @@ async fn remote(
     let key = task.key();
     // Registered before the task is published: no event of it can come first.
     let mut events = loop {
-        match fleet.router.register(&fleet.events, &key).await {
+        match fleet
+            .router
+            .register(&fleet.client, &fleet.events, &key)
+            .await
+        {
             Ok(events) => break events,
             Err(FleetError::Nats { .. }) if started.elapsed() < RETRY => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
