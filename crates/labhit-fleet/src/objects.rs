@@ -11,10 +11,24 @@
 //! server, and a read right after the writer's acknowledged `put` sees every chunk, which a
 //! direct get answered by a lagging replica would not.
 
-use async_nats::jetstream::object_store::ObjectInfo;
+use async_nats::jetstream::object_store::{InfoError, InfoErrorKind, ObjectInfo, ObjectStore};
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 
 use crate::setup::{FleetError, nats};
+
+/// The info of object `name` of `store` if it is stored; `None` when it is not, including
+/// when it was deleted (a deleted object leaves a marker behind, which is not "stored").
+pub(crate) async fn stored(
+    store: &ObjectStore,
+    name: &str,
+) -> Result<Option<ObjectInfo>, InfoError> {
+    match store.info(name).await {
+        Ok(info) if info.deleted => Ok(None),
+        Ok(info) => Ok(Some(info)),
+        Err(e) if matches!(e.kind(), InfoErrorKind::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// The content of the object `info` describes, read from its bucket's `stream`.
 ///

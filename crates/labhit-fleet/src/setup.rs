@@ -8,8 +8,9 @@ use labhit_protocol::ids::ArchiveId;
 
 use crate::events::Router;
 use crate::recent::Recently;
-use crate::wire::Need;
-use crate::wire::{ARCHIVES_BUCKET, EVENTS_STREAM, SNAPSHOTS_BUCKET, TASKS_STREAM, WORKERS_BUCKET};
+use crate::wire::{
+    ARCHIVES_BUCKET, EVENTS_STREAM, Need, SNAPSHOTS_BUCKET, TASKS_STREAM, WORKERS_BUCKET,
+};
 use crate::{archive, objects};
 
 /// How long a first JetStream request may be retried while a fresh cluster elects its leader.
@@ -332,13 +333,8 @@ impl Fleet {
             return Ok(id);
         }
         let name = id.to_string();
-        // A deleted object leaves a marker behind: that is not "stored".
-        if !self
-            .archives
-            .info(&name)
-            .await
-            .is_ok_and(|info| !info.deleted)
-        {
+        // A failed look-up stores it again (the same bytes under the same name).
+        if !matches!(objects::stored(&self.archives, &name).await, Ok(Some(_))) {
             let mut reader = bytes;
             self.archives
                 .put(name.as_str(), &mut reader)
@@ -359,16 +355,10 @@ impl Fleet {
 
     async fn try_get_archive(&self, id: ArchiveId) -> Result<Vec<u8>, FleetError> {
         let name = id.to_string();
-        let info = match self.archives.info(&name).await {
-            Ok(info) if info.deleted => return Err(FleetError::MissingArchive { id }),
-            Ok(info) => info,
-            Err(e) if matches!(e.kind(), object_store::InfoErrorKind::NotFound) => {
-                return Err(FleetError::MissingArchive { id });
-            }
-            Err(e) => {
-                return Err(nats(format!("looking up workspace archive `{id}`"))(e));
-            }
-        };
+        let info = objects::stored(&self.archives, &name)
+            .await
+            .map_err(nats(format!("looking up workspace archive `{id}`")))?
+            .ok_or(FleetError::MissingArchive { id })?;
         let bytes = objects::read(&self.archive_chunks, &info).await?;
         let actual = archive::archive_id(&bytes);
         if actual != id {

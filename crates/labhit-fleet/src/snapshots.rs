@@ -13,7 +13,6 @@
 //!
 //! [`Failure::Snapshot`]: crate::wire::Failure::Snapshot
 
-use async_nats::jetstream::object_store;
 use labhit_protocol::ids::SnapshotRef;
 
 use crate::objects;
@@ -25,14 +24,12 @@ impl Fleet {
     /// [`STORE_RETRY`].
     pub async fn has_snapshot(&self, tag: &SnapshotRef) -> Result<bool, FleetError> {
         retry(|| async {
-            match self.snapshots.info(tag.as_ref()).await {
-                // A deleted object leaves a marker behind.
-                Ok(info) => Ok(!info.deleted),
-                Err(e) if matches!(e.kind(), object_store::InfoErrorKind::NotFound) => Ok(false),
-                Err(e) => Err(nats(format!(
+            objects::stored(&self.snapshots, tag.as_ref())
+                .await
+                .map(|info| info.is_some())
+                .map_err(nats(format!(
                     "looking up snapshot `{tag}` in `{SNAPSHOTS_BUCKET}`"
-                ))(e)),
-            }
+                )))
         })
         .await
     }
@@ -40,17 +37,13 @@ impl Fleet {
     /// The bytes of the snapshot `tag`; `None` when it is not stored.
     pub async fn get_snapshot(&self, tag: &SnapshotRef) -> Result<Option<Vec<u8>>, FleetError> {
         retry(|| async {
-            let info = match self.snapshots.info(tag.as_ref()).await {
-                Ok(info) if !info.deleted => info,
-                Ok(_) => return Ok(None),
-                Err(e) if matches!(e.kind(), object_store::InfoErrorKind::NotFound) => {
-                    return Ok(None);
-                }
-                Err(e) => {
-                    return Err(nats(format!(
-                        "looking up snapshot `{tag}` in `{SNAPSHOTS_BUCKET}`"
-                    ))(e));
-                }
+            let stored = objects::stored(&self.snapshots, tag.as_ref())
+                .await
+                .map_err(nats(format!(
+                    "looking up snapshot `{tag}` in `{SNAPSHOTS_BUCKET}`"
+                )))?;
+            let Some(info) = stored else {
+                return Ok(None);
             };
             // The worker's import checks every byte (a short read is corrupt).
             objects::read(&self.snapshot_chunks, &info).await.map(Some)

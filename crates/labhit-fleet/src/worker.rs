@@ -176,8 +176,7 @@ impl Worker {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             worker.config.concurrency.max(1),
         ));
-        let mut consumers = Vec::new();
-        let mut subjects = Vec::new();
+        let mut consumers: Vec<TaskConsumer> = Vec::new();
         for need in worker.needs() {
             let token = need.token();
             let subject = format!("labhit.task.{token}");
@@ -195,11 +194,9 @@ impl Worker {
                 )
                 .await
                 .map_err(nats(format!("the consumer of {need}")))?;
-            consumers.push(consumer);
-            subjects.push(subject);
+            consumers.push((subject, consumer));
         }
-        let doorbell = Doorbell::subscribe(&fleet.client, &subjects).await?;
-        let consumers = subjects.into_iter().zip(consumers).collect();
+        let doorbell = Doorbell::subscribe(&fleet.client, &consumers).await?;
         let mut pullers = tokio::task::JoinSet::new();
         {
             let (worker, fleet, stop) = (Arc::clone(&worker), fleet.clone(), stop.clone());
@@ -258,10 +255,10 @@ struct Doorbell(futures_util::stream::SelectAll<async_nats::Subscriber>);
 impl Doorbell {
     async fn subscribe(
         client: &async_nats::Client,
-        subjects: &[String],
+        consumers: &[TaskConsumer],
     ) -> Result<Self, FleetError> {
         let mut all = futures_util::stream::SelectAll::new();
-        for subject in subjects {
+        for (subject, _) in consumers {
             all.push(
                 client
                     .subscribe(subject.clone())
@@ -416,7 +413,7 @@ async fn handle(
         })
     };
     // A head start begun for another task (taken by another worker) is dropped.
-    let head = head.filter(|head| head.1 == key);
+    let head = head.filter(|head| head.key == key);
     let reply = serve(&worker, &fleet, &task, head).await;
     progress.abort();
     if let Ok(payload) = serde_json::to_vec(&reply)
@@ -444,7 +441,7 @@ async fn serve(worker: &Arc<Worker>, fleet: &Fleet, task: &Task, head: Option<He
     // prepared; nothing runs before it answered.
     let watching = async {
         match head {
-            Some(mut head) => match (&mut head.0).await {
+            Some(mut head) => match (&mut head.watched).await {
                 Ok(watched) => watched,
                 Err(_) => watch(fleet, &key, task.run_id).await,
             },
@@ -617,7 +614,11 @@ async fn watch(fleet: &Fleet, key: &str, run: RunId) -> Result<Watch, String> {
 /// The [`watch`] of the task a ring announced, begun while the worker asks for it (the
 /// ring carries the task): the look-ups' round trip overlaps the pull request's. Used
 /// when the worker is handed that very task; aborted when dropped.
-struct HeadStart(tokio::task::JoinHandle<Result<Watch, String>>, String);
+struct HeadStart {
+    /// The announced task's key.
+    key: String,
+    watched: tokio::task::JoinHandle<Result<Watch, String>>,
+}
 
 impl HeadStart {
     /// Begins watching the task `ring` announces, if it is one.
@@ -629,13 +630,13 @@ impl HeadStart {
             let key = key.clone();
             tokio::spawn(async move { watch(&fleet, &key, task.run_id).await })
         };
-        Some(Self(watched, key))
+        Some(Self { key, watched })
     }
 }
 
 impl Drop for HeadStart {
     fn drop(&mut self) {
-        self.0.abort();
+        self.watched.abort();
     }
 }
 
